@@ -1,0 +1,109 @@
+/**
+ * The events every probe mode produces once decoded. Whatever mode observed them
+ * (tracepoint, kprobe), the rest of the agent sees only these shapes.
+ * The wire format they are decoded from is documented in docs/probe-events.md.
+ */
+
+export type TransportProtocol = 'udp' | 'tcp' | 'icmp' | 'other';
+
+/** One direction of a conntrack tuple, addresses dotted-quad, ports host order. */
+export interface FlowTuple {
+  readonly srcIp: string;
+  readonly srcPort: number;
+  readonly dstIp: string;
+  readonly dstPort: number;
+}
+
+/**
+ * snat: the reply's destination differs from the original source (the source was rewritten);
+ * dnat: the reply's source differs from the original destination (the destination was rewritten);
+ * snat_dnat: both; none: neither.
+ */
+export type RaceKind = 'snat' | 'dnat' | 'snat_dnat' | 'none';
+
+interface ProbeEventBase {
+  /** Which probe in the catalogue produced it, e.g. "tracepoint/conntrack-insert-failed". */
+  readonly probe: string;
+  /** CLOCK_MONOTONIC nanoseconds at which the kernel saw it (bpftrace `nsecs`). */
+  readonly monotonicNs: bigint;
+  readonly cpu: number;
+  /** Inode of the network namespace the packet was in; identifies the namespace. */
+  readonly netnsInode: number;
+  readonly protocol: TransportProtocol;
+}
+
+/** The kernel dropped a packet because its conntrack entry could not be confirmed. */
+export interface InsertFailureEvent extends ProbeEventBase {
+  readonly kind: 'insert_failed';
+  /** IPS_* status bits of the unconfirmed entry. */
+  readonly ctStatus: number;
+  readonly original: FlowTuple;
+  readonly reply: FlowTuple;
+  readonly race: RaceKind;
+}
+
+/** The kernel resolved a clash without dropping (kprobe mode only). */
+export interface ClashResolvedEvent extends ProbeEventBase {
+  readonly kind: 'clash_resolved';
+  readonly ctStatus: number;
+  readonly original: FlowTuple;
+  readonly reply: FlowTuple;
+  readonly race: RaceKind;
+}
+
+export type DnsDirection = 'query' | 'response';
+
+/** A UDP datagram to or from port 53 was freed as dropped. */
+export interface DnsDropEvent extends ProbeEventBase {
+  readonly kind: 'dns_drop';
+  /** Symbolic drop reason as the running kernel names it, e.g. "NETFILTER_DROP". */
+  readonly reason: string;
+  readonly direction: DnsDirection;
+  /** The datagram's addresses as it was when dropped. */
+  readonly tuple: FlowTuple;
+  /** Kernel function that freed it, e.g. "nf_hook_slow", "nft_do_chain". */
+  readonly location: string;
+}
+
+export type ProbeEvent = InsertFailureEvent | ClashResolvedEvent | DnsDropEvent;
+
+/** Who an event is blamed on. Standalone it is an IP; with Kubernetes, a pod. */
+export interface Attribution {
+  /** The client side: original source for conntrack events, the query's sender for DNS. */
+  readonly sourceIp: string;
+  readonly netnsInode: number;
+  readonly pod?: PodRef;
+  /** Set when the original destination is a Service's ClusterIP. */
+  readonly service?: ServiceRef;
+  /** Set when the DNAT target is a known backend pod. */
+  readonly backendPod?: PodRef;
+  /** True when the reply destination is one of this node's addresses (SNAT to the node). */
+  readonly snatToNode?: boolean;
+}
+
+export interface PodRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly hostNetwork: boolean;
+}
+
+export interface ServiceRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export interface AttributedEvent {
+  readonly event: ProbeEvent;
+  readonly attribution: Attribution;
+  /** Wall-clock milliseconds since the epoch, derived from monotonicNs. */
+  readonly wallTimeMs: number;
+}
+
+/**
+ * The pluggable correlation step. Must be synchronous and cheap: it runs on the hot path
+ * for every event and reads an in-memory index.
+ */
+export interface AttributionResolver {
+  attribute(event: ProbeEvent, wallTimeMs: number): Attribution;
+}

@@ -1,0 +1,26 @@
+import type { ProbeEvent } from '../events/types.js';
+
+/**
+ * What one line of `bpftrace -f json` output is, once decoded. The decoder never throws:
+ * anything it cannot read comes back as `rejected` with a stable error code so it can be
+ * counted and logged.
+ */
+export type DecodedLine =
+  | { readonly type: 'event'; readonly event: ProbeEvent }
+  /** bpftrace attached its probes: the probe is live from here on. */
+  | { readonly type: 'attached'; readonly probes: number }
+  /** The kernel's perf ring overflowed and bpftrace lost this many events. */
+  | { readonly type: 'lost'; readonly count: number }
+  /** A line bpftrace emits that carries no event (e.g. map dumps at exit); not an error. */
+  | { readonly type: 'ignored'; readonly recordType: string }
+  | { readonly type: 'rejected'; readonly code: DecodeErrorCode; readonly detail: string };
+
+export type DecodeErrorCode =
+  | 'not_json'
+  | 'not_an_object'
+  | 'unknown_record'
+  | 'bad_field_count'
+  | 'bad_field'
+  | 'unsupported_version';
+
+export type LineDecoder = (line: string) => DecodedLine;
