@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { createLineDecoder } from '../../src/probes/decode.js';
+import type { DecodedLine } from '../../src/probes/decoded-line.js';
+
+const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
+const decode = createLineDecoder(
+  'tracepoint/test',
+  (code) => reasonNames[code] ?? `UNKNOWN_${code}`,
+);
+
+function printf(data: string): string {
+  return JSON.stringify({ type: 'printf', data: `${data}\n` })
+    .replace('","', '", "')
+    .replace('":"', '": "')
+    .replace('":"', '": "');
+}
+
+const snatLine =
+  'insert_failed 1 5036542919870 1 4026532420 190 17 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000 nf_hook_slow';
+
+describe('decoding bpftrace output lines', () => {
+  it('turns an insert_failed line into an event classified as an SNAT race', () => {
+    const decoded = decode(printf(snatLine));
+    expect(decoded).toEqual({
+      type: 'event',
+      event: {
+        kind: 'insert_failed',
+        probe: 'tracepoint/test',
+        monotonicNs: 5036542919870n,
+        cpu: 1,
+        netnsInode: 4026532420,
+        ctStatus: 0x190,
+        protocol: 'udp',
+        original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '192.0.2.53', dstPort: 53 },
+        reply: { srcIp: '192.0.2.53', srcPort: 53, dstIp: '192.0.2.1', dstPort: 40000 },
+        race: 'snat',
+      },
+    });
+  });
+
+  it('decodes the same line whether or not it takes the fast path', () => {
+    const compact = JSON.stringify({ type: 'printf', data: `${snatLine}\n` });
+    expect(compact.startsWith('{"type":"printf"')).toBe(true);
+    expect(decode(compact)).toEqual(decode(printf(snatLine)));
+  });
+
+  it('classifies a clash_resolved line with its own kind', () => {
+    const decoded = decode(
+      printf(
+        'clash_resolved 1 77 0 4026531840 1a8 17 10.244.0.2 41000 10.96.0.10 53 192.0.2.54 53 10.244.0.2 41000 nf_ct_resolve_clash',
+      ),
+    );
+    expect(decoded.type === 'event' && decoded.event.kind).toBe('clash_resolved');
+    expect(decoded.type === 'event' && 'race' in decoded.event && decoded.event.race).toBe('dnat');
+  });
+
+  it('names the drop reason of a dns_drop line and tells a query from a response', () => {
+    const query = decode(
+      printf('dns_drop 1 10 0 4026531840 12 10.244.0.2 41234 192.0.2.99 53 nft_do_chain'),
+    );
+    const response = decode(
+      printf('dns_drop 1 11 1 4026531840 3 192.0.2.53 53 10.244.0.2 41234 nf_hook_slow'),
+    );
+    expect(query).toMatchObject({
+      type: 'event',
+      event: {
+        kind: 'dns_drop',
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+        location: 'nft_do_chain',
+      },
+    });
+    expect(response).toMatchObject({
+      type: 'event',
+      event: { reason: 'NO_SOCKET', direction: 'response' },
+    });
+  });
+
+  it('names a reason code the kernel table lacks instead of rejecting the event', () => {
+    const decoded = decode(printf('dns_drop 1 10 0 1 999 10.244.0.2 41234 192.0.2.99 53 -'));
+    expect(decoded).toMatchObject({ type: 'event', event: { reason: 'UNKNOWN_999' } });
+  });
+
+  it('reports attachment and lost events as control records', () => {
+    expect(decode('{"type": "attached_probes", "data": {"probes": 2}}')).toEqual({
+      type: 'attached',
+      probes: 2,
+    });
+    expect(decode('{"type": "lost_events", "data": {"events": 17}}')).toEqual({
+      type: 'lost',
+      count: 17,
+    });
+    expect(decode('{"type": "time", "data": "12:00:00\\n"}')).toEqual({
+      type: 'ignored',
+      recordType: 'time',
+    });
+  });
+
+  it('rejects every malformed or truncated line of the fixture with a stable code, never throwing', () => {
+    const lines = readFileSync(
+      new URL('../fixtures/bpftrace/malformed.jsonl', import.meta.url),
+      'utf8',
+    )
+      .split('\n')
+      .slice(0, -1);
+    const outcomes = lines.map((line) => {
+      const decoded: DecodedLine = decode(line);
+      return decoded.type === 'rejected' ? decoded.code : decoded.type;
+    });
+    expect(outcomes).toEqual([
+      'event',
+      'not_json',
+      'not_json',
+      'not_json',
+      'not_an_object',
+      'unsupported_version',
+      'bad_field',
+      'bad_field',
+      'bad_field_count',
+      'unknown_record',
+      'bad_field',
+      'bad_field',
+      'not_json',
+      'event',
+    ]);
+  });
+});
