@@ -1,0 +1,12 @@
+import type { ProbeEvent } from './types.js';
+
+/**
+ * The address on the client side of an event: the original source of a conntrack entry, or
+ * the sender of a DNS query (the receiver of a response). This is who suffered the drop.
+ */
+export function clientIpOf(event: ProbeEvent): string {
+  if (event.kind === 'dns_drop') {
+    return event.direction === 'query' ? event.tuple.srcIp : event.tuple.dstIp;
+  }
+  return event.original.srcIp;
+}

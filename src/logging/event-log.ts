@@ -1,0 +1,129 @@
+import type { Logger } from 'pino';
+import type { AttributedEvent, ProbeEvent } from '../events/types.js';
+
+export interface EventLogOptions {
+  logger: Logger;
+  /** Events logged one line each per window; past that, one summary line per window. */
+  maxLinesPerWindow: number;
+  windowMs: number;
+  nowMs: () => number;
+}
+
+interface StormTally {
+  suppressed: number;
+  byKind: Record<string, number>;
+  bySource: Map<string, number>;
+}
+
+const TOP_SOURCES_IN_SUMMARY = 5;
+
+/**
+ * One JSON line per event, until a storm: then the lines stop for the rest of the window
+ * and a single summary line tells how many were left out and whom they hit. A storm must
+ * not turn the agent into the node's largest log producer.
+ */
+export class EventLog {
+  private windowStartMs: number;
+  private linesInWindow = 0;
+  private tally: StormTally = emptyTally();
+
+  constructor(private readonly options: EventLogOptions) {
+    this.windowStartMs = options.nowMs();
+  }
+
+  record(attributed: AttributedEvent): void {
+    this.rollWindowIfDue();
+    if (this.linesInWindow < this.options.maxLinesPerWindow) {
+      this.linesInWindow += 1;
+      this.options.logger.info(eventFields(attributed), describe(attributed.event));
+      return;
+    }
+    const { tally } = this;
+    tally.suppressed += 1;
+    tally.byKind[attributed.event.kind] = (tally.byKind[attributed.event.kind] ?? 0) + 1;
+    const source = attributed.attribution.pod
+      ? `${attributed.attribution.pod.namespace}/${attributed.attribution.pod.name}`
+      : attributed.attribution.sourceIp;
+    tally.bySource.set(source, (tally.bySource.get(source) ?? 0) + 1);
+  }
+
+  /** Writes the pending storm summary, if any; called on a timer and at shutdown. */
+  flush(): void {
+    if (this.tally.suppressed === 0) return;
+    const topSources = [...this.tally.bySource.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, TOP_SOURCES_IN_SUMMARY)
+      .map(([source, events]) => ({ source, events }));
+    this.options.logger.warn(
+      {
+        storm: {
+          suppressedEvents: this.tally.suppressed,
+          windowMs: this.options.windowMs,
+          byKind: this.tally.byKind,
+          topSources,
+        },
+      },
+      `event storm: ${this.tally.suppressed} more events in this window were counted but not logged one by one`,
+    );
+    this.tally = emptyTally();
+  }
+
+  private rollWindowIfDue(): void {
+    const now = this.options.nowMs();
+    if (now - this.windowStartMs < this.options.windowMs) return;
+    this.flush();
+    this.windowStartMs = now;
+    this.linesInWindow = 0;
+  }
+}
+
+function emptyTally(): StormTally {
+  return { suppressed: 0, byKind: {}, bySource: new Map() };
+}
+
+function describe(event: ProbeEvent): string {
+  switch (event.kind) {
+    case 'insert_failed':
+      return `conntrack insert failed (${event.race} race): packet dropped`;
+    case 'clash_resolved':
+      return `conntrack clash resolved (${event.race} race): no drop`;
+    case 'dns_drop':
+      return `DNS ${event.direction} dropped (${event.reason})`;
+  }
+}
+
+function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Record<string, unknown> {
+  const common = {
+    kind: event.kind,
+    time: new Date(wallTimeMs).toISOString(),
+    cpu: event.cpu,
+    netns: event.netnsInode,
+    protocol: event.protocol,
+    probe: event.probe,
+    sourceIp: attribution.sourceIp,
+    pod: attribution.pod ? `${attribution.pod.namespace}/${attribution.pod.name}` : undefined,
+    service: attribution.service
+      ? `${attribution.service.namespace}/${attribution.service.name}`
+      : undefined,
+  };
+  if (event.kind === 'dns_drop') {
+    return {
+      event: {
+        ...common,
+        reason: event.reason,
+        direction: event.direction,
+        tuple: event.tuple,
+        location: event.location,
+      },
+    };
+  }
+  return {
+    event: {
+      ...common,
+      race: event.race,
+      ctStatus: `0x${event.ctStatus.toString(16)}`,
+      original: event.original,
+      reply: event.reply,
+    },
+  };
+}

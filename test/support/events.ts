@@ -1,0 +1,53 @@
+import type {
+  AttributedEvent,
+  DnsDropEvent,
+  InsertFailureEvent,
+  PodRef,
+} from '../../src/events/types.js';
+
+export function insertFailure(overrides: Partial<InsertFailureEvent> = {}): InsertFailureEvent {
+  return {
+    kind: 'insert_failed',
+    probe: 'tracepoint/conntrack-insert-failed',
+    monotonicNs: 1_000_000_000n,
+    cpu: 1,
+    netnsInode: 4026532420,
+    protocol: 'udp',
+    ctStatus: 0x190,
+    original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '192.0.2.53', dstPort: 53 },
+    reply: { srcIp: '192.0.2.53', srcPort: 53, dstIp: '192.0.2.1', dstPort: 40000 },
+    race: 'snat',
+    ...overrides,
+  };
+}
+
+export function dnsDrop(overrides: Partial<DnsDropEvent> = {}): DnsDropEvent {
+  return {
+    kind: 'dns_drop',
+    probe: 'tracepoint/dns-drops',
+    monotonicNs: 1_000_000_000n,
+    cpu: 0,
+    netnsInode: 4026532420,
+    protocol: 'udp',
+    reason: 'NETFILTER_DROP',
+    direction: 'query',
+    tuple: { srcIp: '10.244.0.3', srcPort: 41234, dstIp: '10.96.0.10', dstPort: 53 },
+    location: 'nft_do_chain',
+    ...overrides,
+  };
+}
+
+export function attributed(
+  event: AttributedEvent['event'],
+  pod?: PodRef,
+  sourceIp = '10.244.0.2',
+): AttributedEvent {
+  return { event, attribution: { sourceIp, netnsInode: event.netnsInode, pod }, wallTimeMs: 0 };
+}
+
+export const podA: PodRef = {
+  namespace: 'shop',
+  name: 'cart-7d9f',
+  uid: 'uid-a',
+  hostNetwork: false,
+};
