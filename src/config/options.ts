@@ -1,0 +1,170 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+
+export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
+export type RequestedProbeMode = (typeof PROBE_MODES)[number];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const DEFAULT_LISTEN = '0.0.0.0:9474';
+
+export interface AgentOptions {
+  listen: { host: string; port: number };
+  probeMode: RequestedProbeMode;
+  kubeconfig?: string;
+  nodeName?: string;
+  /** Process whose network namespace is the node's; undefined = the agent's own. */
+  netnsPid?: number;
+  probesDir?: string;
+  bpftrace: string;
+  tracefs: string;
+  logLevel: LogLevel;
+  pollIntervalMs: number;
+}
+
+export type ParsedOptions =
+  | { kind: 'run'; options: AgentOptions }
+  /** --help or --version: print and exit 0. */
+  | { kind: 'exit'; output: string; exitCode: number }
+  | { kind: 'error'; message: string };
+
+function listenAddress(value: string): { host: string; port: number } {
+  const match = /^(?:\[(?<v6>[^\]]+)\]|(?<host>[^:]*)):(?<port>\d+)$/.exec(value);
+  const port = Number(match?.groups?.port);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError('expected HOST:PORT, e.g. 0.0.0.0:9474 or [::]:9474');
+  }
+  return { host: match.groups?.v6 ?? (match.groups?.host || '0.0.0.0'), port };
+}
+
+function positiveInteger(value: string): number {
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || number < 1)
+    throw new InvalidArgumentError('expected a positive integer');
+  return number;
+}
+
+function seconds(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number < 0.1 || number > 3600) {
+    throw new InvalidArgumentError('expected seconds between 0.1 and 3600');
+  }
+  return Math.round(number * 1000);
+}
+
+function buildCommand(env: Readonly<Record<string, string | undefined>>, version: string): Command {
+  return new Command('conntrack-race-observer')
+    .description(
+      'Sees the kernel drop packets when flows race through conntrack NAT, and DNS drops; attributes them to pods, exports Prometheus metrics and posts Kubernetes Events.',
+    )
+    .version(version)
+    .addOption(
+      new Option('--listen <host:port>', 'address of /metrics, /healthz and /readyz')
+        .default(listenAddress(DEFAULT_LISTEN), DEFAULT_LISTEN)
+        .argParser(listenAddress),
+    )
+    .addOption(
+      new Option(
+        '--probe-mode <mode>',
+        'how to observe the kernel; auto picks the most precise available',
+      )
+        .choices(PROBE_MODES)
+        .default('auto'),
+    )
+    .addOption(
+      new Option(
+        '--kubeconfig <file>',
+        'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
+      ).default(env.KUBECONFIG || undefined),
+    )
+    .addOption(
+      new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(
+        env.NODE_NAME || undefined,
+      ),
+    )
+    .addOption(
+      new Option(
+        '--netns-pid <pid>',
+        "a process in the node's network namespace, whose conntrack counters to read (default: the agent's own)",
+      ).argParser(positiveInteger),
+    )
+    .addOption(
+      new Option(
+        '--probes-dir <dir>',
+        'directory of the bpftrace scripts (default: the packaged probes/)',
+      ),
+    )
+    .addOption(new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'))
+    .addOption(new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'))
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(LOG_LEVELS)
+        .default(env.LOG_LEVEL || 'info'),
+    )
+    .addOption(
+      new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
+        .default(5_000, '5')
+        .argParser(seconds),
+    )
+    .allowExcessArguments(false);
+}
+
+/** argument → environment → default, resolved in this one place. Never exits, never throws. */
+export function parseOptions(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  version: string,
+): ParsedOptions {
+  let output = '';
+  const command = buildCommand(env, version)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => (output += text),
+      writeErr: (text) => (output += text),
+    });
+  try {
+    command.parse([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return { kind: 'exit', output, exitCode: 0 };
+      return { kind: 'error', message: error.message.replace(/^error: /, '') };
+    }
+    return { kind: 'error', message: String(error) };
+  }
+  if (
+    env.LOG_LEVEL &&
+    !(LOG_LEVELS as readonly string[]).includes(env.LOG_LEVEL) &&
+    !argv.includes('--log-level')
+  ) {
+    return {
+      kind: 'error',
+      message: `LOG_LEVEL "${env.LOG_LEVEL}" is not one of ${LOG_LEVELS.join(', ')}`,
+    };
+  }
+  const raw = command.opts<{
+    listen: { host: string; port: number };
+    probeMode: RequestedProbeMode;
+    kubeconfig?: string;
+    nodeName?: string;
+    netnsPid?: number;
+    probesDir?: string;
+    bpftrace: string;
+    tracefs: string;
+    logLevel: LogLevel;
+    pollInterval: number;
+  }>();
+  return {
+    kind: 'run',
+    options: {
+      listen: raw.listen,
+      probeMode: raw.probeMode,
+      kubeconfig: raw.kubeconfig,
+      nodeName: raw.nodeName,
+      netnsPid: raw.netnsPid,
+      probesDir: raw.probesDir,
+      bpftrace: raw.bpftrace,
+      tracefs: raw.tracefs,
+      logLevel: raw.logLevel,
+      pollIntervalMs: raw.pollInterval,
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { parseOptions } from '../../src/config/options.js';
+
+describe('command-line options', () => {
+  it('defaults to listening on 0.0.0.0:9474 in auto mode', () => {
+    const parsed = parseOptions([], {}, '1.0.0');
+    expect(parsed).toMatchObject({
+      kind: 'run',
+      options: {
+        listen: { host: '0.0.0.0', port: 9474 },
+        probeMode: 'auto',
+        logLevel: 'info',
+        pollIntervalMs: 5000,
+      },
+    });
+  });
+
+  it('prefers flags to the environment and the environment to defaults', () => {
+    const env = { NODE_NAME: 'env-node', KUBECONFIG: '/env/kubeconfig', LOG_LEVEL: 'debug' };
+    expect(parseOptions([], env, '1')).toMatchObject({
+      options: { nodeName: 'env-node', kubeconfig: '/env/kubeconfig', logLevel: 'debug' },
+    });
+    expect(
+      parseOptions(
+        ['--node-name', 'flag-node', '--kubeconfig', '/flag', '--log-level', 'warn'],
+        env,
+        '1',
+      ),
+    ).toMatchObject({ options: { nodeName: 'flag-node', kubeconfig: '/flag', logLevel: 'warn' } });
+  });
+
+  it('reads IPv6 and host-less listen addresses', () => {
+    expect(parseOptions(['--listen', '[::1]:9000'], {}, '1')).toMatchObject({
+      options: { listen: { host: '::1', port: 9000 } },
+    });
+    expect(parseOptions(['--listen', ':9000'], {}, '1')).toMatchObject({
+      options: { listen: { host: '0.0.0.0', port: 9000 } },
+    });
+  });
+
+  it.each([
+    [['--listen', 'nope'], /HOST:PORT/],
+    [['--listen', '1.2.3.4:99999'], /HOST:PORT/],
+    [['--probe-mode', 'magic'], /Allowed choices are auto, tracepoint, kprobe, counters-only/],
+    [['--poll-interval', '0'], /seconds between/],
+    [['--netns-pid', '-3'], /positive integer/],
+    [['--frobnicate'], /unknown option/],
+  ])('rejects %j with a clear message instead of exiting', (argv, message) => {
+    const parsed = parseOptions(argv, {}, '1');
+    expect(parsed.kind).toBe('error');
+    expect(parsed.kind === 'error' && parsed.message).toMatch(message);
+  });
+
+  it('rejects a bad LOG_LEVEL from the environment', () => {
+    expect(parseOptions([], { LOG_LEVEL: 'loud' }, '1')).toMatchObject({ kind: 'error' });
+  });
+
+  it('prints help and the version without running', () => {
+    expect(parseOptions(['--version'], {}, '9.9.9')).toEqual({
+      kind: 'exit',
+      output: '9.9.9\n',
+      exitCode: 0,
+    });
+    const help = parseOptions(['--help'], {}, '1');
+    expect(help.kind === 'exit' && help.output).toMatch(/--listen <host:port>/);
+  });
+});
