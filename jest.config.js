@@ -19,6 +19,9 @@ export default {
       ...common,
       displayName: 'kernel',
       testMatch: ['<rootDir>/test/**/*.kernel.test.ts'],
+      setupFiles: ['<rootDir>/test/support/require-root.ts'],
+      // Namespaces, bpftrace compiles and real races take seconds, not milliseconds.
+      testTimeout: 120_000,
     },
   ],
 };

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the agent, its lab and its tests use on a fresh Debian 12 machine, and mounts
+# the kernel file systems bpftrace needs. Safe to run again.
+set -euo pipefail
+
+packages=(
+  bpftrace        # the probes
+  util-linux      # setpriv: bpftrace dies with the agent
+  conntrack       # the lab's independent reading of the kernel counters
+  iptables iproute2
+  dnsmasq-base    # the lab's DNS servers
+  gcc musl-tools  # race generators and the glibc/musl resolver programs
+  procps psmisc
+  prometheus      # promtool and a real server for the alert end-to-end test
+  yamllint
+  shellcheck
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-deps: must run as root (apt-get, mount)" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged Prometheus server; the tests start their own on loopback.
+if systemctl is-active --quiet prometheus 2>/dev/null; then systemctl stop prometheus || true; fi
+
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug || true
+echo "install-system-deps: ready (bpftrace $(bpftrace --version | awk '{print $2}'), kernel $(uname -r))"
