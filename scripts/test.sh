@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command, on a fresh Debian 12 machine, as root: installs the system
+# packages, `npm ci`, checks style and types, builds, runs `npm test` (unit tests, then the
+# kernel tests in real network namespaces with real bpftrace), and fails if the kernel tests
+# did not all run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-system-deps.sh
+npm ci --no-audit --no-fund
+npm run lint
+npm run typecheck
+npm run build
+
+rm -rf reports
+npm test
+
+node scripts/check-test-report.mjs reports/jest-unit.json reports/jest-kernel.json
