@@ -1,0 +1,226 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { readRepoFile, repoPath } from './support/repo-paths.js';
+import { parseDocument } from './support/yaml.js';
+
+/** One Dockerfile instruction: keyword and its arguments, continuation lines joined. */
+interface Instruction {
+  keyword: string;
+  args: string;
+}
+
+function parseDockerfile(text: string): Instruction[] {
+  const logical: string[] = [];
+  let pending = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (pending === '' && (line === '' || line.startsWith('#'))) continue;
+    if (line.startsWith('#')) continue;
+    if (line.endsWith('\\')) {
+      pending += `${line.slice(0, -1)} `;
+      continue;
+    }
+    logical.push(pending + line);
+    pending = '';
+  }
+  if (pending !== '') logical.push(pending);
+  return logical.map((line) => {
+    const [keyword = '', ...rest] = line.split(/\s+/);
+    return { keyword: keyword.toUpperCase(), args: rest.join(' ') };
+  });
+}
+
+interface Stage {
+  name: string;
+  base: string;
+  instructions: Instruction[];
+}
+
+function stagesOf(instructions: Instruction[]): { args: Map<string, string>; stages: Stage[] } {
+  const args = new Map<string, string>();
+  const stages: Stage[] = [];
+  for (const instruction of instructions) {
+    if (instruction.keyword === 'FROM') {
+      const match = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(instruction.args);
+      if (match === null) throw new Error(`unreadable FROM: ${instruction.args}`);
+      const base = match[1]!.replace(/\$\{(\w+)\}/g, (_, name: string) => args.get(name) ?? '');
+      stages.push({ name: match[2] ?? String(stages.length), base, instructions: [] });
+    } else if (stages.length === 0 && instruction.keyword === 'ARG') {
+      const [name, value = ''] = instruction.args.split('=', 2);
+      args.set(name!, value);
+    } else {
+      stages.at(-1)?.instructions.push(instruction);
+    }
+  }
+  return { args, stages };
+}
+
+const dockerfile = stagesOf(parseDockerfile(readRepoFile('Dockerfile')));
+const packageJson = JSON.parse(readRepoFile('package.json')) as {
+  version: string;
+  scripts: Record<string, string>;
+  bin: Record<string, string>;
+};
+const buildConfig = JSON.parse(readRepoFile('tsconfig.build.json')) as {
+  compilerOptions: { outDir: string; rootDir: string };
+};
+const dockerignore = readRepoFile('.dockerignore')
+  .split('\n')
+  .map((line) => line.trim())
+  .filter((line) => line !== '' && !line.startsWith('#'));
+
+function copies(stage: Stage): { from?: string; sources: string[]; destination: string }[] {
+  return stage.instructions
+    .filter((instruction) => instruction.keyword === 'COPY')
+    .map((instruction) => {
+      const words = instruction.args.split(/\s+/);
+      const fromFlag = words.find((word) => word.startsWith('--from='));
+      const paths = words.filter((word) => !word.startsWith('--'));
+      return {
+        from: fromFlag?.slice('--from='.length),
+        sources: paths.slice(0, -1),
+        destination: paths.at(-1)!,
+      };
+    });
+}
+
+/** Whether .dockerignore keeps a top-level path out of the build context. */
+function ignored(path: string): boolean {
+  return dockerignore.some(
+    (pattern) =>
+      pattern === path ||
+      pattern === path.split('/')[0] ||
+      (pattern.startsWith('*.') && path.endsWith(pattern.slice(1))),
+  );
+}
+
+describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
+  it('builds in one stage and runs in another', () => {
+    expect(dockerfile.stages.map((stage) => stage.name)).toEqual(['build', 'runtime']);
+  });
+
+  it('pins every base image by exact version tag and digest, and never to latest', () => {
+    for (const stage of dockerfile.stages) {
+      expect(stage.base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
+      expect(stage.base).not.toContain('latest');
+    }
+  });
+
+  it('copies from the build context only files that exist and .dockerignore lets through', () => {
+    for (const stage of dockerfile.stages) {
+      for (const copy of copies(stage).filter((c) => c.from === undefined)) {
+        for (const source of copy.sources) {
+          expect({
+            source,
+            exists: existsSync(repoPath(source)),
+            ignored: ignored(source),
+          }).toEqual({
+            source,
+            exists: true,
+            ignored: false,
+          });
+        }
+      }
+    }
+  });
+
+  it('copies from an earlier stage only what that stage produced', () => {
+    const build = dockerfile.stages[0]!;
+    const produced = [
+      ...copies(build).flatMap((copy) =>
+        copy.destination.endsWith('/')
+          ? copy.sources.map((source) => `/app/${source}`)
+          : [`/app/${copy.destination.replace(/^\.\//, '')}`],
+      ),
+      `/app/${buildConfig.compilerOptions.outDir}`,
+      '/app/node_modules',
+    ];
+    const runtime = dockerfile.stages[1]!;
+    const fromBuild = copies(runtime).filter((copy) => copy.from !== undefined);
+    expect(fromBuild.length).toBeGreaterThan(0);
+    for (const copy of fromBuild) {
+      expect(copy.from).toBe('build');
+      for (const source of copy.sources) {
+        expect(produced.some((path) => source === path || source.startsWith(`${path}/`))).toBe(
+          true,
+        );
+      }
+    }
+  });
+
+  it('runs only npm scripts that package.json defines, and builds with the build script', () => {
+    const runs = dockerfile.stages.flatMap((stage) =>
+      stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args),
+    );
+    const scripts = runs.flatMap((run) => [...run.matchAll(/npm run (\S+)/g)].map((m) => m[1]!));
+    expect(scripts).toContain('build');
+    for (const script of scripts) expect(Object.keys(packageJson.scripts)).toContain(script);
+    expect(packageJson.scripts['build']).toContain('tsconfig.build.json');
+    expect(runs.some((run) => /npm ci\b/.test(run))).toBe(true);
+    expect(runs.some((run) => /npm prune --omit=dev/.test(run))).toBe(true);
+  });
+
+  it('skips install scripts safely: only dev dependencies have any', () => {
+    const lock = JSON.parse(readRepoFile('package-lock.json')) as {
+      packages: Record<string, { dev?: boolean; hasInstallScript?: boolean }>;
+    };
+    const runtimeWithScripts = Object.entries(lock.packages)
+      .filter(([, entry]) => entry.hasInstallScript === true && entry.dev !== true)
+      .map(([name]) => name);
+    expect(runtimeWithScripts).toEqual([]);
+  });
+
+  it("starts the agent from package.json's bin, compiled to tsconfig.build.json's outDir", () => {
+    const runtime = dockerfile.stages[1]!;
+    const entrypoint = runtime.instructions.filter((i) => i.keyword === 'ENTRYPOINT');
+    expect(entrypoint).toHaveLength(1);
+    const command = JSON.parse(entrypoint[0]!.args) as string[];
+    const bin = packageJson.bin['conntrack-race-observer'];
+    expect(bin).toBe(`${buildConfig.compilerOptions.outDir}/main.js`);
+    expect(command).toEqual(['node', `/app/${bin}`]);
+    expect(existsSync(repoPath(buildConfig.compilerOptions.rootDir, 'main.ts'))).toBe(true);
+  });
+
+  it("installs Debian's bpftrace, iproute2, conntrack and util-linux without recommends", () => {
+    const install = dockerfile.stages[1]!.instructions.find((i) => /apt-get install/.test(i.args));
+    expect(install?.args).toContain('--no-install-recommends');
+    for (const pkg of ['bpftrace=', 'iproute2=', 'conntrack=', 'util-linux', 'ca-certificates']) {
+      expect(install?.args).toContain(pkg);
+    }
+    expect(install?.args).toContain('rm -rf /var/lib/apt/lists/*');
+  });
+
+  it('labels the image with OCI annotations and the package version', () => {
+    const runtime = dockerfile.stages[1]!;
+    const labels = runtime.instructions
+      .filter((i) => i.keyword === 'LABEL')
+      .map((i) => i.args)
+      .join(' ');
+    for (const key of [
+      'title',
+      'description',
+      'version',
+      'revision',
+      'created',
+      'licenses',
+      'base.name',
+    ]) {
+      expect(labels).toContain(`org.opencontainers.image.${key}=`);
+    }
+    const versionArg = runtime.instructions.find(
+      (i) => i.keyword === 'ARG' && i.args.startsWith('VERSION='),
+    );
+    expect(versionArg?.args).toBe(`VERSION=${packageJson.version}`);
+  });
+
+  it('ships the probes directory the DaemonSet points --probes-dir at', () => {
+    const runtime = dockerfile.stages[1]!;
+    expect(copies(runtime)).toContainEqual({
+      from: undefined,
+      sources: ['probes'],
+      destination: './probes',
+    });
+    const daemonSet = readFileSync(repoPath('deploy', 'base', 'daemonset.yaml'), 'utf8');
+    expect(daemonSet).toMatch(/- --probes-dir\n\s+- \/app\/probes/);
+    expect(parseDocument(daemonSet)).toBeDefined();
+  });
+});
