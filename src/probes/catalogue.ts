@@ -8,13 +8,19 @@ export interface ProbeArgumentContext {
   dropReasonCode(name: string): number | undefined;
 }
 
+/**
+ * Record types a probe prints: the event kinds, plus `snat_port_alloc` (kprobe mode), which
+ * is a measurement rather than a ProbeEvent (see docs/probe-events.md).
+ */
+export type ProbeRecordKind = ProbeEvent['kind'] | 'snat_port_alloc';
+
 export interface ProbeSpec {
   /** Stable name, used in metrics labels and logs: `<mode>/<script>`. */
   readonly name: string;
   readonly mode: ProbeMode;
   /** Script path relative to the probes directory. */
   readonly script: string;
-  readonly emits: readonly ProbeEvent['kind'][];
+  readonly emits: readonly ProbeRecordKind[];
   /** Positional arguments ($1, $2, …) for the script; throws if the kernel lacks what it needs. */
   positionalArgs(context: ProbeArgumentContext): string[];
 }
@@ -40,6 +46,27 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     mode: 'tracepoint',
     script: 'tracepoint/dns-drops.bt',
     emits: ['dns_drop'],
+    positionalArgs: () => [],
+  },
+  {
+    name: 'kprobe/conntrack-confirm',
+    mode: 'kprobe',
+    script: 'kprobe/conntrack-confirm.bt',
+    emits: ['insert_failed'],
+    positionalArgs: () => [],
+  },
+  {
+    name: 'kprobe/clash-resolved',
+    mode: 'kprobe',
+    script: 'kprobe/clash-resolved.bt',
+    emits: ['clash_resolved'],
+    positionalArgs: () => [],
+  },
+  {
+    name: 'kprobe/snat-port-alloc',
+    mode: 'kprobe',
+    script: 'kprobe/snat-port-alloc.bt',
+    emits: ['snat_port_alloc'],
     positionalArgs: () => [],
   },
 ];
