@@ -1,0 +1,362 @@
+import { gunzipSync } from 'node:zlib';
+import { type BpftraceInfo, bpftraceInfoFlag, parseBpftraceInfo } from './bpftrace-info.js';
+import { type KernelVersion, parseKernelRelease } from './kernel-release.js';
+
+/** File reads under the roots of `CapabilityPaths`; never throws. */
+export interface CapabilityFiles {
+  /** The file's bytes, or undefined when it does not exist or cannot be read. */
+  read(path: string): Promise<Buffer | undefined>;
+  /** Whether the path exists (file or directory). */
+  exists(path: string): Promise<boolean>;
+}
+
+export interface CommandOutcome {
+  /** Undefined when the process was killed or never started. */
+  readonly exitCode: number | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  /** Why the command could not be started at all (e.g. not installed); else undefined. */
+  readonly startError: string | undefined;
+  readonly durationMs: number;
+}
+
+/** Runs a command to completion; never throws, whatever the command does. */
+export type CommandRunner = (
+  file: string,
+  args: readonly string[],
+  options: { readonly timeoutMs: number },
+) => Promise<CommandOutcome>;
+
+export interface CapabilityPaths {
+  readonly procRoot: string;
+  readonly sysRoot: string;
+  /** Tried in order; the first one holding `events/` is the mounted tracefs. */
+  readonly tracefsRoots: readonly string[];
+  readonly bootRoot: string;
+}
+
+export const defaultCapabilityPaths: CapabilityPaths = {
+  procRoot: '/proc',
+  sysRoot: '/sys',
+  tracefsRoots: ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'],
+  bootRoot: '/boot',
+};
+
+/** The kprobe scripts, each with the probes its test-attach tries. */
+export type KprobeTarget = 'conntrack-confirm' | 'clash-resolved' | 'snat-port-alloc';
+
+export const kprobeAttachTargets: Readonly<Record<KprobeTarget, readonly string[]>> = {
+  'conntrack-confirm': ['kprobe:__nf_conntrack_confirm', 'kretprobe:__nf_conntrack_confirm'],
+  'clash-resolved': ['kprobe:nf_ct_resolve_clash', 'kretprobe:nf_ct_resolve_clash'],
+  'snat-port-alloc': [
+    'kprobe:nf_nat_setup_info',
+    'kretprobe:nf_nat_setup_info',
+    'kprobe:nf_conntrack_tuple_taken',
+  ],
+};
+
+export type AttachOutcome =
+  | {
+      readonly attached: true;
+      readonly probes: readonly string[];
+      readonly durationMs: number;
+    }
+  | {
+      readonly attached: false;
+      readonly probes: readonly string[];
+      /** False when no attach was tried (e.g. bpftrace itself reports no kprobe support). */
+      readonly attempted: boolean;
+      readonly durationMs: number;
+      /** bpftrace's own words, without its start-up noise. */
+      readonly error: string;
+    };
+
+export type BpftraceCapability =
+  | {
+      readonly available: true;
+      readonly path: string;
+      readonly version: string | undefined;
+      /** `Probe types` of `--info`; undefined when this bpftrace does not list the type. */
+      readonly kprobe: boolean | undefined;
+      readonly tracepoint: boolean | undefined;
+      readonly kfunc: boolean | undefined;
+      /** `Kernel features: btf`: bpftrace can read kernel types from BTF. */
+      readonly btf: boolean | undefined;
+      readonly info: BpftraceInfo;
+    }
+  | { readonly available: false; readonly path: string; readonly error: string };
+
+export interface TracefsCapability {
+  /** The mounted tracefs, or undefined when none of the roots is mounted. */
+  readonly root: string | undefined;
+  /** `events/skb/kfree_skb/format` could be read. */
+  readonly kfreeSkbFormat: boolean;
+  /** The kfree_skb tracepoint has a `reason` field (5.17; backported to 5.15 stable). */
+  readonly kfreeSkbReason: boolean;
+  /** Its `__print_symbolic` names NETFILTER_DROP. */
+  readonly netfilterDropReason: boolean;
+  /** `kprobe_events` exists: the kernel was built with kprobe events. */
+  readonly kprobeEvents: boolean;
+}
+
+export interface KernelConfigCapability {
+  /** Where the kernel configuration was read from. */
+  readonly source: string;
+  /** CONFIG_KPROBES: true when `=y`, false when "is not set", undefined when absent. */
+  readonly kprobes: boolean | undefined;
+}
+
+export interface KernelCapabilities {
+  readonly kernelRelease: string | undefined;
+  readonly kernelVersion: KernelVersion | undefined;
+  /** `/sys/kernel/btf/vmlinux` exists (CONFIG_DEBUG_INFO_BTF). */
+  readonly btf: boolean;
+  readonly kernelConfig: KernelConfigCapability | undefined;
+  readonly bpftrace: BpftraceCapability;
+  readonly tracefs: TracefsCapability;
+  /** Header of `/proc/net/stat/nf_conntrack`; undefined when conntrack is not loaded. */
+  readonly conntrackStatColumns: readonly string[] | undefined;
+  readonly kprobeAttach: Readonly<Record<KprobeTarget, AttachOutcome>>;
+}
+
+export interface DetectCapabilitiesOptions {
+  readonly files: CapabilityFiles;
+  readonly run: CommandRunner;
+  readonly bpftracePath: string;
+  readonly paths?: CapabilityPaths;
+  /** Upper bound of one test-attach; it takes well under a second either way. */
+  readonly attachTimeoutMs?: number;
+  readonly infoTimeoutMs?: number;
+}
+
+const DEFAULT_ATTACH_TIMEOUT_MS = 10_000;
+const DEFAULT_INFO_TIMEOUT_MS = 10_000;
+
+async function readText(files: CapabilityFiles, path: string): Promise<string | undefined> {
+  const bytes = await files.read(path);
+  return bytes?.toString('utf8');
+}
+
+async function detectKernelRelease(
+  files: CapabilityFiles,
+  paths: CapabilityPaths,
+): Promise<string | undefined> {
+  const text = await readText(files, `${paths.procRoot}/sys/kernel/osrelease`);
+  const release = text?.trim();
+  return release === undefined || release === '' ? undefined : release;
+}
+
+function kprobesSetting(config: string): boolean | undefined {
+  if (/^CONFIG_KPROBES=y\s*$/m.test(config)) return true;
+  if (/^# CONFIG_KPROBES is not set\s*$/m.test(config)) return false;
+  return undefined;
+}
+
+async function detectKernelConfig(
+  files: CapabilityFiles,
+  paths: CapabilityPaths,
+  release: string | undefined,
+): Promise<KernelConfigCapability | undefined> {
+  const gzPath = `${paths.procRoot}/config.gz`;
+  const gz = await files.read(gzPath);
+  if (gz !== undefined) {
+    try {
+      return { source: gzPath, kprobes: kprobesSetting(gunzipSync(gz).toString('utf8')) };
+    } catch {
+      // A truncated or unreadable config.gz says nothing; fall through to /boot.
+    }
+  }
+  if (release === undefined) return undefined;
+  const bootPath = `${paths.bootRoot}/config-${release}`;
+  const text = await readText(files, bootPath);
+  return text === undefined ? undefined : { source: bootPath, kprobes: kprobesSetting(text) };
+}
+
+async function detectTracefs(
+  files: CapabilityFiles,
+  paths: CapabilityPaths,
+): Promise<TracefsCapability> {
+  for (const root of paths.tracefsRoots) {
+    if (!(await files.exists(`${root}/events`))) continue;
+    const format = await readText(files, `${root}/events/skb/kfree_skb/format`);
+    return {
+      root,
+      kfreeSkbFormat: format !== undefined,
+      kfreeSkbReason: format !== undefined && /\bfield:[^;]*\breason;/.test(format),
+      netfilterDropReason: format !== undefined && /"NETFILTER_DROP"/.test(format),
+      kprobeEvents: await files.exists(`${root}/kprobe_events`),
+    };
+  }
+  return {
+    root: undefined,
+    kfreeSkbFormat: false,
+    kfreeSkbReason: false,
+    netfilterDropReason: false,
+    kprobeEvents: false,
+  };
+}
+
+async function detectConntrackStatColumns(
+  files: CapabilityFiles,
+  paths: CapabilityPaths,
+): Promise<readonly string[] | undefined> {
+  const text = await readText(files, `${paths.procRoot}/net/stat/nf_conntrack`);
+  const header = text?.split('\n')[0]?.trim();
+  return header === undefined || header === '' ? undefined : header.split(/\s+/);
+}
+
+function commandFailure(outcome: CommandOutcome, timeoutMs: number): string {
+  if (outcome.startError !== undefined) return outcome.startError;
+  if (outcome.timedOut) return `did not finish within ${timeoutMs} ms`;
+  return `exit code ${outcome.exitCode ?? 'none'}`;
+}
+
+async function detectBpftrace(
+  run: CommandRunner,
+  path: string,
+  timeoutMs: number,
+): Promise<BpftraceCapability> {
+  const outcome = await run(path, ['--info'], { timeoutMs });
+  if (outcome.exitCode !== 0) {
+    const detail = bpftraceErrorText(outcome.stderr, '');
+    const failure = commandFailure(outcome, timeoutMs);
+    return {
+      available: false,
+      path,
+      error: `${path} --info failed: ${detail === '' ? failure : `${failure}: ${detail}`}`,
+    };
+  }
+  // bpftrace 0.17 prints --info on stderr; later versions on stdout.
+  const info = parseBpftraceInfo(`${outcome.stdout}\n${outcome.stderr}`);
+  return {
+    available: true,
+    path,
+    version: info.version,
+    kprobe: bpftraceInfoFlag(info, 'probe types', 'kprobe'),
+    tracepoint: bpftraceInfoFlag(info, 'probe types', 'tracepoint'),
+    kfunc:
+      bpftraceInfoFlag(info, 'probe types', 'kfunc') ??
+      bpftraceInfoFlag(info, 'probe types', 'fentry'),
+    btf: bpftraceInfoFlag(info, 'kernel features', 'btf'),
+    info,
+  };
+}
+
+const NOISE = [
+  // Printed at every start on kernels that account BPF memory by cgroup; not fatal.
+  /RLIMIT_MEMLOCK/,
+  // Printed for every kprobe when available_filter_functions is unreadable, attachable or not.
+  /WARNING: .* is not traceable/,
+  /^\s*~+\s*$/,
+];
+
+/** bpftrace's stderr without its start-up noise and the echo of the program. */
+export function bpftraceErrorText(stderr: string, program: string): string {
+  return stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && line !== program.trim())
+    .filter((line) => !NOISE.some((pattern) => pattern.test(line)))
+    .join('; ');
+}
+
+/**
+ * The program of a test-attach: the probes with empty bodies and a BEGIN that exits. bpftrace
+ * runs BEGIN only after every probe attached, so it exits 0 at once when they all attach and
+ * fails before BEGIN when one does not — without waiting for the function to be called.
+ */
+export function testAttachProgram(probes: readonly string[]): string {
+  return `${probes.map((probe) => `${probe} {}`).join(' ')} BEGIN { exit(); }`;
+}
+
+async function testAttach(
+  run: CommandRunner,
+  path: string,
+  probes: readonly string[],
+  timeoutMs: number,
+): Promise<AttachOutcome> {
+  const program = testAttachProgram(probes);
+  const outcome = await run(path, ['-e', program], { timeoutMs });
+  if (outcome.exitCode === 0 && !outcome.timedOut) {
+    return { attached: true, probes, durationMs: outcome.durationMs };
+  }
+  const detail = bpftraceErrorText(outcome.stderr, program);
+  const failure = commandFailure(outcome, timeoutMs);
+  return {
+    attached: false,
+    attempted: true,
+    probes,
+    durationMs: outcome.durationMs,
+    error: detail === '' ? failure : detail,
+  };
+}
+
+function notAttempted(reason: string): Record<KprobeTarget, AttachOutcome> {
+  const outcome = (target: KprobeTarget): AttachOutcome => ({
+    attached: false,
+    attempted: false,
+    probes: kprobeAttachTargets[target],
+    durationMs: 0,
+    error: reason,
+  });
+  return {
+    'conntrack-confirm': outcome('conntrack-confirm'),
+    'clash-resolved': outcome('clash-resolved'),
+    'snat-port-alloc': outcome('snat-port-alloc'),
+  };
+}
+
+async function detectKprobeAttach(
+  run: CommandRunner,
+  bpftrace: BpftraceCapability,
+  timeoutMs: number,
+): Promise<Record<KprobeTarget, AttachOutcome>> {
+  if (!bpftrace.available) return notAttempted(`not attempted: ${bpftrace.error}`);
+  if (bpftrace.kprobe === false) {
+    return notAttempted('not attempted: bpftrace --info reports kprobe: no');
+  }
+  const [confirm, clash, snat] = await Promise.all([
+    testAttach(run, bpftrace.path, kprobeAttachTargets['conntrack-confirm'], timeoutMs),
+    testAttach(run, bpftrace.path, kprobeAttachTargets['clash-resolved'], timeoutMs),
+    testAttach(run, bpftrace.path, kprobeAttachTargets['snat-port-alloc'], timeoutMs),
+  ]);
+  return { 'conntrack-confirm': confirm, 'clash-resolved': clash, 'snat-port-alloc': snat };
+}
+
+/**
+ * Reads what this kernel and this bpftrace can do, from files and from bpftrace itself. It
+ * test-attaches kprobes rather than trusting `--info` (which says `kprobe: yes` on kernels
+ * built without kprobes) and never lists probes (`bpftrace -l` aborts where
+ * available_filter_functions is unreadable). Never throws: what cannot be read is reported
+ * as absent.
+ */
+export async function detectCapabilities(
+  options: DetectCapabilitiesOptions,
+): Promise<KernelCapabilities> {
+  const paths = options.paths ?? defaultCapabilityPaths;
+  const { files, run } = options;
+  const kernelRelease = await detectKernelRelease(files, paths);
+  const [kernelConfig, btf, tracefs, conntrackStatColumns, bpftrace] = await Promise.all([
+    detectKernelConfig(files, paths, kernelRelease),
+    files.exists(`${paths.sysRoot}/kernel/btf/vmlinux`),
+    detectTracefs(files, paths),
+    detectConntrackStatColumns(files, paths),
+    detectBpftrace(run, options.bpftracePath, options.infoTimeoutMs ?? DEFAULT_INFO_TIMEOUT_MS),
+  ]);
+  const kprobeAttach = await detectKprobeAttach(
+    run,
+    bpftrace,
+    options.attachTimeoutMs ?? DEFAULT_ATTACH_TIMEOUT_MS,
+  );
+  return {
+    kernelRelease,
+    kernelVersion: kernelRelease === undefined ? undefined : parseKernelRelease(kernelRelease),
+    btf,
+    kernelConfig,
+    bpftrace,
+    tracefs,
+    conntrackStatColumns,
+    kprobeAttach,
+  };
+}
