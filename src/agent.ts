@@ -1,0 +1,246 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { standaloneResolver } from './attribution/standalone-resolver.js';
+import type { Clock } from './clock/clock.js';
+import type { AgentOptions } from './config/options.js';
+import type { AttributionResolver, ProbeEvent } from './events/types.js';
+import { startMetricsServer, type MetricsServer, type Readiness } from './http/metrics-server.js';
+import type { KubernetesConnection } from './k8s/connection.js';
+import {
+  startKubernetesCorrelation,
+  type KubernetesCorrelation,
+} from './k8s/kubernetes-correlation.js';
+import { EventLog } from './logging/event-log.js';
+import { EventMetrics } from './metrics/event-metrics.js';
+import { EventPipeline, type EventSink } from './pipeline/event-pipeline.js';
+import { BpftraceSupervisor, type ProbeDefinition } from './probes/bpftrace-supervisor.js';
+import {
+  detectCapabilities,
+  type CapabilityFiles,
+  type CommandRunner,
+} from './probes/capabilities.js';
+import { probeCatalogue } from './probes/catalogue.js';
+import { createLineDecoder } from './probes/decode.js';
+import {
+  createDropReasonTable,
+  loadDropReasons,
+  type DropReasonTable,
+} from './probes/drop-reasons.js';
+import { selectProbeMode, type ModeSelection } from './probes/mode-selection.js';
+import { registerProbeModeGauge } from './probes/probe-mode-metric.js';
+import type { ProbeSpawner } from './probes/probe-process.js';
+
+/** Everything the agent touches outside itself, so that every part can be replaced in tests. */
+export interface AgentDependencies {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly spawn: ProbeSpawner;
+  /** Prepended to each bpftrace command line (e.g. setpriv --pdeathsig). */
+  readonly commandPrefix: readonly string[];
+  readonly capabilityFiles: CapabilityFiles;
+  readonly runCommand: CommandRunner;
+  readonly readText: (path: string) => Promise<string>;
+  /** Root of procfs (`/proc`), where the conntrack counters and namespaces are read. */
+  readonly procRoot: string;
+  /** Directory of the packaged bpftrace scripts when --probes-dir is not given. */
+  readonly defaultProbesDir: string;
+  readonly kubernetes?: KubernetesConnection;
+  readonly version: string;
+}
+
+export interface RunningAgent {
+  readonly server: MetricsServer;
+  readonly mode: ModeSelection;
+  stop(): Promise<void>;
+}
+
+/** The agent cannot start as configured; the message says what is missing. */
+export class AgentStartError extends Error {
+  override readonly name = 'AgentStartError';
+  readonly code = 'ERR_AGENT_START';
+}
+
+const EVENT_LOG_LINES_PER_WINDOW = 50;
+const EVENT_LOG_WINDOW_MS = 10_000;
+
+export async function startAgent(
+  options: AgentOptions,
+  deps: AgentDependencies,
+): Promise<RunningAgent> {
+  const { logger, clock } = deps;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'conntrack_observer_' });
+  new Gauge({
+    name: 'conntrack_observer_build_info',
+    help: 'Always 1; the agent version as a label.',
+    labelNames: ['version'],
+    registers: [registry],
+  }).set({ version: deps.version }, 1);
+
+  const mode = await chooseMode(options, deps);
+  registerProbeModeGauge(registry, mode.mode);
+  logger.info(
+    { mode: mode.mode, reason: mode.reason, unobservable: mode.unobservable },
+    `probe mode ${mode.mode}: ${mode.reason}`,
+  );
+
+  const abort = new AbortController();
+  const eventMetrics = new EventMetrics(registry);
+  const eventLog = new EventLog({
+    logger,
+    maxLinesPerWindow: EVENT_LOG_LINES_PER_WINDOW,
+    windowMs: EVENT_LOG_WINDOW_MS,
+    nowMs: clock.nowMs,
+  });
+  const stormFlush = setInterval(() => eventLog.flush(), EVENT_LOG_WINDOW_MS);
+  // unref so that the summary timer never holds the process open on exit.
+  stormFlush.unref();
+
+  let kubernetes: KubernetesCorrelation | undefined;
+  if (deps.kubernetes) {
+    if (!options.nodeName) {
+      throw new AgentStartError(
+        'a Kubernetes configuration was found but no node name: pass --node-name or set NODE_NAME (downward API spec.nodeName)',
+      );
+    }
+    kubernetes = startKubernetesCorrelation({
+      kubeConfig: deps.kubernetes.kubeConfig,
+      nodeName: options.nodeName,
+      registry,
+      logger: logger.child({ component: 'kubernetes' }),
+      clock,
+      signal: abort.signal,
+      forgetPod: (namespace, name) => eventMetrics.forgetPod(namespace, name),
+    });
+  }
+  const resolver: AttributionResolver = kubernetes?.resolver ?? standaloneResolver;
+
+  const sinks: EventSink[] = [
+    { name: 'metrics', handle: (e) => eventMetrics.record(e, kubernetes !== undefined) },
+    { name: 'log', handle: (e) => eventLog.record(e) },
+  ];
+  if (kubernetes) {
+    const k8s = kubernetes;
+    sinks.push({ name: 'kubernetes-events', handle: (e) => k8s.recordEvent(e) });
+  }
+  const pipeline = new EventPipeline({
+    resolver: () => resolver,
+    sinks,
+    clock,
+    registry,
+    logger,
+  });
+
+  const onEvent = (event: ProbeEvent): void => {
+    pipeline.handle(event);
+  };
+
+  let supervisor: BpftraceSupervisor | undefined;
+  if (mode.probes.length > 0) {
+    const dropReasons = await readDropReasons(options, deps);
+    supervisor = new BpftraceSupervisor({
+      probes: probeDefinitions(mode, dropReasons, options.probesDir ?? deps.defaultProbesDir),
+      decoderFor: (probe) => createLineDecoder(probe.name, (code) => dropReasons.nameOf(code)),
+      onEvent,
+      spawn: deps.spawn,
+      registry,
+      logger: logger.child({ component: 'probes' }),
+      bpftracePath: options.bpftrace,
+      commandPrefix: deps.commandPrefix,
+    });
+    supervisor.start(abort.signal);
+  }
+
+  const readiness = (): Readiness => {
+    const waiting: string[] = [];
+    if (supervisor && !supervisor.isReady()) {
+      const pending = supervisor.status().filter((probe) => !probe.ready);
+      waiting.push(`probes not attached: ${pending.map((probe) => probe.name).join(', ')}`);
+    }
+    if (kubernetes && !kubernetes.isSynced()) {
+      waiting.push(`Kubernetes not synced: ${kubernetes.pendingResources().join(', ')}`);
+    }
+    return waiting.length > 0
+      ? { ready: false, detail: waiting.join('; ') }
+      : { ready: true, detail: `mode ${mode.mode}` };
+  };
+
+  let server: MetricsServer;
+  try {
+    server = await startMetricsServer({ ...options.listen, registry, readiness });
+  } catch (error) {
+    abort.abort();
+    await supervisor?.stop();
+    await kubernetes?.stop();
+    clearInterval(stormFlush);
+    throw new AgentStartError(
+      `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  logger.info({ address: server.address }, 'serving /metrics, /healthz and /readyz');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    mode,
+    stop: () => {
+      stopping ??= (async () => {
+        abort.abort();
+        clearInterval(stormFlush);
+        await Promise.allSettled([supervisor?.stop(), kubernetes?.stop()]);
+        eventLog.flush();
+        await server.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function chooseMode(options: AgentOptions, deps: AgentDependencies): Promise<ModeSelection> {
+  const capabilities = await detectCapabilities({
+    files: deps.capabilityFiles,
+    run: deps.runCommand,
+    bpftracePath: options.bpftrace,
+  });
+  const selected = selectProbeMode(options.probeMode, capabilities);
+  if (!selected.ok) throw new AgentStartError(selected.error.message);
+  return selected.selection;
+}
+
+/**
+ * The drop-reason names of the running kernel. A kernel without them (before 5.17) gets an
+ * empty table: a probe that needs a reason then refuses to start, naming it, and the others
+ * still name what they see as UNKNOWN_<n> rather than lose it.
+ */
+async function readDropReasons(
+  options: AgentOptions,
+  deps: AgentDependencies,
+): Promise<DropReasonTable> {
+  const loaded = await loadDropReasons(
+    join(options.tracefs, 'events/skb/kfree_skb/format'),
+    deps.readText,
+  );
+  if (loaded.ok) return loaded.table;
+  deps.logger.warn({ error: loaded.error }, 'no drop-reason names on this kernel');
+  return createDropReasonTable([]);
+}
+
+function probeDefinitions(
+  mode: ModeSelection,
+  dropReasons: DropReasonTable,
+  probesDir: string,
+): ProbeDefinition[] {
+  return probeCatalogue
+    .filter((spec) => mode.probes.includes(spec.name))
+    .map((spec) => {
+      let args: string[];
+      try {
+        args = spec.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
+      } catch (error) {
+        throw new AgentStartError(`probe ${spec.name}: ${(error as Error).message}`);
+      }
+      return { name: spec.name, script: join(probesDir, spec.script), args };
+    });
+}

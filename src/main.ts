@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// The composition root: the only place that reads the environment, builds the real
+// dependencies, handles signals and exits the process.
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
+import { systemClock } from './clock/clock.js';
+import { parseOptions } from './config/options.js';
+import { KubeConfigError, resolveKubernetesConnection } from './k8s/connection.js';
+import {
+  createExecaCommandRunner,
+  createFileSystemCapabilityFiles,
+} from './probes/capability-sources.js';
+import { createExecaProbeSpawner, parentDeathPrefix } from './probes/probe-process.js';
+
+const EXIT_CONFIG_ERROR = 2;
+const EXIT_START_FAILED = 1;
+// Kubernetes sends SIGKILL after the pod's grace period; stop well before it.
+const STOP_DEADLINE_MS = 4_000;
+
+const packageJson = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+async function main(): Promise<void> {
+  const parsed = parseOptions(process.argv.slice(2), process.env, packageJson.version);
+  if (parsed.kind === 'exit') {
+    process.stdout.write(parsed.output);
+    return;
+  }
+  if (parsed.kind === 'error') {
+    process.stderr.write(`conntrack-race-observer: ${parsed.message}\n`);
+    process.exitCode = EXIT_CONFIG_ERROR;
+    return;
+  }
+  const { options } = parsed;
+  const logger = pino({ level: options.logLevel, base: { node: options.nodeName } });
+
+  const kubernetes = resolveKubernetesConnection({
+    kubeconfigFlag: options.kubeconfig,
+    kubeconfigEnv: process.env.KUBECONFIG,
+    inCluster: {
+      host: process.env.KUBERNETES_SERVICE_HOST,
+      port: process.env.KUBERNETES_SERVICE_PORT,
+    },
+  });
+  if (kubernetes instanceof KubeConfigError) {
+    logger.fatal({ err: kubernetes }, `invalid Kubernetes configuration: ${kubernetes.message}`);
+    process.exitCode = EXIT_CONFIG_ERROR;
+    return;
+  }
+  if (kubernetes) {
+    logger.info(
+      { source: kubernetes.source, origin: kubernetes.origin, server: kubernetes.server },
+      'attributing events to pods through the Kubernetes API',
+    );
+  } else {
+    logger.info('no Kubernetes configuration: running standalone, events attributed by IP');
+  }
+
+  let agent: RunningAgent;
+  try {
+    agent = await startAgent(options, {
+      logger,
+      clock: systemClock,
+      spawn: createExecaProbeSpawner(),
+      commandPrefix: await parentDeathPrefix(),
+      capabilityFiles: createFileSystemCapabilityFiles(),
+      runCommand: createExecaCommandRunner(),
+      readText: (path) => readFile(path, 'utf8'),
+      procRoot: '/proc',
+      defaultProbesDir: fileURLToPath(new URL('../probes', import.meta.url)),
+      kubernetes,
+      version: packageJson.version,
+    });
+  } catch (error) {
+    if (error instanceof AgentStartError) {
+      logger.fatal({ err: error }, error.message);
+      process.exitCode = EXIT_START_FAILED;
+      return;
+    }
+    throw error;
+  }
+
+  const shutdown = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'stopping');
+    const deadline = setTimeout(() => {
+      logger.error('could not stop in time; exiting anyway');
+      process.exit(EXIT_START_FAILED);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    agent.stop().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'error while stopping');
+        process.exit(EXIT_START_FAILED);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`conntrack-race-observer: unexpected error: ${String(error)}\n`);
+  process.exit(EXIT_START_FAILED);
+});
