@@ -65,7 +65,20 @@ export interface DnsDropEvent extends ProbeEventBase {
   readonly location: string;
 }
 
-export type ProbeEvent = InsertFailureEvent | ClashResolvedEvent | DnsDropEvent;
+/** The kernel bound a connection's source NAT (kprobe mode only): how long and how hard it searched. */
+export interface SnatPortAllocationEvent extends ProbeEventBase {
+  readonly kind: 'snat_port_alloc';
+  readonly latencyNs: number;
+  /** Candidate tuples the kernel checked; 1 when the original source port could be kept. */
+  readonly attempts: number;
+  readonly original: FlowTuple;
+  /** The translated source: the reply direction's destination. */
+  readonly translatedIp: string;
+  readonly translatedPort: number;
+}
+
+export type ProbeEvent =
+  InsertFailureEvent | ClashResolvedEvent | DnsDropEvent | SnatPortAllocationEvent;
 
 /** Who an event is blamed on. Standalone it is an IP; with Kubernetes, a pod. */
 export interface Attribution {

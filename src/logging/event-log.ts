@@ -89,6 +89,8 @@ function describe(event: ProbeEvent): string {
       return `conntrack clash resolved (${event.race} race): no drop`;
     case 'dns_drop':
       return `DNS ${event.direction} dropped (${event.reason})`;
+    case 'snat_port_alloc':
+      return `SNAT port allocation took ${event.attempts} attempts`;
   }
 }
 
@@ -114,6 +116,17 @@ function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Recor
         direction: event.direction,
         tuple: event.tuple,
         location: event.location,
+      },
+    };
+  }
+  if (event.kind === 'snat_port_alloc') {
+    return {
+      event: {
+        ...common,
+        latencyNs: event.latencyNs,
+        attempts: event.attempts,
+        original: event.original,
+        translated: { ip: event.translatedIp, port: event.translatedPort },
       },
     };
   }

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import type { AttributedEvent } from '../events/types.js';
 
 const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const;
@@ -15,6 +15,8 @@ export class EventMetrics {
   private readonly dnsDrops: Counter;
   private readonly clashesResolved: Counter;
   private readonly unattributed: Counter;
+  private readonly snatAllocationSeconds: Histogram;
+  private readonly snatAllocationAttempts: Histogram;
   private readonly seriesByPod = new Map<string, { counter: Counter; labels: Labels }[]>();
   private readonly seenSeries = new Set<string>();
 
@@ -43,6 +45,19 @@ export class EventMetrics {
       labelNames: ['kind'],
       registers: [registry],
     });
+    // Per node namespace, not per pod: the port search is the node's, whoever triggered it.
+    this.snatAllocationSeconds = new Histogram({
+      name: 'conntrack_observer_snat_port_allocation_seconds',
+      help: 'Time the kernel took to bind a source NAT for a new connection (kprobe mode only).',
+      buckets: [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2],
+      registers: [registry],
+    });
+    this.snatAllocationAttempts = new Histogram({
+      name: 'conntrack_observer_snat_port_allocation_attempts',
+      help: 'Candidate tuples the kernel checked to bind a source NAT; above 1 means ports clashed (kprobe mode only).',
+      buckets: [1, 2, 4, 8, 16, 64, 256],
+      registers: [registry],
+    });
   }
 
   record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
@@ -54,6 +69,11 @@ export class EventMetrics {
         ? `${attribution.service.namespace}/${attribution.service.name}`
         : '',
     };
+    if (event.kind === 'snat_port_alloc') {
+      this.snatAllocationSeconds.observe(event.latencyNs / 1e9);
+      this.snatAllocationAttempts.observe(event.attempts);
+      return;
+    }
     let counter: Counter;
     if (event.kind === 'dns_drop') {
       counter = this.dnsDrops;

@@ -13,6 +13,7 @@ const PRINTF_SUFFIX = '\\n"}';
 
 const CONNTRACK_FIELD_COUNT = 16;
 const DNS_FIELD_COUNT = 11;
+const SNAT_PORT_ALLOC_FIELD_COUNT = 14;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const UNSIGNED = /^\d+$/;
 const HEX = /^(?:0x)?[0-9a-fA-F]+$/;
@@ -109,15 +110,33 @@ function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNam
   };
 }
 
+function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
+  return {
+    kind: 'snat_port_alloc',
+    probe,
+    monotonicNs: nanoseconds(fields, 2),
+    cpu: unsigned(fields, 3, 'cpu', 0xffff),
+    netnsInode: unsigned(fields, 4, 'netns', 0xffffffff),
+    latencyNs: unsigned(fields, 5, 'latency_ns', Number.MAX_SAFE_INTEGER),
+    attempts: unsigned(fields, 6, 'attempts', 0xffffffff),
+    protocol: transport(unsigned(fields, 7, 'proto', 255)),
+    original: tuple(fields, 8, 'original'),
+    translatedIp: ipv4(fields, 12, 'translated source'),
+    translatedPort: port(fields, 13, 'translated source port'),
+  };
+}
+
+const EXPECTED_FIELDS: Readonly<Record<string, number>> = {
+  insert_failed: CONNTRACK_FIELD_COUNT,
+  clash_resolved: CONNTRACK_FIELD_COUNT,
+  dns_drop: DNS_FIELD_COUNT,
+  snat_port_alloc: SNAT_PORT_ALLOC_FIELD_COUNT,
+};
+
 function decodeEventLine(payload: string, probe: string, reasonName: DropReasonNamer): DecodedLine {
   const fields = payload.trimEnd().split(' ');
   const record = fields[0];
-  const expected =
-    record === 'insert_failed' || record === 'clash_resolved'
-      ? CONNTRACK_FIELD_COUNT
-      : record === 'dns_drop'
-        ? DNS_FIELD_COUNT
-        : undefined;
+  const expected = EXPECTED_FIELDS[record ?? ''];
   if (expected === undefined) {
     return rejected('unknown_record', `unknown event record "${truncate(record ?? '')}"`);
   }
@@ -134,7 +153,9 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
     const event =
       record === 'dns_drop'
         ? dnsDropEvent(fields, probe, reasonName)
-        : conntrackEvent(record as 'insert_failed' | 'clash_resolved', fields, probe);
+        : record === 'snat_port_alloc'
+          ? snatPortAllocationEvent(fields, probe)
+          : conntrackEvent(record as 'insert_failed' | 'clash_resolved', fields, probe);
     return { type: 'event', event };
   } catch (error) {
     if (error instanceof FieldError) return rejected('bad_field', `${record}: ${error.message}`);

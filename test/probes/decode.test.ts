@@ -125,3 +125,24 @@ describe('decoding bpftrace output lines', () => {
     ]);
   });
 });
+
+describe('decoding kprobe-mode records', () => {
+  it('reads a SNAT port allocation with its latency, attempts and translated source', () => {
+    const decoded = decode(
+      printf(
+        'snat_port_alloc 1 351220375503 1 4026531840 18234 3 17 10.244.0.3 40000 192.0.2.53 53 192.0.2.1 40002',
+      ),
+    );
+    expect(decoded).toMatchObject({
+      type: 'event',
+      event: {
+        kind: 'snat_port_alloc',
+        latencyNs: 18234,
+        attempts: 3,
+        original: { srcIp: '10.244.0.3', srcPort: 40000 },
+        translatedIp: '192.0.2.1',
+        translatedPort: 40002,
+      },
+    });
+  });
+});
