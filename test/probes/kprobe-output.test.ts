@@ -45,7 +45,9 @@ describe('kprobe-mode output', () => {
     const attempts = await registry
       .getSingleMetric('conntrack_observer_snat_port_allocation_attempts')
       ?.get();
-    const count = attempts?.values.find((value) => value.metricName?.endsWith('_count'));
+    const count = attempts?.values.find((value) =>
+      (value as { metricName?: string }).metricName?.endsWith('_count'),
+    );
     expect(allocations).toBeGreaterThan(0);
     expect(count?.value).toBe(allocations);
     expect(await total(registry, 'conntrack_observer_insert_failures_total')).toBe(0);

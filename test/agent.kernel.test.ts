@@ -1,0 +1,198 @@
+import { execFileSync } from 'node:child_process';
+import {
+  createLab,
+  labAddresses,
+  runDnatClash,
+  runDnsBlocked,
+  runNoListener,
+  runSnatRace,
+  type Lab,
+} from './lab/index.js';
+import {
+  startAgentUnderTest,
+  waitFor,
+  waitUntilReady,
+  type AgentUnderTest,
+} from './support/agent-harness.js';
+import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
+
+// The real agent, in tracepoint mode, watching a real lab node namespace while real races
+// and drops happen in it. The kernel's own counters, read independently with conntrack -S,
+// are the oracle.
+describe('the agent against a real kernel', () => {
+  let lab: Lab;
+  let agent: AgentUnderTest;
+
+  beforeAll(async () => {
+    lab = await createLab();
+    agent = await startAgentUnderTest([
+      '--probe-mode',
+      'tracepoint',
+      '--netns-pid',
+      String(lab.node.pid),
+      '--poll-interval',
+      '0.5',
+    ]);
+    await waitUntilReady(agent.baseUrl);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await lab?.destroy();
+  });
+
+  const metrics = (): Promise<Sample[]> => scrape(agent.baseUrl);
+  const insertFailures = (samples: Sample[]) =>
+    sumOf(samples, 'conntrack_observer_insert_failures_total');
+  const labPodIps = () => lab.pods.map((pod) => pod.ip);
+
+  /** Waits until the agent's figure stops moving: probe events trail the kernel by a little. */
+  async function settled(read: (samples: Sample[]) => number, expected: number): Promise<number> {
+    let last = Number.NaN;
+    try {
+      return await waitFor(
+        `agent count ${expected}`,
+        async () => {
+          last = read(await metrics());
+          return last === expected ? last : undefined;
+        },
+        15_000,
+      );
+    } catch {
+      return last;
+    }
+  }
+
+  it('counts every SNAT insertion failure exactly once, per pod, with both tuples', async () => {
+    const before = await metrics();
+    const logsBefore = agent.logs.length;
+    const race = await runSnatRace(lab, { rounds: 300 });
+    const kernelFailures = race.kernel.insert_failed ?? 0;
+    expect(kernelFailures).toBeGreaterThan(0);
+
+    const perPod = (samples: Sample[]) =>
+      labPodIps().reduce(
+        (sum, ip) =>
+          sum + sumOf(samples, 'conntrack_observer_insert_failures_total', { source_ip: ip }),
+        0,
+      );
+    const seen = await settled((s) => perPod(s) - perPod(before), kernelFailures);
+    expect(seen).toBe(kernelFailures);
+
+    const after = await metrics();
+    expect(insertFailures(after) - insertFailures(before)).toBe(kernelFailures);
+    expect(
+      sumOf(after, 'conntrack_observer_insert_failures_total', { race: 'snat' }) -
+        sumOf(before, 'conntrack_observer_insert_failures_total', { race: 'snat' }),
+    ).toBe(kernelFailures);
+
+    const events = agent.logs
+      .slice(logsBefore)
+      .map((record) => record.event as Record<string, any> | undefined)
+      .filter((event) => event?.kind === 'insert_failed');
+    expect(events.length).toBeGreaterThan(0);
+    for (const event of events) {
+      expect(labPodIps()).toContain(event!.original.srcIp);
+      expect(event!.original.dstIp).toBe(labAddresses.dnsBackends[0]);
+      expect(event!.reply.dstIp).toBe(labAddresses.nodeUpstream);
+      expect(event!.reply.srcIp).toBe(labAddresses.dnsBackends[0]);
+      expect(event!.race).toBe('snat');
+      expect(event!.netns).toBe(lab.node.netnsInode);
+    }
+  });
+
+  it('shows a resolved DNAT clash in the kernel counters and reports no failure for it', async () => {
+    const before = await metrics();
+    const clash = await runDnatClash(lab, { rounds: 5_000 });
+    expect(clash.kernel.clash_resolve ?? 0).toBeGreaterThan(0);
+    expect(clash.kernel.insert_failed ?? 0).toBe(0);
+    const resolvedDelta = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_kernel_conntrack_clash_resolve_total') -
+      sumOf(before, 'conntrack_observer_kernel_conntrack_clash_resolve_total');
+    expect(await settled(resolvedDelta, clash.kernel.clash_resolve ?? 0)).toBe(
+      clash.kernel.clash_resolve,
+    );
+    const after = await metrics();
+    expect(insertFailures(after)).toBe(insertFailures(before));
+    expect(sumOf(after, 'conntrack_observer_dns_drops_total')).toBe(
+      sumOf(before, 'conntrack_observer_dns_drops_total'),
+    );
+  });
+
+  it('counts firewall-dropped DNS queries by reason and direction, never as races', async () => {
+    const before = await metrics();
+    const blocked = await runDnsBlocked(lab, { queries: 40 });
+    expect(blocked.firewallDrops).toBe(40);
+    const drops = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_dns_drops_total', {
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+      });
+    expect(await settled((s) => drops(s) - drops(before), 40)).toBe(40);
+    expect(insertFailures(await metrics())).toBe(insertFailures(before));
+  });
+
+  it('counts DNS queries to an address where nothing listens as NO_SOCKET drops', async () => {
+    const before = await metrics();
+    const silent = await runNoListener(lab, { queries: 30 });
+    expect(silent.upstreamUdpNoPorts).toBe(30);
+    const drops = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET', direction: 'query' });
+    expect(await settled((s) => drops(s) - drops(before), 30)).toBe(30);
+  });
+
+  it('restarts a killed bpftrace, counts the restart and serves /metrics throughout', async () => {
+    const probe = 'tracepoint/dns-drops';
+    const restarts = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_probe_restarts_total', { probe });
+    const before = restarts(await metrics());
+    const pid = execFileSync('pgrep', ['-f', 'probes/tracepoint/dns-drops.bt'])
+      .toString()
+      .trim()
+      .split('\n')[0]!;
+    let scrapes = 0;
+    let failedScrapes = 0;
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        scrapes += 1;
+        const status = await fetch(`${agent.baseUrl}/metrics`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (status !== 200) failedScrapes += 1;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    process.kill(Number(pid), 'SIGKILL');
+    await waitFor(
+      'the probe to restart',
+      async () => (restarts(await metrics()) > before ? true : undefined),
+      60_000,
+    );
+    await waitUntilReady(agent.baseUrl);
+    polling = false;
+    await poller;
+    expect(restarts(await metrics())).toBe(before + 1);
+    expect(sumOf(await metrics(), 'conntrack_observer_probe_up', { probe })).toBe(1);
+    expect(scrapes).toBeGreaterThan(5);
+    expect(failedScrapes).toBe(0);
+
+    // And it still sees drops after the restart.
+    const dropsBefore = sumOf(await metrics(), 'conntrack_observer_dns_drops_total', {
+      reason: 'NO_SOCKET',
+    });
+    await runNoListener(lab, { queries: 5 });
+    const drops = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET' }) - dropsBefore;
+    expect(await settled(drops, 5)).toBe(5);
+  });
+
+  it('has seen every kernel insert failure: nothing unexplained', async () => {
+    const samples = await metrics();
+    expect(
+      sumOf(samples, 'conntrack_observer_kernel_conntrack_insert_failed_total'),
+    ).toBeGreaterThan(0);
+    expect(sumOf(samples, 'conntrack_observer_unexplained_insert_failures_total')).toBe(0);
+  });
+});

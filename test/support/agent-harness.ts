@@ -1,0 +1,80 @@
+import { readFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { startAgent, type RunningAgent } from '../../src/agent.js';
+import { systemClock } from '../../src/clock/clock.js';
+import { parseOptions, type AgentOptions } from '../../src/config/options.js';
+import type { KubernetesConnection } from '../../src/k8s/connection.js';
+import {
+  createExecaCommandRunner,
+  createFileSystemCapabilityFiles,
+} from '../../src/probes/capability-sources.js';
+import { createExecaProbeSpawner, parentDeathPrefix } from '../../src/probes/probe-process.js';
+
+export interface AgentUnderTest {
+  readonly agent: RunningAgent;
+  readonly baseUrl: string;
+  /** Every JSON log record the agent wrote. */
+  readonly logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** Starts the real agent in this process, with real bpftrace, on a free loopback port. */
+export async function startAgentUnderTest(
+  argv: readonly string[],
+  kubernetes?: KubernetesConnection,
+): Promise<AgentUnderTest> {
+  const parsed = parseOptions(['--listen', '127.0.0.1:0', ...argv], {}, 'test');
+  if (parsed.kind !== 'run') throw new Error(`bad agent options: ${JSON.stringify(parsed)}`);
+  const options: AgentOptions = parsed.options;
+  const logs: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) {
+        if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  const agent = await startAgent(options, {
+    logger: pino({ level: 'info' }, destination),
+    clock: systemClock,
+    spawn: createExecaProbeSpawner(),
+    commandPrefix: await parentDeathPrefix(),
+    capabilityFiles: createFileSystemCapabilityFiles(),
+    runCommand: createExecaCommandRunner(),
+    readText: (path) => readFile(path, 'utf8'),
+    procRoot: '/proc',
+    defaultProbesDir: fileURLToPath(new URL('../../probes', import.meta.url)),
+    kubernetes,
+    version: 'test',
+  });
+  const baseUrl = `http://127.0.0.1:${agent.server.address.port}`;
+  return { agent, baseUrl, logs, stop: () => agent.stop() };
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export async function waitUntilReady(baseUrl: string): Promise<void> {
+  await waitFor('the agent to be ready', async () =>
+    (await fetch(`${baseUrl}/readyz`)).status === 200 ? true : undefined,
+  );
+}
