@@ -1,0 +1,27 @@
+export { createLab, removeStaleLabs, netnsInodeOfPid, labAddresses, podSearchPath } from './lab.js';
+export type { Lab, LabNode, LabPod, LabUpstream, LabOptions } from './lab.js';
+export { readConntrackStats, counterDelta, readSnmpCounter } from './kernel-counters.js';
+export type { ConntrackStats } from './kernel-counters.js';
+export { generatorPath } from './generators.js';
+export type { GeneratorName } from './generators.js';
+export { labZone, labLocalZones, readQueryLog } from './dnsmasq.js';
+export type { DnsBackend, LoggedQuery } from './dnsmasq.js';
+export { runSnatRace, startSnatRaceLoop } from './scenarios/snat-race.js';
+export type { SnatRaceOptions, SnatRaceResult, SnatRaceLoop } from './scenarios/snat-race.js';
+export { runDnatClash } from './scenarios/dnat-clash.js';
+export type { DnatClashOptions, DnatClashResult } from './scenarios/dnat-clash.js';
+export { runDnsBlocked, runNoListener, sendQueries } from './scenarios/dns-queries.js';
+export type {
+  DnsBlockedOptions,
+  DnsBlockedResult,
+  NoListenerOptions,
+  NoListenerResult,
+  QueryBurst,
+} from './scenarios/dns-queries.js';
+export { runResolver, defaultResolverNames } from './scenarios/resolver.js';
+export type {
+  ResolverResult,
+  ResolverRun,
+  ResolvedName,
+  ResolverLibrary,
+} from './scenarios/resolver.js';
