@@ -84,11 +84,14 @@ export function explainInsertFailure(
   if (dnatSide && event.protocol === 'udp') remedies.push(REMEDY.kernelClash);
   if (dns && dnatSide) remedies.push(REMEDY.ndots);
   const message = [
-    `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)}${fromHost(context)} was dropped: ${race.name}.`,
+    `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)} was dropped: ${race.name}.`,
     race.how(event),
-    symptom(event.protocol, event.original),
+    fromHost(context),
+    symptom(event.protocol, event.original, context),
     `Remedies: ${remedies.join('; ')}.`,
-  ].join(' ');
+  ]
+    .filter((part) => part !== '')
+    .join(' ');
   return {
     reason: context.hostNetwork
       ? EVENT_REASONS.insertFailedHostNetwork
@@ -102,7 +105,7 @@ export function explainDnsDrop(
   attribution: Attribution,
   context: ExplainContext,
 ): Explanation {
-  const flow = `${describeFlow('udp', event.tuple, attribution)}${fromHost(context)}`;
+  const flow = describeFlow('udp', event.tuple, attribution);
   const where = event.location && event.location !== '-' ? `, in ${event.location}` : '';
   let cause: string;
   let remedies: string[];
@@ -133,7 +136,10 @@ export function explainDnsDrop(
   const message = [
     `${flow} was dropped (reason ${event.reason}${where}).`,
     cause,
-    event.direction === 'query' || event.reason !== 'NO_SOCKET' ? dnsSymptom(event.direction) : '',
+    fromHost(context),
+    event.direction === 'query' || event.reason !== 'NO_SOCKET'
+      ? dnsSymptom(event.direction, context)
+      : '',
     `Remedies: ${remedies.join('; ')}.`,
   ]
     .filter((part) => part !== '')
@@ -167,13 +173,15 @@ export function describeFlow(
   race?: RaceKind,
 ): string {
   const noun = original.dstPort === 53 ? 'query' : original.srcPort === 53 ? 'response' : 'packet';
-  const service = attribution.service ? `${attribution.service.name} ` : '';
-  let text = `${protocol.toUpperCase()} ${noun} ${original.srcIp}:${original.srcPort} → ${service}${original.dstIp}:${original.dstPort}`;
+  // The Service is on the server side: the destination, except for a DNS response.
+  const service = attribution.service ? `${shortName(attribution.service.name)} ` : '';
+  const [srcName, dstName] = noun === 'response' ? [service, ''] : ['', service];
+  let text = `${protocol.toUpperCase()} ${noun} ${srcName}${original.srcIp}:${original.srcPort} → ${dstName}${original.dstIp}:${original.dstPort}`;
   if (reply && (race === 'dnat' || race === 'snat_dnat')) {
-    const backend = attribution.backendPod ? ` (${attribution.backendPod.name})` : '';
+    const backend = attribution.backendPod ? ` (${shortName(attribution.backendPod.name)})` : '';
     text += `, DNAT to ${reply.srcIp}:${reply.srcPort}${backend}`;
   } else if (!reply && attribution.backendPod) {
-    text += ` (backend ${attribution.backendPod.name})`;
+    text += ` (backend ${shortName(attribution.backendPod.name)})`;
   }
   if (reply && (race === 'snat' || race === 'snat_dnat'))
     text += `, SNAT to ${reply.dstIp}:${reply.dstPort}`;
@@ -182,30 +190,41 @@ export function describeFlow(
 
 function fromHost(context: ExplainContext): string {
   return context.hostNetwork
-    ? ' from the node network namespace (the node itself or a hostNetwork pod: they share its address, so no single pod can be blamed)'
+    ? "It came from the node's network namespace: the node itself or a hostNetwork pod, which share its address, so no single pod can be blamed."
     : '';
+}
+
+function subject(context: ExplainContext): string {
+  return context.hostNetwork ? 'The sender' : 'The pod';
 }
 
 function isDns(original: FlowTuple, protocol: string): boolean {
   return protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
 }
 
-function symptom(protocol: string, original: FlowTuple): string {
-  if (isDns(original, protocol)) return dnsSymptom(original.dstPort === 53 ? 'query' : 'response');
-  if (protocol === 'tcp')
-    return 'The pod saw a lost connection attempt, delayed by a retransmission (about 1 s).';
-  return "The pod saw a lost datagram; only the application's own retry recovers it.";
+function symptom(protocol: string, original: FlowTuple, context: ExplainContext): string {
+  if (isDns(original, protocol))
+    return dnsSymptom(original.dstPort === 53 ? 'query' : 'response', context);
+  if (protocol === 'tcp') {
+    return `${subject(context)} saw a lost connection attempt, delayed by a retransmission (about 1 s).`;
+  }
+  return `${subject(context)} saw a lost datagram; only the application's own retry recovers it.`;
 }
 
-function dnsSymptom(direction: 'query' | 'response'): string {
+function dnsSymptom(direction: 'query' | 'response', context: ExplainContext): string {
   return direction === 'query'
-    ? 'The pod saw no answer: its resolver timed out (typically 5 s) and then retried.'
-    : 'The pod never got the answer: its resolver timed out (typically 5 s) and then retried.';
+    ? `${subject(context)} saw no answer: its resolver timed out (typically 5 s) and then retried.`
+    : `${subject(context)} never got the answer: its resolver timed out (typically 5 s) and then retried.`;
 }
 
 /** Rule evaluation functions of iptables (legacy) and nftables (and iptables-nft). */
 function isRuleTable(location: string): boolean {
   return location === 'nft_do_chain' || location === 'ipt_do_table';
+}
+
+/** Names may be 253 characters long; the remedies matter more than a name's tail. */
+function shortName(name: string): string {
+  return name.length <= 63 ? name : `${name.slice(0, 62)}…`;
 }
 
 /** Keeps a message within the API limit, cutting on a character boundary. */

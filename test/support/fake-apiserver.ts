@@ -6,7 +6,7 @@
  * to it exactly as it would to a real server.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -218,6 +218,7 @@ class FakeApiServerImpl implements FakeApiServer {
   private readonly gone: Array<{ resource?: ResourceName; as: 'event' | 'http' }> = [];
   private readonly requestLog: RequestInfo[] = [];
   private readonly writes: EventWrite[] = [];
+  private readonly tempDirs: string[] = [];
   private latency: { ms: number; match?: (request: RequestInfo) => boolean } = { ms: 0 };
   private rv = 1000;
   private compactedRv = 0;
@@ -266,6 +267,7 @@ class FakeApiServerImpl implements FakeApiServer {
 
   async kubeConfigFile(): Promise<string> {
     const dir = await mkdtemp(join(tmpdir(), 'fake-apiserver-'));
+    this.tempDirs.push(dir);
     const path = join(dir, 'kubeconfig');
     const config = {
       apiVersion: 'v1',
@@ -284,7 +286,10 @@ class FakeApiServerImpl implements FakeApiServer {
     const objects = this.store.get(resource)!;
     const key = keyOf(object);
     const previous = objects.get(key);
+    // Stored bare: a list's items carry no kind/apiVersion; single objects get them on the way out.
     const stored = structuredClone(object);
+    delete stored.kind;
+    delete stored.apiVersion;
     stored.metadata ??= {};
     stored.metadata.uid ??= previous?.metadata?.uid ?? randomUUID();
     stored.metadata.creationTimestamp ??= previous?.metadata?.creationTimestamp ?? nowRfc3339();
@@ -400,9 +405,10 @@ class FakeApiServerImpl implements FakeApiServer {
       .length;
   }
 
+  /** Stops the server and removes the kubeconfig files it wrote. */
   async close(): Promise<void> {
-    if (!this.server.listening) return;
-    await this.down();
+    for (const dir of this.tempDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+    if (this.server.listening) await this.down();
   }
 
   private publish(change: Change): void {
