@@ -84,7 +84,6 @@ int main(int argc, char **argv) {
   /* After a pause the senders' CPUs may be idle and slow to wake: give them longer to get
      to the starting line, or one sends before the other is there. */
   uint64_t lead_ns = interval_us > 0 ? 2000000 : 300000;
-  if (getenv("SNAT_RACE_LEAD_US")) lead_ns = (uint64_t)atol(getenv("SNAT_RACE_LEAD_US")) * 1000;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   struct sender senders[2] = {{.netns = argv[1], .cpu = 0}, {.netns = argv[2], .cpu = cpus > 1 ? 1 : 0}};
   pthread_barrier_init(&go, NULL, 3);
