@@ -130,6 +130,11 @@ export interface FaultOptions {
   readonly match?:
     ResourceName | 'watch' | 'list' | 'event-writes' | ((request: RequestInfo) => boolean);
   readonly retryAfterSeconds?: number;
+  /**
+   * Process the request, then reset the connection instead of answering: the write happened
+   * but the client never learns it (`status` is then ignored).
+   */
+  readonly loseAnswer?: boolean;
 }
 
 export interface Fault {
@@ -465,6 +470,13 @@ class FakeApiServerImpl implements FakeApiServer {
     const fault = this.faults.find(
       (candidate) => candidate.remaining > 0 && faultMatches(candidate, info),
     );
+    if (fault?.loseAnswer) {
+      fault.remaining -= 1;
+      fault.failed += 1;
+      await this.route(req, info, url, route, body, discardingResponse());
+      req.socket.destroy();
+      return;
+    }
     if (fault) {
       fault.remaining -= 1;
       fault.failed += 1;
@@ -475,6 +487,18 @@ class FakeApiServerImpl implements FakeApiServer {
       sendStatus(res, fault.status, reasonOf(fault.status), `injected failure ${fault.status}`);
       return;
     }
+    await this.route(req, info, url, route, body, res);
+  }
+
+  private async route(
+    req: IncomingMessage,
+    info: RequestInfo,
+    url: URL,
+    route: Route | undefined,
+    body: string,
+    res: ServerResponse,
+  ): Promise<void> {
+    const watch = info.watch;
     if (!route) {
       sendStatus(res, 404, 'NotFound', 'the server could not find the requested resource');
       return;
@@ -960,6 +984,21 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 function writeLine(res: ServerResponse, body: unknown): void {
   if (!res.writableEnded) res.write(`${JSON.stringify(body)}\n`);
+}
+
+/** Takes a response nobody will read. */
+function discardingResponse(): ServerResponse {
+  const sink = {
+    headersSent: false,
+    writableEnded: false,
+    setHeader: () => sink,
+    writeHead: () => sink,
+    flushHeaders: () => undefined,
+    write: () => true,
+    end: () => sink,
+    on: () => sink,
+  };
+  return sink as unknown as ServerResponse;
 }
 
 function mediaType(req: IncomingMessage): string {
