@@ -20,8 +20,7 @@ export default {
       displayName: 'kernel',
       testMatch: ['<rootDir>/test/**/*.kernel.test.ts'],
       setupFiles: ['<rootDir>/test/support/require-root.ts'],
-      // Namespaces, bpftrace compiles and real races take seconds, not milliseconds.
-      testTimeout: 120_000,
+      setupFilesAfterEnv: ['<rootDir>/test/support/kernel-timeout.ts'],
     },
   ],
 };

@@ -11,6 +11,10 @@ import {
   startKubernetesCorrelation,
   type KubernetesCorrelation,
 } from './k8s/kubernetes-correlation.js';
+import { ConntrackCounters } from './kernel/conntrack-counters.js';
+import { conntrackStatPathOf, netnsInodeOf } from './kernel/netns-inode.js';
+import { TableFullDetector } from './kernel/table-full-detector.js';
+import { UnexplainedInsertFailures } from './kernel/unexplained-insert-failures.js';
 import { EventLog } from './logging/event-log.js';
 import { EventMetrics } from './metrics/event-metrics.js';
 import { EventPipeline, type EventSink } from './pipeline/event-pipeline.js';
@@ -47,6 +51,8 @@ export interface AgentDependencies {
   readonly defaultProbesDir: string;
   readonly kubernetes?: KubernetesConnection;
   readonly version: string;
+  /** Events logged one per line in each 10 s window before the log switches to summaries. */
+  readonly eventLogLinesPerWindow?: number;
 }
 
 export interface RunningAgent {
@@ -89,7 +95,7 @@ export async function startAgent(
   const eventMetrics = new EventMetrics(registry);
   const eventLog = new EventLog({
     logger,
-    maxLinesPerWindow: EVENT_LOG_LINES_PER_WINDOW,
+    maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG_LINES_PER_WINDOW,
     windowMs: EVENT_LOG_WINDOW_MS,
     nowMs: clock.nowMs,
   });
@@ -132,7 +138,40 @@ export async function startAgent(
     logger,
   });
 
+  // The namespace whose counters are read: the node's. Insert failures the probes see there
+  // are what the kernel's insert_failed must match; those of other namespaces are not.
+  const watchedPid = options.netnsPid ?? 'self';
+  const watchedInode = await netnsInodeOf(watchedPid, deps.procRoot);
+  if (watchedInode === undefined) {
+    throw new AgentStartError(
+      `cannot read the network namespace of process ${watchedPid} (${deps.procRoot}/${watchedPid}/ns/net)`,
+    );
+  }
+  const crossCheck =
+    mode.probes.length > 0
+      ? new UnexplainedInsertFailures({ registry, logger: logger.child({ component: 'kernel' }) })
+      : undefined;
+  const tableFull = new TableFullDetector();
+  const counters = new ConntrackCounters({
+    registry,
+    logger: logger.child({ component: 'kernel' }),
+    statPath: conntrackStatPathOf(watchedPid, deps.procRoot),
+    intervalMs: options.pollIntervalMs,
+    onReading: (reading) => {
+      crossCheck?.observeKernel(reading);
+      const full = tableFull.observe(reading);
+      if (full) {
+        logger.warn(full, 'conntrack table full: new flows are being dropped');
+        kubernetes?.recordTableFull({ ...full, wallTimeMs: clock.nowMs() });
+      }
+    },
+  });
+  counters.start(abort.signal);
+
   const onEvent = (event: ProbeEvent): void => {
+    if (event.kind === 'insert_failed' && event.netnsInode === watchedInode) {
+      crossCheck?.recordObserved();
+    }
     pipeline.handle(event);
   };
 
@@ -171,8 +210,7 @@ export async function startAgent(
     server = await startMetricsServer({ ...options.listen, registry, readiness });
   } catch (error) {
     abort.abort();
-    await supervisor?.stop();
-    await kubernetes?.stop();
+    await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
     clearInterval(stormFlush);
     throw new AgentStartError(
       `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
@@ -189,7 +227,7 @@ export async function startAgent(
       stopping ??= (async () => {
         abort.abort();
         clearInterval(stormFlush);
-        await Promise.allSettled([supervisor?.stop(), kubernetes?.stop()]);
+        await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
         eventLog.flush();
         await server.close();
       })();

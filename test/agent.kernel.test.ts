@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import type { FlowTuple } from '../src/events/types.js';
 import {
   createLab,
   labAddresses,
@@ -15,6 +16,14 @@ import {
   type AgentUnderTest,
 } from './support/agent-harness.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
+
+interface LoggedRace {
+  kind: string;
+  race: string;
+  netns: number;
+  original: FlowTuple;
+  reply: FlowTuple;
+}
 
 // The real agent, in tracepoint mode, watching a real lab node namespace while real races
 // and drops happen in it. The kernel's own counters, read independently with conntrack -S,
@@ -88,7 +97,7 @@ describe('the agent against a real kernel', () => {
 
     const events = agent.logs
       .slice(logsBefore)
-      .map((record) => record.event as Record<string, any> | undefined)
+      .map((record) => record.event as LoggedRace | undefined)
       .filter((event) => event?.kind === 'insert_failed');
     expect(events.length).toBeGreaterThan(0);
     for (const event of events) {
@@ -101,11 +110,10 @@ describe('the agent against a real kernel', () => {
     }
   });
 
-  it('shows a resolved DNAT clash in the kernel counters and reports no failure for it', async () => {
+  it('shows resolved DNAT clashes in the kernel counters and reports no failure the kernel did not count', async () => {
     const before = await metrics();
-    const clash = await runDnatClash(lab, { rounds: 5_000 });
+    const clash = await runDnatClash(lab, { rounds: 2_000 });
     expect(clash.kernel.clash_resolve ?? 0).toBeGreaterThan(0);
-    expect(clash.kernel.insert_failed ?? 0).toBe(0);
     const resolvedDelta = (s: Sample[]) =>
       sumOf(s, 'conntrack_observer_kernel_conntrack_clash_resolve_total') -
       sumOf(before, 'conntrack_observer_kernel_conntrack_clash_resolve_total');
@@ -113,10 +121,13 @@ describe('the agent against a real kernel', () => {
       clash.kernel.clash_resolve,
     );
     const after = await metrics();
-    expect(insertFailures(after)).toBe(insertFailures(before));
-    expect(sumOf(after, 'conntrack_observer_dns_drops_total')).toBe(
-      sumOf(before, 'conntrack_observer_dns_drops_total'),
-    );
+    // On this kernel the clash is resolved; a rare real drop (the reply tuple already taken
+    // by an older flow) is the kernel's to count, and then the agent must count it too.
+    expect(insertFailures(after) - insertFailures(before)).toBe(clash.kernel.insert_failed ?? 0);
+    expect(
+      sumOf(after, 'conntrack_observer_dns_drops_total', { reason: 'NETFILTER_DROP' }) -
+        sumOf(before, 'conntrack_observer_dns_drops_total', { reason: 'NETFILTER_DROP' }),
+    ).toBe(clash.kernel.insert_failed ?? 0);
   });
 
   it('counts firewall-dropped DNS queries by reason and direction, never as races', async () => {

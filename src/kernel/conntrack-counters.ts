@@ -24,6 +24,8 @@ export interface ConntrackReading {
   readonly hasClashResolve: boolean;
   /** True when the counters went backwards: a new namespace behind the path, a new count. */
   readonly reset: boolean;
+  /** nf_conntrack_max at this poll; undefined when it could not be read. */
+  readonly limit?: number;
 }
 
 export interface IntervalTimer {
@@ -159,10 +161,12 @@ export class ConntrackCounters {
       this.read('nf_conntrack', this.statPath),
       this.read('nf_conntrack_max', this.limitPath),
     ]);
+    let limit: number | undefined;
     if (limitText !== undefined) {
-      const limit = Number(limitText.trim());
-      if (Number.isSafeInteger(limit) && limit >= 0) {
-        this.limitGauge.set(limit);
+      const parsedLimit = Number(limitText.trim());
+      if (Number.isSafeInteger(parsedLimit) && parsedLimit >= 0) {
+        limit = parsedLimit;
+        this.limitGauge.set(parsedLimit);
         this.recovered('nf_conntrack_max');
       } else {
         this.failed(
@@ -179,7 +183,7 @@ export class ConntrackCounters {
       return undefined;
     }
     this.recovered('nf_conntrack');
-    const reading = this.advance(parsed.stats);
+    const reading = { ...this.advance(parsed.stats), limit };
     this.export(reading);
     try {
       this.options.onReading?.(reading);

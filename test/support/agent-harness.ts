@@ -49,6 +49,8 @@ export async function startAgentUnderTest(
     defaultProbesDir: fileURLToPath(new URL('../../probes', import.meta.url)),
     kubernetes,
     version: 'test',
+    // Every event on its own line, so tests can read each one.
+    eventLogLinesPerWindow: Number.MAX_SAFE_INTEGER,
   });
   const baseUrl = `http://127.0.0.1:${agent.server.address.port}`;
   return { agent, baseUrl, logs, stop: () => agent.stop() };

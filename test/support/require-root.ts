@@ -4,7 +4,9 @@ import { accessSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 if (process.getuid?.() !== 0) {
-  throw new Error('kernel tests need root (network namespaces, iptables, bpftrace): run them as root');
+  throw new Error(
+    'kernel tests need root (network namespaces, iptables, bpftrace): run them as root',
+  );
 }
 try {
   execFileSync('bpftrace', ['--version'], { stdio: 'ignore' });
