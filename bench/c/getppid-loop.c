@@ -1,0 +1,26 @@
+/*
+ * Calls getppid() in a tight loop for a fixed time: a syscall tracepoint driven as hard as
+ * one thread can.
+ * usage: getppid-loop SECONDS
+ * prints {"calls":N,"seconds":S}
+ */
+#include "bench-common.h"
+#include <sys/syscall.h>
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s SECONDS\n", argv[0]);
+    return 2;
+  }
+  exit_with_parent();
+  double seconds = atof(argv[1]);
+  unsigned long long calls = 0;
+  double start = now_seconds(), end = start + seconds, now = start;
+  while (now < end) {
+    for (int i = 0; i < 1024; i++) syscall(SYS_getppid);
+    calls += 1024;
+    now = now_seconds();
+  }
+  printf("{\"calls\":%llu,\"seconds\":%.6f}\n", calls, now - start);
+  return 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * Sends small UDP datagrams as fast as one socket can for a fixed time.
+ * usage: udp-blast DST_IP DST_PORT SECONDS PAYLOAD_BYTES
+ * prints {"sent":N,"errors":N,"seconds":S}
+ *
+ * Unconnected sendto(): an ICMP port-unreachable coming back (the drop variant) is then not
+ * reported as ECONNREFUSED on the next send, so every datagram leaves.
+ */
+#include "bench-common.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+int main(int argc, char **argv) {
+  if (argc != 5) {
+    fprintf(stderr, "usage: %s DST_IP DST_PORT SECONDS PAYLOAD_BYTES\n", argv[0]);
+    return 2;
+  }
+  exit_with_parent();
+  struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
+  if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) die("inet_pton");
+  double seconds = atof(argv[3]);
+  size_t size = (size_t)atoi(argv[4]);
+  char payload[1500];
+  if (size > sizeof payload) size = sizeof payload;
+  memset(payload, 'x', sizeof payload);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) die("socket");
+  unsigned long long sent = 0, errors = 0;
+  double start = now_seconds(), end = start + seconds, now = start;
+  while (now < end) {
+    for (int i = 0; i < 256; i++) {
+      if (sendto(fd, payload, size, 0, (struct sockaddr *)&dst, sizeof dst) == (ssize_t)size)
+        sent++;
+      else
+        errors++;
+    }
+    now = now_seconds();
+  }
+  printf("{\"sent\":%llu,\"errors\":%llu,\"seconds\":%.6f}\n", sent, errors, now - start);
+  return 0;
+}

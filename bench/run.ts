@@ -1,0 +1,66 @@
+/*
+ * `npm run bench`: every benchmark in one run (root required), figures printed and written to
+ * docs/benchmarks.md. Each benchmark cleans up after itself, also when it fails.
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { buildBenchPrograms } from './build-c.js';
+import { measureDecodeThroughput } from './decode-throughput.js';
+import { measureEmitRate, type EmitRate } from './emit-rate.js';
+import { measureIdleCost, type IdleCost } from './idle-cost.js';
+import { machineFacts } from './machine.js';
+import { renderReport, type DecodeFigures } from './report.js';
+import { median } from './stats.js';
+import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('npm run bench needs root (bpftrace, namespaces)');
+  const started = Date.now();
+  log('building the agent (npm run build)');
+  await execa('npm', ['run', 'build'], { cwd: fileURLToPath(new URL('..', import.meta.url)) });
+  const machine = await machineFacts();
+  log(JSON.stringify(machine));
+
+  log('1. decode + attribute + count throughput');
+  const decodeRuns = Array.from({ length: 5 }, () => measureDecodeThroughput(1_000_000));
+  const decode: DecodeFigures = {
+    runs: decodeRuns.map((r) => r.eventsPerSecond),
+    median: median(decodeRuns.map((r) => r.eventsPerSecond)),
+    linesPerRun: decodeRuns[0]!.lines,
+    fixtures: decodeRuns[0]!.fixtures,
+  };
+  log(
+    `   runs ${decode.runs.map((v) => Math.round(v)).join(', ')} events/s; median ${Math.round(decode.median)}`,
+  );
+
+  const programs = await buildBenchPrograms();
+  let emit: EmitRate;
+  let idle: IdleCost;
+  let udp: UdpRun[];
+  try {
+    log('2. bpftrace emit ceiling');
+    emit = await measureEmitRate(programs, 5);
+    log(`   ${JSON.stringify(emit)}`);
+    log('3. idle cost of the built agent (40 s)');
+    idle = await measureIdleCost(40, 5);
+    log(`   ${JSON.stringify(idle)}`);
+    log('4. UDP packets/s between namespaces, without and with the agent');
+    udp = await measureUdpThroughput(programs, 3, 4, (line) => log(`   ${line}`));
+  } finally {
+    programs.remove();
+  }
+  const wallSeconds = (Date.now() - started) / 1000;
+  const report = renderReport({ date: new Date(), machine, decode, emit, idle, udp, wallSeconds });
+  writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), report);
+  log(report);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exitCode = 1;
+});
