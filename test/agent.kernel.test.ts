@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { FlowTuple } from '../src/events/types.js';
 import {
   createLab,
@@ -197,6 +198,22 @@ describe('the agent against a real kernel', () => {
     const drops = (s: Sample[]) =>
       sumOf(s, 'conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET' }) - dropsBefore;
     expect(await settled(drops, 5)).toBe(5);
+  });
+
+  it('documents every metric it serves in docs/metrics.md', async () => {
+    const reference = readFileSync(new URL('../docs/metrics.md', import.meta.url), 'utf8');
+    const families = new Set(
+      (await metrics())
+        .map((sample) => sample.name.replace(/_(bucket|sum|count)$/, ''))
+        .filter((name) => !/^conntrack_observer_(process|nodejs)_/.test(name)),
+    );
+    const kernelColumn = /^conntrack_observer_kernel_conntrack_(\w+)_total$/;
+    const undocumented = [...families].filter((name) => {
+      const column = kernelColumn.exec(name)?.[1];
+      return column ? !reference.includes(`\`${column}\``) : !reference.includes(`\`${name}\``);
+    });
+    expect(families.size).toBeGreaterThan(20);
+    expect(undocumented).toEqual([]);
   });
 
   it('has seen every kernel insert failure: nothing unexplained', async () => {
