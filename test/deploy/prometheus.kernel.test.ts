@@ -222,6 +222,16 @@ describe('a real Prometheus scraping the agent during a SNAT race', () => {
       0,
     );
     expect(valueOf('Insertion failures per pod', { namespace: 'default' })).toBeGreaterThan(0);
+    // The probes see every namespace of the machine; the kernel counters are this lab's node alone.
+    const kernelInsertFailed = answers.find(({ expr }) =>
+      expr.includes('conntrack_observer_kernel_conntrack_insert_failed_total'),
+    );
+    expect(kernelInsertFailed?.answer.ok && kernelInsertFailed.answer.samples).toEqual([
+      expect.objectContaining({ metric: { node } }),
+    ]);
+    expect(
+      kernelInsertFailed?.answer.ok ? Number(kernelInsertFailed.answer.samples[0]?.value[1]) : 0,
+    ).toBeGreaterThan(0);
     expect(valueOf('Probe mode', { mode: 'tracepoint', node })).toBe(1);
   });
 });
