@@ -141,31 +141,9 @@ export function parseOptions(
       message: `LOG_LEVEL "${env.LOG_LEVEL}" is not one of ${LOG_LEVELS.join(', ')}`,
     };
   }
-  const raw = command.opts<{
-    listen: { host: string; port: number };
-    probeMode: RequestedProbeMode;
-    kubeconfig?: string;
-    nodeName?: string;
-    netnsPid?: number;
-    probesDir?: string;
-    bpftrace: string;
-    tracefs: string;
-    logLevel: LogLevel;
-    pollInterval: number;
-  }>();
-  return {
-    kind: 'run',
-    options: {
-      listen: raw.listen,
-      probeMode: raw.probeMode,
-      kubeconfig: raw.kubeconfig,
-      nodeName: raw.nodeName,
-      netnsPid: raw.netnsPid,
-      probesDir: raw.probesDir,
-      bpftrace: raw.bpftrace,
-      tracefs: raw.tracefs,
-      logLevel: raw.logLevel,
-      pollIntervalMs: raw.pollInterval,
-    },
-  };
+  // Commander names each option after its flag; only --poll-interval differs from the field.
+  const { pollInterval, ...named } = command.opts<
+    Omit<AgentOptions, 'pollIntervalMs'> & { pollInterval: number }
+  >();
+  return { kind: 'run', options: { ...named, pollIntervalMs: pollInterval } };
 }

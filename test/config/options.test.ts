@@ -16,9 +16,10 @@ describe('command-line options', () => {
 
   it('prefers flags to the environment and the environment to defaults', () => {
     const env = { NODE_NAME: 'env-node', KUBECONFIG: '/env/kubeconfig', LOG_LEVEL: 'debug' };
-    expect(parseOptions([], env, '1')).toMatchObject({
-      options: { nodeName: 'env-node', kubeconfig: undefined, logLevel: 'debug' },
-    });
+    const fromEnv = parseOptions([], env, '1');
+    expect(fromEnv).toMatchObject({ options: { nodeName: 'env-node', logLevel: 'debug' } });
+    // KUBECONFIG is resolved with the in-cluster fallback by the connection, not as the flag.
+    expect(fromEnv.kind === 'run' && fromEnv.options.kubeconfig).toBeUndefined();
     expect(
       parseOptions(
         ['--node-name', 'flag-node', '--kubeconfig', '/flag', '--log-level', 'warn'],
