@@ -1,4 +1,4 @@
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { execa } from 'execa';
 
 export interface MachineFacts {
@@ -7,6 +7,8 @@ export interface MachineFacts {
   readonly nproc: number;
   readonly node: string;
   readonly bpftrace: string;
+  /** 1-minute load average when the run started: other work on the machine skews every figure. */
+  readonly loadAtStart: number;
 }
 
 export async function machineFacts(): Promise<MachineFacts> {
@@ -16,5 +18,6 @@ export async function machineFacts(): Promise<MachineFacts> {
     nproc: Number((await execa('nproc')).stdout.trim()),
     node: process.version,
     bpftrace: (await execa('bpftrace', ['--version'])).stdout.trim(),
+    loadAtStart: loadavg()[0] ?? Number.NaN,
   };
 }

@@ -19,6 +19,7 @@ export interface BenchResults {
   idle: IdleCost;
   udp: UdpRun[];
   wallSeconds: number;
+  loadAtEnd: number;
 }
 
 const int = (value: number) => Math.round(value).toLocaleString('en-US');
@@ -59,7 +60,7 @@ export function renderReport(r: BenchResults): string {
     `- Kernel: ${r.machine.kernel}`,
     `- CPU: ${r.machine.cpuModel}, nproc ${r.machine.nproc}`,
     `- Node: ${r.machine.node}; bpftrace: ${r.machine.bpftrace}`,
-    `- Whole run: ${r.wallSeconds.toFixed(0)} s`,
+    `- Whole run: ${r.wallSeconds.toFixed(0)} s; 1-minute load average ${r.machine.loadAtStart.toFixed(2)} at start, ${r.loadAtEnd.toFixed(2)} at end (on ${r.machine.nproc} CPUs; other work on the machine competes with every figure)`,
     '',
     '## Aims',
     '',
@@ -73,6 +74,11 @@ export function renderReport(r: BenchResults): string {
         `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${(row.kept * 100).toFixed(1)} % | ${verdict(row.kept >= 0.98)} |`,
     ),
     `| storm: the agent counts or reports as lost every dropped DNS packet | ${int(stormCounted)} counted + ${int(stormLost)} lost of ${int(stormDropped)} dropped | ${verdict(stormCounted + stormLost >= stormDropped)} |`,
+    '',
+    'Why aims are missed, where they are: the agent is a Node.js process, whose heap and code',
+    'alone take most of the RSS aim; in the storm every dropped packet costs a perf-buffer write in',
+    'the kernel and a line through bpftrace and Node on the same 2 CPUs as the sender, so the',
+    'sender slows down; what the probe path cannot carry is reported as lost, never silently missing.',
     '',
     '## 1. Decode, attribute, count',
     '',

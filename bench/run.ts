@@ -3,6 +3,7 @@
  * docs/benchmarks.md. Each benchmark cleans up after itself, also when it fails.
  */
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { buildBenchPrograms } from './build-c.js';
@@ -53,7 +54,16 @@ async function main(): Promise<void> {
     programs.remove();
   }
   const wallSeconds = (Date.now() - started) / 1000;
-  const report = renderReport({ date: new Date(), machine, decode, emit, idle, udp, wallSeconds });
+  const report = renderReport({
+    date: new Date(),
+    machine,
+    decode,
+    emit,
+    idle,
+    udp,
+    wallSeconds,
+    loadAtEnd: loadavg()[0] ?? Number.NaN,
+  });
   writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), report);
   log(report);
 }
