@@ -2,10 +2,13 @@ import type { ProbeEvent } from './types.js';
 
 /**
  * The address on the client side of an event: the original source of a conntrack entry, or
- * the sender of a DNS query (the receiver of a response). This is who suffered the drop.
+ * the sender of a DNS query (the receiver of a response), before NAT where the kernel knows it.
+ * This is who suffered the drop.
  */
 export function clientIpOf(event: ProbeEvent): string {
   if (event.kind === 'dns_drop') {
+    // The conntrack entry knows the client as it was before NAT rewrote the packet.
+    if (event.conntrack) return event.conntrack.original.srcIp;
     return event.direction === 'query' ? event.tuple.srcIp : event.tuple.dstIp;
   }
   return event.original.srcIp;

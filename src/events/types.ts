@@ -63,6 +63,17 @@ export interface DnsDropEvent extends ProbeEventBase {
   readonly tuple: FlowTuple;
   /** Kernel function that freed it, e.g. "nf_hook_slow", "nft_do_chain". */
   readonly location: string;
+  /** The datagram's conntrack entry, when it had one. */
+  readonly conntrack?: {
+    readonly status: number;
+    /** The flow as the client sent it, before any NAT. */
+    readonly original: FlowTuple;
+    /**
+     * The entry lost a conntrack insertion race: the same drop is reported, with its race
+     * kind, as an insert failure.
+     */
+    readonly lostInsertRace: boolean;
+  };
 }
 
 /** The kernel bound a connection's source NAT (kprobe mode only): how long and how hard it searched. */

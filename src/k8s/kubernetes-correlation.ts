@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../clock/clock.js';
-import type { AttributedEvent } from '../events/types.js';
+import type { AttributedEvent, DnsDropEvent } from '../events/types.js';
 import { ClusterInformers } from './cluster-informers.js';
 import { EndpointSliceIndex } from './endpoint-slice-index.js';
 import { explainDnsDrop, explainInsertFailure, explainTableFull } from './event-messages.js';
@@ -159,6 +159,7 @@ export function startKubernetesCorrelation(
       const { event, attribution, wallTimeMs } = attributed;
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
+      if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
       const pod = attribution.pod;
       const hostNetwork = !pod && resolver.isNodeAddress(attribution.sourceIp);
       if (!pod && !hostNetwork) return;
@@ -202,4 +203,15 @@ export function startKubernetesCorrelation(
     whenSynced: () => informers.whenSynced(),
     stop,
   };
+}
+
+/**
+ * A DNS drop that tells the pod nothing new gets no Event (the metrics still count it): one
+ * that lost a conntrack insertion race already has its ConntrackInsertFailed Event, and a
+ * datagram freed unread from a closing socket (NOT_SPECIFIED) is a late answer the resolver
+ * no longer wanted, not a drop on the network.
+ */
+function deservesDnsEvent(event: DnsDropEvent): boolean {
+  if (event.conntrack?.lostInsertRace) return false;
+  return event.reason !== 'NOT_SPECIFIED';
 }

@@ -27,8 +27,13 @@ export class KubernetesResolver implements AttributionResolver {
   constructor(private readonly indexes: KubernetesIndexes) {}
 
   attribute(event: ProbeEvent, wallTimeMs: number): Attribution {
-    if (event.kind === 'dns_drop')
-      return this.attributeDns(event.tuple, event.direction, event.netnsInode, wallTimeMs);
+    if (event.kind === 'dns_drop') {
+      // With a conntrack entry the original tuple names the client and the ClusterIP as the
+      // client addressed them, whatever NAT did to the packet since.
+      return event.conntrack
+        ? this.attributeDns(event.conntrack.original, 'query', event.netnsInode, wallTimeMs)
+        : this.attributeDns(event.tuple, event.direction, event.netnsInode, wallTimeMs);
+    }
     if (event.kind === 'snat_port_alloc') {
       const reply = {
         srcIp: event.original.dstIp,

@@ -1,18 +1,23 @@
 import { classifyRace } from '../events/classify-race.js';
-import type { FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
+import type { DnsDropEvent, FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
 import type { DecodedLine, DecodeErrorCode, LineDecoder } from './decoded-line.js';
 
 /** Names the numeric drop reasons of the running kernel (read from the tracepoint format). */
 export type DropReasonNamer = (code: number) => string;
 
-const SCHEMA_VERSION = '1';
 // bpftrace 0.17 prints printf records exactly like this; matching the prefix lets the hot
 // path skip JSON.parse. Anything unusual (escapes, other spacing) falls back to JSON.parse.
 const PRINTF_PREFIX = '{"type": "printf", "data": "';
 const PRINTF_SUFFIX = '\\n"}';
 
 const CONNTRACK_FIELD_COUNT = 16;
-const DNS_FIELD_COUNT = 11;
+// Schema 1 had no conntrack fields; recordings of it still decode.
+const DNS_V1_FIELD_COUNT = 11;
+const DNS_V2_FIELD_COUNT = 16;
+// IPS_CONFIRMED clear, IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE set: the entry reached the
+// confirm hook and lost (see probes/tracepoint/conntrack-insert-failed.bt).
+const IPS_CONFIRMED = 0x8;
+const IPS_NAT_DONE = 0x180;
 const SNAT_PORT_ALLOC_FIELD_COUNT = 14;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const UNSIGNED = /^\d+$/;
@@ -95,6 +100,27 @@ function conntrackEvent(
 
 function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNamer): ProbeEvent {
   const packet = tuple(fields, 6, 'packet');
+  const reason = reasonName(unsigned(fields, 5, 'reason', 0xffffffff));
+  const location = fields[10] ?? '-';
+  let conntrack: DnsDropEvent['conntrack'];
+  if (fields.length === DNS_V2_FIELD_COUNT) {
+    const statusText = fields[11] ?? '';
+    if (!HEX.test(statusText)) throw new FieldError(`status is not hex: "${statusText}"`);
+    const status = Number.parseInt(statusText, 16);
+    const original = tuple(fields, 12, 'original');
+    // Status 0: the packet had no conntrack entry.
+    if (status !== 0) {
+      conntrack = {
+        status,
+        original,
+        lostInsertRace:
+          reason === 'NETFILTER_DROP' &&
+          location === 'nf_hook_slow' &&
+          (status & IPS_CONFIRMED) === 0 &&
+          (status & IPS_NAT_DONE) === IPS_NAT_DONE,
+      };
+    }
+  }
   return {
     kind: 'dns_drop',
     probe,
@@ -102,11 +128,12 @@ function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNam
     cpu: unsigned(fields, 3, 'cpu', 0xffff),
     netnsInode: unsigned(fields, 4, 'netns', 0xffffffff),
     protocol: 'udp',
-    reason: reasonName(unsigned(fields, 5, 'reason', 0xffffffff)),
+    reason,
     // A datagram between two port-53 sockets is a server-to-server query.
     direction: packet.dstPort === 53 ? 'query' : 'response',
     tuple: packet,
-    location: fields[10] ?? '-',
+    location,
+    ...(conntrack ? { conntrack } : {}),
   };
 }
 
@@ -126,21 +153,23 @@ function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
   };
 }
 
-const EXPECTED_FIELDS: Readonly<Record<string, number>> = {
-  insert_failed: CONNTRACK_FIELD_COUNT,
-  clash_resolved: CONNTRACK_FIELD_COUNT,
-  dns_drop: DNS_FIELD_COUNT,
-  snat_port_alloc: SNAT_PORT_ALLOC_FIELD_COUNT,
+/** Field counts by record and schema version. */
+const EXPECTED_FIELDS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
+  insert_failed: { 1: CONNTRACK_FIELD_COUNT },
+  clash_resolved: { 1: CONNTRACK_FIELD_COUNT },
+  dns_drop: { 1: DNS_V1_FIELD_COUNT, 2: DNS_V2_FIELD_COUNT },
+  snat_port_alloc: { 1: SNAT_PORT_ALLOC_FIELD_COUNT },
 };
 
 function decodeEventLine(payload: string, probe: string, reasonName: DropReasonNamer): DecodedLine {
   const fields = payload.trimEnd().split(' ');
   const record = fields[0];
-  const expected = EXPECTED_FIELDS[record ?? ''];
-  if (expected === undefined) {
+  const versions = EXPECTED_FIELDS[record ?? ''];
+  if (versions === undefined) {
     return rejected('unknown_record', `unknown event record "${truncate(record ?? '')}"`);
   }
-  if (fields[1] !== SCHEMA_VERSION) {
+  const expected = versions[fields[1] ?? ''];
+  if (expected === undefined) {
     return rejected('unsupported_version', `${record} schema version "${fields[1] ?? ''}"`);
   }
   if (fields.length !== expected) {

@@ -141,6 +141,33 @@ describe('startKubernetesCorrelation', () => {
     );
   });
 
+  it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {
+    const { fake, correlation } = await start();
+    const afterSnat = dnsQueryDrop('192.0.2.1');
+    // The race loser as the DNS probe sees it after SNAT, with its conntrack entry.
+    correlation.recordEvent(
+      attributed(correlation, {
+        ...afterSnat,
+        conntrack: {
+          status: 0x190,
+          original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '10.96.0.10', dstPort: 53 },
+          lostInsertRace: true,
+        },
+      }),
+    );
+    correlation.recordEvent(
+      attributed(correlation, {
+        ...dnsQueryDrop('10.244.0.2'),
+        reason: 'NOT_SPECIFIED',
+        location: 'udp_destruct_common',
+      }),
+    );
+    correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    await eventually('race event', () => fake.events().length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(fake.events().map((event) => event.reason)).toEqual(['ConntrackInsertFailed']);
+  });
+
   it('puts races from the node address on the Node, and ignores resolved clashes and strangers', async () => {
     const { fake, correlation } = await start();
     correlation.recordEvent(attributed(correlation, snatRace('192.0.2.1', 33000)));

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { clientIpOf } from '../../src/events/client-ip.js';
 import { createLineDecoder } from '../../src/probes/decode.js';
 import type { DecodedLine } from '../../src/probes/decoded-line.js';
 
@@ -144,5 +145,45 @@ describe('decoding kprobe-mode records', () => {
         translatedPort: 40002,
       },
     });
+  });
+});
+
+describe('decoding schema-2 DNS drops', () => {
+  it('keeps the conntrack entry and recognises an insertion-race loser', () => {
+    const decoded = decode(
+      printf(
+        'dns_drop 2 10 1 4026532420 12 192.0.2.1 40000 192.0.2.53 53 nf_hook_slow 0x190 10.244.0.2 40000 10.96.0.10 53',
+      ),
+    );
+    expect(decoded).toMatchObject({
+      type: 'event',
+      event: {
+        tuple: { srcIp: '192.0.2.1' },
+        conntrack: {
+          status: 0x190,
+          original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '10.96.0.10', dstPort: 53 },
+          lostInsertRace: true,
+        },
+      },
+    });
+    expect(decoded.type === 'event' && clientIpOf(decoded.event)).toBe('10.244.0.2');
+  });
+
+  it('does not take a firewall drop of a NATed query for a race loser', () => {
+    const decoded = decode(
+      printf(
+        'dns_drop 2 10 1 4026532420 12 10.244.0.2 40000 192.0.2.53 53 nft_do_chain 0x100 10.244.0.2 40000 10.96.0.10 53',
+      ),
+    );
+    expect(decoded).toMatchObject({ event: { conntrack: { lostInsertRace: false } } });
+  });
+
+  it('leaves out the conntrack entry when the packet had none', () => {
+    const decoded = decode(
+      printf(
+        'dns_drop 2 10 1 4026532420 3 10.244.0.2 40000 192.0.2.99 53 __udp4_lib_rcv 0x0 0.0.0.0 0 0.0.0.0 0',
+      ),
+    );
+    expect(decoded.type === 'event' && 'conntrack' in decoded.event).toBe(false);
   });
 });
