@@ -1,6 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { wallTimeOf, type Clock } from '../clock/clock.js';
+import { WallTimeConverter, type Clock } from '../clock/clock.js';
 import type { AttributedEvent, AttributionResolver, ProbeEvent } from '../events/types.js';
 
 /** A consumer of attributed events. A sink that throws fails alone. */
@@ -22,6 +22,7 @@ export interface EventPipelineOptions {
 export class EventPipeline {
   private readonly sinkErrors: Counter;
   private readonly sinkErrorLogged = new Set<string>();
+  private readonly wallTime: WallTimeConverter;
 
   constructor(private readonly options: EventPipelineOptions) {
     this.sinkErrors = new Counter({
@@ -30,10 +31,11 @@ export class EventPipeline {
       labelNames: ['sink'],
       registers: [options.registry],
     });
+    this.wallTime = new WallTimeConverter(options.clock);
   }
 
   handle(event: ProbeEvent): void {
-    const wallTimeMs = wallTimeOf(event.monotonicNs, this.options.clock);
+    const wallTimeMs = this.wallTime.wallTimeOf(event.monotonicNs);
     const attribution = this.options.resolver().attribute(event, wallTimeMs);
     const attributed: AttributedEvent = { event, attribution, wallTimeMs };
     for (const sink of this.options.sinks) {

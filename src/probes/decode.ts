@@ -19,9 +19,6 @@ const DNS_V2_FIELD_COUNT = 16;
 const IPS_CONFIRMED = 0x8;
 const IPS_NAT_DONE = 0x180;
 const SNAT_PORT_ALLOC_FIELD_COUNT = 14;
-const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const UNSIGNED = /^\d+$/;
-const HEX = /^(?:0x)?[0-9a-fA-F]+$/;
 
 class FieldError extends Error {}
 
@@ -29,10 +26,83 @@ function rejected(code: DecodeErrorCode, detail: string): DecodedLine {
   return { type: 'rejected', code, detail };
 }
 
+const DIGIT_0 = 48;
+const DIGIT_9 = 57;
+const DOT = 46;
+const LOWER_X = 0x78;
+const LOWER_A = 0x61;
+const LOWER_F = 0x66;
+// Up to 15 decimal digits the running value stays an exact integer in a double.
+const EXACT_DECIMAL_DIGITS = 15;
+// 13 hex digits are 52 bits: still exact.
+const EXACT_HEX_DIGITS = 13;
+
+/** The value of a non-empty run of ASCII digits, or -1: on the hot path, a regex costs more. */
+function decimalValue(text: string): number {
+  const length = text.length;
+  if (length === 0) return -1;
+  let value = 0;
+  for (let i = 0; i < length; i += 1) {
+    const digit = text.charCodeAt(i) - DIGIT_0;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return length > EXACT_DECIMAL_DIGITS ? Number(text) : value;
+}
+
+/** The value of hex digits with an optional 0x prefix, or -1. */
+function hexValue(text: string): number {
+  // Only a lower-case 0x, as bpftrace prints it.
+  const start =
+    text.length > 2 && text.charCodeAt(0) === DIGIT_0 && text.charCodeAt(1) === LOWER_X ? 2 : 0;
+  const length = text.length;
+  if (length === start) return -1;
+  let value = 0;
+  for (let i = start; i < length; i += 1) {
+    const code = text.charCodeAt(i);
+    let digit: number;
+    if (code >= DIGIT_0 && code <= DIGIT_9) digit = code - DIGIT_0;
+    else {
+      // Setting bit 5 folds A–F onto a–f.
+      const lower = code | 0x20;
+      if (lower < LOWER_A || lower > LOWER_F) return -1;
+      digit = lower - LOWER_A + 10;
+    }
+    value = value * 16 + digit;
+  }
+  return length - start > EXACT_HEX_DIGITS ? Number.parseInt(text, 16) : value;
+}
+
+/** Dotted quad, each part 0–255 without leading zeros. */
+function isIpv4(text: string): boolean {
+  const length = text.length;
+  let parts = 0;
+  let i = 0;
+  while (i < length) {
+    const start = i;
+    let value = 0;
+    while (i < length) {
+      const digit = text.charCodeAt(i) - DIGIT_0;
+      if (digit < 0 || digit > 9) break;
+      value = value * 10 + digit;
+      i += 1;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 3 || value > 255) return false;
+    if (digits > 1 && text.charCodeAt(start) === DIGIT_0) return false;
+    parts += 1;
+    if (i === length) break;
+    if (text.charCodeAt(i) !== DOT || parts === 4) return false;
+    i += 1;
+    if (i === length) return false;
+  }
+  return parts === 4;
+}
+
 function unsigned(fields: string[], index: number, name: string, max: number): number {
   const text = fields[index] ?? '';
-  if (!UNSIGNED.test(text)) throw new FieldError(`${name} is not an unsigned integer: "${text}"`);
-  const value = Number(text);
+  const value = decimalValue(text);
+  if (value < 0) throw new FieldError(`${name} is not an unsigned integer: "${text}"`);
   if (value > max) throw new FieldError(`${name} out of range: ${text}`);
   return value;
 }
@@ -43,14 +113,22 @@ function port(fields: string[], index: number, name: string): number {
 
 function ipv4(fields: string[], index: number, name: string): string {
   const text = fields[index] ?? '';
-  if (!IPV4.test(text)) throw new FieldError(`${name} is not an IPv4 address: "${text}"`);
+  if (!isIpv4(text)) throw new FieldError(`${name} is not an IPv4 address: "${text}"`);
   return text;
 }
 
 function nanoseconds(fields: string[], index: number): bigint {
   const text = fields[index] ?? '';
-  if (!UNSIGNED.test(text)) throw new FieldError(`nsecs is not an unsigned integer: "${text}"`);
+  if (decimalValue(text) < 0) {
+    throw new FieldError(`nsecs is not an unsigned integer: "${text}"`);
+  }
   return BigInt(text);
+}
+
+function status(text: string): number {
+  const value = hexValue(text);
+  if (value < 0) throw new FieldError(`status is not hex: "${text}"`);
+  return value;
 }
 
 function transport(protocolNumber: number): TransportProtocol {
@@ -80,8 +158,7 @@ function conntrackEvent(
   fields: string[],
   probe: string,
 ): ProbeEvent {
-  const statusText = fields[5] ?? '';
-  if (!HEX.test(statusText)) throw new FieldError(`status is not hex: "${statusText}"`);
+  const ctStatus = status(fields[5] ?? '');
   const original = tuple(fields, 7, 'original');
   const reply = tuple(fields, 11, 'reply');
   return {
@@ -90,7 +167,7 @@ function conntrackEvent(
     monotonicNs: nanoseconds(fields, 2),
     cpu: unsigned(fields, 3, 'cpu', 0xffff),
     netnsInode: unsigned(fields, 4, 'netns', 0xffffffff),
-    ctStatus: Number.parseInt(statusText, 16),
+    ctStatus,
     protocol: transport(unsigned(fields, 6, 'proto', 255)),
     original,
     reply,
@@ -104,24 +181,22 @@ function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNam
   const location = fields[10] ?? '-';
   let conntrack: DnsDropEvent['conntrack'];
   if (fields.length === DNS_V2_FIELD_COUNT) {
-    const statusText = fields[11] ?? '';
-    if (!HEX.test(statusText)) throw new FieldError(`status is not hex: "${statusText}"`);
-    const status = Number.parseInt(statusText, 16);
+    const ctStatus = status(fields[11] ?? '');
     const original = tuple(fields, 12, 'original');
     // Status 0: the packet had no conntrack entry.
-    if (status !== 0) {
+    if (ctStatus !== 0) {
       conntrack = {
-        status,
+        status: ctStatus,
         original,
         lostInsertRace:
           reason === 'NETFILTER_DROP' &&
           location === 'nf_hook_slow' &&
-          (status & IPS_CONFIRMED) === 0 &&
-          (status & IPS_NAT_DONE) === IPS_NAT_DONE,
+          (ctStatus & IPS_CONFIRMED) === 0 &&
+          (ctStatus & IPS_NAT_DONE) === IPS_NAT_DONE,
       };
     }
   }
-  return {
+  const event: DnsDropEvent = {
     kind: 'dns_drop',
     probe,
     monotonicNs: nanoseconds(fields, 2),
@@ -133,8 +208,9 @@ function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNam
     direction: packet.dstPort === 53 ? 'query' : 'response',
     tuple: packet,
     location,
-    ...(conntrack ? { conntrack } : {}),
   };
+  // Spreading an empty object on the hot path costs more than a second literal.
+  return conntrack ? { ...event, conntrack } : event;
 }
 
 function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
