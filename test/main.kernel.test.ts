@@ -127,6 +127,26 @@ describe('the agent process', () => {
     expect(result.stdout).toMatch(/kprobe mode needs kprobes/);
   });
 
+  it('runs counters-only when asked: kernel counters and no probe at all', async () => {
+    const port = await freePort();
+    const agent = execa(
+      'node',
+      [...tsx, 'src/main.ts', '--probe-mode', 'counters-only', '--listen', `127.0.0.1:${port}`],
+      { reject: false },
+    );
+    try {
+      await waitUntilReady(`http://127.0.0.1:${port}`);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^conntrack_observer_probe_mode\{mode="counters-only"\} 1$/m);
+      expect(metrics).toMatch(/^conntrack_observer_kernel_conntrack_limit \d+$/m);
+      expect(metrics).not.toMatch(/^conntrack_observer_probe_up/m);
+      expect(bpftraceChildrenOf(agent.pid!)).toEqual([]);
+    } finally {
+      agent.kill('SIGTERM');
+      await agent;
+    }
+  });
+
   it('refuses bad configuration with a message and exit code 2, starting nothing', async () => {
     const result = await execa('node', [...tsx, 'src/main.ts', '--listen', 'nowhere'], {
       reject: false,
