@@ -13,6 +13,7 @@ import {
   explainTableFull,
   fitMessage,
 } from '../../src/k8s/event-messages.js';
+import { dnsDrop as baseDnsDrop, insertFailure as baseInsertFailure } from '../support/events.js';
 
 const POD_ATTRIBUTION: Attribution = {
   sourceIp: '10.244.1.7',
@@ -33,14 +34,7 @@ function insertFailure(
 ): InsertFailureEvent {
   const snat = race === 'snat' || race === 'snat_dnat';
   const dnat = race === 'dnat' || race === 'snat_dnat';
-  return {
-    kind: 'insert_failed',
-    probe: 'tracepoint/conntrack-insert-failed',
-    monotonicNs: 1n,
-    cpu: 1,
-    netnsInode: 4026532512,
-    protocol: 'udp',
-    ctStatus: 0x190,
+  return baseInsertFailure({
     race,
     original: { srcIp: '10.244.1.7', srcPort: 41522, dstIp: '10.96.0.10', dstPort: 53 },
     reply: {
@@ -50,23 +44,16 @@ function insertFailure(
       dstPort: snat ? 61001 : 41522,
     },
     ...changes,
-  };
+  });
 }
 
 function dnsDrop(reason: string, changes: Partial<DnsDropEvent> = {}): DnsDropEvent {
-  return {
-    kind: 'dns_drop',
-    probe: 'tracepoint/dns-drop',
-    monotonicNs: 1n,
-    cpu: 0,
-    netnsInode: 4026532512,
-    protocol: 'udp',
+  return baseDnsDrop({
     reason,
-    direction: 'query',
     tuple: { srcIp: '10.244.1.7', srcPort: 41522, dstIp: '10.96.0.10', dstPort: 53 },
     location: 'nf_hook_slow',
     ...changes,
-  };
+  });
 }
 
 const ON_POD = { hostNetwork: false };

@@ -15,6 +15,7 @@ import {
 import { eventually } from '../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../support/fake-apiserver.js';
 import { podFrom, stored } from '../support/k8s-fixtures.js';
+import { dnsDrop as baseDnsDrop, insertFailure as baseInsertFailure } from '../support/events.js';
 
 const CLIENT_A = 'dns-client-7c9f8d6b54-4xq2m';
 
@@ -64,33 +65,18 @@ afterEach(async () => {
 });
 
 function snatRace(srcIp: string, srcPort = 40000): InsertFailureEvent {
-  return {
-    kind: 'insert_failed',
-    probe: 'tracepoint/conntrack-insert-failed',
-    monotonicNs: 1n,
-    cpu: 1,
-    netnsInode: 4026532512,
-    protocol: 'udp',
-    ctStatus: 0x190,
+  return baseInsertFailure({
     race: 'snat',
     original: { srcIp, srcPort, dstIp: '192.0.2.53', dstPort: 53 },
     reply: { srcIp: '192.0.2.53', srcPort: 53, dstIp: '192.0.2.1', dstPort: srcPort },
-  };
+  });
 }
 
 function dnsQueryDrop(srcIp: string): DnsDropEvent {
-  return {
-    kind: 'dns_drop',
-    probe: 'tracepoint/dns-drop',
-    monotonicNs: 1n,
-    cpu: 0,
-    netnsInode: 4026532512,
-    protocol: 'udp',
-    reason: 'NETFILTER_DROP',
-    direction: 'query',
+  return baseDnsDrop({
     tuple: { srcIp, srcPort: 41522, dstIp: '10.96.0.10', dstPort: 53 },
     location: 'nf_hook_slow',
-  };
+  });
 }
 
 function attributed(

@@ -12,6 +12,7 @@ import { NodeAddressIndex } from '../../src/k8s/node-address-index.js';
 import { PodIpIndex } from '../../src/k8s/pod-ip-index.js';
 import { ServiceIndex } from '../../src/k8s/service-index.js';
 import { fixture } from '../support/k8s-fixtures.js';
+import { dnsDrop as baseDnsDrop, insertFailure as baseInsertFailure } from '../support/events.js';
 
 const NOW = Date.parse('2025-03-14T10:05:00Z');
 
@@ -35,33 +36,11 @@ function resolver(): KubernetesResolver {
 }
 
 function insertFailure(original: FlowTuple, reply: FlowTuple, race: RaceKind): InsertFailureEvent {
-  return {
-    kind: 'insert_failed',
-    probe: 'tracepoint/conntrack-insert-failed',
-    monotonicNs: 1n,
-    cpu: 1,
-    netnsInode: 4026532512,
-    protocol: 'udp',
-    ctStatus: 0x190,
-    original,
-    reply,
-    race,
-  };
+  return baseInsertFailure({ original, reply, race });
 }
 
 function dnsDrop(tuple: FlowTuple, direction: 'query' | 'response'): DnsDropEvent {
-  return {
-    kind: 'dns_drop',
-    probe: 'tracepoint/dns-drop',
-    monotonicNs: 1n,
-    cpu: 0,
-    netnsInode: 4026532512,
-    protocol: 'udp',
-    reason: 'NETFILTER_DROP',
-    direction,
-    tuple,
-    location: 'nf_hook_slow',
-  };
+  return baseDnsDrop({ tuple, direction, location: 'nf_hook_slow' });
 }
 
 const CLIENT_A = {
