@@ -5,10 +5,24 @@ const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const
 
 type Labels = Record<string, string>;
 
+/** One labelled series and the increments it has had since the last scrape. */
+interface Series {
+  readonly counter: Counter;
+  readonly labels: Labels;
+  pending: number;
+}
+
+// Label values are Kubernetes names, addresses and kernel symbols: none holds a NUL.
+const SEPARATOR = '\u0000';
+
 /**
  * The event counters. Series carry the pod they are blamed on, so the set of series grows
  * with the pods that ever had a drop; `forgetPod` removes a deleted pod's series to keep the
  * cardinality bounded by the pods that currently (or very recently) exist.
+ *
+ * Events are counted into a cache of series and handed to prom-client when a scrape collects
+ * the counters: prom-client hashes and validates the label object on every `inc`, which costs
+ * more than decoding the event. A scrape sees every event recorded before it.
  */
 export class EventMetrics {
   private readonly insertFailures: Counter;
@@ -17,8 +31,18 @@ export class EventMetrics {
   private readonly unattributed: Counter;
   private readonly snatAllocationSeconds: Histogram;
   private readonly snatAllocationAttempts: Histogram;
-  private readonly seriesByPod = new Map<string, { counter: Counter; labels: Labels }[]>();
-  private readonly seenSeries = new Set<string>();
+  private readonly series = new Map<string, Series>();
+  /** Keys in `series` of each pod (namespace/name). */
+  private readonly seriesKeysByPod = new Map<string, string[]>();
+  /** Series with increments prom-client has not seen yet. */
+  private readonly pendingSeries = new Set<Series>();
+  private readonly flushPending = (): void => {
+    for (const series of this.pendingSeries) {
+      series.counter.inc(series.labels, series.pending);
+      series.pending = 0;
+    }
+    this.pendingSeries.clear();
+  };
 
   constructor(registry: Registry) {
     this.insertFailures = new Counter({
@@ -26,24 +50,28 @@ export class EventMetrics {
       help: 'Packets the kernel dropped because their conntrack entry lost an insertion race (insert_failed), by race kind and the client it hit.',
       labelNames: ['race', ...ATTRIBUTION_LABELS],
       registers: [registry],
+      collect: this.flushPending,
     });
     this.dnsDrops = new Counter({
       name: 'conntrack_observer_dns_drops_total',
       help: 'UDP DNS datagrams (port 53 on either side) the kernel dropped, by drop reason, direction and client.',
       labelNames: ['reason', 'direction', ...ATTRIBUTION_LABELS],
       registers: [registry],
+      collect: this.flushPending,
     });
     this.clashesResolved = new Counter({
       name: 'conntrack_observer_clash_resolved_total',
       help: 'Conntrack insertion races the kernel resolved without dropping (kprobe mode only), by race kind and client.',
       labelNames: ['race', ...ATTRIBUTION_LABELS],
       registers: [registry],
+      collect: this.flushPending,
     });
     this.unattributed = new Counter({
       name: 'conntrack_observer_unattributed_events_total',
       help: 'Events that could not be attributed to a pod (Kubernetes mode), by event kind. They are still counted in the event metrics with empty pod labels.',
       labelNames: ['kind'],
       registers: [registry],
+      collect: this.flushPending,
     });
     // Per node namespace, not per pod: the port search is the node's, whoever triggered it.
     this.snatAllocationSeconds = new Histogram({
@@ -61,61 +89,91 @@ export class EventMetrics {
   }
 
   record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
-    const labels: Labels = {
-      source_ip: attribution.sourceIp,
-      namespace: attribution.pod?.namespace ?? '',
-      pod: attribution.pod?.name ?? '',
-      service: attribution.service
-        ? `${attribution.service.namespace}/${attribution.service.name}`
-        : '',
-    };
     if (event.kind === 'snat_port_alloc') {
       this.snatAllocationSeconds.observe(event.latencyNs / 1e9);
       this.snatAllocationAttempts.observe(event.attempts);
       return;
     }
-    let counter: Counter;
+    const { pod, service } = attribution;
+    const namespace = pod?.namespace ?? '';
+    const podName = pod?.name ?? '';
+    const serviceName = service ? `${service.namespace}/${service.name}` : '';
+    const who =
+      attribution.sourceIp + SEPARATOR + namespace + SEPARATOR + podName + SEPARATOR + serviceName;
+    let series: Series | undefined;
     if (event.kind === 'dns_drop') {
-      counter = this.dnsDrops;
-      labels.reason = event.reason;
-      labels.direction = event.direction;
+      const key = 'd' + SEPARATOR + event.reason + SEPARATOR + event.direction + SEPARATOR + who;
+      series = this.series.get(key);
+      if (series === undefined) {
+        series = this.createSeries(key, this.dnsDrops, {
+          reason: event.reason,
+          direction: event.direction,
+          source_ip: attribution.sourceIp,
+          namespace,
+          pod: podName,
+          service: serviceName,
+        });
+      }
     } else {
-      counter = event.kind === 'insert_failed' ? this.insertFailures : this.clashesResolved;
-      labels.race = event.race;
+      const insertFailed = event.kind === 'insert_failed';
+      const key = (insertFailed ? 'i' : 'c') + SEPARATOR + event.race + SEPARATOR + who;
+      series = this.series.get(key);
+      if (series === undefined) {
+        series = this.createSeries(key, insertFailed ? this.insertFailures : this.clashesResolved, {
+          race: event.race,
+          source_ip: attribution.sourceIp,
+          namespace,
+          pod: podName,
+          service: serviceName,
+        });
+      }
     }
-    counter.inc(labels);
-    this.remember(counter, labels);
-    if (countUnattributed && !attribution.pod && !attribution.snatToNode) {
-      this.unattributed.inc({ kind: event.kind });
+    this.count(series);
+    if (countUnattributed && !pod && !attribution.snatToNode) {
+      const key = 'u' + SEPARATOR + event.kind;
+      this.count(
+        this.series.get(key) ?? this.createSeries(key, this.unattributed, { kind: event.kind }),
+      );
     }
   }
 
   /** Removes every series of a pod that no longer exists. */
   forgetPod(namespace: string, name: string): void {
-    const key = `${namespace}/${name}`;
-    for (const { counter, labels } of this.seriesByPod.get(key) ?? []) {
-      counter.remove(labels);
-      this.seenSeries.delete(seriesKey(counter, labels));
+    const podKey = `${namespace}/${name}`;
+    for (const key of this.seriesKeysByPod.get(podKey) ?? []) {
+      const series = this.series.get(key);
+      if (series === undefined) continue;
+      this.pendingSeries.delete(series);
+      series.counter.remove(series.labels);
+      this.series.delete(key);
     }
-    this.seriesByPod.delete(key);
+    this.seriesKeysByPod.delete(podKey);
   }
 
-  private remember(counter: Counter, labels: Labels): void {
-    if (!labels.pod) return;
-    const key = seriesKey(counter, labels);
-    if (this.seenSeries.has(key)) return;
-    this.seenSeries.add(key);
-    const podKey = `${labels.namespace}/${labels.pod}`;
-    const list = this.seriesByPod.get(podKey) ?? [];
-    list.push({ counter, labels: { ...labels } });
-    this.seriesByPod.set(podKey, list);
+  /** How many series the cache holds: bounded like the exported ones. */
+  cachedSeries(): number {
+    return this.series.size;
   }
-}
 
-function seriesKey(counter: Counter, labels: Labels): string {
-  const name = (counter as unknown as { name: string }).name;
-  return `${name}|${Object.keys(labels)
-    .sort()
-    .map((key) => `${key}=${labels[key]}`)
-    .join(',')}`;
+  /** How many series have counts no scrape has collected yet. */
+  seriesAwaitingScrape(): number {
+    return this.pendingSeries.size;
+  }
+
+  private count(series: Series): void {
+    if (series.pending === 0) this.pendingSeries.add(series);
+    series.pending += 1;
+  }
+
+  private createSeries(key: string, counter: Counter, labels: Labels): Series {
+    const series: Series = { counter, labels, pending: 0 };
+    this.series.set(key, series);
+    if (labels.pod) {
+      const podKey = `${labels.namespace}/${labels.pod}`;
+      const keys = this.seriesKeysByPod.get(podKey);
+      if (keys) keys.push(key);
+      else this.seriesKeysByPod.set(podKey, [key]);
+    }
+    return series;
+  }
 }

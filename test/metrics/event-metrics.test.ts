@@ -75,4 +75,61 @@ describe('event metrics', () => {
     expect(failures.map((v) => v.labels.pod)).toEqual(['other']);
     expect(await valuesOf(registry, 'conntrack_observer_dns_drops_total')).toEqual([]);
   });
+
+  it('shows every event recorded between scrapes, and only once', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.record(attributed(insertFailure(), podA), true);
+    const first = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+    expect(first.map((v) => v.value)).toEqual([1]);
+    metrics.record(attributed(insertFailure(), podA), true);
+    metrics.record(attributed(insertFailure(), podA), true);
+    expect(await registry.metrics()).toContain(
+      'conntrack_observer_insert_failures_total{race="snat",source_ip="10.244.0.2",namespace="shop",pod="cart-7d9f",service=""} 3',
+    );
+    const again = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+    expect(again.map((v) => v.value)).toEqual([3]);
+  });
+
+  it('drops the cached series of a forgotten pod, including counts no scrape has seen yet', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.record(attributed(insertFailure(), podA), true);
+    metrics.record(attributed(dnsDrop(), podA), true);
+    metrics.record(attributed(insertFailure()), true);
+    expect(metrics.cachedSeries()).toBe(4); // two of the pod, one by IP, one unattributed
+    metrics.forgetPod('shop', 'cart-7d9f');
+    expect(metrics.cachedSeries()).toBe(2);
+    const failures = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+    expect(failures.map((v) => [v.labels.pod, v.value])).toEqual([['', 1]]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_drops_total')).toEqual([]);
+  });
+
+  it('counts a pod that comes back under the same name from zero', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.record(attributed(insertFailure(), podA), true);
+    metrics.record(attributed(insertFailure(), podA), true);
+    await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+    metrics.forgetPod('shop', 'cart-7d9f');
+    metrics.record(attributed(insertFailure(), { ...podA, uid: 'uid-a2' }), true);
+    const failures = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+    expect(failures.map((v) => [v.labels.pod, v.value])).toEqual([['cart-7d9f', 1]]);
+    expect(metrics.cachedSeries()).toBe(1);
+  });
+
+  it('keeps the cache bounded by the pods still known after many come and go', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    for (let i = 0; i < 500; i += 1) {
+      const pod = { ...podA, name: `job-${i}`, uid: `uid-${i}` };
+      metrics.record(attributed(insertFailure(), pod, `10.244.1.${i % 250}`), true);
+      metrics.record(attributed(dnsDrop({ reason: 'NO_SOCKET' }), pod), true);
+      if (i >= 10) metrics.forgetPod('shop', `job-${i - 10}`);
+    }
+    expect(metrics.cachedSeries()).toBe(20);
+    expect(metrics.seriesAwaitingScrape()).toBe(20);
+    expect(await valuesOf(registry, 'conntrack_observer_insert_failures_total')).toHaveLength(10);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_drops_total')).toHaveLength(10);
+  });
 });
