@@ -187,3 +187,90 @@ describe('decoding schema-2 DNS drops', () => {
     expect(decoded.type === 'event' && 'conntrack' in decoded.event).toBe(false);
   });
 });
+
+describe('reading the fields of an event line', () => {
+  const withSource = (ip: string) =>
+    printf(`dns_drop 1 10 0 4026531840 12 ${ip} 41234 192.0.2.99 53 nft_do_chain`);
+  const withStatus = (status: string) =>
+    printf(
+      `insert_failed 1 5036542919870 1 4026532420 ${status} 17 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000 nf_hook_slow`,
+    );
+  const withNsecs = (nsecs: string) =>
+    printf(`dns_drop 1 ${nsecs} 0 4026531840 12 10.244.0.2 41234 192.0.2.99 53 nft_do_chain`);
+
+  it.each(['0.0.0.0', '255.255.255.255', '10.244.0.2', '192.0.2.199', '1.20.249.250'])(
+    'accepts the dotted quad %s',
+    (ip) => {
+      expect(decode(withSource(ip))).toMatchObject({
+        type: 'event',
+        event: { tuple: { srcIp: ip } },
+      });
+    },
+  );
+
+  it.each([
+    '256.0.0.1',
+    '10.244.0.01',
+    '00.1.2.3',
+    '10.244.0',
+    '10.244.0.2.5',
+    '10.244..2',
+    '10.244.0.2.',
+    '.10.244.0',
+    '10.244.0.1000',
+    '10.244.0.-1',
+    '10.244.0.a',
+    '١٠.244.0.2',
+  ])('rejects %s as an address, naming the field', (ip) => {
+    expect(decode(withSource(ip))).toEqual({
+      type: 'rejected',
+      code: 'bad_field',
+      detail: `dns_drop: packet source is not an IPv4 address: "${ip}"`,
+    });
+  });
+
+  it.each([
+    ['190', 0x190],
+    ['0x190', 0x190],
+    ['1A8', 0x1a8],
+    ['0xffffffff', 0xffffffff],
+    ['0', 0],
+  ])('reads the status %s as hex', (text, value) => {
+    expect(decode(withStatus(text))).toMatchObject({ event: { ctStatus: value } });
+  });
+
+  it.each(['0X190', '0x', 'x190', '19g', '-190'])('rejects the status %s', (text) => {
+    expect(decode(withStatus(text))).toEqual({
+      type: 'rejected',
+      code: 'bad_field',
+      detail: `insert_failed: status is not hex: "${text}"`,
+    });
+  });
+
+  it('keeps every digit of a timestamp past 2^53 nanoseconds', () => {
+    expect(decode(withNsecs('18446744073709551615'))).toMatchObject({
+      event: { monotonicNs: 18446744073709551615n },
+    });
+  });
+
+  it.each(['1e9', '+5', '12.5', '0x10'])('rejects the timestamp %s', (text) => {
+    expect(decode(withNsecs(text))).toEqual({
+      type: 'rejected',
+      code: 'bad_field',
+      detail: `dns_drop: nsecs is not an unsigned integer: "${text}"`,
+    });
+  });
+
+  it('rejects a port past 65535 and reads leading zeros of a number as the number', () => {
+    expect(
+      decode(printf('dns_drop 1 10 0 4026531840 12 10.244.0.2 65536 192.0.2.99 53 -')),
+    ).toEqual({
+      type: 'rejected',
+      code: 'bad_field',
+      detail: 'dns_drop: packet source port out of range: 65536',
+    });
+    expect(
+      decode(printf('dns_drop 1 10 0 4026531840 003 10.244.0.2 065535 192.0.2.99 53 -')),
+    ).toMatchObject({ event: { reason: 'NO_SOCKET', tuple: { srcPort: 65535 } } });
+  });
+});
