@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { createExecaProbeSpawner } from '../src/probes/probe-process.js';
 import type { BenchPrograms } from './build-c.js';
 
 export interface EmitRate {
@@ -7,6 +8,8 @@ export interface EmitRate {
   readonly linesReceived: number;
   readonly linesPerSecond: number;
   readonly lostEvents: number;
+  /** CPU time (user + system) of this Node process over the measured interval, in seconds. */
+  readonly readerCpuSeconds: number;
 }
 
 /*
@@ -22,56 +25,69 @@ const script = `tracepoint:syscalls:sys_enter_getppid /comm == "getppid-loop"/ {
     ksym(kaddr("nf_hook_slow")));
 }`;
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** bpftrace's ceiling: lines per second Node receives from `-f json -B line`, and what it lost. */
 export async function measureEmitRate(programs: BenchPrograms, seconds = 5): Promise<EmitRate> {
-  const bpftrace = execa('bpftrace', ['-f', 'json', '-B', 'line', '-e', script], {
-    reject: false,
-    stderr: 'ignore',
-    buffer: false,
-  });
+  // The agent's own reader: the spawner the supervisor runs its probes with.
+  const bpftrace = createExecaProbeSpawner()('bpftrace', [
+    '-f',
+    'json',
+    '-B',
+    'line',
+    '-e',
+    script,
+  ]);
   let linesReceived = 0;
   let lostEvents = 0;
   let attached!: () => void;
   const attachedPromise = new Promise<void>((resolve) => (attached = resolve));
-  // The agent reads its probes the same way: execa's line iteration over stdout.
   const reading = (async () => {
-    for await (const line of bpftrace.iterable({ from: 'stdout' })) {
-      if (line.includes('"printf"')) linesReceived += 1;
-      else if (line.includes('"attached_probes"')) attached();
-      else if (line.includes('"lost_events"')) {
-        const parsed = JSON.parse(line) as { data?: { events?: number } };
-        lostEvents += parsed.data?.events ?? 0;
+    for await (const lines of bpftrace.stdoutBatches) {
+      for (const line of lines) {
+        if (line.includes('"printf"')) linesReceived += 1;
+        else if (line.includes('"attached_probes"')) attached();
+        else if (line.includes('"lost_events"')) {
+          const parsed = JSON.parse(line) as { data?: { events?: number } };
+          lostEvents += parsed.data?.events ?? 0;
+        }
       }
     }
+  })();
+  const draining = (async () => {
+    for await (const line of bpftrace.stderrLines) void line;
   })();
   try {
     await Promise.race([
       attachedPromise,
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new Error('bpftrace did not attach')), 30_000),
-      ),
+      sleep(30_000).then(() => {
+        throw new Error('bpftrace did not attach');
+      }),
     ]);
+    const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     const loop = await execa(programs.path('getppid-loop'), [String(seconds)]);
     const { calls } = JSON.parse(loop.stdout) as { calls: number };
-    // Let bpftrace drain what is still in its buffers before stopping it.
+    // Let bpftrace drain what is still in its buffers: wait until nothing moves for 0.5 s.
     let previous = -1;
-    while (previous !== linesReceived) {
-      previous = linesReceived;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+    while (previous !== linesReceived + lostEvents) {
+      previous = linesReceived + lostEvents;
+      await sleep(500);
     }
     const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    const cpu = process.cpuUsage(cpuBefore);
     bpftrace.kill('SIGINT');
-    await reading;
+    await Promise.all([reading, draining]);
     return {
       syscalls: calls,
       seconds: elapsed,
       linesReceived,
       linesPerSecond: linesReceived / elapsed,
       lostEvents,
+      readerCpuSeconds: (cpu.user + cpu.system) / 1e6,
     };
   } finally {
-    if (bpftrace.exitCode === null) bpftrace.kill('SIGKILL');
-    await bpftrace;
+    bpftrace.kill('SIGKILL');
+    await bpftrace.exited;
   }
 }

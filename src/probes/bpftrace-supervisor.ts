@@ -285,9 +285,11 @@ export class BpftraceSupervisor {
     child: ProbeProcess,
     attachWatch: AbortController,
   ): Promise<void> {
-    for await (const line of child.stdoutLines) {
-      if (line.trim() === '') continue; // bpftrace ends its output with blank lines
-      this.handleLine(state, line, attachWatch);
+    for await (const lines of child.stdoutBatches) {
+      for (const line of lines) {
+        if (line.trim() === '') continue; // bpftrace ends its output with blank lines
+        this.handleLine(state, line, attachWatch);
+      }
     }
   }
 

@@ -220,6 +220,29 @@ describe('BpftraceSupervisor', () => {
     });
   });
 
+  it('decodes every line whether it spans two pipe reads, shares one with hundreds of others or ends without a newline', async () => {
+    const { supervisor, registry, events } = harness([
+      { name: 'bursty', script: 'splits-lines', args: ['500'] },
+    ]);
+    supervisor.start();
+    await waitFor(() => events.length === 502, 'all 502 events');
+
+    expect(events.map(({ event }) => event.monotonicNs)).toEqual(
+      Array.from({ length: 502 }, (_, i) => BigInt(5000 + i)),
+    );
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_events_decoded_total', {
+        probe: 'bursty',
+      }),
+    ).toBe(502);
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
+        probe: 'bursty',
+        error: 'not_json',
+      }),
+    ).toBe(0);
+  });
+
   it('caps the backoff and starts it over after a probe stayed attached for a minute', async () => {
     const { supervisor, delays, clock, spawned } = harness(
       [{ name: 'probe-a', script: 'attaches-and-stays' }],
