@@ -230,21 +230,27 @@ function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
 }
 
 /** Field counts by record and schema version. */
-const EXPECTED_FIELDS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
-  insert_failed: { 1: CONNTRACK_FIELD_COUNT },
-  clash_resolved: { 1: CONNTRACK_FIELD_COUNT },
-  dns_drop: { 1: DNS_V1_FIELD_COUNT, 2: DNS_V2_FIELD_COUNT },
-  snat_port_alloc: { 1: SNAT_PORT_ALLOC_FIELD_COUNT },
-};
+const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map([
+  ['insert_failed', new Map([['1', CONNTRACK_FIELD_COUNT]])],
+  ['clash_resolved', new Map([['1', CONNTRACK_FIELD_COUNT]])],
+  [
+    'dns_drop',
+    new Map([
+      ['1', DNS_V1_FIELD_COUNT],
+      ['2', DNS_V2_FIELD_COUNT],
+    ]),
+  ],
+  ['snat_port_alloc', new Map([['1', SNAT_PORT_ALLOC_FIELD_COUNT]])],
+]);
 
 function decodeEventLine(payload: string, probe: string, reasonName: DropReasonNamer): DecodedLine {
   const fields = payload.trimEnd().split(' ');
   const record = fields[0];
-  const versions = EXPECTED_FIELDS[record ?? ''];
+  const versions = EXPECTED_FIELDS.get(record ?? '');
   if (versions === undefined) {
     return rejected('unknown_record', `unknown event record "${truncate(record ?? '')}"`);
   }
-  const expected = versions[fields[1] ?? ''];
+  const expected = versions.get(fields[1] ?? '');
   if (expected === undefined) {
     return rejected('unsupported_version', `${record} schema version "${fields[1] ?? ''}"`);
   }
@@ -304,9 +310,14 @@ function decodeRecord(record: unknown, probe: string, reasonName: DropReasonName
 export function createLineDecoder(probe: string, reasonName: DropReasonNamer): LineDecoder {
   return (line: string): DecodedLine => {
     if (line.startsWith(PRINTF_PREFIX) && line.endsWith(PRINTF_SUFFIX)) {
-      const payload = line.slice(PRINTF_PREFIX.length, line.length - PRINTF_SUFFIX.length);
-      if (!payload.includes('\\') && !payload.includes('"')) {
-        return decodeEventLine(payload, probe, reasonName);
+      // The payload holds no escape and no quote when the first of each after the prefix is
+      // the suffix's own: one scan each, and no copy of a line that is not taken.
+      const end = line.length - PRINTF_SUFFIX.length;
+      if (
+        line.indexOf('\\', PRINTF_PREFIX.length) === end &&
+        line.indexOf('"', PRINTF_PREFIX.length) === end + 2
+      ) {
+        return decodeEventLine(line.slice(PRINTF_PREFIX.length, end), probe, reasonName);
       }
     }
     let record: unknown;
