@@ -4,8 +4,11 @@
  * usage: getppid-loop SECONDS
  * prints {"calls":N,"seconds":S}
  */
-#include "bench-common.h"
+/* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
+#include "../../test/lab/c/lab-common.h"
 #include <sys/syscall.h>
+
+static double seconds_now(void) { return (double)monotonic_ns() / 1e9; }
 
 int main(int argc, char **argv) {
   if (argc != 2) {
@@ -15,11 +18,11 @@ int main(int argc, char **argv) {
   exit_with_parent();
   double seconds = atof(argv[1]);
   unsigned long long calls = 0;
-  double start = now_seconds(), end = start + seconds, now = start;
+  double start = seconds_now(), end = start + seconds, now = start;
   while (now < end) {
     for (int i = 0; i < 1024; i++) syscall(SYS_getppid);
     calls += 1024;
-    now = now_seconds();
+    now = seconds_now();
   }
   printf("{\"calls\":%llu,\"seconds\":%.6f}\n", calls, now - start);
   return 0;

@@ -6,10 +6,13 @@
  * Unconnected sendto(): an ICMP port-unreachable coming back (the drop variant) is then not
  * reported as ECONNREFUSED on the next send, so every datagram leaves.
  */
-#include "bench-common.h"
+/* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
+#include "../../test/lab/c/lab-common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+static double seconds_now(void) { return (double)monotonic_ns() / 1e9; }
 
 int main(int argc, char **argv) {
   if (argc != 5) {
@@ -27,7 +30,7 @@ int main(int argc, char **argv) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   if (fd < 0) die("socket");
   unsigned long long sent = 0, errors = 0;
-  double start = now_seconds(), end = start + seconds, now = start;
+  double start = seconds_now(), end = start + seconds, now = start;
   while (now < end) {
     for (int i = 0; i < 256; i++) {
       if (sendto(fd, payload, size, 0, (struct sockaddr *)&dst, sizeof dst) == (ssize_t)size)
@@ -35,7 +38,7 @@ int main(int argc, char **argv) {
       else
         errors++;
     }
-    now = now_seconds();
+    now = seconds_now();
   }
   printf("{\"sent\":%llu,\"errors\":%llu,\"seconds\":%.6f}\n", sent, errors, now - start);
   return 0;

@@ -3,7 +3,8 @@
  * usage: udp-sink BIND_IP PORT
  * prints {"event":"listening"} once bound, then {"received":N,"bytes":N} on exit.
  */
-#include "bench-common.h"
+/* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
+#include "../../test/lab/c/lab-common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
