@@ -94,6 +94,9 @@ interface ProbeState {
   readonly definition: ProbeDefinition;
   readonly decode: LineDecoder;
   readonly rejectedLog: LogRateLimiter;
+  readonly lostLog: LogRateLimiter;
+  /** Events lost since the last lost-events message was logged. */
+  lostSinceLog: number;
   child: ProbeProcess | undefined;
   ready: boolean;
   attachedAt: number | undefined;
@@ -143,6 +146,8 @@ export class BpftraceSupervisor {
       definition,
       decode: options.decoderFor(definition),
       rejectedLog: new LogRateLimiter(10, 60_000, this.now),
+      lostLog: new LogRateLimiter(10, 60_000, this.now),
+      lostSinceLog: 0,
       child: undefined,
       ready: false,
       attachedAt: undefined,
@@ -323,13 +328,25 @@ export class BpftraceSupervisor {
           'probe attached',
         );
         return;
-      case 'lost':
+      case 'lost': {
         this.metrics.lost.inc({ probe }, decoded.count);
-        this.options.logger.warn(
-          { probe, lost: decoded.count },
-          'probe lost events: perf ring buffer overflowed',
-        );
+        // In a storm bpftrace reports a loss on nearly every poll: the metric has every one,
+        // the log a few a minute with the total since the last message.
+        state.lostSinceLog += decoded.count;
+        const admitted = state.lostLog.admit();
+        if (admitted !== undefined) {
+          this.options.logger.warn(
+            {
+              probe,
+              lost: state.lostSinceLog,
+              reports: admitted.suppressedBefore + 1,
+            },
+            'probe lost events: perf ring buffer overflowed',
+          );
+          state.lostSinceLog = 0;
+        }
         return;
+      }
       case 'ignored':
         return;
       case 'rejected': {

@@ -319,6 +319,28 @@ describe('BpftraceSupervisor', () => {
     expect(logged(records, 'probe line rejected')).toHaveLength(10);
   });
 
+  it('logs at most ten event losses a minute with the events lost since the last message, and counts them all', async () => {
+    const { supervisor, registry, events, records, clock, spawned } = harness([
+      { name: 'storm', script: 'floods-lost', args: ['100'] },
+    ]);
+    supervisor.start();
+    await waitFor(() => events.length === 1, 'the event after the losses');
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_events_lost_total', { probe: 'storm' }),
+    ).toBe(300);
+    const losses = logged(records, 'probe lost events: perf ring buffer overflowed');
+    expect(losses).toHaveLength(10);
+    expect(losses.map((record) => record.lost)).toEqual(Array<number>(10).fill(3));
+    expect(losses.every((record) => record.level === LEVEL.warn)).toBe(true);
+
+    clock.now += 60_000;
+    process.kill(spawned[0]!, 'SIGUSR1');
+    await waitFor(() => events.length === 2, 'the event after the next loss');
+    // The next window's first message carries the 90 losses held back in the last one.
+    const next = logged(records, 'probe lost events: perf ring buffer overflowed')[10];
+    expect(next).toMatchObject({ lost: 90 * 3 + 5, reports: 91 });
+  });
+
   it('logs the RLIMIT_MEMLOCK complaint once at info, never as a warning', async () => {
     const { supervisor, records, delays } = harness([
       { name: 'crashing', script: 'dies-after-lines', args: ['0'] },
