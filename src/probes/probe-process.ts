@@ -97,6 +97,9 @@ async function* guardLines(lines: AsyncIterable<unknown>): AsyncIterable<string>
  * line iteration, which takes a generator step and a promise per line: under a storm the reader
  * then competes less with bpftrace for the CPU, and bpftrace loses fewer events.
  */
+/** Far above any probe record (a few hundred characters). */
+const MAX_LINE_CHARS = 1 << 20;
+
 async function* lineBatches(stream: Readable | null): AsyncIterable<readonly string[]> {
   if (stream === null) return;
   stream.setEncoding('utf8');
@@ -106,6 +109,12 @@ async function* lineBatches(stream: Readable | null): AsyncIterable<readonly str
       const lines = chunk.split('\n');
       lines[0] = partial + (lines[0] ?? '');
       partial = lines.pop() ?? '';
+      if (partial.length > MAX_LINE_CHARS) {
+        // Garbage with no end in sight: hand it on as a line (the decoder rejects and counts it)
+        // rather than hold it all in memory.
+        lines.push(partial);
+        partial = '';
+      }
       if (lines.length === 0) continue;
       for (let i = 0; i < lines.length; i += 1) lines[i] = withoutCarriageReturn(lines[i] ?? '');
       yield lines;

@@ -243,6 +243,20 @@ describe('BpftraceSupervisor', () => {
     ).toBe(0);
   });
 
+  it('rejects a line longer than a mebibyte in pieces instead of holding it, and decodes what follows', async () => {
+    const { supervisor, registry, events } = harness([{ name: 'endless', script: 'endless-line' }]);
+    supervisor.start();
+    await waitFor(() => events.length === 1, 'the event after the long line');
+
+    expect(events[0]!.event.monotonicNs).toBe(7000n);
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
+        probe: 'endless',
+        error: 'not_json',
+      }),
+    ).toBe(2);
+  });
+
   it('caps the backoff and starts it over after a probe stayed attached for a minute', async () => {
     const { supervisor, delays, clock, spawned } = harness(
       [{ name: 'probe-a', script: 'attaches-and-stays' }],
