@@ -26,6 +26,24 @@ export interface UdpRun {
   /** dns-dropped with the agent: its dns_drops_total{reason=NO_SOCKET} and probe lost deltas. */
   readonly agentCounted?: number;
   readonly agentLost?: number;
+  /** dns-dropped with the agent: how the probe path fared over the round. */
+  readonly storm?: StormAccounting;
+}
+
+/** Deltas over one storm round of the agent's probe metrics (summed over its probes). */
+export interface StormAccounting {
+  /** dns_drops_total of any reason: NO_SOCKET drops counted under another label would show here. */
+  readonly countedAnyReason: number;
+  readonly decoded: number;
+  readonly rejected: number;
+  readonly restarts: number;
+  /** Lowest sum of probe_up seen during the round (the agent's probes all up = their number). */
+  readonly minProbesUp: number;
+  readonly probes: number;
+  /** dropped - counted - lost: what the agent neither counted nor reported lost. */
+  readonly unaccounted: number;
+  /** Seconds from the sender's end until the agent's counts stopped moving. */
+  readonly settleSeconds: number;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -66,12 +84,14 @@ async function runOnce(
   const stopSink = variant === 'dns-dropped' ? undefined : await startSink(lab, programs, port);
   const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
   const metricsBefore = agent ? await agent.metrics() : '';
+  const watch = agent && variant === 'dns-dropped' ? watchProbesUp(agent) : undefined;
   const blast = await lab.exec(lab.pods[0]!.netns, programs.path('udp-blast'), [
     labAddresses.silentDns,
     String(port),
     String(seconds),
     '32',
   ]);
+  const blastEnded = Date.now();
   const { sent, seconds: elapsed } = JSON.parse(blast.stdout) as { sent: number; seconds: number };
   await sleep(300); // let queues and the probe pipeline drain
   const received = stopSink ? await stopSink() : undefined;
@@ -86,24 +106,70 @@ async function runOnce(
     pps: arrived / elapsed,
   };
   if (!agent || variant !== 'dns-dropped') return run;
-  // The agent may still be working through the storm's backlog: wait until its count settles.
+  // The agent may still be working through the storm's backlog (bpftrace's perf buffers, the
+  // pipe, its event loop): wait until nothing it counts has moved for 1.5 s.
+  const moving = (text: string) =>
+    sumSamples(text, 'conntrack_observer_probe_events_decoded_total') +
+    sumSamples(text, 'conntrack_observer_probe_events_lost_total') +
+    sumSamples(text, 'conntrack_observer_probe_lines_rejected_total');
   let metricsAfter = await agent.metrics();
-  const counted = (text: string) =>
-    sumSamples(text, 'conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET' }) +
-    sumSamples(text, 'conntrack_observer_probe_events_lost_total');
-  for (let i = 0; i < 50; i += 1) {
-    await sleep(200);
+  for (let still = 0; still < 3 && Date.now() - blastEnded < 60_000;) {
+    await sleep(500);
     const next = await agent.metrics();
-    if (counted(next) === counted(metricsAfter)) break;
+    still = moving(next) === moving(metricsAfter) ? still + 1 : 0;
     metricsAfter = next;
   }
+  const settleSeconds = (Date.now() - blastEnded) / 1000;
+  const minProbesUp = Math.min(
+    await watch!.stop(),
+    sumSamples(metricsAfter, 'conntrack_observer_probe_up'),
+  );
   const delta = (name: string, labels: Record<string, string> = {}) =>
     sumSamples(metricsAfter, name, labels) - sumSamples(metricsBefore, name, labels);
+  const agentCounted = delta('conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET' });
+  const agentLost = delta('conntrack_observer_probe_events_lost_total');
   return {
     ...run,
-    agentCounted: delta('conntrack_observer_dns_drops_total', { reason: 'NO_SOCKET' }),
-    agentLost: delta('conntrack_observer_probe_events_lost_total'),
+    agentCounted,
+    agentLost,
+    storm: {
+      countedAnyReason: delta('conntrack_observer_dns_drops_total'),
+      decoded: delta('conntrack_observer_probe_events_decoded_total'),
+      rejected: delta('conntrack_observer_probe_lines_rejected_total'),
+      restarts: delta('conntrack_observer_probe_restarts_total'),
+      minProbesUp,
+      probes: countSamples(metricsAfter, 'conntrack_observer_probe_up'),
+      unaccounted: arrived - agentCounted - agentLost,
+      settleSeconds,
+    },
   };
+}
+
+/** Polls the agent's probe_up while the storm runs; stop() gives the lowest sum seen. */
+function watchProbesUp(agent: AgentProcess): { stop(): Promise<number> } {
+  let lowest = Number.POSITIVE_INFINITY;
+  let running = true;
+  const polling = (async () => {
+    while (running) {
+      try {
+        lowest = Math.min(lowest, sumSamples(await agent.metrics(), 'conntrack_observer_probe_up'));
+      } catch {
+        lowest = 0; // an agent that does not answer is not up
+      }
+      await sleep(250);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await polling;
+      return lowest;
+    },
+  };
+}
+
+function countSamples(text: string, name: string): number {
+  return text.split('\n').filter((line) => line.startsWith(`${name}{`)).length;
 }
 
 /** Alternates runs without and with the agent, `rounds` times, each variant each time. */
@@ -129,6 +195,32 @@ export async function measureUdpThroughput(
           log(JSON.stringify(run));
           runs.push(run);
         }
+      } finally {
+        await agent.stop();
+      }
+    }
+  } finally {
+    await lab.destroy();
+  }
+  return runs;
+}
+
+/** The storm alone, `rounds` times, each with a freshly started agent: its accounting per round. */
+export async function measureStorm(
+  programs: BenchPrograms,
+  rounds = 3,
+  seconds = 4,
+  log: (line: string) => void = () => {},
+): Promise<UdpRun[]> {
+  const lab = await createLab();
+  const runs: UdpRun[] = [];
+  try {
+    for (let round = 0; round < rounds; round += 1) {
+      const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
+      try {
+        const run = await runOnce(lab, programs, 'dns-dropped', agent, seconds);
+        log(JSON.stringify(run));
+        runs.push(run);
       } finally {
         await agent.stop();
       }
