@@ -102,6 +102,7 @@ export function renderReport(r: BenchResults): string {
     `- getppid() calls: ${int(r.emit.syscalls)}`,
     `- Lines received: ${int(r.emit.linesReceived)} in ${r.emit.seconds.toFixed(2)} s = **${int(r.emit.linesPerSecond)} lines/s**`,
     `- bpftrace \`lost_events\`: **${int(r.emit.lostEvents)}**`,
+    `- CPU the agent's reader spent: ${r.emit.readerCpuSeconds.toFixed(2)} s (${((r.emit.readerCpuSeconds / Math.max(1, r.emit.linesReceived)) * 1e6).toFixed(2)} µs per line)`,
     `- Received + lost = ${int(r.emit.linesReceived + r.emit.lostEvents)} of ${int(r.emit.syscalls)} calls`,
     '',
     "This is the ceiling of the probe path on this machine: above it bpftrace's perf buffer",
@@ -149,11 +150,11 @@ export function renderReport(r: BenchResults): string {
     '`conntrack_observer_dns_drops_total{reason="NO_SOCKET"}` and',
     '`conntrack_observer_probe_events_lost_total` deltas:',
     '',
-    '| round | sent | dropped | counted | lost |',
-    '|---|---|---|---|---|',
+    '| round | sent | dropped | counted | lost | unaccounted | counted (any reason) | rejected | restarts | probes up (min) | settled after |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...storm.map(
       (u, i) =>
-        `| ${i + 1} | ${int(u.sent)} | ${int(u.arrived)} | ${int(u.agentCounted ?? 0)} | ${int(u.agentLost ?? 0)} |`,
+        `| ${i + 1} | ${int(u.sent)} | ${int(u.arrived)} | ${int(u.agentCounted ?? 0)} | ${int(u.agentLost ?? 0)} | ${int(u.storm?.unaccounted ?? Number.NaN)} | ${int(u.storm?.countedAnyReason ?? Number.NaN)} | ${int(u.storm?.rejected ?? Number.NaN)} | ${int(u.storm?.restarts ?? Number.NaN)} | ${u.storm ? `${u.storm.minProbesUp} of ${u.storm.probes}` : '?'} | ${u.storm ? `${u.storm.settleSeconds.toFixed(1)} s` : '?'} |`,
     ),
     '',
   );
