@@ -7,10 +7,7 @@ import type { AgentOptions } from './config/options.js';
 import type { AttributionResolver, ProbeEvent } from './events/types.js';
 import { startMetricsServer, type MetricsServer, type Readiness } from './http/metrics-server.js';
 import type { KubernetesConnection } from './k8s/connection.js';
-import {
-  startKubernetesCorrelation,
-  type KubernetesCorrelation,
-} from './k8s/kubernetes-correlation.js';
+import type { KubernetesCorrelation } from './k8s/kubernetes-correlation.js';
 import { ConntrackCounters } from './kernel/conntrack-counters.js';
 import { conntrackStatPathOf, netnsInodeOf } from './kernel/netns-inode.js';
 import { TableFullDetector } from './kernel/table-full-detector.js';
@@ -68,6 +65,10 @@ export class AgentStartError extends Error {
 }
 
 const EVENT_LOG_LINES_PER_WINDOW = 50;
+// prom-client samples the event loop delay with a timer of this period (its default, 10 ms,
+// wakes an idle agent 100 times a second: most of its idle CPU). A stall of the loop still
+// shows in the lag histogram; only stalls shorter than a second may slip between samples.
+const EVENT_LOOP_SAMPLE_MS = 1_000;
 const EVENT_LOG_WINDOW_MS = 10_000;
 
 export async function startAgent(
@@ -76,7 +77,11 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   const { logger, clock } = deps;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'conntrack_observer_' });
+  collectDefaultMetrics({
+    register: registry,
+    prefix: 'conntrack_observer_',
+    eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
+  });
   new Gauge({
     name: 'conntrack_observer_build_info',
     help: 'Always 1; the agent version as a label.',
@@ -110,6 +115,8 @@ export async function startAgent(
         'a Kubernetes configuration was found but no node name: pass --node-name or set NODE_NAME (downward API spec.nodeName)',
       );
     }
+    // Loaded only here: the Kubernetes client is most of a standalone agent's memory otherwise.
+    const { startKubernetesCorrelation } = await import('./k8s/kubernetes-correlation.js');
     kubernetes = startKubernetesCorrelation({
       kubeConfig: deps.kubernetes.kubeConfig,
       nodeName: options.nodeName,

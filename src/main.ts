@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // The composition root: the only place that reads the environment, builds the real
 // dependencies, handles signals and exits the process.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
 import { systemClock } from './clock/clock.js';
 import { parseOptions } from './config/options.js';
-import { KubeConfigError, resolveKubernetesConnection } from './k8s/connection.js';
+import type { KubernetesConnection } from './k8s/connection.js';
 import {
   createExecaCommandRunner,
   createFileSystemCapabilityFiles,
@@ -19,6 +19,8 @@ const EXIT_CONFIG_ERROR = 2;
 const EXIT_START_FAILED = 1;
 // Kubernetes sends SIGKILL after the pod's grace period; stop well before it.
 const STOP_DEADLINE_MS = 4_000;
+// Where the kubelet mounts a pod's service-account token (k8s/connection.ts reads it).
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 const packageJson = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -38,18 +40,27 @@ async function main(): Promise<void> {
   const { options } = parsed;
   const logger = pino({ level: options.logLevel, base: { node: options.nodeName } });
 
-  const kubernetes = resolveKubernetesConnection({
-    kubeconfigFlag: options.kubeconfig,
-    kubeconfigEnv: process.env.KUBECONFIG,
-    inCluster: {
-      host: process.env.KUBERNETES_SERVICE_HOST,
-      port: process.env.KUBERNETES_SERVICE_PORT,
-    },
-  });
-  if (kubernetes instanceof KubeConfigError) {
-    logger.fatal({ err: kubernetes }, `invalid Kubernetes configuration: ${kubernetes.message}`);
-    process.exitCode = EXIT_CONFIG_ERROR;
-    return;
+  // @kubernetes/client-node costs about 60 MB of RSS once loaded: a standalone agent never
+  // loads it. Anything that could configure Kubernetes (even a broken setting, which must be
+  // reported) brings in the full resolution.
+  const kubeconfigEnv = process.env.KUBECONFIG;
+  let kubernetes: KubernetesConnection | undefined;
+  if (options.kubeconfig || kubeconfigEnv || existsSync(SERVICE_ACCOUNT_TOKEN)) {
+    const { KubeConfigError, resolveKubernetesConnection } = await import('./k8s/connection.js');
+    const resolved = resolveKubernetesConnection({
+      kubeconfigFlag: options.kubeconfig,
+      kubeconfigEnv,
+      inCluster: {
+        host: process.env.KUBERNETES_SERVICE_HOST,
+        port: process.env.KUBERNETES_SERVICE_PORT,
+      },
+    });
+    if (resolved instanceof KubeConfigError) {
+      logger.fatal({ err: resolved }, `invalid Kubernetes configuration: ${resolved.message}`);
+      process.exitCode = EXIT_CONFIG_ERROR;
+      return;
+    }
+    kubernetes = resolved;
   }
   if (kubernetes) {
     logger.info(
