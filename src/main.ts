@@ -2,18 +2,11 @@
 // The composition root: the only place that reads the environment, builds the real
 // dependencies, handles signals and exits the process.
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
-import { systemClock } from './clock/clock.js';
 import { parseOptions } from './config/options.js';
 import type { KubernetesConnection } from './k8s/connection.js';
-import {
-  createExecaCommandRunner,
-  createFileSystemCapabilityFiles,
-} from './probes/capability-sources.js';
-import { createExecaProbeSpawner, parentDeathPrefix } from './probes/probe-process.js';
+import { systemDependencies } from './system-dependencies.js';
 
 const EXIT_CONFIG_ERROR = 2;
 const EXIT_START_FAILED = 1;
@@ -74,15 +67,8 @@ async function main(): Promise<void> {
   let agent: RunningAgent;
   try {
     agent = await startAgent(options, {
+      ...(await systemDependencies()),
       logger,
-      clock: systemClock,
-      spawn: createExecaProbeSpawner(),
-      commandPrefix: await parentDeathPrefix(),
-      capabilityFiles: createFileSystemCapabilityFiles(),
-      runCommand: createExecaCommandRunner(),
-      readText: (path) => readFile(path, 'utf8'),
-      procRoot: '/proc',
-      defaultProbesDir: fileURLToPath(new URL('../probes', import.meta.url)),
       kubernetes,
       version: packageJson.version,
     });

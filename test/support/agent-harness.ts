@@ -1,16 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../src/agent.js';
-import { systemClock } from '../../src/clock/clock.js';
 import { parseOptions, type AgentOptions } from '../../src/config/options.js';
 import type { KubernetesConnection } from '../../src/k8s/connection.js';
-import {
-  createExecaCommandRunner,
-  createFileSystemCapabilityFiles,
-} from '../../src/probes/capability-sources.js';
-import { createExecaProbeSpawner, parentDeathPrefix } from '../../src/probes/probe-process.js';
+import { systemDependencies } from '../../src/system-dependencies.js';
 
 export interface AgentUnderTest {
   readonly agent: RunningAgent;
@@ -38,15 +31,8 @@ export async function startAgentUnderTest(
     },
   });
   const agent = await startAgent(options, {
+    ...(await systemDependencies()),
     logger: pino({ level: 'info' }, destination),
-    clock: systemClock,
-    spawn: createExecaProbeSpawner(),
-    commandPrefix: await parentDeathPrefix(),
-    capabilityFiles: createFileSystemCapabilityFiles(),
-    runCommand: createExecaCommandRunner(),
-    readText: (path) => readFile(path, 'utf8'),
-    procRoot: '/proc',
-    defaultProbesDir: fileURLToPath(new URL('../../probes', import.meta.url)),
     kubernetes,
     version: 'test',
     // Every event on its own line, so tests can read each one.

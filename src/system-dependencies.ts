@@ -1,0 +1,36 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { AgentDependencies } from './agent.js';
+import { systemClock } from './clock/clock.js';
+import {
+  createExecaCommandRunner,
+  createFileSystemCapabilityFiles,
+} from './probes/capability-sources.js';
+import { createExecaProbeSpawner, parentDeathPrefix } from './probes/probe-process.js';
+
+export type SystemDependencies = Pick<
+  AgentDependencies,
+  | 'clock'
+  | 'spawn'
+  | 'commandPrefix'
+  | 'capabilityFiles'
+  | 'runCommand'
+  | 'readText'
+  | 'procRoot'
+  | 'defaultProbesDir'
+>;
+
+/** The real machine: processes, files, clocks and the packaged probes. */
+export async function systemDependencies(): Promise<SystemDependencies> {
+  return {
+    clock: systemClock,
+    spawn: createExecaProbeSpawner(),
+    commandPrefix: await parentDeathPrefix(),
+    capabilityFiles: createFileSystemCapabilityFiles(),
+    runCommand: createExecaCommandRunner(),
+    readText: (path) => readFile(path, 'utf8'),
+    procRoot: '/proc',
+    // Beside src/ and dist/ alike.
+    defaultProbesDir: fileURLToPath(new URL('../probes', import.meta.url)),
+  };
+}
