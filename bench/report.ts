@@ -96,7 +96,7 @@ export function renderReport(r: BenchResults): string {
     '`bench/emit-rate.ts`: `bpftrace -f json -B line` on `tracepoint:syscalls:sys_enter_getppid`,',
     'filtered to the comm of `bench/c/getppid-loop.c`, printing per call one line with the format and',
     'argument types of an `insert_failed` record. The loop calls getppid() as fast as it can for',
-    "5 s; Node reads bpftrace's stdout with execa's line iteration, as the agent does, until it goes",
+    "5 s; Node reads bpftrace's stdout through the agent's own probe spawner (raw chunks split into lines), until it goes",
     "quiet. The rate is lines received over the time from the loop's start until the last line.",
     '',
     `- getppid() calls: ${int(r.emit.syscalls)}`,
