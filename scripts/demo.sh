@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A live demo on one machine, no Kubernetes: builds the agent, starts the lab (a "node"
-# network namespace with two "pods" that race through SNAT once a second) and runs the
+# network namespace with two "pods" that race through SNAT twice a second) and runs the
 # agent watching it. Every few seconds it prints what the agent counted next to what the
 # kernel counted. Stops after DEMO_SECONDS (default 60) or on Ctrl-C, and removes the lab.
 set -euo pipefail
@@ -24,13 +24,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkfifo "$workdir/lab"
-node --import tsx test/lab/cli.ts snat-race --loop --interval-ms 1000 --json >"$workdir/lab" &
+node --import tsx test/lab/cli.ts snat-race --loop --interval-ms 500 --json >"$workdir/lab" &
 lab_pid=$!
 exec 3<"$workdir/lab"
 read -r ready <&3
 node_pid=$(node -e 'console.log(JSON.parse(process.argv[1]).nodeNetnsPid)' "$ready")
 cat <&3 >/dev/null &
-echo "demo: lab up (node namespace of pid $node_pid); pods race through SNAT every second"
+echo "demo: lab up (node namespace of pid $node_pid); pods race through SNAT twice a second"
 
 node dist/main.js --listen "127.0.0.1:$port" --netns-pid "$node_pid" --poll-interval 1 \
   >"$workdir/agent.log" 2>&1 &
