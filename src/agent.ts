@@ -104,9 +104,6 @@ export async function startAgent(
     windowMs: EVENT_LOG_WINDOW_MS,
     nowMs: clock.nowMs,
   });
-  const stormFlush = setInterval(() => eventLog.flush(), EVENT_LOG_WINDOW_MS);
-  // unref so that the summary timer never holds the process open on exit.
-  stormFlush.unref();
 
   let kubernetes: KubernetesCorrelation | undefined;
   if (deps.kubernetes) {
@@ -218,7 +215,7 @@ export async function startAgent(
   } catch (error) {
     abort.abort();
     await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
-    clearInterval(stormFlush);
+    eventLog.flush();
     throw new AgentStartError(
       `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
       { cause: error },
@@ -233,7 +230,6 @@ export async function startAgent(
     stop: () => {
       stopping ??= (async () => {
         abort.abort();
-        clearInterval(stormFlush);
         await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
         eventLog.flush();
         await server.close();

@@ -7,7 +7,18 @@ export interface EventLogOptions {
   maxLinesPerWindow: number;
   windowMs: number;
   nowMs: () => number;
+  /**
+   * Runs `flush` once after `ms`; returns a cancel function. Default: an unref'd setTimeout.
+   * Armed only while a summary is pending, so that an idle agent has no timer to wake for.
+   */
+  flushAfter?: (ms: number, flush: () => void) => () => void;
 }
+
+const unrefFlushAfter = (ms: number, flush: () => void): (() => void) => {
+  // unref: a pending summary must never hold the process open on exit.
+  const handle = setTimeout(flush, ms).unref();
+  return () => clearTimeout(handle);
+};
 
 interface StormTally {
   suppressed: number;
@@ -26,6 +37,7 @@ export class EventLog {
   private windowStartMs: number;
   private linesInWindow = 0;
   private tally: StormTally = emptyTally();
+  private cancelFlush: (() => void) | undefined;
 
   constructor(private readonly options: EventLogOptions) {
     this.windowStartMs = options.nowMs();
@@ -39,6 +51,7 @@ export class EventLog {
       return;
     }
     const { tally } = this;
+    if (tally.suppressed === 0) this.armFlush();
     tally.suppressed += 1;
     tally.byKind[attributed.event.kind] = (tally.byKind[attributed.event.kind] ?? 0) + 1;
     const source = attributed.attribution.pod
@@ -47,8 +60,13 @@ export class EventLog {
     tally.bySource.set(source, (tally.bySource.get(source) ?? 0) + 1);
   }
 
-  /** Writes the pending storm summary, if any; called on a timer and at shutdown. */
+  /**
+   * Writes the pending storm summary, if any. Called by itself when the window of the first
+   * suppressed event ends, and by the owner at shutdown; leaves no timer behind.
+   */
   flush(): void {
+    this.cancelFlush?.();
+    this.cancelFlush = undefined;
     if (this.tally.suppressed === 0) return;
     const topSources = [...this.tally.bySource.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -66,6 +84,15 @@ export class EventLog {
       `event storm: ${this.tally.suppressed} more events in this window were counted but not logged one by one`,
     );
     this.tally = emptyTally();
+  }
+
+  private armFlush(): void {
+    const dueInMs = Math.max(0, this.windowStartMs + this.options.windowMs - this.options.nowMs());
+    const flushAfter = this.options.flushAfter ?? unrefFlushAfter;
+    this.cancelFlush = flushAfter(dueInMs, () => {
+      this.cancelFlush = undefined;
+      this.flush();
+    });
   }
 
   private rollWindowIfDue(): void {

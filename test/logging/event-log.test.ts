@@ -62,4 +62,70 @@ describe('event log', () => {
     expect(records).toHaveLength(1);
     expect(records[0]).toMatchObject({ storm: { suppressedEvents: 1 } });
   });
+
+  it('arms no flush timer until an event is suppressed, then one for the end of its window', () => {
+    const { logger, records } = capture();
+    let now = 0;
+    const armed: { ms: number; flush: () => void; cancelled: boolean }[] = [];
+    const log = new EventLog({
+      logger,
+      maxLinesPerWindow: 2,
+      windowMs: 10_000,
+      nowMs: () => now,
+      flushAfter: (ms, flush) => {
+        const timer = { ms, flush, cancelled: false };
+        armed.push(timer);
+        return () => {
+          timer.cancelled = true;
+        };
+      },
+    });
+    now = 1_000;
+    log.record(attributed(insertFailure(), podA));
+    log.record(attributed(insertFailure(), podA));
+    expect(armed).toHaveLength(0);
+    now = 4_000;
+    for (let i = 0; i < 5; i += 1) log.record(attributed(insertFailure(), podA));
+    expect(armed).toEqual([expect.objectContaining({ ms: 6_000, cancelled: false })]);
+    now = 10_000;
+    armed[0]?.flush();
+    expect(records.filter((r) => 'storm' in r)).toEqual([
+      expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 5 }) }),
+    ]);
+    log.flush();
+    expect(records.filter((r) => 'storm' in r)).toHaveLength(1);
+    expect(armed).toHaveLength(1);
+  });
+
+  it('cancels the armed timer when the summary is written before it fires', () => {
+    const { logger, records } = capture();
+    const cancelled: boolean[] = [];
+    const log = new EventLog({
+      logger,
+      maxLinesPerWindow: 0,
+      windowMs: 1000,
+      nowMs: () => 0,
+      flushAfter: () => {
+        const index = cancelled.push(false) - 1;
+        return () => {
+          cancelled[index] = true;
+        };
+      },
+    });
+    log.record(attributed(insertFailure()));
+    log.flush();
+    expect(cancelled).toEqual([true]);
+    expect(records).toHaveLength(1);
+  });
+
+  it('writes the summary on its own when the window ends, with the default timer', async () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 0, windowMs: 50, nowMs: Date.now });
+    log.record(attributed(insertFailure()));
+    expect(records).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(records).toEqual([
+      expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 1 }) }),
+    ]);
+  });
 });
