@@ -45,8 +45,8 @@ async function main(): Promise<void> {
     log('2. bpftrace emit ceiling');
     emit = await measureEmitRate(programs, 5);
     log(`   ${JSON.stringify(emit)}`);
-    log('3. idle cost of the built agent (40 s)');
-    idle = await measureIdleCost(40, 5);
+    log('3. idle cost of the built agent (30 s settle, 60 s window)');
+    idle = await measureIdleCost();
     log(`   ${JSON.stringify(idle)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
     udp = await measureUdpThroughput(programs, 3, 4, (line) => log(`   ${line}`));
