@@ -58,11 +58,4 @@ export function commandOf(pid: number): string {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from '../test/support/processes.js';

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import { waitFor, waitUntilReady } from './support/agent-harness.js';
+import { isAlive } from './support/processes.js';
 
 // The agent and the lab as an operator runs them: separate processes, stopped with signals.
 const tsx = ['--import', 'tsx'];
@@ -24,15 +25,6 @@ function bpftraceChildrenOf(pid: number): number[] {
       .map(Number);
   } catch {
     return [];
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -102,7 +94,7 @@ describe('the agent process', () => {
       const agentStopMs = await exitWithin(agent, 5_000);
       expect((await agent).exitCode).toBe(0);
       expect(agentStopMs).toBeLessThan(5_000);
-      expect(probes.filter(alive)).toEqual([]);
+      expect(probes.filter(isAlive)).toEqual([]);
 
       lab.kill('SIGTERM');
       await exitWithin(lab, 30_000);

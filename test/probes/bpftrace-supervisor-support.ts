@@ -101,11 +101,4 @@ export async function metricValue(
   return found?.value;
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from '../support/processes.js';
