@@ -37,10 +37,14 @@ function labNamespaces(labId: string): string[] {
 
 async function exitWithin(child: ResultPromise, ms: number): Promise<number> {
   const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
   const result = await Promise.race([
     child.then((r) => r),
-    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms)),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    }),
   ]);
+  clearTimeout(timer);
   if (result === undefined) throw new Error(`did not exit within ${ms} ms`);
   return Date.now() - started;
 }
