@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The composition root: the only place that reads the environment, builds the real
 // dependencies, handles signals and exits the process.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
 import { parseOptions } from './config/options.js';
+import { mayHaveKubernetesConfig } from './k8s/connection-hint.js';
 import type { KubernetesConnection } from './k8s/connection.js';
 import { systemDependencies } from './system-dependencies.js';
 
@@ -12,8 +13,6 @@ const EXIT_CONFIG_ERROR = 2;
 const EXIT_START_FAILED = 1;
 // Kubernetes sends SIGKILL after the pod's grace period; stop well before it.
 const STOP_DEADLINE_MS = 4_000;
-// Where the kubelet mounts a pod's service-account token (k8s/connection.ts reads it).
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 const packageJson = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -33,12 +32,12 @@ async function main(): Promise<void> {
   const { options } = parsed;
   const logger = pino({ level: options.logLevel, base: { node: options.nodeName } });
 
-  // @kubernetes/client-node costs about 60 MB of RSS once loaded: a standalone agent never
+  // @kubernetes/client-node costs tens of MB of RSS once loaded: a standalone agent never
   // loads it. Anything that could configure Kubernetes (even a broken setting, which must be
   // reported) brings in the full resolution.
   const kubeconfigEnv = process.env.KUBECONFIG;
   let kubernetes: KubernetesConnection | undefined;
-  if (options.kubeconfig || kubeconfigEnv || existsSync(SERVICE_ACCOUNT_TOKEN)) {
+  if (mayHaveKubernetesConfig({ kubeconfigFlag: options.kubeconfig, kubeconfigEnv })) {
     const { KubeConfigError, resolveKubernetesConnection } = await import('./k8s/connection.js');
     const resolved = resolveKubernetesConnection({
       kubeconfigFlag: options.kubeconfig,

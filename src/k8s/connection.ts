@@ -3,8 +3,9 @@ import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 
-/** Where the kubelet mounts a pod's service-account credentials. */
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+import { SERVICE_ACCOUNT_DIR } from './connection-hint.js';
+
+export { SERVICE_ACCOUNT_DIR };
 
 export interface ConnectionInputs {
   /** `--kubeconfig FILE`: wins over everything else. */
