@@ -204,29 +204,3 @@ export async function measureUdpThroughput(
   }
   return runs;
 }
-
-/** The storm alone, `rounds` times, each with a freshly started agent: its accounting per round. */
-export async function measureStorm(
-  programs: BenchPrograms,
-  rounds = 3,
-  seconds = 4,
-  log: (line: string) => void = () => {},
-): Promise<UdpRun[]> {
-  const lab = await createLab();
-  const runs: UdpRun[] = [];
-  try {
-    for (let round = 0; round < rounds; round += 1) {
-      const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
-      try {
-        const run = await runOnce(lab, programs, 'dns-dropped', agent, seconds);
-        log(JSON.stringify(run));
-        runs.push(run);
-      } finally {
-        await agent.stop();
-      }
-    }
-  } finally {
-    await lab.destroy();
-  }
-  return runs;
-}

@@ -150,6 +150,27 @@ async function waitUntilAnswering(
   throw new Error(`dnsmasq on ${address} did not answer within 10 s`);
 }
 
+/**
+ * A veth pair from the node namespace (named `nodeSide`) to `eth0` of another lab namespace.
+ * Both ends are created directly in lab namespaces: nothing appears in the root namespace.
+ */
+async function addVeth(nodeNs: string, nodeSide: string, peerNs: string): Promise<void> {
+  await run('ip', [
+    '-n',
+    nodeNs,
+    'link',
+    'add',
+    nodeSide,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'eth0',
+    'netns',
+    peerNs,
+  ]);
+}
+
 /** Builds a lab: node, pods, upstream with two dnsmasq backends. Tears down what it built if a step fails. */
 export async function createLab(options: LabOptions = {}): Promise<Lab> {
   const podCount = options.pods ?? 2;
@@ -194,21 +215,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     for (const [index, name] of podNs.entries()) {
       const ip = `10.244.0.${index + 2}`;
       const nodeSide = `vpod${index + 1}`;
-      // Both ends are created directly in lab namespaces: nothing appears in the root namespace.
-      await run('ip', [
-        '-n',
-        nodeNs,
-        'link',
-        'add',
-        nodeSide,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        'eth0',
-        'netns',
-        name,
-      ]);
+      await addVeth(nodeNs, nodeSide, name);
       await run('ip', ['-n', nodeNs, 'link', 'set', nodeSide, 'master', 'br0', 'up']);
       await run('ip', ['-n', name, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       await run('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
@@ -218,20 +225,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       writeFileSync(`/etc/netns/${name}/hosts`, podHosts);
       pods.push({ netns: name, ip, netnsInode: netnsInode(name) });
     }
-    await run('ip', [
-      '-n',
-      nodeNs,
-      'link',
-      'add',
-      'up0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'eth0',
-      'netns',
-      upstreamNs,
-    ]);
+    await addVeth(nodeNs, 'up0', upstreamNs);
     await run('ip', ['-n', nodeNs, 'addr', 'add', `${a.nodeUpstream}/24`, 'dev', 'up0']);
     await run('ip', ['-n', nodeNs, 'link', 'set', 'up0', 'up']);
     for (const address of [a.upstreamHost, ...a.dnsBackends, a.blockedDns, a.silentDns]) {
