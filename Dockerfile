@@ -12,10 +12,7 @@ WORKDIR /app
 # Only dev dependencies (esbuild, @parcel/watcher) have install scripts, and the TypeScript
 # compiler needs neither: skipping scripts keeps a compiler toolchain out of this stage.
 COPY package.json package-lock.json ./
-# npm install, not npm ci: the lock file records only linux optional packages (e.g.
-# @unrs/resolver-binding-linux-*), which npm ci rejects as out of sync; npm install installs
-# exactly the locked versions.
-RUN npm install --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build

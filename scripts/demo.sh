@@ -9,7 +9,7 @@ seconds=${DEMO_SECONDS:-60}
 port=${DEMO_PORT:-9474}
 
 scripts/install-system-deps.sh
-[ -d node_modules ] || npm install --no-audit --no-fund
+npm ci --no-audit --no-fund
 npm run --silent build
 
 workdir=$(mktemp -d)

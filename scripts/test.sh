@@ -7,10 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-system-deps.sh
-# `npm install` rather than `npm ci`: npm 11 records only this platform's optional packages
-# (e.g. @unrs/resolver-binding-linux-*) in the lock file, and `npm ci` then refuses it as out
-# of sync. `npm install` installs exactly the locked versions and leaves the lock unchanged.
-npm install --no-audit --no-fund
+
+# The complete lock (every platform's optional packages) is committed: npm ci installs exactly it.
+npm ci --no-audit --no-fund
 npm run lint
 npm run typecheck
 npm run build

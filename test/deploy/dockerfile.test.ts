@@ -155,7 +155,7 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
     expect(scripts).toContain('build');
     for (const script of scripts) expect(Object.keys(packageJson.scripts)).toContain(script);
     expect(packageJson.scripts['build']).toContain('tsconfig.build.json');
-    expect(runs.some((run) => /npm install --ignore-scripts\b/.test(run))).toBe(true);
+    expect(runs.some((run) => /npm ci --ignore-scripts\b/.test(run))).toBe(true);
     expect(runs.some((run) => /npm prune --omit=dev/.test(run))).toBe(true);
   });
 
