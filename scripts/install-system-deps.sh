@@ -8,8 +8,10 @@ packages=(
   util-linux      # setpriv: bpftrace dies with the agent
   conntrack       # the lab's independent reading of the kernel counters
   iptables iproute2
+  nftables        # nft: the lab's native nftables rules
   dnsmasq-base    # the lab's DNS servers
-  gcc musl-tools  # race generators and the glibc/musl resolver programs
+  gcc libc6-dev musl-tools  # race generators and the glibc/musl resolver programs
+  curl            # the demo reads /metrics
   procps psmisc
   prometheus      # promtool and a real server for the alert end-to-end test
   yamllint
