@@ -2,12 +2,12 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { standaloneResolver } from '../src/attribution/standalone-resolver.js';
-import { systemClock } from '../src/clock/clock.js';
-import { EventLog } from '../src/logging/event-log.js';
-import { EventMetrics } from '../src/metrics/event-metrics.js';
-import { EventPipeline } from '../src/pipeline/event-pipeline.js';
-import { createLineDecoder } from '../src/probes/decode.js';
+import { standaloneResolver } from '../src/attribute/standalone-resolver.js';
+import { systemClock } from '../src/shared/clock.js';
+import { EventLog } from '../src/sinks/log/event-log.js';
+import { EventMetrics } from '../src/sinks/metrics/event-metrics.js';
+import { EventPipeline } from '../src/event-pipeline.js';
+import { createLineDecoder } from '../src/decode/decode.js';
 
 export interface DecodeThroughput {
   lines: number;

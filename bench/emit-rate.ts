@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { createExecaProbeSpawner } from '../src/probes/probe-process.js';
+import { createExecaProbeSpawner } from '../src/sources/bpftrace/probe-process.js';
 import type { BenchPrograms } from './build-c.js';
 
 export interface EmitRate {

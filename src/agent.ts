@@ -1,36 +1,43 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { standaloneResolver } from './attribution/standalone-resolver.js';
-import type { Clock } from './clock/clock.js';
+import { standaloneResolver } from './attribute/standalone-resolver.js';
+import type { Clock } from './shared/clock.js';
 import type { AgentOptions } from './config/options.js';
 import type { AttributionResolver, ProbeEvent } from './events/types.js';
-import { startMetricsServer, type MetricsServer, type Readiness } from './http/metrics-server.js';
-import type { KubernetesConnection } from './k8s/connection.js';
-import type { KubernetesCorrelation } from './k8s/kubernetes-correlation.js';
-import { ConntrackCounters } from './kernel/conntrack-counters.js';
-import { conntrackStatPathOf, netnsInodeOf } from './kernel/netns-inode.js';
-import { TableFullDetector } from './kernel/table-full-detector.js';
-import { UnexplainedInsertFailures } from './kernel/unexplained-insert-failures.js';
-import { EventLog } from './logging/event-log.js';
-import { EventMetrics } from './metrics/event-metrics.js';
-import { EventPipeline, type EventSink } from './pipeline/event-pipeline.js';
-import { BpftraceSupervisor, type ProbeDefinition } from './probes/bpftrace-supervisor.js';
+import {
+  startMetricsServer,
+  type MetricsServer,
+  type Readiness,
+} from './sinks/metrics/metrics-server.js';
+import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
+import type { KubernetesCorrelation } from './attribute/kubernetes/kubernetes-correlation.js';
+import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
+import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
+import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
+import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
+import { EventLog } from './sinks/log/event-log.js';
+import { EventMetrics } from './sinks/metrics/event-metrics.js';
+import { EventPipeline, type EventSink } from './event-pipeline.js';
+import {
+  BpftraceSupervisor,
+  type ProbeDefinition,
+} from './sources/bpftrace/bpftrace-supervisor.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
   type CommandRunner,
-} from './probes/capabilities.js';
-import { probeCatalogue } from './probes/catalogue.js';
-import { createLineDecoder } from './probes/decode.js';
+} from './detect/capabilities.js';
+import { probeCatalogue } from './sources/bpftrace/catalogue.js';
+import { createLineDecoder } from './decode/decode.js';
 import {
   createDropReasonTable,
   loadDropReasons,
   type DropReasonTable,
-} from './probes/drop-reasons.js';
-import { selectProbeMode, type ModeSelection } from './probes/mode-selection.js';
-import { registerProbeModeGauge } from './probes/probe-mode-metric.js';
-import type { ProbeSpawner } from './probes/probe-process.js';
+} from './detect/drop-reasons.js';
+import { selectProbeMode, type ModeSelection } from './detect/mode-selection.js';
+import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
+import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
 export interface AgentDependencies {
@@ -113,7 +120,8 @@ export async function startAgent(
       );
     }
     // Loaded only here: the Kubernetes client is most of a standalone agent's memory otherwise.
-    const { startKubernetesCorrelation } = await import('./k8s/kubernetes-correlation.js');
+    const { startKubernetesCorrelation } =
+      await import('./attribute/kubernetes/kubernetes-correlation.js');
     kubernetes = startKubernetesCorrelation({
       kubeConfig: deps.kubernetes.kubeConfig,
       nodeName: options.nodeName,

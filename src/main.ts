@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
 import { parseOptions } from './config/options.js';
-import { mayHaveKubernetesConfig } from './k8s/connection-hint.js';
-import type { KubernetesConnection } from './k8s/connection.js';
+import { mayHaveKubernetesConfig } from './attribute/kubernetes/connection-hint.js';
+import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
 import { systemDependencies } from './system-dependencies.js';
 
 const EXIT_CONFIG_ERROR = 2;
@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   const kubeconfigEnv = process.env.KUBECONFIG;
   let kubernetes: KubernetesConnection | undefined;
   if (mayHaveKubernetesConfig({ kubeconfigFlag: options.kubeconfig, kubeconfigEnv })) {
-    const { KubeConfigError, resolveKubernetesConnection } = await import('./k8s/connection.js');
+    const { KubeConfigError, resolveKubernetesConnection } =
+      await import('./attribute/kubernetes/connection.js');
     const resolved = resolveKubernetesConnection({
       kubeconfigFlag: options.kubeconfig,
       kubeconfigEnv,

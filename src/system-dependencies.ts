@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { AgentDependencies } from './agent.js';
-import { systemClock } from './clock/clock.js';
+import { systemClock } from './shared/clock.js';
 import {
   createExecaCommandRunner,
   createFileSystemCapabilityFiles,
-} from './probes/capability-sources.js';
-import { createExecaProbeSpawner, parentDeathPrefix } from './probes/probe-process.js';
+} from './detect/capability-sources.js';
+import { createExecaProbeSpawner, parentDeathPrefix } from './sources/bpftrace/probe-process.js';
 
 export type SystemDependencies = Pick<
   AgentDependencies,

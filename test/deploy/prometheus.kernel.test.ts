@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
-import type { KubernetesConnection } from '../../src/k8s/connection.js';
+import type { KubernetesConnection } from '../../src/attribute/kubernetes/connection.js';
 import { createLab, startSnatRaceLoop, type Lab, type SnatRaceLoop } from '../lab/index.js';
 import {
   startAgentUnderTest,

@@ -1,4 +1,4 @@
-import { createLineDecoder } from '../../src/probes/decode.js';
+import { createLineDecoder } from '../../src/decode/decode.js';
 import type { InsertFailureEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
-import { standaloneResolver } from '../../src/attribution/standalone-resolver.js';
-import { EventMetrics } from '../../src/metrics/event-metrics.js';
-import { createLineDecoder } from '../../src/probes/decode.js';
+import { standaloneResolver } from '../../src/attribute/standalone-resolver.js';
+import { EventMetrics } from '../../src/sinks/metrics/event-metrics.js';
+import { createLineDecoder } from '../../src/decode/decode.js';
 
 function countInto(fixture: string, registry: Registry, metrics: EventMetrics): number {
   const decode = createLineDecoder('kprobe/fixture', (code) => `UNKNOWN_${code}`);

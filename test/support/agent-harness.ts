@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../src/agent.js';
 import { parseOptions, type AgentOptions } from '../../src/config/options.js';
-import type { KubernetesConnection } from '../../src/k8s/connection.js';
+import type { KubernetesConnection } from '../../src/attribute/kubernetes/connection.js';
 import { systemDependencies } from '../../src/system-dependencies.js';
 
 export interface AgentUnderTest {

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/clock/clock.js';
+import type { Clock } from '../../src/shared/clock.js';
 
 /** A clock that moves only when told. */
 export class ManualClock implements Clock {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parentDeathPrefix } from '../../src/probes/probe-process.js';
+import { parentDeathPrefix } from '../../src/sources/bpftrace/probe-process.js';
 
 /** One series of an instant vector answered by `/api/v1/query`. */
 export interface VectorSample {

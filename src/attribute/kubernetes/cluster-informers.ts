@@ -1,0 +1,136 @@
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  type KubeConfig,
+  type V1EndpointSlice,
+  type V1Node,
+  type V1Pod,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Clock } from '../../shared/clock.js';
+import { InformerMetrics } from './informer-metrics.js';
+import type { KubernetesIndexes } from './kubernetes-resolver.js';
+import type { Delay } from '../../shared/delay.js';
+import { ResilientInformer } from './resilient-informer.js';
+
+export const INFORMER_RESOURCES = ['pods', 'services', 'endpointslices', 'nodes'] as const;
+export type InformerResource = (typeof INFORMER_RESOURCES)[number];
+
+export interface ClusterInformersOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly nodeName: string;
+  readonly indexes: KubernetesIndexes;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly delay: Delay;
+  /** Told when a pod of this node disappears, e.g. to expire its metric series later. */
+  readonly onPodDeleted?: (pod: V1Pod) => void;
+  /** Told when a pod of this node is listed or changes (a recreated name cancels expiry). */
+  readonly onPodSeen?: (pod: V1Pod) => void;
+  readonly initialBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly watchTimeoutSeconds?: number;
+}
+
+/**
+ * The four informers the attribution needs, feeding the indexes: this node's pods (field
+ * selector spec.nodeName, so the agent's watch stays small on large clusters), all Services
+ * and EndpointSlices (ClusterIPs and backends anywhere), and this Node (its addresses).
+ */
+export class ClusterInformers {
+  private readonly informers: Array<
+    ResilientInformer<V1Pod | V1Service | V1EndpointSlice | V1Node>
+  >;
+
+  constructor(options: ClusterInformersOptions) {
+    const core = options.kubeConfig.makeApiClient(CoreV1Api);
+    const discovery = options.kubeConfig.makeApiClient(DiscoveryV1Api);
+    const metrics = new InformerMetrics(options.registry, INFORMER_RESOURCES);
+    const { indexes, clock } = options;
+    const common = {
+      kubeConfig: options.kubeConfig,
+      metrics,
+      delay: options.delay,
+      clock,
+      logger: options.logger,
+      initialBackoffMs: options.initialBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
+      watchTimeoutSeconds: options.watchTimeoutSeconds,
+    };
+    const podSelector = `spec.nodeName=${options.nodeName}`;
+    const nodeSelector = `metadata.name=${options.nodeName}`;
+    const pods = new ResilientInformer<V1Pod>({
+      ...common,
+      resource: 'pods',
+      path: '/api/v1/pods',
+      fieldSelector: podSelector,
+      list: () => core.listPodForAllNamespaces({ fieldSelector: podSelector }),
+      handlers: {
+        upsert: (pod) => {
+          indexes.pods.upsert(pod, clock.nowMs());
+          options.onPodSeen?.(pod);
+        },
+        remove: (pod) => {
+          indexes.pods.remove(pod, clock.nowMs());
+          options.onPodDeleted?.(pod);
+        },
+      },
+    });
+    const services = new ResilientInformer<V1Service>({
+      ...common,
+      resource: 'services',
+      path: '/api/v1/services',
+      list: () => core.listServiceForAllNamespaces(),
+      handlers: {
+        upsert: (s) => indexes.services.upsert(s),
+        remove: (s) => indexes.services.remove(s),
+      },
+    });
+    const endpointSlices = new ResilientInformer<V1EndpointSlice>({
+      ...common,
+      resource: 'endpointslices',
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      list: () => discovery.listEndpointSliceForAllNamespaces(),
+      handlers: {
+        upsert: (slice) => indexes.endpointSlices.upsert(slice),
+        remove: (slice) => indexes.endpointSlices.remove(slice),
+      },
+    });
+    const node = new ResilientInformer<V1Node>({
+      ...common,
+      resource: 'nodes',
+      path: '/api/v1/nodes',
+      fieldSelector: nodeSelector,
+      list: () => core.listNode({ fieldSelector: nodeSelector }),
+      handlers: { upsert: (n) => indexes.node.upsert(n), remove: (n) => indexes.node.remove(n) },
+    });
+    this.informers = [pods, services, endpointSlices, node] as typeof this.informers;
+  }
+
+  start(): void {
+    for (const informer of this.informers) informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.informers.map((informer) => informer.stop()));
+  }
+
+  /** All four have completed a first list: what `/readyz` waits for. */
+  isSynced(): boolean {
+    return this.informers.every((informer) => informer.isSynced());
+  }
+
+  async whenSynced(): Promise<void> {
+    await Promise.all(this.informers.map((informer) => informer.whenSynced()));
+  }
+
+  /** Resources not yet synced, for a helpful `/readyz` body or log line. */
+  pending(): string[] {
+    return this.informers
+      .filter((informer) => !informer.isSynced())
+      .map((informer) => informer.resource);
+  }
+}

@@ -1,0 +1,53 @@
+import type { V1Service } from '@kubernetes/client-node';
+import type { ServiceRef } from '../../events/types.js';
+
+/**
+ * ClusterIP (and external IP) → Service. Not time-aware: a ClusterIP is freed only when its
+ * Service is deleted and the allocator does not hand it out again at once, so a late event
+ * meeting a reused ClusterIP is rare enough to accept.
+ */
+export class ServiceIndex {
+  private readonly byIp = new Map<string, ServiceRef>();
+  private readonly ipsByKey = new Map<string, string[]>();
+
+  upsert(service: V1Service): void {
+    const key = keyOf(service);
+    this.dropKey(key);
+    const ref: ServiceRef = {
+      namespace: service.metadata?.namespace ?? '',
+      name: service.metadata?.name ?? '',
+    };
+    const ips = new Set<string>();
+    for (const ip of service.spec?.clusterIPs ?? []) ips.add(ip);
+    if (service.spec?.clusterIP) ips.add(service.spec.clusterIP);
+    for (const ip of service.spec?.externalIPs ?? []) ips.add(ip);
+    ips.delete('None'); // headless Services have no virtual IP to translate
+    ips.delete('');
+    for (const ip of ips) this.byIp.set(ip, ref);
+    this.ipsByKey.set(key, [...ips]);
+  }
+
+  remove(service: V1Service): void {
+    this.dropKey(keyOf(service));
+  }
+
+  serviceAt(ip: string): ServiceRef | undefined {
+    return this.byIp.get(ip);
+  }
+
+  get size(): number {
+    return this.ipsByKey.size;
+  }
+
+  private dropKey(key: string): void {
+    for (const ip of this.ipsByKey.get(key) ?? []) {
+      const ref = this.byIp.get(ip);
+      if (ref && `${ref.namespace}/${ref.name}` === key) this.byIp.delete(ip);
+    }
+    this.ipsByKey.delete(key);
+  }
+}
+
+function keyOf(service: V1Service): string {
+  return `${service.metadata?.namespace ?? ''}/${service.metadata?.name ?? ''}`;
+}

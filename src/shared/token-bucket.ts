@@ -1,0 +1,43 @@
+import type { Clock } from './clock.js';
+
+/** A token bucket on an injected clock: `capacity` tokens, refilled at `perSecond`. */
+export class TokenBucket {
+  private tokens: number;
+  private updatedMs: number;
+
+  constructor(
+    private readonly clock: Clock,
+    readonly capacity: number,
+    readonly perSecond: number,
+  ) {
+    this.tokens = capacity;
+    this.updatedMs = clock.nowMs();
+  }
+
+  tryTake(): boolean {
+    this.refill();
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Milliseconds until a token is available (0 if one is). */
+  msUntilToken(): number {
+    this.refill();
+    if (this.tokens >= 1) return 0;
+    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
+  }
+
+  /** Full again: the bucket can be forgotten without changing behaviour. */
+  isFull(): boolean {
+    this.refill();
+    return this.tokens >= this.capacity;
+  }
+
+  private refill(): void {
+    const now = this.clock.nowMs();
+    const elapsedMs = Math.max(0, now - this.updatedMs);
+    this.updatedMs = now;
+    this.tokens = Math.min(this.capacity, this.tokens + (elapsedMs / 1000) * this.perSecond);
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The words of the Kubernetes Events: what was dropped, which race, what the pod saw, what to
+ * do. Pure functions of an event and its attribution, so each cause's text is tested alone.
+ */
+import type {
+  Attribution,
+  DnsDropEvent,
+  FlowTuple,
+  InsertFailureEvent,
+  RaceKind,
+} from '../../events/types.js';
+
+export const EVENT_REASONS = {
+  /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
+  insertFailed: 'ConntrackInsertFailed',
+  /** On a Pod (or the Node for host-network senders): a DNS datagram of it was dropped. */
+  dnsDropped: 'DNSQueryDropped',
+  /** On the Node: the conntrack table is full, new flows are dropped. */
+  tableFull: 'ConntrackTableFull',
+  /** On the Node: an insert race from the host network namespace, blamable on no pod. */
+  insertFailedHostNetwork: 'ConntrackInsertFailedHostNetwork',
+} as const;
+
+export type EventReason = (typeof EVENT_REASONS)[keyof typeof EVENT_REASONS];
+
+/** The API server's limit on an Event message; longer ones are rejected or cut. */
+export const MAX_MESSAGE_BYTES = 1024;
+
+export interface Explanation {
+  readonly reason: EventReason;
+  readonly message: string;
+}
+
+export interface ExplainContext {
+  /** The sender is the node itself or a hostNetwork pod: the Event goes on the Node. */
+  readonly hostNetwork: boolean;
+}
+
+const REMEDY = {
+  singleRequestReopen:
+    'dnsConfig option single-request-reopen (glibc only; musl/Alpine ignores it)',
+  nodeLocalDns: 'NodeLocal DNSCache',
+  randomFully: '--random-fully on the MASQUERADE rule (a CNI or kube-proxy setting)',
+  kernelClash:
+    'a kernel with UDP clash resolution (5.0+; 5.6+ when the two packets got different DNAT targets)',
+  ndots: 'fewer lookups: ndots:2 in dnsConfig or FQDNs with a trailing dot',
+} as const;
+
+const RACE_TEXT: Record<RaceKind, { name: string; how: (e: InsertFailureEvent) => string }> = {
+  snat: {
+    name: 'SNAT port-allocation race when leaving the node',
+    how: (e) =>
+      `Another flow leaving the node at the same instant was given the same source ${e.reply.dstIp}:${e.reply.dstPort} after SNAT and won the conntrack insert.`,
+  },
+  dnat: {
+    name: 'DNAT race towards a ClusterIP',
+    how: () =>
+      'Two packets of one socket (resolvers send the A and AAAA queries in parallel) were translated at the same instant and the second lost the conntrack insert.',
+  },
+  snat_dnat: {
+    name: 'SNAT and DNAT race towards a ClusterIP',
+    how: () =>
+      'Both the destination (DNAT) and the source (SNAT) were rewritten, and another flow translated at the same instant won the conntrack insert.',
+  },
+  none: {
+    name: 'conntrack insert race without NAT',
+    how: () =>
+      'Two packets of the same flow raced to create its conntrack entry and the second lost.',
+  },
+};
+
+export function explainInsertFailure(
+  event: InsertFailureEvent,
+  attribution: Attribution,
+  context: ExplainContext,
+): Explanation {
+  const dns = isDns(event.original, event.protocol);
+  const race = RACE_TEXT[event.race];
+  const remedies: string[] = [];
+  const snatSide = event.race === 'snat' || event.race === 'snat_dnat';
+  const dnatSide = event.race === 'dnat' || event.race === 'snat_dnat' || event.race === 'none';
+  if (snatSide) remedies.push(REMEDY.randomFully);
+  if (dns) remedies.push(REMEDY.singleRequestReopen, REMEDY.nodeLocalDns);
+  if (dnatSide && event.protocol === 'udp') remedies.push(REMEDY.kernelClash);
+  if (dns && dnatSide) remedies.push(REMEDY.ndots);
+  const message = [
+    `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)} was dropped: ${race.name}.`,
+    race.how(event),
+    fromHost(context),
+    symptom(event.protocol, event.original, context),
+    `Remedies: ${remedies.join('; ')}.`,
+  ]
+    .filter((part) => part !== '')
+    .join(' ');
+  return {
+    reason: context.hostNetwork
+      ? EVENT_REASONS.insertFailedHostNetwork
+      : EVENT_REASONS.insertFailed,
+    message: fitMessage(message),
+  };
+}
+
+export function explainDnsDrop(
+  event: DnsDropEvent,
+  attribution: Attribution,
+  context: ExplainContext,
+): Explanation {
+  const flow = describeFlow('udp', event.tuple, attribution);
+  const where = event.location && event.location !== '-' ? `, in ${event.location}` : '';
+  let cause: string;
+  let remedies: string[];
+  if (event.reason === 'NETFILTER_DROP') {
+    cause = isRuleTable(event.location)
+      ? 'A firewall rule dropped it (a NetworkPolicy or an iptables/nftables DROP).'
+      : 'Netfilter dropped it: conntrack lost a NAT insert race or the table is full, or a rule (NetworkPolicy) dropped it.';
+    remedies = [
+      'check that NetworkPolicies allow DNS (UDP and TCP 53) to the DNS Service and its pods',
+      REMEDY.singleRequestReopen,
+      REMEDY.nodeLocalDns,
+    ];
+  } else if (event.reason === 'NO_SOCKET' && event.direction === 'response') {
+    cause =
+      'The answer arrived after the socket was closed: the resolver had already given up waiting.';
+    remedies = ['check the DNS server latency (CoreDNS upstreams)', REMEDY.nodeLocalDns];
+  } else if (event.reason === 'NO_SOCKET') {
+    cause = `Nothing listens on UDP ${event.tuple.dstPort} at ${event.tuple.dstIp}: the DNS backend is gone or not ready, e.g. a stale conntrack entry still translating to a deleted DNS pod.`;
+    remedies = [
+      "check the DNS Service's endpoints",
+      'kube-proxy clears stale UDP conntrack entries when backends change',
+      REMEDY.nodeLocalDns,
+    ];
+  } else {
+    cause = `The kernel freed it with drop reason ${event.reason}.`;
+    remedies = [REMEDY.nodeLocalDns];
+  }
+  const message = [
+    `${flow} was dropped (reason ${event.reason}${where}).`,
+    cause,
+    fromHost(context),
+    event.direction === 'query' || event.reason !== 'NO_SOCKET'
+      ? dnsSymptom(event.direction, context)
+      : '',
+    `Remedies: ${remedies.join('; ')}.`,
+  ]
+    .filter((part) => part !== '')
+    .join(' ');
+  return { reason: EVENT_REASONS.dnsDropped, message: fitMessage(message) };
+}
+
+export interface TableFullInput {
+  readonly nodeName: string;
+  readonly entries: number;
+  readonly limit: number;
+  /** Packets of new flows dropped since the previous report. */
+  readonly drops: number;
+}
+
+export function explainTableFull(input: TableFullInput): Explanation {
+  const message = [
+    `Conntrack table full on node ${input.nodeName}: ${input.entries} of ${input.limit} entries in use; ${input.drops} packets of new flows were dropped.`,
+    'Every pod on this node sees new connections and DNS queries time out until entries expire.',
+    'Remedies: raise net.netfilter.nf_conntrack_max (kube-proxy --conntrack-max-per-core); shorten the timeouts of idle UDP and TCP entries; find the pod opening the most flows (conntrack -L); NodeLocal DNSCache to cut DNS entries.',
+  ].join(' ');
+  return { reason: EVENT_REASONS.tableFull, message: fitMessage(message) };
+}
+
+/** e.g. "UDP query 10.244.1.7:41522 → kube-dns 10.96.0.10:53, DNAT to 10.244.2.3:53 (coredns-5d78c9869d-x7k2p)". */
+export function describeFlow(
+  protocol: string,
+  original: FlowTuple,
+  attribution: Attribution,
+  reply?: FlowTuple,
+  race?: RaceKind,
+): string {
+  const noun = original.dstPort === 53 ? 'query' : original.srcPort === 53 ? 'response' : 'packet';
+  // The Service is on the server side: the destination, except for a DNS response.
+  const service = attribution.service ? `${shortName(attribution.service.name)} ` : '';
+  const [srcName, dstName] = noun === 'response' ? [service, ''] : ['', service];
+  let text = `${protocol.toUpperCase()} ${noun} ${srcName}${original.srcIp}:${original.srcPort} → ${dstName}${original.dstIp}:${original.dstPort}`;
+  if (reply && (race === 'dnat' || race === 'snat_dnat')) {
+    const backend = attribution.backendPod ? ` (${shortName(attribution.backendPod.name)})` : '';
+    text += `, DNAT to ${reply.srcIp}:${reply.srcPort}${backend}`;
+  } else if (!reply && attribution.backendPod) {
+    text += ` (backend ${shortName(attribution.backendPod.name)})`;
+  }
+  if (reply && (race === 'snat' || race === 'snat_dnat'))
+    text += `, SNAT to ${reply.dstIp}:${reply.dstPort}`;
+  return text;
+}
+
+function fromHost(context: ExplainContext): string {
+  return context.hostNetwork
+    ? "It came from the node's network namespace: the node itself or a hostNetwork pod, which share its address, so no single pod can be blamed."
+    : '';
+}
+
+function subject(context: ExplainContext): string {
+  return context.hostNetwork ? 'The sender' : 'The pod';
+}
+
+function isDns(original: FlowTuple, protocol: string): boolean {
+  return protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
+}
+
+function symptom(protocol: string, original: FlowTuple, context: ExplainContext): string {
+  if (isDns(original, protocol))
+    return dnsSymptom(original.dstPort === 53 ? 'query' : 'response', context);
+  if (protocol === 'tcp') {
+    return `${subject(context)} saw a lost connection attempt, delayed by a retransmission (about 1 s).`;
+  }
+  return `${subject(context)} saw a lost datagram; only the application's own retry recovers it.`;
+}
+
+function dnsSymptom(direction: 'query' | 'response', context: ExplainContext): string {
+  return direction === 'query'
+    ? `${subject(context)} saw no answer: its resolver timed out (typically 5 s) and then retried.`
+    : `${subject(context)} never got the answer: its resolver timed out (typically 5 s) and then retried.`;
+}
+
+/** Rule evaluation functions of iptables (legacy) and nftables (and iptables-nft). */
+function isRuleTable(location: string): boolean {
+  return location === 'nft_do_chain' || location === 'ipt_do_table';
+}
+
+/** Names may be 253 characters long; the remedies matter more than a name's tail. */
+function shortName(name: string): string {
+  return name.length <= 63 ? name : `${name.slice(0, 62)}…`;
+}
+
+/** Keeps a message within the API limit, cutting on a character boundary. */
+export function fitMessage(message: string): string {
+  if (Buffer.byteLength(message, 'utf8') <= MAX_MESSAGE_BYTES) return message;
+  let cut = message;
+  while (Buffer.byteLength(cut, 'utf8') > MAX_MESSAGE_BYTES - 3) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}

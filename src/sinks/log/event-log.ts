@@ -1,0 +1,169 @@
+import type { Logger } from 'pino';
+import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
+
+export interface EventLogOptions {
+  logger: Logger;
+  /** Events logged one line each per window; past that, one summary line per window. */
+  maxLinesPerWindow: number;
+  windowMs: number;
+  nowMs: () => number;
+  /**
+   * Runs `flush` once after `ms`; returns a cancel function. Default: an unref'd setTimeout.
+   * Armed only while a summary is pending, so that an idle agent has no timer to wake for.
+   */
+  flushAfter?: (ms: number, flush: () => void) => () => void;
+}
+
+const unrefFlushAfter = (ms: number, flush: () => void): (() => void) => {
+  // unref: a pending summary must never hold the process open on exit.
+  const handle = setTimeout(flush, ms).unref();
+  return () => clearTimeout(handle);
+};
+
+interface StormTally {
+  suppressed: number;
+  byKind: Record<string, number>;
+  bySource: Map<string, number>;
+}
+
+const TOP_SOURCES_IN_SUMMARY = 5;
+
+/**
+ * One JSON line per event, until a storm: then the lines stop for the rest of the window
+ * and a single summary line tells how many were left out and whom they hit. A storm must
+ * not turn the agent into the node's largest log producer.
+ */
+export class EventLog {
+  private windowStartMs: number;
+  private linesInWindow = 0;
+  private tally: StormTally = emptyTally();
+  private cancelFlush: (() => void) | undefined;
+
+  constructor(private readonly options: EventLogOptions) {
+    this.windowStartMs = options.nowMs();
+  }
+
+  record(attributed: AttributedEvent): void {
+    this.rollWindowIfDue();
+    if (this.linesInWindow < this.options.maxLinesPerWindow) {
+      this.linesInWindow += 1;
+      this.options.logger.info(eventFields(attributed), describe(attributed.event));
+      return;
+    }
+    const { tally } = this;
+    if (tally.suppressed === 0) this.armFlush();
+    tally.suppressed += 1;
+    tally.byKind[attributed.event.kind] = (tally.byKind[attributed.event.kind] ?? 0) + 1;
+    const source = attributed.attribution.pod
+      ? `${attributed.attribution.pod.namespace}/${attributed.attribution.pod.name}`
+      : attributed.attribution.sourceIp;
+    tally.bySource.set(source, (tally.bySource.get(source) ?? 0) + 1);
+  }
+
+  /**
+   * Writes the pending storm summary, if any. Called by itself when the window of the first
+   * suppressed event ends, and by the owner at shutdown; leaves no timer behind.
+   */
+  flush(): void {
+    this.cancelFlush?.();
+    this.cancelFlush = undefined;
+    if (this.tally.suppressed === 0) return;
+    const topSources = [...this.tally.bySource.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, TOP_SOURCES_IN_SUMMARY)
+      .map(([source, events]) => ({ source, events }));
+    this.options.logger.warn(
+      {
+        storm: {
+          suppressedEvents: this.tally.suppressed,
+          windowMs: this.options.windowMs,
+          byKind: this.tally.byKind,
+          topSources,
+        },
+      },
+      `event storm: ${this.tally.suppressed} more events in this window were counted but not logged one by one`,
+    );
+    this.tally = emptyTally();
+  }
+
+  private armFlush(): void {
+    const dueInMs = Math.max(0, this.windowStartMs + this.options.windowMs - this.options.nowMs());
+    const flushAfter = this.options.flushAfter ?? unrefFlushAfter;
+    this.cancelFlush = flushAfter(dueInMs, () => {
+      this.cancelFlush = undefined;
+      this.flush();
+    });
+  }
+
+  private rollWindowIfDue(): void {
+    const now = this.options.nowMs();
+    if (now - this.windowStartMs < this.options.windowMs) return;
+    this.flush();
+    this.windowStartMs = now;
+    this.linesInWindow = 0;
+  }
+}
+
+function emptyTally(): StormTally {
+  return { suppressed: 0, byKind: {}, bySource: new Map() };
+}
+
+function describe(event: ProbeEvent): string {
+  switch (event.kind) {
+    case 'insert_failed':
+      return `conntrack insert failed (${event.race} race): packet dropped`;
+    case 'clash_resolved':
+      return `conntrack clash resolved (${event.race} race): no drop`;
+    case 'dns_drop':
+      return `DNS ${event.direction} dropped (${event.reason})`;
+    case 'snat_port_alloc':
+      return `SNAT port allocation took ${event.attempts} attempts`;
+  }
+}
+
+function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Record<string, unknown> {
+  const common = {
+    kind: event.kind,
+    time: new Date(wallTimeMs).toISOString(),
+    cpu: event.cpu,
+    netns: event.netnsInode,
+    protocol: event.protocol,
+    probe: event.probe,
+    sourceIp: attribution.sourceIp,
+    pod: attribution.pod ? `${attribution.pod.namespace}/${attribution.pod.name}` : undefined,
+    service: attribution.service
+      ? `${attribution.service.namespace}/${attribution.service.name}`
+      : undefined,
+  };
+  if (event.kind === 'dns_drop') {
+    return {
+      event: {
+        ...common,
+        reason: event.reason,
+        direction: event.direction,
+        tuple: event.tuple,
+        location: event.location,
+      },
+    };
+  }
+  if (event.kind === 'snat_port_alloc') {
+    return {
+      event: {
+        ...common,
+        latencyNs: event.latencyNs,
+        attempts: event.attempts,
+        original: event.original,
+        translated: { ip: event.translatedIp, port: event.translatedPort },
+      },
+    };
+  }
+  return {
+    event: {
+      ...common,
+      race: event.race,
+      ctStatus: `0x${event.ctStatus.toString(16)}`,
+      original: event.original,
+      reply: event.reply,
+    },
+  };
+}

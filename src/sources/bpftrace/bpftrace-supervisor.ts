@@ -1,0 +1,455 @@
+import { performance } from 'node:perf_hooks';
+
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+import type { ProbeEvent } from '../../events/types.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
+import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
+import type { DecodeErrorCode, LineDecoder } from '../../decode/decoded-line.js';
+import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
+import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
+
+/** A probe ready to run: its script and positional arguments already resolved for this kernel. */
+export interface ProbeDefinition {
+  /** Stable name used in metric labels and logs, e.g. "tracepoint/dns-drops". */
+  readonly name: string;
+  readonly script: string;
+  readonly args: readonly string[];
+}
+
+export interface BpftraceSupervisorOptions {
+  readonly probes: readonly ProbeDefinition[];
+  readonly decoderFor: (probe: ProbeDefinition) => LineDecoder;
+  /** Receives every decoded event; an exception thrown here is logged and the stream goes on. */
+  readonly onEvent: (event: ProbeEvent, probe: string) => void;
+  readonly spawn: ProbeSpawner;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** Default "bpftrace" (looked up in PATH). */
+  readonly bpftracePath?: string;
+  /** Put before the bpftrace command, e.g. the result of `parentDeathPrefix()`. */
+  readonly commandPrefix?: readonly string[];
+  readonly delay?: Delay;
+  /** Monotonic milliseconds. */
+  readonly now?: () => number;
+  readonly random?: () => number;
+  readonly backoff?: BackoffPolicy;
+  /** A probe attached for this long has recovered: its next restart starts the backoff over. */
+  readonly stableAfterMs?: number;
+  /** A probe still not attached after this long is killed and restarted. */
+  readonly attachTimeoutMs?: number;
+  /** Time between SIGTERM and SIGKILL. */
+  readonly stopGraceMs?: number;
+}
+
+export interface ProbeStatus {
+  readonly name: string;
+  readonly ready: boolean;
+  readonly pid: number | undefined;
+  readonly restarts: number;
+}
+
+const REJECTED_LINE_LOG_CHARS = 200;
+const STDERR_TAIL_LINES = 20;
+// bpftrace 0.17 prints this on every start on kernels that account BPF memory to cgroups
+// (5.11+), where RLIMIT_MEMLOCK no longer matters; the probe then works.
+const HARMLESS_MEMLOCK_MESSAGE = /couldn't set RLIMIT_MEMLOCK/;
+/** A decoder is not supposed to throw; if it does, the line is counted under this code. */
+const DECODER_EXCEPTION = 'decoder_exception';
+
+const DECODE_ERROR_CODES = [
+  'not_json',
+  'not_an_object',
+  'unknown_record',
+  'bad_field_count',
+  'bad_field',
+  'unsupported_version',
+] as const satisfies readonly DecodeErrorCode[];
+// Fails to compile when DecodeErrorCode gains a code this list does not pre-register.
+const everyDecodeErrorCodeListed: [
+  Exclude<DecodeErrorCode, (typeof DECODE_ERROR_CODES)[number]>,
+] extends [never]
+  ? true
+  : false = true;
+
+interface ProbeState {
+  readonly definition: ProbeDefinition;
+  readonly decode: LineDecoder;
+  readonly rejectedLog: LogRateLimiter;
+  readonly lostLog: LogRateLimiter;
+  /** Events lost since the last lost-events message was logged. */
+  lostSinceLog: number;
+  child: ProbeProcess | undefined;
+  ready: boolean;
+  attachedAt: number | undefined;
+  restarts: number;
+}
+
+interface SupervisorMetrics {
+  readonly up: Gauge<'probe'>;
+  readonly restarts: Counter<'probe'>;
+  readonly decoded: Counter<'probe'>;
+  readonly rejected: Counter<'probe' | 'error'>;
+  readonly lost: Counter<'probe'>;
+}
+
+/**
+ * Runs one `bpftrace -f json -B line SCRIPT ARGS…` per probe for as long as the agent lives:
+ * streams its lines through the decoder, restarts it with backoff whenever it exits, and stops
+ * every child on stop(). Never throws at its caller for anything a probe does.
+ */
+export class BpftraceSupervisor {
+  private readonly states: ProbeState[];
+  private readonly metrics: SupervisorMetrics;
+  private readonly lifetime = new AbortController();
+  private readonly runners: Promise<void>[] = [];
+  private readonly delay: Delay;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly backoff: BackoffPolicy;
+  private readonly stableAfterMs: number;
+  private readonly attachTimeoutMs: number;
+  private readonly stopGraceMs: number;
+  private memlockNoticeLogged = false;
+  private started = false;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: BpftraceSupervisorOptions) {
+    void everyDecodeErrorCodeListed;
+    this.delay = options.delay ?? realDelay;
+    this.now = options.now ?? (() => performance.now());
+    this.random = options.random ?? Math.random;
+    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.stableAfterMs = options.stableAfterMs ?? 60_000;
+    this.attachTimeoutMs = options.attachTimeoutMs ?? 30_000;
+    this.stopGraceMs = options.stopGraceMs ?? 2_000;
+    this.metrics = registerMetrics(options.registry);
+    this.states = options.probes.map((definition) => ({
+      definition,
+      decode: options.decoderFor(definition),
+      rejectedLog: new LogRateLimiter(10, 60_000, this.now),
+      lostLog: new LogRateLimiter(10, 60_000, this.now),
+      lostSinceLog: 0,
+      child: undefined,
+      ready: false,
+      attachedAt: undefined,
+      restarts: 0,
+    }));
+    for (const { definition } of this.states) {
+      const probe = definition.name;
+      this.metrics.up.set({ probe }, 0);
+      this.metrics.restarts.inc({ probe }, 0);
+      this.metrics.decoded.inc({ probe }, 0);
+      this.metrics.lost.inc({ probe }, 0);
+      for (const error of [...DECODE_ERROR_CODES, DECODER_EXCEPTION])
+        this.metrics.rejected.inc({ probe, error }, 0);
+    }
+  }
+
+  /** Starts every probe; aborting `signal` is the same as calling stop(). */
+  start(signal?: AbortSignal): void {
+    if (this.started) throw new Error('BpftraceSupervisor already started');
+    this.started = true;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        void this.stop();
+        return;
+      }
+      signal.addEventListener('abort', () => void this.stop(), { once: true });
+    }
+    for (const state of this.states) this.runners.push(this.supervise(state));
+  }
+
+  /** SIGTERM to every probe, SIGKILL to those still there after the grace period; resolves once all are gone. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopAll();
+    return this.stopping;
+  }
+
+  /** True once every probe has attached (and none has exited since). */
+  isReady(): boolean {
+    return (
+      this.stopping === undefined &&
+      this.states.length > 0 &&
+      this.states.every((state) => state.ready)
+    );
+  }
+
+  status(): ProbeStatus[] {
+    return this.states.map((state) => ({
+      name: state.definition.name,
+      ready: state.ready,
+      pid: state.child?.pid,
+      restarts: state.restarts,
+    }));
+  }
+
+  private async stopAll(): Promise<void> {
+    this.lifetime.abort();
+    for (const state of this.states) {
+      if (state.child !== undefined) void this.terminate(state.child);
+    }
+    await Promise.all(this.runners);
+  }
+
+  private async supervise(state: ProbeState): Promise<void> {
+    const probe = state.definition.name;
+    let attempt = 0;
+    for (let first = true; !this.lifetime.signal.aborted; first = false) {
+      if (!first) {
+        const delayMs = backoffDelay(attempt, this.backoff, this.random);
+        attempt += 1;
+        this.options.logger.info({ probe, delayMs, attempt }, 'restarting probe after backoff');
+        await waitOrAbort(this.delay, delayMs, this.lifetime.signal);
+        if (this.lifetime.signal.aborted) break;
+        state.restarts += 1;
+        this.metrics.restarts.inc({ probe });
+      }
+      const stableMs = await this.runOnce(state);
+      if (stableMs >= this.stableAfterMs) attempt = 0;
+    }
+  }
+
+  /** Runs the probe until its process is gone; returns how long it stayed attached. */
+  private async runOnce(state: ProbeState): Promise<number> {
+    const probe = state.definition.name;
+    const command = [
+      ...(this.options.commandPrefix ?? []),
+      this.options.bpftracePath ?? 'bpftrace',
+      ...['-f', 'json', '-B', 'line', state.definition.script, ...state.definition.args],
+    ];
+    const [file = 'bpftrace', ...args] = command;
+    let child: ProbeProcess;
+    try {
+      child = this.options.spawn(file, args);
+    } catch (error) {
+      this.options.logger.error({ probe, err: error, command }, 'probe could not be started');
+      return 0;
+    }
+    state.child = child;
+    state.ready = false;
+    state.attachedAt = undefined;
+    this.options.logger.info({ probe, pid: child.pid, command }, 'probe started');
+
+    const attachWatch = new AbortController();
+    const stderrTail: string[] = [];
+    const watchdog = this.watchAttach(state, child, attachWatch.signal);
+    const [exit] = await Promise.all([
+      child.exited,
+      this.readStdout(state, child, attachWatch),
+      this.readStderr(state, child, stderrTail),
+    ]);
+    attachWatch.abort();
+    await watchdog;
+
+    const stableMs = state.attachedAt === undefined ? 0 : this.now() - state.attachedAt;
+    const attached = state.attachedAt !== undefined;
+    state.child = undefined;
+    state.ready = false;
+    state.attachedAt = undefined;
+    this.metrics.up.set({ probe }, 0);
+    this.logExit(probe, child, exit, attached, stderrTail);
+    return stableMs;
+  }
+
+  private async watchAttach(
+    state: ProbeState,
+    child: ProbeProcess,
+    attached: AbortSignal,
+  ): Promise<void> {
+    const cancel = AbortSignal.any([attached, this.lifetime.signal]);
+    await waitOrAbort(this.delay, this.attachTimeoutMs, cancel);
+    if (cancel.aborted) return;
+    this.options.logger.error(
+      { probe: state.definition.name, pid: child.pid, attachTimeoutMs: this.attachTimeoutMs },
+      'probe did not attach in time; killing it to retry',
+    );
+    await this.terminate(child);
+  }
+
+  private async readStdout(
+    state: ProbeState,
+    child: ProbeProcess,
+    attachWatch: AbortController,
+  ): Promise<void> {
+    for await (const lines of child.stdoutBatches) {
+      for (const line of lines) {
+        if (line.trim() === '') continue; // bpftrace ends its output with blank lines
+        this.handleLine(state, line, attachWatch);
+      }
+    }
+  }
+
+  private handleLine(state: ProbeState, line: string, attachWatch: AbortController): void {
+    const probe = state.definition.name;
+    let decoded;
+    try {
+      decoded = state.decode(line);
+    } catch (error) {
+      decoded = { type: 'rejected', code: DECODER_EXCEPTION, detail: String(error) } as const;
+    }
+    switch (decoded.type) {
+      case 'event':
+        this.metrics.decoded.inc({ probe });
+        try {
+          this.options.onEvent(decoded.event, probe);
+        } catch (error) {
+          this.options.logger.error(
+            { probe, err: error },
+            'event sink failed; event dropped by the sink',
+          );
+        }
+        return;
+      case 'attached':
+        state.ready = true;
+        state.attachedAt = this.now();
+        attachWatch.abort();
+        this.metrics.up.set({ probe }, 1);
+        this.options.logger.info(
+          { probe, pid: state.child?.pid, probes: decoded.probes },
+          'probe attached',
+        );
+        return;
+      case 'lost': {
+        this.metrics.lost.inc({ probe }, decoded.count);
+        // In a storm bpftrace reports a loss on nearly every poll: the metric has every one,
+        // the log a few a minute with the total since the last message.
+        state.lostSinceLog += decoded.count;
+        const admitted = state.lostLog.admit();
+        if (admitted !== undefined) {
+          this.options.logger.warn(
+            {
+              probe,
+              lost: state.lostSinceLog,
+              reports: admitted.suppressedBefore + 1,
+            },
+            'probe lost events: perf ring buffer overflowed',
+          );
+          state.lostSinceLog = 0;
+        }
+        return;
+      }
+      case 'ignored':
+        return;
+      case 'rejected': {
+        this.metrics.rejected.inc({ probe, error: decoded.code });
+        const admitted = state.rejectedLog.admit();
+        if (admitted !== undefined) {
+          this.options.logger.warn(
+            {
+              probe,
+              error: decoded.code,
+              detail: decoded.detail,
+              line: truncate(line, REJECTED_LINE_LOG_CHARS),
+              suppressedBefore: admitted.suppressedBefore,
+            },
+            'probe line rejected',
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  private async readStderr(state: ProbeState, child: ProbeProcess, tail: string[]): Promise<void> {
+    const probe = state.definition.name;
+    for await (const line of child.stderrLines) {
+      if (line.trim() === '') continue;
+      if (HARMLESS_MEMLOCK_MESSAGE.test(line)) {
+        if (this.memlockNoticeLogged) {
+          this.options.logger.debug({ probe, stderr: line }, 'bpftrace stderr');
+        } else {
+          this.memlockNoticeLogged = true;
+          this.options.logger.info(
+            { probe, stderr: line },
+            'bpftrace could not raise RLIMIT_MEMLOCK; harmless where BPF memory is charged to cgroups (kernel 5.11+)',
+          );
+        }
+        continue;
+      }
+      tail.push(truncate(line, 500));
+      if (tail.length > STDERR_TAIL_LINES) tail.shift();
+      this.options.logger.warn({ probe, stderr: line }, 'bpftrace stderr');
+    }
+  }
+
+  private logExit(
+    probe: string,
+    child: ProbeProcess,
+    exit: ProbeExit,
+    attached: boolean,
+    stderr: string[],
+  ): void {
+    const details = {
+      probe,
+      pid: child.pid,
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      spawnError: exit.spawnError,
+    };
+    if (this.lifetime.signal.aborted) {
+      this.options.logger.info(details, 'probe stopped');
+    } else if (!attached) {
+      this.options.logger.error(
+        { ...details, stderr: stderr.join('\n') },
+        'probe exited before attaching',
+      );
+    } else {
+      this.options.logger.warn({ ...details, stderr: stderr.join('\n') }, 'probe exited');
+    }
+  }
+
+  private async terminate(child: ProbeProcess): Promise<void> {
+    const gone = new AbortController();
+    void child.exited.then(() => gone.abort());
+    child.kill('SIGTERM');
+    await waitOrAbort(this.delay, this.stopGraceMs, gone.signal);
+    if (gone.signal.aborted) return;
+    this.options.logger.warn(
+      { pid: child.pid, graceMs: this.stopGraceMs },
+      'probe ignored SIGTERM; sending SIGKILL',
+    );
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+}
+
+function registerMetrics(registry: Registry): SupervisorMetrics {
+  return {
+    up: new Gauge({
+      name: 'conntrack_observer_probe_up',
+      help: '1 while the probe is running and attached to the kernel, else 0.',
+      labelNames: ['probe'],
+      registers: [registry],
+    }),
+    restarts: new Counter({
+      name: 'conntrack_observer_probe_restarts_total',
+      help: 'Times the probe process was started again after it exited.',
+      labelNames: ['probe'],
+      registers: [registry],
+    }),
+    decoded: new Counter({
+      name: 'conntrack_observer_probe_events_decoded_total',
+      help: 'Events read from the probe output and decoded.',
+      labelNames: ['probe'],
+      registers: [registry],
+    }),
+    rejected: new Counter({
+      name: 'conntrack_observer_probe_lines_rejected_total',
+      help: 'Probe output lines that could not be decoded, by decode error code.',
+      labelNames: ['probe', 'error'],
+      registers: [registry],
+    }),
+    lost: new Counter({
+      name: 'conntrack_observer_probe_events_lost_total',
+      help: 'Events the kernel dropped before the probe read them (bpftrace lost_events: perf ring buffer full).',
+      labelNames: ['probe'],
+      registers: [registry],
+    }),
+  };
+}
+
+function truncate(text: string, maxChars: number): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}…(${text.length} chars)`;
+}

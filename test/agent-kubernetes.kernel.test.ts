@@ -1,0 +1,325 @@
+import type { FlowTuple } from '../src/events/types.js';
+import {
+  resolveKubernetesConnection,
+  type KubernetesConnection,
+} from '../src/attribute/kubernetes/connection.js';
+import { createLab, labAddresses, runSnatRace, sendQueries, type Lab } from './lab/index.js';
+import {
+  startAgentUnderTest,
+  waitFor,
+  waitUntilReady,
+  type AgentUnderTest,
+} from './support/agent-harness.js';
+import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
+import {
+  startFakeApiServer,
+  type FakeApiServer,
+  type K8sObject,
+} from './support/fake-apiserver.js';
+import { LAB_NODE_NAME, labCluster, type LabCluster } from './support/lab-cluster.js';
+import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
+
+interface LoggedEvent {
+  kind: string;
+  original?: FlowTuple;
+}
+
+const INSERT_FAILED = 'ConntrackInsertFailed';
+const DNS_DROPPED = 'DNSQueryDropped';
+
+// The real agent over a real lab, with the Kubernetes API faked at the HTTP level: the fake
+// holds the lab's pods, the kube-dns Service on the lab's ClusterIP and its dnsmasq backends.
+// The kernel's own counters (conntrack -S) and iptables' rule counters are the oracles.
+describe('the agent with Kubernetes against a real kernel', () => {
+  let lab: Lab;
+  let cluster: LabCluster;
+  let fake: FakeApiServer;
+  let agent: AgentUnderTest;
+  let processFake: FakeApiServer | undefined;
+  let agentProcess: AgentProcess | undefined;
+
+  beforeAll(async () => {
+    lab = await createLab();
+    cluster = labCluster(lab);
+    fake = await startFakeApiServer(cluster.objects);
+    const connection = resolveKubernetesConnection({ kubeconfigFlag: await fake.kubeConfigFile() });
+    if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
+    agent = await startAgentUnderTest(
+      [
+        '--probe-mode',
+        'tracepoint',
+        '--netns-pid',
+        String(lab.node.pid),
+        '--node-name',
+        LAB_NODE_NAME,
+        '--poll-interval',
+        '0.5',
+      ],
+      connection satisfies KubernetesConnection,
+    );
+    await waitUntilReady(agent.baseUrl);
+  });
+
+  afterAll(async () => {
+    await agentProcess?.stop();
+    await agent?.stop();
+    await lab?.destroy();
+    await processFake?.close();
+    await fake?.close();
+  });
+
+  const podAt = (ip: string) => cluster.pods.find((pod) => pod.ip === ip);
+  const eventsOf = (server: FakeApiServer, reason: string) =>
+    server.events().filter((event) => event.reason === reason);
+  const countOf = (events: K8sObject[]) =>
+    events.reduce((sum, event) => sum + Number(event.count), 0);
+  const podFailures = (samples: Sample[]) =>
+    cluster.pods.reduce(
+      (sum, pod) =>
+        sum +
+        sumOf(samples, 'conntrack_observer_insert_failures_total', {
+          race: 'snat',
+          namespace: pod.namespace,
+          pod: pod.name,
+        }),
+      0,
+    );
+
+  /** Polls until `read` reaches `expected` (or passes it), and returns the last value read. */
+  async function settled(
+    read: () => Promise<number>,
+    expected: number,
+    timeoutMs = 15_000,
+  ): Promise<number> {
+    let last = Number.NaN;
+    try {
+      return await waitFor(
+        `${expected}`,
+        async () => {
+          last = await read();
+          return last >= expected ? last : undefined;
+        },
+        timeoutMs,
+      );
+    } catch {
+      return last;
+    }
+  }
+
+  function expectInsertFailedEvent(event: K8sObject): void {
+    expect(event.type).toBe('Warning');
+    expect(event.reason).toBe(INSERT_FAILED);
+    expect(event.involvedObject.kind).toBe('Pod');
+    const pod = cluster.pods.find((candidate) => candidate.uid === event.involvedObject.uid);
+    expect(pod).toBeDefined();
+    expect(event.involvedObject).toMatchObject({ namespace: pod!.namespace, name: pod!.name });
+    expect(event.metadata.namespace).toBe(pod!.namespace);
+    expect(event.message).toContain(`${pod!.ip}:`);
+    expect(event.message).toContain('SNAT port-allocation race');
+    expect(event.message).toContain(`SNAT to ${labAddresses.nodeUpstream}:`);
+    expect(event.message).toContain('--random-fully');
+    expect(event.message).toContain('NodeLocal DNSCache');
+    expect(event.reportingComponent).toBe('conntrack-race-observer');
+    expect(event.reportingInstance).toBe(LAB_NODE_NAME);
+  }
+
+  it('puts ConntrackInsertFailed Events on the racing pods, their counts summing to the kernel insert_failed', async () => {
+    const before = await scrape(agent.baseUrl);
+    const logsBefore = agent.logs.length;
+    const race = await runSnatRace(lab, { rounds: 300 });
+    const kernelFailures = race.kernel.insert_failed ?? 0;
+    expect(kernelFailures).toBeGreaterThan(0);
+
+    const labelled = await settled(
+      async () => podFailures(await scrape(agent.baseUrl)) - podFailures(before),
+      kernelFailures,
+    );
+    expect(labelled).toBe(kernelFailures);
+
+    // Which pod lost each race, from the probe's own tuple rather than the resolver.
+    const lossesByIp = new Map<string, number>();
+    for (const record of agent.logs.slice(logsBefore)) {
+      const event = record.event as LoggedEvent | undefined;
+      if (event?.kind !== 'insert_failed' || !event.original) continue;
+      lossesByIp.set(event.original.srcIp, (lossesByIp.get(event.original.srcIp) ?? 0) + 1);
+    }
+    expect([...lossesByIp.values()].reduce((a, b) => a + b, 0)).toBe(kernelFailures);
+    expect([...lossesByIp.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
+
+    // The first occurrence is posted at once; the rest follow in one patch per patch interval.
+    const counted = await settled(
+      async () => countOf(eventsOf(fake, INSERT_FAILED)),
+      kernelFailures,
+      60_000,
+    );
+    expect(counted).toBe(kernelFailures);
+
+    const events = eventsOf(fake, INSERT_FAILED);
+    // One aggregated Event per losing pod, not one per drop.
+    expect(events).toHaveLength(lossesByIp.size);
+    events.forEach(expectInsertFailedEvent);
+    const after = await scrape(agent.baseUrl);
+    for (const pod of cluster.pods) {
+      const losses = lossesByIp.get(pod.ip) ?? 0;
+      const onPod = events.filter((event) => event.involvedObject.uid === pod.uid);
+      expect(countOf(onPod)).toBe(losses);
+      const labels = { race: 'snat', namespace: pod.namespace, pod: pod.name };
+      expect(
+        sumOf(after, 'conntrack_observer_insert_failures_total', labels) -
+          sumOf(before, 'conntrack_observer_insert_failures_total', labels),
+      ).toBe(losses);
+    }
+    expect(fake.eventWrites().every((write) => write.status < 300)).toBe(true);
+  });
+
+  it('names the kube-dns Service for a query to the ClusterIP dropped after DNAT', async () => {
+    const [podA] = cluster.pods;
+    // Dropped in FORWARD: after PREROUTING's DNAT, so the packet is addressed to a backend.
+    const rules = labAddresses.dnsBackends.map((backend) => [
+      'FORWARD',
+      '-p',
+      'udp',
+      '-d',
+      backend,
+      '--dport',
+      '53',
+      '-j',
+      'DROP',
+    ]);
+    for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-I', ...rule]);
+    try {
+      const before = await scrape(agent.baseUrl);
+      const burst = await sendQueries(lab, lab.pods[0]!.netns, labAddresses.clusterDns, 20, 100);
+      expect(burst.sent).toBe(20);
+      expect(burst.answered).toBe(0);
+      const firewallDrops = await backendDropPackets(lab);
+      expect(firewallDrops).toBe(20);
+
+      const labels = {
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+        service: 'kube-system/kube-dns',
+        namespace: podA!.namespace,
+        pod: podA!.name,
+      };
+      const drops = (samples: Sample[]) =>
+        sumOf(samples, 'conntrack_observer_dns_drops_total', labels);
+      const seen = await settled(
+        async () => drops(await scrape(agent.baseUrl)) - drops(before),
+        firewallDrops,
+      );
+      expect(seen).toBe(firewallDrops);
+
+      // The race's own drops (late answers to closed sockets, the losers seen as DNS drops after
+      // SNAT) have Events of their own.
+      const firewalled = () =>
+        eventsOf(fake, DNS_DROPPED).filter(
+          (candidate) =>
+            candidate.involvedObject.kind === 'Pod' &&
+            String(candidate.message).includes('(reason NETFILTER_DROP'),
+        );
+      const event = await waitFor('a DNSQueryDropped Event', async () => firewalled()[0]);
+      expect(event.type).toBe('Warning');
+      expect(event.involvedObject).toMatchObject({
+        kind: 'Pod',
+        namespace: podA!.namespace,
+        name: podA!.name,
+      });
+      expect(event.message).toMatch(
+        new RegExp(
+          `^UDP query ${podA!.ip.replace(/\./g, '\\.')}:\\d+ → kube-dns 192\\.0\\.2\\.5[34]:53`,
+        ),
+      );
+      expect(event.message).toContain('NETFILTER_DROP');
+      expect(Number(event.count)).toBeGreaterThanOrEqual(1);
+      expect(Number(event.count)).toBeLessThanOrEqual(firewallDrops);
+      // Only pod A sent queries.
+      expect(firewalled()).toHaveLength(1);
+    } finally {
+      for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
+    }
+  });
+
+  it('runs as a process with --kubeconfig and --node-name, ready only once synced, and posts the Events of a snat-race', async () => {
+    // One agent at a time on the lab: the in-process one has shown what it had to.
+    await agent.stop();
+    processFake = await startFakeApiServer(cluster.objects);
+    // Until released, the pod list fails: /readyz must say it waits for the API.
+    const podListsFail = processFake.failRequests({
+      status: 503,
+      match: (request) => request.resource === 'pods' && !request.watch,
+    });
+    agentProcess = await startAgentProcess([
+      '--kubeconfig',
+      await processFake.kubeConfigFile(),
+      '--node-name',
+      LAB_NODE_NAME,
+      '--netns-pid',
+      String(lab.node.pid),
+      '--probe-mode',
+      'tracepoint',
+      '--listen',
+      '127.0.0.1:0',
+      '--poll-interval',
+      '0.5',
+    ]);
+    const { baseUrl } = agentProcess;
+    const waiting = await waitFor('/readyz to wait for the API', async () => {
+      const response = await fetch(`${baseUrl}/readyz`);
+      const body = await response.text();
+      return response.status === 503 && body.includes('Kubernetes not synced') ? body : undefined;
+    });
+    expect(waiting).toContain('pods');
+    expect(podListsFail.failed).toBeGreaterThan(0);
+    podListsFail.clear();
+    await waitFor(
+      'the agent to be ready',
+      async () => ((await fetch(`${baseUrl}/readyz`)).status === 200 ? true : undefined),
+      60_000,
+    );
+    expect(sumOf(await scrape(baseUrl), 'conntrack_observer_k8s_informer_synced')).toBe(4);
+
+    const before = await scrape(baseUrl);
+    const race = await runSnatRace(lab, { rounds: 300 });
+    const kernelFailures = race.kernel.insert_failed ?? 0;
+    expect(kernelFailures).toBeGreaterThan(0);
+    const labelled = await settled(
+      async () => podFailures(await scrape(baseUrl)) - podFailures(before),
+      kernelFailures,
+    );
+    expect(labelled).toBe(kernelFailures);
+    await waitFor('an Event posted while running', async () =>
+      eventsOf(processFake!, INSERT_FAILED).length > 0 ? true : undefined,
+    );
+
+    // SIGTERM: the agent writes what its recorder still holds before it exits.
+    expect(await agentProcess.stop()).toBe(0);
+    const events = eventsOf(processFake, INSERT_FAILED);
+    events.forEach(expectInsertFailedEvent);
+    expect(countOf(events)).toBe(kernelFailures);
+    expect(events.length).toBeLessThanOrEqual(cluster.pods.length);
+    expect(processFake.eventWrites().every((write) => write.status < 300)).toBe(true);
+  });
+});
+
+/** Packets the two backend DROP rules of the node's FORWARD chain matched (iptables' counters). */
+async function backendDropPackets(lab: Lab): Promise<number> {
+  const { stdout } = await lab.exec(lab.node.netns, 'iptables', [
+    '-L',
+    'FORWARD',
+    '-n',
+    '-v',
+    '-x',
+  ]);
+  let packets = 0;
+  for (const line of stdout.split('\n')) {
+    const columns = line.trim().split(/\s+/);
+    // pkts bytes target prot opt in out source destination …
+    if (
+      columns[2] === 'DROP' &&
+      (labAddresses.dnsBackends as readonly string[]).includes(columns[8] ?? '')
+    )
+      packets += Number.parseInt(columns[0]!, 10);
+  }
+  return packets;
+}

@@ -1,0 +1,239 @@
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { systemClock } from '../../../src/shared/clock.js';
+import type {
+  AttributedEvent,
+  DnsDropEvent,
+  InsertFailureEvent,
+  ProbeEvent,
+} from '../../../src/events/types.js';
+import {
+  startKubernetesCorrelation,
+  type KubernetesCorrelation,
+} from '../../../src/attribute/kubernetes/kubernetes-correlation.js';
+import { eventually } from '../../support/eventually.js';
+import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
+import { podFrom, stored } from '../../support/k8s-fixtures.js';
+import {
+  dnsDrop as baseDnsDrop,
+  insertFailure as baseInsertFailure,
+} from '../../support/events.js';
+
+const CLIENT_A = 'dns-client-7c9f8d6b54-4xq2m';
+
+interface Harness {
+  fake: FakeApiServer;
+  correlation: KubernetesCorrelation;
+  forgotten: string[];
+  registry: Registry;
+}
+
+const running: Harness[] = [];
+
+async function start(): Promise<Harness> {
+  const fake = await startFakeApiServer({
+    pods: [stored('pod-dns-client-a'), stored('pod-coredns'), stored('pod-kube-proxy-hostnetwork')],
+    services: [stored('service-kube-dns')],
+    endpointSlices: [stored('endpointslice-kube-dns')],
+    nodes: [stored('node-lab-node')],
+  });
+  const forgotten: string[] = [];
+  const registry = new Registry();
+  const correlation = startKubernetesCorrelation({
+    kubeConfig: fake.kubeConfig(),
+    nodeName: 'lab-node',
+    registry,
+    logger: pino({ level: 'silent' }),
+    clock: systemClock,
+    forgetPod: (namespace, name) => forgotten.push(`${namespace}/${name}`),
+    tuning: {
+      seriesGraceMs: 100,
+      janitorSweepMs: 20,
+      informerInitialBackoffMs: 20,
+      recorder: { initialRetryMs: 20, maxRetryMs: 100, patchIntervalMs: 20 },
+    },
+  });
+  const harness = { fake, correlation, forgotten, registry };
+  running.push(harness);
+  await correlation.whenSynced();
+  return harness;
+}
+
+afterEach(async () => {
+  for (const { correlation, fake } of running.splice(0)) {
+    await correlation.stop();
+    await fake.close();
+  }
+});
+
+function snatRace(srcIp: string, srcPort = 40000): InsertFailureEvent {
+  return baseInsertFailure({
+    race: 'snat',
+    original: { srcIp, srcPort, dstIp: '192.0.2.53', dstPort: 53 },
+    reply: { srcIp: '192.0.2.53', srcPort: 53, dstIp: '192.0.2.1', dstPort: srcPort },
+  });
+}
+
+function dnsQueryDrop(srcIp: string): DnsDropEvent {
+  return baseDnsDrop({
+    tuple: { srcIp, srcPort: 41522, dstIp: '10.96.0.10', dstPort: 53 },
+    location: 'nf_hook_slow',
+  });
+}
+
+function attributed(
+  correlation: KubernetesCorrelation,
+  event: ProbeEvent,
+  wallTimeMs = Date.now(),
+): AttributedEvent {
+  return { event, attribution: correlation.resolver.attribute(event, wallTimeMs), wallTimeMs };
+}
+
+describe('startKubernetesCorrelation', () => {
+  it('returns at once and reports synced once every informer has listed', async () => {
+    const { correlation } = await start();
+    expect(correlation.isSynced()).toBe(true);
+    expect(correlation.pendingResources()).toEqual([]);
+  });
+
+  it('posts the race on the pod it came from, with the race kind and the remedies', async () => {
+    const { fake, correlation } = await start();
+    for (let i = 0; i < 3; i += 1)
+      correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    await eventually('event with count 3', () => fake.events()[0]?.count === 3);
+    const [event] = fake.events();
+    expect(event).toMatchObject({
+      reason: 'ConntrackInsertFailed',
+      type: 'Warning',
+      involvedObject: {
+        kind: 'Pod',
+        name: CLIENT_A,
+        namespace: 'default',
+        uid: '3f1c2a9e-8b7d-4c6e-a5f4-1e2d3c4b5a61',
+      },
+    });
+    expect(event!.message).toContain('SNAT port-allocation race');
+    expect(event!.message).toContain('--random-fully');
+  });
+
+  it('reports a dropped DNS query with the Service name', async () => {
+    const { fake, correlation } = await start();
+    correlation.recordEvent(attributed(correlation, dnsQueryDrop('10.244.0.2')));
+    await eventually('dns event', () => fake.events().length === 1);
+    expect(fake.events()[0]).toMatchObject({
+      reason: 'DNSQueryDropped',
+      involvedObject: { name: CLIENT_A },
+    });
+    expect(fake.events()[0]!.message).toContain(
+      'UDP query 10.244.0.2:41522 → kube-dns 10.96.0.10:53',
+    );
+  });
+
+  it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {
+    const { fake, correlation } = await start();
+    const afterSnat = dnsQueryDrop('192.0.2.1');
+    // The race loser as the DNS probe sees it after SNAT, with its conntrack entry.
+    correlation.recordEvent(
+      attributed(correlation, {
+        ...afterSnat,
+        conntrack: {
+          status: 0x190,
+          original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '10.96.0.10', dstPort: 53 },
+          lostInsertRace: true,
+        },
+      }),
+    );
+    correlation.recordEvent(
+      attributed(correlation, {
+        ...dnsQueryDrop('10.244.0.2'),
+        reason: 'NOT_SPECIFIED',
+        location: 'udp_destruct_common',
+      }),
+    );
+    correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    await eventually('race event', () => fake.events().length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(fake.events().map((event) => event.reason)).toEqual(['ConntrackInsertFailed']);
+  });
+
+  it('puts races from the node address on the Node, and ignores resolved clashes and strangers', async () => {
+    const { fake, correlation } = await start();
+    correlation.recordEvent(attributed(correlation, snatRace('192.0.2.1', 33000)));
+    correlation.recordEvent(
+      attributed(correlation, { ...snatRace('10.244.0.2'), kind: 'clash_resolved' }),
+    );
+    correlation.recordEvent(attributed(correlation, snatRace('10.244.9.9')));
+    await eventually('node event', () => fake.events().length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(fake.events()).toHaveLength(1);
+    expect(fake.events()[0]).toMatchObject({
+      reason: 'ConntrackInsertFailedHostNetwork',
+      metadata: { namespace: 'default' },
+      involvedObject: {
+        kind: 'Node',
+        name: 'lab-node',
+        uid: '2b4d6f8a-0c2e-4a4c-9e6a-7b9d1f3b5d79',
+      },
+    });
+  });
+
+  it('posts a full table on the Node', async () => {
+    const { fake, correlation } = await start();
+    correlation.recordTableFull({
+      entries: 65536,
+      limit: 65536,
+      drops: 12,
+      wallTimeMs: Date.now(),
+    });
+    await eventually('table full event', () => fake.events().length === 1);
+    expect(fake.events()[0]).toMatchObject({
+      reason: 'ConntrackTableFull',
+      involvedObject: { kind: 'Node' },
+    });
+  });
+
+  it('blames a reused IP on the pod that held it when the event happened', async () => {
+    const { fake, correlation } = await start();
+    const beforeDeletion = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    fake.remove('pods', 'default', CLIENT_A);
+    await eventually(
+      'pod a gone',
+      () => correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod === undefined,
+    );
+    // Pod B is given A's address. Its readiness time has one-second resolution and may read as
+    // before A's deletion; the index still starts B's hold no earlier than A's end.
+    fake.apply(
+      'pods',
+      podFrom('pod-dns-client-b', {
+        ip: '10.244.0.2',
+        networkReadyAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      }),
+    );
+    await eventually(
+      'pod b holds the ip',
+      () => correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod !== undefined,
+    );
+    const later = correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now());
+    const earlier = correlation.resolver.attribute(snatRace('10.244.0.2'), beforeDeletion);
+    expect(later.pod?.name).toBe('dns-client-7c9f8d6b54-k8v7n');
+    expect(earlier.pod?.name).toBe(CLIENT_A);
+  });
+
+  it('forgets a deleted pod’s metric series after the grace period', async () => {
+    const { fake, forgotten } = await start();
+    fake.remove('pods', 'default', CLIENT_A);
+    await eventually('series forgotten', () => forgotten.includes(`default/${CLIENT_A}`));
+  });
+
+  it('keeps recording through an API outage and delivers once the server is back', async () => {
+    const { fake, correlation } = await start();
+    await fake.down();
+    for (let i = 0; i < 100; i += 1)
+      correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await fake.up();
+    await eventually('delivered', () => fake.events()[0]?.count === 100, 8000);
+  });
+});

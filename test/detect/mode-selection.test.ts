@@ -1,0 +1,251 @@
+import { Registry } from 'prom-client';
+import { detectCapabilities, type KernelCapabilities } from '../../src/detect/capabilities.js';
+import { probeCatalogue } from '../../src/sources/bpftrace/catalogue.js';
+import {
+  type ActiveProbeMode,
+  type ModeSelection,
+  observations,
+  parseProbeModeOption,
+  type ProbeModeOption,
+  probeModeOptions,
+  selectProbeMode,
+} from '../../src/detect/mode-selection.js';
+import { registerProbeModeGauge } from '../../src/detect/probe-mode-metric.js';
+import { fixtureSources } from '../fixtures/capabilities/load.js';
+
+const fixtures = [
+  '6.18-this-machine',
+  '4.19-no-btf',
+  '5.4-btf',
+  '5.10-btf',
+  '5.15-btf-reasons',
+  '6.1-btf',
+  '6.1-no-bpftrace',
+] as const;
+type Fixture = (typeof fixtures)[number];
+
+const capabilities = new Map<Fixture, KernelCapabilities>();
+
+beforeAll(async () => {
+  for (const name of fixtures) {
+    const sources = await fixtureSources(name);
+    capabilities.set(name, await detectCapabilities({ ...sources, bpftracePath: 'bpftrace' }));
+  }
+});
+
+function select(name: Fixture, option: ProbeModeOption) {
+  return selectProbeMode(option, capabilities.get(name)!);
+}
+
+function selected(name: Fixture, option: ProbeModeOption): ModeSelection {
+  const result = select(name, option);
+  if (!result.ok) throw new Error(`expected a mode, got: ${result.error.message}`);
+  return result.selection;
+}
+
+const ALL = [
+  'kprobe/conntrack-confirm',
+  'kprobe/clash-resolved',
+  'kprobe/snat-port-alloc',
+  'tracepoint/dns-drops',
+];
+const TRACEPOINT = ['tracepoint/conntrack-insert-failed', 'tracepoint/dns-drops'];
+
+describe('selectProbeMode over recorded kernels', () => {
+  // Expected mode, or `error` with a pattern the message must match, for each option.
+  type Expected = ActiveProbeMode | { error: RegExp };
+  const table: [Fixture, Record<ProbeModeOption, Expected>][] = [
+    [
+      '6.18-this-machine',
+      {
+        auto: 'tracepoint',
+        tracepoint: 'tracepoint',
+        kprobe: { error: /^kprobe mode needs kprobes; this kernel has none/ },
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '4.19-no-btf',
+      {
+        auto: 'counters-only',
+        tracepoint: { error: /needs skb drop reasons .* and BTF/ },
+        kprobe: { error: /^kprobe mode needs BTF \(CONFIG_DEBUG_INFO_BTF\)/ },
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '5.4-btf',
+      {
+        auto: 'kprobe',
+        tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '5.10-btf',
+      {
+        auto: 'kprobe',
+        tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '5.15-btf-reasons',
+      {
+        auto: 'kprobe',
+        tracepoint: 'tracepoint',
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '6.1-btf',
+      {
+        auto: 'kprobe',
+        tracepoint: 'tracepoint',
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '6.1-no-bpftrace',
+      {
+        auto: 'counters-only',
+        tracepoint: { error: /^tracepoint mode needs a working bpftrace \(.*ENOENT/ },
+        kprobe: { error: /^kprobe mode needs a working bpftrace \(.*ENOENT/ },
+        'counters-only': 'counters-only',
+      },
+    ],
+  ];
+  const cases = table.flatMap(([name, expected]) =>
+    probeModeOptions.map((option) => [name, option, expected[option]] as const),
+  );
+
+  it.each(cases)('%s with --probe-mode %s gives %p', (name, option, expected) => {
+    const result = select(name, option);
+    if (typeof expected === 'string') {
+      expect(result).toMatchObject({ ok: true, selection: { mode: expected } });
+    } else {
+      expect(result).toMatchObject({ ok: false, error: { code: 'probe_mode_unavailable' } });
+      expect(result.ok ? '' : result.error.message).toMatch(expected.error);
+    }
+  });
+});
+
+describe('selectProbeMode on this machine (recorded)', () => {
+  it('auto selects tracepoint and says kprobes are missing and why', () => {
+    const selection = selected('6.18-this-machine', 'auto');
+    expect(selection.mode).toBe('tracepoint');
+    expect(selection.reason).toMatch(
+      /^auto: tracepoint, because kprobe mode needs kprobes; this kernel has none \(CONFIG_KPROBES is not set in .*\/proc\/config\.gz; no kprobe_events in .*; test-attach of kprobe:__nf_conntrack_confirm and kretprobe:__nf_conntrack_confirm failed: create_probe_event: open\(\/sys\/kernel\/tracing\/kprobe_events\): No such file or directory; ERROR: Error attaching probe: 'kretprobe:__nf_conntrack_confirm'\); skb:kfree_skb has drop reasons with NETFILTER_DROP and BTF is present$/,
+    );
+    expect(selection.probes).toEqual(TRACEPOINT);
+  });
+
+  it('fails --probe-mode kprobe naming the missing capability and the attach error', () => {
+    const result = select('6.18-this-machine', 'kprobe');
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.error.requested).toBe('kprobe');
+    expect(result.error.missing).toHaveLength(1);
+    expect(result.error.message).toMatch(/CONFIG_KPROBES is not set/);
+    expect(result.error.message).toMatch(/test-attach of kprobe:__nf_conntrack_confirm/);
+    expect(result.error.message).toMatch(/kprobe_events\): No such file or directory/);
+  });
+
+  it('in tracepoint mode lists resolved clashes and SNAT allocation as unobservable', () => {
+    const selection = selected('6.18-this-machine', 'auto');
+    expect(selection.observable).toEqual([
+      observations.insertFailures,
+      observations.dnsDrops,
+      observations.kernelCounters,
+      observations.clashResolveCounter,
+    ]);
+    expect(selection.unobservable.join('\n')).toMatch(/resolved without a drop.*no tracepoint/);
+    expect(selection.unobservable.join('\n')).toMatch(/SNAT port allocation/);
+  });
+});
+
+describe('selectProbeMode on older kernels (constructed)', () => {
+  it('5.4 with BTF runs kprobe mode without the clash probe, which does not attach there', () => {
+    const selection = selected('5.4-btf', 'auto');
+    expect(selection.probes).toEqual(['kprobe/conntrack-confirm', 'kprobe/snat-port-alloc']);
+    const gaps = selection.unobservable.join('\n');
+    expect(gaps).toMatch(/resolved without a drop.*nf_ct_resolve_clash does not attach/);
+    expect(gaps).toMatch(/DNS.*needs skb drop reasons/);
+    expect(gaps).toMatch(/no clashres column.*insert_failed also counts clashes/);
+    expect(selection.observable).not.toContain(observations.clashResolveCounter);
+  });
+
+  it('5.10 sees resolved clashes and the clash_resolve counter but no DNS drops', () => {
+    const selection = selected('5.10-btf', 'auto');
+    expect(selection.probes).toEqual(ALL.slice(0, 3));
+    expect(selection.observable).toEqual([
+      observations.insertFailures,
+      observations.resolvedClashes,
+      observations.snatPortAllocation,
+      observations.kernelCounters,
+      observations.clashResolveCounter,
+    ]);
+  });
+
+  it('5.15 with backported drop reasons and 6.1 run every kprobe and the DNS drop probe', () => {
+    for (const name of ['5.15-btf-reasons', '6.1-btf'] as const) {
+      const selection = selected(name, 'auto');
+      expect(selection.probes).toEqual(ALL);
+      expect(selection.unobservable).toEqual([]);
+      expect(selection.reason).toMatch(/^auto: kprobes attach to __nf_conntrack_confirm/);
+    }
+  });
+
+  it('4.19 without BTF falls back to counters-only, saying why neither probe mode runs', () => {
+    const selection = selected('4.19-no-btf', 'auto');
+    expect(selection.probes).toEqual([]);
+    expect(selection.reason).toMatch(
+      /^auto: counters-only, because kprobe mode needs BTF .*; and tracepoint mode needs skb drop reasons/,
+    );
+    expect(selection.observable).toEqual([observations.kernelCounters]);
+  });
+
+  it('an explicit tracepoint mode runs where auto prefers kprobe', () => {
+    const selection = selected('6.1-btf', 'tracepoint');
+    expect(selection.probes).toEqual(TRACEPOINT);
+    expect(selection.reason).toBe('requested with --probe-mode tracepoint');
+  });
+});
+
+describe('selected probes', () => {
+  it('are all in the probe catalogue, with the mode they are run in', () => {
+    const names = new Set(probeCatalogue.map((probe) => probe.name));
+    for (const name of fixtures) {
+      for (const option of probeModeOptions) {
+        const result = select(name, option);
+        if (!result.ok) continue;
+        for (const probe of result.selection.probes) expect(names).toContain(probe);
+      }
+    }
+  });
+});
+
+describe('parseProbeModeOption', () => {
+  it.each(probeModeOptions)('accepts %s', (option) => {
+    expect(parseProbeModeOption(option)).toBe(option);
+  });
+
+  it('rejects anything else', () => {
+    expect(parseProbeModeOption('kfunc')).toBeUndefined();
+  });
+});
+
+describe('registerProbeModeGauge', () => {
+  it('exports 1 for the active mode and 0 for the others on the given registry', async () => {
+    const registry = new Registry();
+    registerProbeModeGauge(registry, 'tracepoint');
+    const text = await registry.metrics();
+    expect(text).toContain('conntrack_observer_probe_mode{mode="tracepoint"} 1');
+    expect(text).toContain('conntrack_observer_probe_mode{mode="kprobe"} 0');
+    expect(text).toContain('conntrack_observer_probe_mode{mode="counters-only"} 0');
+  });
+});

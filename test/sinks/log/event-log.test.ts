@@ -1,0 +1,131 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { EventLog } from '../../../src/sinks/log/event-log.js';
+import { attributed, insertFailure, podA } from '../../support/events.js';
+
+function capture() {
+  const records: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      records.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, destination), records };
+}
+
+describe('event log', () => {
+  it('writes one JSON line per event with both tuples', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
+    log.record(attributed(insertFailure(), podA));
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      msg: 'conntrack insert failed (snat race): packet dropped',
+      event: {
+        kind: 'insert_failed',
+        race: 'snat',
+        pod: 'shop/cart-7d9f',
+        ctStatus: '0x190',
+        original: { srcIp: '10.244.0.2', srcPort: 40000 },
+        reply: { dstIp: '192.0.2.1' },
+      },
+    });
+  });
+
+  it('turns a storm into one summary line per window that accounts for every event', () => {
+    const { logger, records } = capture();
+    let now = 0;
+    const log = new EventLog({ logger, maxLinesPerWindow: 3, windowMs: 1000, nowMs: () => now });
+    for (let i = 0; i < 1000; i += 1) log.record(attributed(insertFailure(), podA));
+    now = 1000;
+    log.record(attributed(insertFailure()));
+    const summaries = records.filter((r) => 'storm' in r);
+    expect(records.length).toBe(3 + 1 + 1);
+    expect(summaries).toHaveLength(1);
+    expect(summaries[0]).toMatchObject({
+      storm: {
+        suppressedEvents: 997,
+        byKind: { insert_failed: 997 },
+        topSources: [{ source: 'shop/cart-7d9f', events: 997 }],
+      },
+    });
+  });
+
+  it('flushes a pending summary on demand and stays quiet when there is none', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 0, windowMs: 1000, nowMs: () => 0 });
+    log.flush();
+    expect(records).toHaveLength(0);
+    log.record(attributed(insertFailure()));
+    log.flush();
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ storm: { suppressedEvents: 1 } });
+  });
+
+  it('arms no flush timer until an event is suppressed, then one for the end of its window', () => {
+    const { logger, records } = capture();
+    let now = 0;
+    const armed: { ms: number; flush: () => void; cancelled: boolean }[] = [];
+    const log = new EventLog({
+      logger,
+      maxLinesPerWindow: 2,
+      windowMs: 10_000,
+      nowMs: () => now,
+      flushAfter: (ms, flush) => {
+        const timer = { ms, flush, cancelled: false };
+        armed.push(timer);
+        return () => {
+          timer.cancelled = true;
+        };
+      },
+    });
+    now = 1_000;
+    log.record(attributed(insertFailure(), podA));
+    log.record(attributed(insertFailure(), podA));
+    expect(armed).toHaveLength(0);
+    now = 4_000;
+    for (let i = 0; i < 5; i += 1) log.record(attributed(insertFailure(), podA));
+    expect(armed).toEqual([expect.objectContaining({ ms: 6_000, cancelled: false })]);
+    now = 10_000;
+    armed[0]?.flush();
+    expect(records.filter((r) => 'storm' in r)).toEqual([
+      expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 5 }) }),
+    ]);
+    log.flush();
+    expect(records.filter((r) => 'storm' in r)).toHaveLength(1);
+    expect(armed).toHaveLength(1);
+  });
+
+  it('cancels the armed timer when the summary is written before it fires', () => {
+    const { logger, records } = capture();
+    const cancelled: boolean[] = [];
+    const log = new EventLog({
+      logger,
+      maxLinesPerWindow: 0,
+      windowMs: 1000,
+      nowMs: () => 0,
+      flushAfter: () => {
+        const index = cancelled.push(false) - 1;
+        return () => {
+          cancelled[index] = true;
+        };
+      },
+    });
+    log.record(attributed(insertFailure()));
+    log.flush();
+    expect(cancelled).toEqual([true]);
+    expect(records).toHaveLength(1);
+  });
+
+  it('writes the summary on its own when the window ends, with the default timer', async () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 0, windowMs: 50, nowMs: Date.now });
+    log.record(attributed(insertFailure()));
+    expect(records).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(records).toEqual([
+      expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 1 }) }),
+    ]);
+  });
+});
