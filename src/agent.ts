@@ -28,7 +28,6 @@ import {
   type CapabilityFiles,
   type CommandRunner,
 } from './detect/capabilities.js';
-import { probeCatalogue } from './sources/bpftrace/catalogue.js';
 import { createLineDecoder } from './decode/decode.js';
 import {
   createDropReasonTable,
@@ -37,6 +36,7 @@ import {
 } from './detect/drop-reasons.js';
 import { selectProbeMode, type ModeSelection } from './detect/mode-selection.js';
 import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
+import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
@@ -99,7 +99,12 @@ export async function startAgent(
   const mode = await chooseMode(options, deps);
   registerProbeModeGauge(registry, mode.mode);
   logger.info(
-    { mode: mode.mode, reason: mode.reason, unobservable: mode.unobservable },
+    {
+      mode: mode.mode,
+      reason: mode.reason,
+      unavailable: mode.unavailable,
+      unobservable: mode.unobservable,
+    },
     `probe mode ${mode.mode}: ${mode.reason}`,
   );
 
@@ -199,22 +204,21 @@ export async function startAgent(
       logger: logger.child({ component: 'probes' }),
       bpftracePath: options.bpftrace,
       commandPrefix: deps.commandPrefix,
+      unavailable: mode.unavailable,
     });
     supervisor.start(abort.signal);
   }
 
   const readiness = (): Readiness => {
     const waiting: string[] = [];
-    if (supervisor && !supervisor.isReady()) {
-      const pending = supervisor.status().filter((probe) => !probe.ready);
-      waiting.push(`probes not attached: ${pending.map((probe) => probe.name).join(', ')}`);
-    }
+    const probes = probeReadiness(mode, supervisor);
+    if (probes.waiting !== undefined) waiting.push(probes.waiting);
     if (kubernetes && !kubernetes.isSynced()) {
       waiting.push(`Kubernetes not synced: ${kubernetes.pendingResources().join(', ')}`);
     }
     return waiting.length > 0
       ? { ready: false, detail: waiting.join('; ') }
-      : { ready: true, detail: `mode ${mode.mode}` };
+      : { ready: true, detail: probes.detail };
   };
 
   let server: MetricsServer;
@@ -281,15 +285,20 @@ function probeDefinitions(
   dropReasons: DropReasonTable,
   probesDir: string,
 ): ProbeDefinition[] {
-  return probeCatalogue
-    .filter((spec) => mode.probes.includes(spec.name))
-    .map((spec) => {
-      let args: string[];
-      try {
-        args = spec.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
-      } catch (error) {
-        throw new AgentStartError(`probe ${spec.name}: ${(error as Error).message}`);
-      }
-      return { name: spec.name, script: join(probesDir, spec.script), args };
-    });
+  return mode.runs.map((run) => {
+    let args: string[];
+    try {
+      args = run.variant.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
+    } catch (error) {
+      throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
+    }
+    return {
+      name: run.spec.name,
+      script: join(probesDir, run.variant.script),
+      args,
+      bpftraceOptions: run.bpftraceOptions,
+      env: run.env,
+      attachTimeoutMs: run.attachTimeoutMs,
+    };
+  });
 }
