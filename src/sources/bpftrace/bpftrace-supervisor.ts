@@ -148,7 +148,9 @@ export class BpftraceSupervisor {
     this.random = options.random ?? Math.random;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.stableAfterMs = options.stableAfterMs ?? 60_000;
-    this.attachTimeoutMs = options.attachTimeoutMs ?? 30_000;
+    // Compiling a script is most of the time to attach: well under a second on a node, but
+    // 30 s were not enough for four scripts starting at once on 6.1 under software emulation.
+    this.attachTimeoutMs = options.attachTimeoutMs ?? 120_000;
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
     this.unavailableAfterFailures = options.unavailableAfterFailures ?? 3;
     this.unavailableRetryMs = options.unavailableRetryMs ?? 300_000;
@@ -332,7 +334,10 @@ export class BpftraceSupervisor {
 
     const attachWatch = new AbortController();
     const stderrTail: string[] = [];
-    const watchdog = this.watchAttach(state, child, attachWatch.signal);
+    let timedOut = false;
+    const watchdog = this.watchAttach(state, child, attachWatch.signal).then((killed) => {
+      timedOut = killed;
+    });
     const [exit] = await Promise.all([
       child.exited,
       this.readStdout(state, child, attachWatch),
@@ -348,23 +353,29 @@ export class BpftraceSupervisor {
     state.attachedAt = undefined;
     this.metrics.up.set({ probe }, 0);
     this.logExit(probe, child, exit, attached, stderrTail);
-    return { attached, stableMs, failure: failureOf(exit, stderrTail) };
+    const attachTimeoutMs = definition.attachTimeoutMs ?? this.attachTimeoutMs;
+    const failure = timedOut
+      ? `did not attach within ${Math.round(attachTimeoutMs / 1000)} s`
+      : failureOf(exit, stderrTail);
+    return { attached, stableMs, failure };
   }
 
+  /** Kills the probe if it has not attached in time; resolves true when it did so. */
   private async watchAttach(
     state: ProbeState,
     child: ProbeProcess,
     attached: AbortSignal,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const cancel = AbortSignal.any([attached, this.lifetime.signal]);
     const attachTimeoutMs = state.definition.attachTimeoutMs ?? this.attachTimeoutMs;
     await waitOrAbort(this.delay, attachTimeoutMs, cancel);
-    if (cancel.aborted) return;
+    if (cancel.aborted) return false;
     this.options.logger.error(
       { probe: state.definition.name, pid: child.pid, attachTimeoutMs },
       'probe did not attach in time; killing it to retry',
     );
     await this.terminate(child);
+    return true;
   }
 
   private async readStdout(
