@@ -433,6 +433,22 @@ describe('BpftraceSupervisor', () => {
     expect(marked[0]?.msg).toMatch(/tried again every 300 s/);
   });
 
+  it('says a probe it kept killing for not attaching in time is unavailable because of that', async () => {
+    const { supervisor, delays } = harness([{ name: 'slow', script: 'never-attaches' }], {
+      attachTimeoutMs: 40_000,
+      unavailableAfterFailures: 2,
+    });
+    supervisor.start();
+    await delays.elapse(40_000);
+    await delays.elapse(1_000);
+    await delays.elapse(40_000);
+    await waitFor(() => supervisor.status()[0]?.unavailable !== undefined, 'unavailable');
+    expect(supervisor.status()[0]?.unavailable).toMatchObject({
+      reason: 'exits_before_attach',
+      detail: 'did not attach within 40 s',
+    });
+  });
+
   it('keeps retrying an unavailable probe slowly and reports it available once it attaches', async () => {
     const counter = join(await mkdtemp(join(tmpdir(), 'fails-then-attaches-')), 'runs');
     const { supervisor, delays, registry, records } = harness([
