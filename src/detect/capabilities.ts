@@ -163,8 +163,11 @@ export interface DetectCapabilitiesOptions {
   readonly infoTimeoutMs?: number;
 }
 
-const DEFAULT_ATTACH_TIMEOUT_MS = 10_000;
-const DEFAULT_INFO_TIMEOUT_MS = 10_000;
+// Only bounds a hang: both take well under a second on a node, but the first bpftrace start
+// on a cold machine loads LLVM from disk, and `--info` took over 10 s in a freshly booted 6.1
+// under software emulation.
+const DEFAULT_ATTACH_TIMEOUT_MS = 60_000;
+const DEFAULT_INFO_TIMEOUT_MS = 60_000;
 
 async function readText(files: CapabilityFiles, path: string): Promise<string | undefined> {
   const bytes = await files.read(path);
