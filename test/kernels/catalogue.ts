@@ -19,6 +19,21 @@ export interface KernelSpec {
   readonly extraPackages: readonly string[];
   /** Who runs this kernel, for the summary. */
   readonly runBy: string;
+  /** What test/kernels/prove-agent.ts holds this kernel to. */
+  readonly proof: KernelProof;
+}
+
+/** The probe modes the proof runs on a kernel and what `auto` must choose there. */
+export interface KernelProof {
+  /**
+   * The mode `auto` must pick: on every kernel of the matrix kprobe mode can run (kprobes,
+   * BTF, nf_conn types from BTF or headers), and only kprobe mode reports resolved clashes.
+   */
+  readonly autoMode: 'kprobe' | 'tracepoint' | 'counters-only';
+  /** Modes proven besides `auto`, each with an agent start of its own. */
+  readonly explicitModes: readonly ('kprobe' | 'tracepoint')[];
+  /** Why a mode is not proven here, for the table (e.g. no drop reasons before 5.17). */
+  readonly notProven?: string;
 }
 
 export const kernels: readonly KernelSpec[] = [
@@ -30,6 +45,11 @@ export const kernels: readonly KernelSpec[] = [
     // 5.10 exports no BTF for modules: struct nf_conn comes from these headers.
     extraPackages: ['linux-headers-5.10.0-32-amd64', 'linux-headers-5.10.0-32-common'],
     runBy: 'Debian 11, Amazon Linux 2',
+    proof: {
+      autoMode: 'kprobe',
+      explicitModes: [],
+      notProven: 'tracepoint mode: skb:kfree_skb has no drop reasons before 5.17',
+    },
   },
   {
     id: '6.1',
@@ -38,6 +58,7 @@ export const kernels: readonly KernelSpec[] = [
     imagePattern: /^linux-image-6\.1\.0-\d+-amd64$/,
     extraPackages: [],
     runBy: 'Debian 12, Amazon Linux 2023, COS',
+    proof: { autoMode: 'kprobe', explicitModes: ['tracepoint'] },
   },
   {
     id: '6.12',
@@ -46,6 +67,7 @@ export const kernels: readonly KernelSpec[] = [
     imagePattern: /^linux-image-6\.12\.\d+\+deb13-amd64$/,
     extraPackages: [],
     runBy: 'Debian 13',
+    proof: { autoMode: 'kprobe', explicitModes: ['tracepoint'] },
   },
 ];
 

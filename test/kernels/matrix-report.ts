@@ -1,0 +1,223 @@
+/**
+ * Turns the matrix's per-kernel proof results (OUT/<kernel>/results/prove-<mode>.json, written
+ * by prove-agent.ts inside each guest) into the table of docs/probe-matrix.md and a summary
+ * for the CI log. The table is regenerated between its markers on every run, never typed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KernelSpec } from './catalogue.js';
+import type { GuestRunResult } from './guest-run.js';
+import {
+  parseProofResult,
+  proofFileName,
+  type CountFigure,
+  type ProofResult,
+} from './proof-result.js';
+
+export const tableBegin =
+  '<!-- kernel-matrix:begin — produced by `npm run test:kernels:ci`; edits here are overwritten -->';
+export const tableEnd = '<!-- kernel-matrix:end -->';
+
+/** One expected (kernel, mode) cell: its result, or why there is none. */
+export interface MatrixEntry {
+  readonly spec: KernelSpec;
+  readonly requestedMode: string;
+  readonly result: ProofResult | undefined;
+  /** Why there is no result (the guest timed out, the file is missing or unreadable). */
+  readonly missing: string | undefined;
+}
+
+export interface MatrixReport {
+  readonly entries: readonly MatrixEntry[];
+  readonly guests: readonly GuestRunResult[];
+  readonly passed: boolean;
+}
+
+function readGuests(out: string): GuestRunResult[] {
+  const file = join(out, 'summary.json');
+  if (!existsSync(file)) return [];
+  return JSON.parse(readFileSync(file, 'utf8')) as GuestRunResult[];
+}
+
+function guestOutcome(guest: GuestRunResult | undefined): string {
+  if (guest === undefined) return 'the guest did not run';
+  const outcome = guest.outcome;
+  switch (outcome.kind) {
+    case 'exited':
+      return `the command exited ${outcome.exitCode}`;
+    case 'timed-out':
+      return `the guest timed out after ${outcome.afterSeconds} s`;
+    case 'interrupted':
+      return 'the run was interrupted';
+    case 'guest-failed':
+      return `the guest failed (${outcome.ranCommand ? 'command started' : 'no boot'})`;
+  }
+}
+
+/** Reads every expected result of `specs` under `out`; a missing one fails the report. */
+export function loadMatrix(out: string, specs: readonly KernelSpec[]): MatrixReport {
+  const guests = readGuests(out);
+  const entries: MatrixEntry[] = [];
+  for (const spec of specs) {
+    const guest = guests.find((g) => g.kernel === spec.id);
+    for (const mode of ['auto', ...spec.proof.explicitModes]) {
+      const file = join(out, spec.id, 'results', proofFileName(mode));
+      let result: ProofResult | undefined;
+      let missing: string | undefined;
+      if (!existsSync(file)) {
+        missing = `no result: ${guestOutcome(guest)}`;
+      } else {
+        try {
+          result = parseProofResult(
+            readFileSync(file, 'utf8'),
+            `${spec.id}/${proofFileName(mode)}`,
+          );
+        } catch (error) {
+          missing = (error as Error).message;
+        }
+      }
+      entries.push({ spec, requestedMode: mode, result, missing });
+    }
+  }
+  const passed = entries.every((entry) => entry.result?.passed === true);
+  return { entries, guests, passed };
+}
+
+const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+
+function pair(figure: CountFigure | undefined, unit: string): string {
+  if (figure === undefined) return '—';
+  if (figure.kernel === null) return `${figure.agent} / no counter`;
+  const mark = figure.agent === figure.kernel ? '' : ' **≠**';
+  return `${figure.agent} / ${figure.kernel}${mark} (${figure.sent} ${unit})`;
+}
+
+function row(entry: MatrixEntry): string {
+  const { spec, requestedMode, result } = entry;
+  const kernel = `${spec.id} (${spec.runBy})`;
+  if (result === undefined) {
+    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
+  }
+  const f = result.figures;
+  const ready =
+    result.readyz.afterSeconds === null ? 'never ready' : `ready ${result.readyz.afterSeconds} s`;
+  const clash =
+    f.clashResolved === undefined
+      ? result.mode === 'kprobe'
+        ? '—'
+        : 'not observable'
+      : `${pair(f.clashResolved, 'rounds')}, ${f.clashResolved.flows} flows`;
+  const failed = result.checks.filter((check) => !check.passed);
+  const verdict = result.passed
+    ? `PASS (${result.checks.length} checks)`
+    : `**FAIL**: ${cell(failed.map((check) => `${check.name}: ${check.detail}`).join('; '))}`;
+  return [
+    '',
+    kernel,
+    requestedMode,
+    `${result.mode ?? 'none'}, ${ready}`,
+    pair(f.insertFailures, 'rounds'),
+    clash,
+    pair(f.dnsFirewall, 'queries'),
+    pair(f.dnsNoListener, 'queries'),
+    f.unexplained === undefined ? '—' : String(f.unexplained),
+    verdict,
+    '',
+  ]
+    .join(' | ')
+    .trim();
+}
+
+/** The generated section of docs/probe-matrix.md, markers included. */
+export function renderTable(report: MatrixReport, date: string): string {
+  const lines = [
+    tableBegin,
+    '',
+    `Last run: ${date}, Debian's kernel builds under QEMU (software emulation, 2 vCPUs), bpftrace`,
+    '0.17, the agent in the lab (`test/kernels/prove-agent.ts`). Counts are agent / kernel over',
+    "each scenario's window, the kernel's counted in the lab's node namespace with `conntrack -S`",
+    "(insert failures: `insert_failed`; resolved clashes: `clash_resolve`), the DNS drops' by the",
+    "lab (the firewall rule's packet count; the upstream's Udp `NoPorts`); unexplained is the",
+    "agent's `unexplained_insert_failures_total` from readiness on.",
+    '',
+    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | resolved clashes (dnat-clash) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | unexplained | result |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...report.entries.map(row),
+    '',
+    'Why each mode, in the agent’s words, and what it could not run:',
+    '',
+  ];
+  for (const entry of report.entries) {
+    const result = entry.result;
+    if (result === undefined) continue;
+    lines.push(
+      `- **${entry.spec.id}** (${result.release}), \`${entry.requestedMode}\` → ${result.mode ?? 'none'}: ${cell(result.reason ?? 'did not start')}`,
+    );
+    if (result.unavailable.length > 0)
+      lines.push(`  Unavailable: ${cell(result.unavailable.join('; '))}.`);
+  }
+  const notProven = [...new Set(report.entries.map((e) => e.spec))].filter(
+    (spec) => spec.proof.notProven !== undefined,
+  );
+  if (notProven.length > 0) {
+    lines.push('', 'Not proven, and why:', '');
+    for (const spec of notProven) lines.push(`- ${spec.id}: ${spec.proof.notProven}`);
+  }
+  if (report.guests.length > 0) {
+    lines.push('', 'Durations (host wall): ');
+    lines.push('');
+    for (const guest of report.guests) {
+      const modes = report.entries
+        .filter((entry) => entry.spec.id === guest.kernel && entry.result !== undefined)
+        .map(
+          (entry) =>
+            `${entry.requestedMode} ${entry.result!.seconds['total']} s (ready after ${entry.result!.seconds['toReady'] ?? '—'} s)`,
+        );
+      lines.push(
+        `- ${guest.kernel}: boot ${guest.bootSeconds?.toFixed(0) ?? '—'} s, whole guest ${guest.durationSeconds.toFixed(0)} s; ${modes.join(', ')}`,
+      );
+    }
+  }
+  lines.push('', tableEnd);
+  return lines.join('\n');
+}
+
+/** `doc` with its generated section replaced; throws when the markers are not there once each. */
+export function replaceTable(doc: string, table: string): string {
+  const begin = doc.indexOf(tableBegin);
+  const end = doc.indexOf(tableEnd);
+  if (begin < 0 || end < begin || doc.indexOf(tableBegin, begin + 1) >= 0) {
+    throw new Error(`the document needs the markers "${tableBegin}" and "${tableEnd}", once each`);
+  }
+  return doc.slice(0, begin) + table + doc.slice(end + tableEnd.length);
+}
+
+/** Lines for the CI log: one per kernel and mode, then every failed check. */
+export function summaryLines(report: MatrixReport): string[] {
+  const lines: string[] = [];
+  for (const entry of report.entries) {
+    const head = `kernel ${entry.spec.id} --probe-mode ${entry.requestedMode}`;
+    const result = entry.result;
+    if (result === undefined) {
+      lines.push(`${head}: FAIL ${entry.missing ?? ''}`);
+      continue;
+    }
+    const f = result.figures;
+    const figure = (name: string, value: CountFigure | undefined): string =>
+      value === undefined ? '' : `, ${name} ${value.agent}/${value.kernel ?? '-'}`;
+    lines.push(
+      `${head}: ${result.passed ? 'PASS' : 'FAIL'} mode ${result.mode ?? 'none'}` +
+        `, ready ${result.readyz.afterSeconds ?? 'never'} s` +
+        figure('insert failures', f.insertFailures) +
+        figure('clash resolved', f.clashResolved) +
+        figure('DNS firewall', f.dnsFirewall) +
+        figure('DNS no listener', f.dnsNoListener) +
+        (f.unexplained === undefined ? '' : `, unexplained ${f.unexplained}`) +
+        ` (agent/kernel; ${result.seconds['total']} s)`,
+    );
+    if (entry.requestedMode === 'auto') lines.push(`  why: ${result.reason ?? 'did not start'}`);
+    for (const check of result.checks.filter((c) => !c.passed))
+      lines.push(`  FAILED ${check.name}: ${check.detail}`);
+  }
+  return lines;
+}

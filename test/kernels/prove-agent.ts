@@ -1,0 +1,655 @@
+/**
+ * Proves, on the kernel it runs on, what the agent counts against what the kernel counted:
+ * run inside a kernel-matrix guest (`npm run test:kernels -- KERNEL -- node --import tsx
+ * test/kernels/prove-agent.ts`), as root, with nothing else racing in the machine.
+ *
+ * One lab for the whole run and one agent per probe mode, all started together (each start
+ * costs 30–50 s under emulation: their detections and compiles overlap), then the scenarios
+ * back to back, each one window compared for every agent at once:
+ *   1. snat-race until the node namespace's insert_failed rose by --snat-needed: the agent's
+ *      insert failures (all SNAT races of the lab's pods, also seen as NETFILTER_DROP DNS
+ *      query drops) must equal the kernel's delta;
+ *   2. kprobe mode: the one-socket DNAT race until clash_resolve rose by --clash-needed: the
+ *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
+ *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
+ *      the agent's query drops by reason must equal what the lab counted dropped;
+ *   4. no unexplained insert failure from readiness to the end.
+ * Writes prove-<mode>.json per mode into KERNEL_MATRIX_RESULTS (or --out) and exits 1 when a
+ * check failed, naming it.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { FlowTuple } from '../../src/events/types.js';
+import {
+  createLab,
+  counterDelta,
+  labAddresses,
+  runDnsBlocked,
+  runNoListener,
+  snatRaceUntil,
+  dnatClashUntil,
+  RaceShortfallError,
+  type Lab,
+  type RaceUntilResult,
+} from '../lab/index.js';
+import { startAgentUnderTest, type AgentUnderTest } from '../support/agent-harness.js';
+import { scrape, sumOf, type Sample } from '../support/prometheus-text.js';
+import { kernelById, kernels } from './catalogue.js';
+import {
+  proofFileName,
+  type CountFigure,
+  type ProofCheck,
+  type ProofFigures,
+  type ProofResult,
+} from './proof-result.js';
+
+const PROBE_MODES = ['auto', 'kprobe', 'tracepoint'] as const;
+type ProvedMode = (typeof PROBE_MODES)[number];
+
+interface ProveOptions {
+  kernel: string;
+  out: string;
+  modes: ProvedMode[];
+  expectAuto?: string;
+  readyTimeout: number;
+  snatNeeded: number;
+  clashNeeded: number;
+  raceMaxSeconds: number;
+  dnsQueries: number;
+  settleSeconds: number;
+}
+
+/** The agent's default --poll-interval, what a node runs: the unexplained count depends on it. */
+const DEFAULT_POLL_SECONDS = 5;
+
+function say(line: string): void {
+  process.stderr.write(`prove: ${line}\n`);
+}
+
+const seconds = (fromMs: number): number => Math.round((Date.now() - fromMs) / 100) / 10;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until the agent's count reaches `expected` (probe events trail the kernel's counter by
+ * a little), then looks once more after a short grace, so a late extra event still shows.
+ */
+async function settledCount(
+  read: () => Promise<number>,
+  expected: number,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await read();
+  while (last < expected && Date.now() < deadline) {
+    await sleep(500);
+    last = await read();
+  }
+  await sleep(1_500);
+  return read();
+}
+
+function equalCheck(name: string, agent: number, expected: number, what: string): ProofCheck {
+  const passed = agent === expected;
+  return {
+    name,
+    passed,
+    agent,
+    expected,
+    detail: passed
+      ? `agent ${agent} = ${what} ${expected}`
+      : `agent ${agent} ≠ ${what} ${expected} (${agent > expected ? 'over' : 'under'}-counted by ${Math.abs(agent - expected)})`,
+  };
+}
+
+interface LoggedFlowEvent {
+  kind?: string;
+  netns?: number;
+  race?: string;
+  original?: FlowTuple;
+}
+
+/** One agent in one requested probe mode: what it reported, checked, window by window. */
+class AgentProof {
+  readonly checks: ProofCheck[] = [];
+  readonly figures: Record<string, unknown> = {};
+  readonly phaseSeconds: Record<string, number> = {};
+  agent: AgentUnderTest | undefined;
+  readyz: ProofResult['readyz'] = { code: null, body: '', afterSeconds: null };
+  private readonly started = Date.now();
+
+  constructor(
+    readonly requested: ProvedMode,
+    private readonly options: ProveOptions,
+  ) {}
+
+  get mode(): string | undefined {
+    return this.agent?.agent.mode.mode;
+  }
+
+  get ready(): boolean {
+    return this.readyz.afterSeconds !== null;
+  }
+
+  metrics(): Promise<Sample[]> {
+    return scrape(this.agent!.baseUrl);
+  }
+
+  fail(name: string, detail: string): void {
+    say(`${this.requested}: FAIL ${name}: ${detail}`);
+    this.checks.push({ name, passed: false, detail });
+  }
+
+  push(...checks: ProofCheck[]): void {
+    this.checks.push(...checks);
+  }
+
+  /** Starts the agent (detection included) and waits, bounded, for /readyz 200. */
+  async start(lab: Lab): Promise<void> {
+    const args = ['--probe-mode', this.requested, '--netns-pid', String(lab.node.pid)];
+    say(`${this.requested}: starting the agent (${args.join(' ')})`);
+    try {
+      this.agent = await startAgentUnderTest(args);
+    } catch (error) {
+      const message = (error as Error).message;
+      this.readyz = { code: null, body: message, afterSeconds: null };
+      this.fail('agent starts', `the agent did not start: ${message}`);
+      return;
+    }
+    const mode = this.agent.agent.mode;
+    say(`${this.requested}: probe mode ${mode.mode}: ${mode.reason}`);
+    if (this.requested === 'auto' && this.options.expectAuto !== undefined) {
+      this.push({
+        name: 'auto picks the mode this kernel allows',
+        passed: mode.mode === this.options.expectAuto,
+        detail: `auto chose ${mode.mode}, expected ${this.options.expectAuto}: ${mode.reason}`,
+      });
+    } else if (this.requested !== 'auto') {
+      this.push({
+        name: `--probe-mode ${this.requested} runs`,
+        passed: mode.mode === this.requested,
+        detail: `running in ${mode.mode}`,
+      });
+    }
+    const deadline = this.started + this.options.readyTimeout * 1000;
+    while (Date.now() < deadline) {
+      try {
+        const response = await fetch(`${this.agent.baseUrl}/readyz`);
+        const body = (await response.text()).trim();
+        this.readyz = { code: response.status, body, afterSeconds: null };
+        if (response.status === 200) {
+          this.readyz = { ...this.readyz, afterSeconds: seconds(this.started) };
+          say(`${this.requested}: ready after ${this.readyz.afterSeconds} s: ${body}`);
+          return;
+        }
+      } catch (error) {
+        this.readyz = {
+          code: null,
+          body: `no answer: ${(error as Error).message}`,
+          afterSeconds: null,
+        };
+      }
+      await sleep(1_000);
+    }
+    this.fail('/readyz 200', `not ready after ${this.options.readyTimeout} s: ${this.readyz.body}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.agent === undefined) return;
+    await this.agent.stop();
+    writeFileSync(
+      join(this.options.out, `agent-${this.requested}.jsonl`),
+      this.agent.logs.map((record) => JSON.stringify(record)).join('\n') + '\n',
+    );
+  }
+
+  result(): ProofResult {
+    const mode = this.agent?.agent.mode;
+    // Probes found unusable at run time (exits before attaching) say so in the log.
+    const unavailableAtRun = (this.agent?.logs ?? [])
+      .filter((record) => /unavailable/.test(String(record['msg'] ?? '')))
+      .map((record) => String(record['msg']));
+    return {
+      schema: 1,
+      kernel: this.options.kernel,
+      release: release(),
+      requestedMode: this.requested,
+      mode: mode?.mode ?? null,
+      reason: mode?.reason ?? null,
+      readyz: this.readyz,
+      probes: mode?.runs.map((run) => `${run.spec.name} (${run.variant.script})`) ?? [],
+      unavailable: [
+        ...(mode?.unavailable.map((probe) => `${probe.name} (${probe.reason}: ${probe.detail})`) ??
+          []),
+        ...unavailableAtRun,
+      ],
+      unobservable: mode?.unobservable ?? [],
+      figures: this.figures as ProofFigures,
+      checks: this.checks,
+      passed: this.checks.length > 0 && this.checks.every((check) => check.passed),
+      seconds: {
+        ...(this.readyz.afterSeconds === null ? {} : { toReady: this.readyz.afterSeconds }),
+        ...this.phaseSeconds,
+        total: seconds(this.started),
+      },
+    };
+  }
+}
+
+/**
+ * The scenarios, back to back, each one window for every ready agent at once: the agents
+ * (one per mode) watch the same kernel, so one race proves them all.
+ */
+class Scenarios {
+  constructor(
+    private readonly lab: Lab,
+    private readonly agents: readonly AgentProof[],
+    private readonly options: ProveOptions,
+  ) {}
+
+  async run(): Promise<void> {
+    const atReady = await Promise.all(this.agents.map((a) => a.metrics()));
+    const kernelAtReady = await this.lab.nodeConntrackStats();
+
+    await this.snatRace();
+    await this.dnatClash();
+    await this.dnsDrops();
+
+    // A shortfall counts as unexplained once it has lasted two polls: give it two and a second.
+    await sleep(2 * DEFAULT_POLL_SECONDS * 1000 + 1_000);
+    const kernelSinceReady = counterDelta(kernelAtReady, await this.lab.nodeConntrackStats());
+    for (const [index, proof] of this.agents.entries()) {
+      const atEnd = await proof.metrics();
+      const delta = (name: string): number => sumOf(atEnd, name) - sumOf(atReady[index]!, name);
+      const unexplained = delta('conntrack_observer_unexplained_insert_failures_total');
+      proof.figures['unexplained'] = unexplained;
+      proof.push(
+        equalCheck('no unexplained insert failures after ready', unexplained, 0, 'expected'),
+        equalCheck(
+          "the agent's kernel counter follows the node's insert_failed",
+          delta('conntrack_observer_kernel_conntrack_insert_failed_total'),
+          kernelSinceReady['insert_failed'] ?? 0,
+          'conntrack -S',
+        ),
+      );
+    }
+  }
+
+  private async drive(name: string, run: () => Promise<RaceUntilResult>): Promise<RaceUntilResult> {
+    try {
+      return await run();
+    } catch (error) {
+      if (!(error instanceof RaceShortfallError)) throw error;
+      for (const proof of this.agents)
+        proof.fail(
+          `${name} reaches its needed count`,
+          `${error.message}: emulation did not hit the race window often enough`,
+        );
+      return error.result;
+    }
+  }
+
+  /** Each agent's count, once it has caught up with `expected` (bounded). */
+  private settle(
+    read: (proof: AgentProof, samples: Sample[]) => number,
+    expected: number,
+    agents: readonly AgentProof[] = this.agents,
+  ): Promise<number[]> {
+    return Promise.all(
+      agents.map((proof) =>
+        settledCount(
+          async () => read(proof, await proof.metrics()),
+          expected,
+          this.options.settleSeconds * 1000,
+        ),
+      ),
+    );
+  }
+
+  private async snatRace(): Promise<void> {
+    const started = Date.now();
+    const before = await Promise.all(this.agents.map((a) => a.metrics()));
+    const race = await this.drive('snat-race', () =>
+      snatRaceUntil(this.lab, {
+        needed: this.options.snatNeeded,
+        maxMs: this.options.raceMaxSeconds * 1000,
+        label: this.agents.map((a) => a.requested).join(' + '),
+        report: say,
+      }),
+    );
+    const kernel = race.kernel['insert_failed'] ?? 0;
+    const index = (proof: AgentProof): number => this.agents.indexOf(proof);
+    const counted = await this.settle(
+      (proof, samples) =>
+        sumOf(samples, 'conntrack_observer_insert_failures_total') -
+        sumOf(before[index(proof)]!, 'conntrack_observer_insert_failures_total'),
+      kernel,
+    );
+    const windowSeconds = seconds(started);
+    for (const [i, proof] of this.agents.entries()) {
+      const after = await proof.metrics();
+      const delta = (name: string, where: Record<string, string>): number =>
+        sumOf(after, name, where) - sumOf(before[i]!, name, where);
+      const snatFromPods = this.lab.pods.reduce(
+        (sum, pod) =>
+          sum +
+          delta('conntrack_observer_insert_failures_total', { race: 'snat', source_ip: pod.ip }),
+        0,
+      );
+      proof.phaseSeconds['snatRace'] = windowSeconds;
+      proof.figures['insertFailures'] = {
+        agent: counted[i]!,
+        kernel,
+        sent: race.rounds,
+        seconds: windowSeconds,
+      } satisfies CountFigure;
+      proof.push(
+        equalCheck('insert failures = kernel insert_failed', counted[i]!, kernel, 'kernel'),
+        equalCheck('each one a SNAT race of a lab pod', snatFromPods, kernel, 'kernel'),
+        equalCheck(
+          'race losers seen as DNS query drops (NETFILTER_DROP)',
+          delta('conntrack_observer_dns_drops_total', {
+            reason: 'NETFILTER_DROP',
+            direction: 'query',
+          }),
+          kernel,
+          'kernel insert_failed',
+        ),
+      );
+      say(
+        `${proof.requested}: snat-race ${race.rounds} rounds: insert failures agent ${counted[i]}, kernel ${kernel}`,
+      );
+    }
+  }
+
+  private async dnatClash(): Promise<void> {
+    const kprobe = this.agents.filter((proof) => proof.mode === 'kprobe');
+    if (kprobe.length === 0) return;
+    const started = Date.now();
+    if ((await this.lab.nodeConntrackStats())['clash_resolve'] === undefined) {
+      // Kernels before 5.10 count resolved clashes nowhere: nothing to compare with.
+      for (const proof of kprobe)
+        proof.figures['clashResolved'] = { agent: 0, kernel: null, sent: 0, seconds: 0, flows: 0 };
+      say('no clash_resolve counter on this kernel: resolved clashes not compared');
+      return;
+    }
+    const before = await Promise.all(this.agents.map((a) => a.metrics()));
+    const logsBefore = this.agents.map((a) => a.agent!.logs.length);
+    const race = await this.drive('dnat-clash', () =>
+      dnatClashUntil(this.lab, {
+        needed: this.options.clashNeeded,
+        firstBatch: 200,
+        maxMs: this.options.raceMaxSeconds * 1000,
+        label: this.agents.map((a) => a.requested).join(' + '),
+        report: say,
+      }),
+    );
+    const kernel = race.kernel['clash_resolve'] ?? 0;
+    const index = (proof: AgentProof): number => this.agents.indexOf(proof);
+    const resolved = await this.settle(
+      (proof, samples) =>
+        sumOf(samples, 'conntrack_observer_clash_resolved_total') -
+        sumOf(before[index(proof)]!, 'conntrack_observer_clash_resolved_total'),
+      kernel,
+      kprobe,
+    );
+    const windowSeconds = seconds(started);
+    const [pod] = this.lab.pods;
+    for (const [i, proof] of this.agents.entries()) {
+      const after = await proof.metrics();
+      proof.push(
+        equalCheck(
+          'insert failures during dnat-clash = kernel insert_failed',
+          sumOf(after, 'conntrack_observer_insert_failures_total') -
+            sumOf(before[i]!, 'conntrack_observer_insert_failures_total'),
+          race.kernel['insert_failed'] ?? 0,
+          'kernel',
+        ),
+      );
+      if (proof.mode !== 'kprobe') continue;
+      const ofTheClash = proof
+        .agent!.logs.slice(logsBefore[i])
+        .map((record) => record['event'] as LoggedFlowEvent | undefined)
+        .filter(
+          (event): event is LoggedFlowEvent =>
+            event?.kind === 'clash_resolved' &&
+            event.netns === this.lab.node.netnsInode &&
+            event.original?.srcIp === pod!.ip &&
+            event.original.dstIp === labAddresses.clusterDns &&
+            event.original.dstPort === 53,
+        );
+      const flows = new Set(ofTheClash.map((event) => event.original!.srcPort)).size;
+      proof.phaseSeconds['dnatClash'] = windowSeconds;
+      proof.figures['clashResolved'] = {
+        agent: resolved[kprobe.indexOf(proof)]!,
+        kernel,
+        sent: race.rounds,
+        seconds: windowSeconds,
+        flows,
+      };
+      proof.push(
+        equalCheck(
+          'clash_resolved = kernel clash_resolve',
+          resolved[kprobe.indexOf(proof)]!,
+          kernel,
+          'kernel',
+        ),
+        equalCheck(
+          'each resolved clash logged with its flow (pod → ClusterIP:53, node namespace)',
+          ofTheClash.length,
+          kernel,
+          'kernel clash_resolve',
+        ),
+      );
+      say(
+        `${proof.requested}: dnat-clash ${race.rounds} rounds: clash_resolved agent ${resolved[kprobe.indexOf(proof)]}, kernel ${kernel}, ${flows} flows logged`,
+      );
+    }
+  }
+
+  private async dnsDrops(): Promise<void> {
+    const queries = this.options.dnsQueries;
+    await this.dnsWindow('dnsFirewall', 'NETFILTER_DROP', async () => {
+      const blocked = await runDnsBlocked(this.lab, { queries });
+      return {
+        dropped: blocked.firewallDrops,
+        sent: blocked.queriesSent,
+        labCount: 'firewall rule matches',
+      };
+    });
+    await this.dnsWindow('dnsNoListener', 'NO_SOCKET', async () => {
+      const silent = await runNoListener(this.lab, { queries });
+      return {
+        dropped: silent.upstreamUdpNoPorts,
+        sent: silent.queriesSent,
+        labCount: 'upstream Udp NoPorts',
+      };
+    });
+  }
+
+  /** One DNS scenario: the agents' query drops by reason against what the lab dropped. */
+  private async dnsWindow(
+    key: 'dnsFirewall' | 'dnsNoListener',
+    reason: string,
+    scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>,
+  ): Promise<void> {
+    const started = Date.now();
+    const before = await Promise.all(this.agents.map((a) => a.metrics()));
+    const { dropped, sent, labCount } = await scenario();
+    const index = (proof: AgentProof): number => this.agents.indexOf(proof);
+    const counted = await this.settle(
+      (proof, samples) => queryDropsByReason(before[index(proof)]!, samples)[reason] ?? 0,
+      dropped,
+    );
+    const windowSeconds = seconds(started);
+    for (const [i, proof] of this.agents.entries()) {
+      const others = Object.entries(queryDropsByReason(before[i]!, await proof.metrics())).filter(
+        ([name]) => name !== reason,
+      );
+      proof.phaseSeconds[key] = windowSeconds;
+      proof.figures[key] = {
+        agent: counted[i]!,
+        kernel: dropped,
+        sent,
+        seconds: windowSeconds,
+      } satisfies CountFigure;
+      proof.push(
+        equalCheck(`DNS query drops ${reason} = ${labCount}`, counted[i]!, dropped, labCount),
+        {
+          name: `no other cause reported for the ${reason} queries`,
+          passed: others.length === 0,
+          detail:
+            others.length === 0
+              ? 'none'
+              : `also reported: ${others.map(([name, count]) => `${name} ${count}`).join(', ')}`,
+        },
+      );
+      if (dropped !== sent)
+        proof.fail(`the lab dropped every ${reason} query`, `${dropped} of ${sent} dropped`);
+      say(
+        `${proof.requested}: ${key}: ${sent} queries, ${labCount} ${dropped}, agent ${counted[i]}`,
+      );
+    }
+  }
+}
+
+/** Query-direction DNS drops by reason between two scrapes, every reason the agent reported. */
+function queryDropsByReason(before: Sample[], after: Sample[]): Record<string, number> {
+  const reasons = new Set(
+    after
+      .filter((s) => s.name === 'conntrack_observer_dns_drops_total')
+      .map((s) => s.labels['reason'] ?? ''),
+  );
+  const counts: Record<string, number> = {};
+  for (const reason of reasons) {
+    const where = { reason, direction: 'query' };
+    const count =
+      sumOf(after, 'conntrack_observer_dns_drops_total', where) -
+      sumOf(before, 'conntrack_observer_dns_drops_total', where);
+    if (count !== 0) counts[reason] = count;
+  }
+  return counts;
+}
+
+function positiveInteger(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1)
+    throw new InvalidArgumentError('must be a positive integer');
+  return parsed;
+}
+
+function modeList(value: string): ProvedMode[] {
+  const modes = value.split(',').filter((mode) => mode !== '');
+  for (const mode of modes) {
+    if (!(PROBE_MODES as readonly string[]).includes(mode))
+      throw new InvalidArgumentError(`"${mode}" is not one of ${PROBE_MODES.join(', ')}`);
+  }
+  if (modes.length === 0) throw new InvalidArgumentError('no mode given');
+  return modes as ProvedMode[];
+}
+
+function parseArguments(argv: readonly string[]): ProveOptions {
+  const program = new Command()
+    .name('prove-agent')
+    .description('Proves the agent against the kernel it runs on, with the lab.')
+    .addOption(
+      new Option(
+        '--kernel <id>',
+        `matrix kernel (${kernels.map((k) => k.id).join(', ')}): its modes and expected auto mode`,
+      ).default(process.env['KERNEL_MATRIX_KERNEL']),
+    )
+    .addOption(
+      new Option('--out <dir>', 'where the results go').default(
+        process.env['KERNEL_MATRIX_RESULTS'],
+      ),
+    )
+    .option(
+      '--modes <list>',
+      'probe modes to prove, comma-separated (default: the kernel’s)',
+      modeList,
+    )
+    .option('--expect-auto <mode>', 'the mode auto must pick (default: the kernel’s)')
+    .option('--ready-timeout <seconds>', 'bound on the agent becoming ready', positiveInteger, 300)
+    .option('--snat-needed <n>', 'insert failures to race for', positiveInteger, 10)
+    .option('--clash-needed <n>', 'resolved clashes to race for', positiveInteger, 20)
+    .option('--race-max-seconds <s>', 'bound on each race drive', positiveInteger, 150)
+    .option('--dns-queries <n>', 'queries per DNS drop scenario', positiveInteger, 20)
+    .option('--settle-seconds <s>', 'bound on the agent catching up', positiveInteger, 30)
+    .exitOverride()
+    .parse([...argv], { from: 'user' });
+  const parsed = program.opts<Partial<ProveOptions>>();
+  if (parsed.out === undefined) throw new Error('no --out and no KERNEL_MATRIX_RESULTS');
+  const spec = parsed.kernel === undefined ? undefined : kernelById(parsed.kernel);
+  const modes = parsed.modes ?? (spec ? ['auto', ...spec.proof.explicitModes] : undefined);
+  if (modes === undefined) throw new Error('outside the matrix (no --kernel): give --modes');
+  return {
+    ...(parsed as ProveOptions),
+    kernel: parsed.kernel ?? release(),
+    modes,
+    expectAuto: parsed.expectAuto ?? spec?.proof.autoMode,
+  };
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('must run as root (namespaces, bpftrace)');
+  const options = parseArguments(process.argv.slice(2));
+  mkdirSync(options.out, { recursive: true });
+  const started = Date.now();
+  say(`kernel ${options.kernel} (${release()}): proving ${options.modes.join(', ')}`);
+  const lab = await createLab();
+  const onSignal = (): void => {
+    void lab.destroy().finally(() => process.exit(143));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  say(`lab up after ${seconds(started)} s`);
+  const proofs = options.modes.map((mode) => new AgentProof(mode, options));
+  let results: ProofResult[] = [];
+  try {
+    // Started together: their detections and probe compiles overlap, and one window of
+    // each scenario then proves every mode.
+    await Promise.all(proofs.map((proof) => proof.start(lab)));
+    const ready = proofs.filter((proof) => proof.ready);
+    if (ready.length > 0) {
+      try {
+        await new Scenarios(lab, ready, options).run();
+      } catch (error) {
+        for (const proof of ready)
+          proof.fail('proof runs to the end', `stopped by an error: ${(error as Error).stack}`);
+      }
+    }
+  } finally {
+    await Promise.allSettled(proofs.map((proof) => proof.stop()));
+    results = proofs.map((proof) => proof.result());
+    for (const result of results)
+      writeFileSync(
+        join(options.out, proofFileName(result.requestedMode)),
+        `${JSON.stringify(result, null, 2)}\n`,
+      );
+    await lab.destroy();
+  }
+  for (const result of results) {
+    const failed = result.checks.filter((check) => !check.passed);
+    say(
+      `${result.requestedMode}: mode ${result.mode ?? 'none'}, ${result.passed ? 'PASS' : 'FAIL'} (${result.checks.length - failed.length}/${result.checks.length} checks) in ${result.seconds['total']} s`,
+    );
+    for (const check of failed) say(`  FAILED ${check.name}: ${check.detail}`);
+  }
+  say(`done in ${seconds(started)} s`);
+  return results.every((result) => result.passed) ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof Error && 'code' in error && String(error.code).startsWith('commander.')) {
+      process.exitCode = 2;
+      return;
+    }
+    say(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    process.exitCode = 2;
+  },
+);
