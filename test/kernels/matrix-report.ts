@@ -164,14 +164,13 @@ export function renderTable(report: MatrixReport, date: string): string {
     for (const spec of notProven) lines.push(`- ${spec.id}: ${spec.proof.notProven}`);
   }
   if (report.guests.length > 0) {
-    lines.push('', 'Durations (host wall): ');
-    lines.push('');
+    lines.push('', 'Durations (host wall):', '');
     for (const guest of report.guests) {
       const modes = report.entries
         .filter((entry) => entry.spec.id === guest.kernel && entry.result !== undefined)
         .map(
           (entry) =>
-            `${entry.requestedMode} ${entry.result!.seconds['total']} s (ready after ${entry.result!.seconds['toReady'] ?? '—'} s)`,
+            `${entry.requestedMode} ${entry.result!.seconds['total']} s (${entry.result!.seconds['toReady'] === undefined ? 'never ready' : `ready after ${entry.result!.seconds['toReady']} s`})`,
         );
       lines.push(
         `- ${guest.kernel}: boot ${guest.bootSeconds?.toFixed(0) ?? '—'} s, whole guest ${guest.durationSeconds.toFixed(0)} s; ${modes.join(', ')}`,
@@ -207,7 +206,9 @@ export function summaryLines(report: MatrixReport): string[] {
       value === undefined ? '' : `, ${name} ${value.agent}/${value.kernel ?? '-'}`;
     lines.push(
       `${head}: ${result.passed ? 'PASS' : 'FAIL'} mode ${result.mode ?? 'none'}` +
-        `, ready ${result.readyz.afterSeconds ?? 'never'} s` +
+        (result.readyz.afterSeconds === null
+          ? ', never ready'
+          : `, ready after ${result.readyz.afterSeconds} s`) +
         figure('insert failures', f.insertFailures) +
         figure('clash resolved', f.clashResolved) +
         figure('DNS firewall', f.dnsFirewall) +

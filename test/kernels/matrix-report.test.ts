@@ -1,0 +1,108 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kernelById } from './catalogue.js';
+import {
+  loadMatrix,
+  renderTable,
+  replaceTable,
+  summaryLines,
+  tableBegin,
+  tableEnd,
+} from './matrix-report.js';
+import { parseProofResult, type ProofResult } from './proof-result.js';
+
+// Real results of a 6.12 guest (agent polling every second), where the agent's counts matched
+// the kernel's but its unexplained count did not stay 0.
+const fixtures = new URL('../fixtures/kernel-matrix/', import.meta.url);
+const fixture = (name: string): string => new URL(name, fixtures).pathname;
+
+describe('the kernel matrix report', () => {
+  let out: string;
+
+  beforeEach(() => {
+    out = mkdtempSync(join(tmpdir(), 'matrix-report-'));
+    mkdirSync(join(out, '6.12', 'results'), { recursive: true });
+    copyFileSync(
+      fixture('6.12-prove-auto-unexplained.json'),
+      join(out, '6.12', 'results', 'prove-auto.json'),
+    );
+    copyFileSync(
+      fixture('6.12-prove-tracepoint-unexplained.json'),
+      join(out, '6.12', 'results', 'prove-tracepoint.json'),
+    );
+    writeFileSync(
+      join(out, 'summary.json'),
+      JSON.stringify([
+        {
+          kernel: '6.1',
+          release: '6.1.0-57-amd64',
+          outcome: { kind: 'timed-out', afterSeconds: 600 },
+          bootSeconds: 24,
+          durationSeconds: 600,
+          outDir: join(out, '6.1'),
+        },
+      ]),
+    );
+  });
+
+  afterEach(() => rmSync(out, { recursive: true, force: true }));
+
+  it('shows each figure as agent / kernel and fails on a failed check', () => {
+    const report = loadMatrix(out, [kernelById('6.12')]);
+    expect(report.passed).toBe(false);
+    const table = renderTable(report, '2026-12-04');
+    expect(table).toContain('| 111 / 111 (700 rounds)');
+    expect(table).toContain('48 / 48 (500 rounds), 48 flows');
+    expect(table).toContain('**FAIL**: no unexplained insert failures after ready: agent 14');
+    expect(summaryLines(report)[0]).toMatch(
+      /^kernel 6\.12 --probe-mode auto: FAIL mode kprobe, ready after 133\.8 s, insert failures 111\/111, clash resolved 48\/48/,
+    );
+  });
+
+  it('fails a kernel whose guest brought no result back, saying why', () => {
+    const report = loadMatrix(out, [kernelById('6.1')]);
+    expect(report.passed).toBe(false);
+    expect(report.entries.map((entry) => entry.missing)).toEqual([
+      'no result: the guest timed out after 600 s',
+      'no result: the guest timed out after 600 s',
+    ]);
+  });
+
+  it('passes when every expected result passed', () => {
+    for (const mode of ['auto', 'tracepoint']) {
+      const file = join(out, '6.12', 'results', `prove-${mode}.json`);
+      const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...result,
+          checks: result.checks.filter((check) => check.passed),
+          passed: true,
+        }),
+      );
+    }
+    expect(loadMatrix(out, [kernelById('6.12')]).passed).toBe(true);
+  });
+
+  it('rewrites only what lies between the markers, the same way every time', () => {
+    const doc = `# Title\n\nbefore\n\n${tableBegin}\nold\n${tableEnd}\n\nafter\n`;
+    const table = renderTable(loadMatrix(out, [kernelById('6.12')]), '2026-12-04');
+    const once = replaceTable(doc, table);
+    expect(once.startsWith('# Title\n\nbefore\n\n')).toBe(true);
+    expect(once.endsWith('\n\nafter\n')).toBe(true);
+    expect(once).not.toContain('\nold\n');
+    expect(replaceTable(once, table)).toBe(once);
+  });
+
+  it('refuses a document without its markers', () => {
+    expect(() => replaceTable('# no markers\n', 'table')).toThrow(/needs the markers/);
+  });
+
+  it('names the file of a result it cannot read', () => {
+    expect(() => parseProofResult('{', '6.1/prove-auto.json')).toThrow(
+      /^6\.1\/prove-auto\.json: not JSON/,
+    );
+    expect(() => parseProofResult('{"schema":2}', 'x.json')).toThrow(/not a kernel proof result/);
+  });
+});
