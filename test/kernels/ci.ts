@@ -33,7 +33,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('test:kernels:ci')
     .argument('[kernels...]', `kernels (${kernels.map((k) => k.id).join(', ')}; default: all)`)
-    .option('--timeout <seconds>', 'kill a guest after this long', positiveInteger, 600)
+    .option('--timeout <seconds>', 'kill a guest after this long', positiveInteger, 450)
     .exitOverride()
     .parse([...argv], { from: 'user' });
   const { timeout } = program.opts<{ timeout: number }>();

@@ -570,7 +570,7 @@ function parseArguments(argv: readonly string[]): ProveOptions {
       modeList,
     )
     .option('--expect-auto <mode>', 'the mode auto must pick (default: the kernel’s)')
-    .option('--ready-timeout <seconds>', 'bound on the agent becoming ready', positiveInteger, 300)
+    .option('--ready-timeout <seconds>', 'bound on the agent becoming ready', positiveInteger, 240)
     .option('--snat-needed <n>', 'insert failures to race for', positiveInteger, 10)
     .option('--clash-needed <n>', 'resolved clashes to race for', positiveInteger, 20)
     .option('--race-max-seconds <s>', 'bound on each race drive', positiveInteger, 150)
