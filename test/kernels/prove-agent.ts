@@ -4,8 +4,10 @@
  * test/kernels/prove-agent.ts`), as root, with nothing else racing in the machine.
  *
  * One lab for the whole run and one agent per probe mode, all started together (each start
- * costs 30–50 s under emulation: their detections and compiles overlap), then the scenarios
- * back to back, each one window compared for every agent at once:
+ * costs 30–50 s under emulation: their detections and compiles overlap), each the agent's own
+ * startAgent with real bpftrace, as the kernel tests run it, at its default --poll-interval
+ * (what a node runs; the unexplained count's tolerance for late events depends on it). Then
+ * the scenarios back to back, each one window compared for every agent at once:
  *   1. snat-race until the node namespace's insert_failed rose by --snat-needed: the agent's
  *      insert failures (all SNAT races of the lab's pods, also seen as NETFILTER_DROP DNS
  *      query drops) must equal the kernel's delta;
@@ -13,7 +15,8 @@
  *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
  *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
  *      the agent's query drops by reason must equal what the lab counted dropped;
- *   4. no unexplained insert failure from readiness to the end.
+ *   4. no unexplained insert failure from readiness to the end, and the agent's copy of the
+ *      kernel's insert_failed moved as conntrack -S did.
  * Writes prove-<mode>.json per mode into KERNEL_MATRIX_RESULTS (or --out) and exits 1 when a
  * check failed, naming it.
  */
