@@ -173,8 +173,8 @@ export class EventRecorder {
 
   /**
    * Stops accepting occurrences, writes what is waiting for up to `flushTimeoutMs` (ignoring
-   * patch intervals, still honouring the rate limit and retries), then stops. What is still
-   * unwritten is counted as dropped (shutdown).
+   * patch intervals, still honouring the rate limit and retries), then abandons the request in
+   * flight and stops. What is still unwritten is counted as dropped (shutdown).
    */
   async stop(flushTimeoutMs = 2000): Promise<void> {
     if (this.closed) return;
@@ -341,13 +341,22 @@ export class EventRecorder {
     const operation = state.created ? 'patch' : 'create';
     try {
       if (state.created) {
-        await this.options.api.patch(state.namespace, state.name, {
-          count,
-          lastTimestamp: rfc3339(state.lastMs),
-          message: state.message,
-        });
+        await this.options.api.patch(
+          state.namespace,
+          state.name,
+          {
+            count,
+            lastTimestamp: rfc3339(state.lastMs),
+            message: state.message,
+          },
+          this.stopController.signal,
+        );
       } else {
-        await this.options.api.create(state.namespace, this.eventBody(state, count));
+        await this.options.api.create(
+          state.namespace,
+          this.eventBody(state, count),
+          this.stopController.signal,
+        );
       }
       state.created = true;
       state.writtenCount = count;

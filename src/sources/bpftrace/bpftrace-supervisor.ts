@@ -6,6 +6,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
+import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { DecodeErrorCode, LineDecoder } from '../../decode/decoded-line.js';
 import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
@@ -99,7 +100,8 @@ interface SupervisorMetrics {
  * streams its lines through the decoder, restarts it with backoff whenever it exits, and stops
  * every child on stop(). Never throws at its caller for anything a probe does.
  */
-export class BpftraceSupervisor {
+export class BpftraceSupervisor implements Lifecycle {
+  readonly name = 'probes';
   private readonly states: ProbeState[];
   private readonly metrics: SupervisorMetrics;
   private readonly lifetime = new AbortController();
@@ -174,6 +176,13 @@ export class BpftraceSupervisor {
       this.states.length > 0 &&
       this.states.every((state) => state.ready)
     );
+  }
+
+  /** The probes not attached yet, for /readyz; undefined once all are. */
+  waitingFor(): string | undefined {
+    if (this.isReady()) return undefined;
+    const pending = this.states.filter((state) => !state.ready);
+    return `probes not attached: ${pending.map((state) => state.definition.name).join(', ')}`;
   }
 
   status(): ProbeStatus[] {
