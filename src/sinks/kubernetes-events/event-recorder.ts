@@ -194,7 +194,13 @@ export class EventRecorder {
     await this.loop;
     let unwritten = 0;
     for (const state of this.states.values()) unwritten += state.pending;
-    if (unwritten > 0) this.drop('shutdown', unwritten);
+    if (unwritten > 0) {
+      this.drop('shutdown', unwritten);
+      this.options.logger.warn(
+        { unwritten, flushTimeoutMs },
+        'stopping: Kubernetes Event occurrences not written in time are counted as dropped (shutdown)',
+      );
+    }
     this.states.clear();
     this.queue.clear();
   }

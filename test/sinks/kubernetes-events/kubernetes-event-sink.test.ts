@@ -8,7 +8,11 @@ import type {
   InsertFailureEvent,
   ProbeEvent,
 } from '../../../src/events/types.js';
-import { kubernetesParts, type KubernetesParts } from '../../../src/kubernetes-parts.js';
+import {
+  kubernetesParts,
+  type KubernetesParts,
+  type KubernetesTuning,
+} from '../../../src/kubernetes-parts.js';
 import { realDelay } from '../../../src/shared/delay.js';
 import { LifecycleStack } from '../../../src/shared/lifecycle.js';
 import { eventually } from '../../support/eventually.js';
@@ -32,7 +36,7 @@ interface Harness {
 const running: Harness[] = [];
 
 /** The Kubernetes parts wired and started as the agent does, against a fake API server. */
-async function start(): Promise<Harness> {
+async function start(extraTuning: KubernetesTuning = {}): Promise<Harness> {
   const fake = await startFakeApiServer({
     pods: [stored('pod-dns-client-a'), stored('pod-coredns'), stored('pod-kube-proxy-hostnetwork')],
     services: [stored('service-kube-dns')],
@@ -54,6 +58,7 @@ async function start(): Promise<Harness> {
       janitorSweepMs: 20,
       informerInitialBackoffMs: 20,
       recorder: { initialRetryMs: 20, maxRetryMs: 100, patchIntervalMs: 20 },
+      ...extraTuning,
     },
   });
   const stack = new LifecycleStack();
@@ -96,7 +101,7 @@ function attributed(
   return { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs };
 }
 
-describe('startKubernetesCorrelation', () => {
+describe('the Kubernetes parts against a fake API server', () => {
   it('returns at once and reports synced once every informer has listed', async () => {
     const { parts } = await start();
     expect(parts.cluster.waitingFor()).toBeUndefined();
@@ -236,5 +241,26 @@ describe('startKubernetesCorrelation', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     await fake.up();
     await eventually('delivered', () => fake.events()[0]?.count === 100, 8000);
+  });
+
+  it('stops within its flush budget when the API is slow, counting what it could not write', async () => {
+    const { fake, parts, stack, registry } = await start({ eventFlushMs: 200 });
+    // Far beyond the flush budget: only abandoning the request lets stop() return in time.
+    fake.setLatency(60_000, (request) => request.resource === 'events');
+    parts.events.handle(attributed(parts, snatRace('10.244.0.2')));
+    await eventually('the Event write under way', () =>
+      fake.requests().some((request) => request.resource === 'events'),
+    );
+    const stopped = stack.stop();
+    const outcome = await Promise.race([
+      stopped.then(() => 'stopped'),
+      new Promise((resolve) => setTimeout(resolve, 10_000, 'still stopping after 10 s')),
+    ]);
+    expect(outcome).toBe('stopped');
+    const dropped = await registry
+      .getSingleMetric('conntrack_observer_k8s_events_dropped_total')!
+      .get();
+    expect(dropped.values.find((v) => v.labels.cause === 'shutdown')?.value).toBe(1);
+    expect(fake.events()).toEqual([]);
   });
 });
