@@ -122,7 +122,7 @@ export class EventRecorder {
     this.random = options.random ?? Math.random;
     this.metrics = new EventRecorderMetrics(options.registry);
     this.globalBucket = new TokenBucket(
-      options.clock,
+      () => options.clock.nowMs(),
       this.settings.globalBurst,
       this.settings.globalPerSecond,
     );
@@ -270,7 +270,7 @@ export class EventRecorder {
           if (candidate.isFull()) this.objectBuckets.delete(id);
       }
       bucket = new TokenBucket(
-        this.options.clock,
+        () => this.options.clock.nowMs(),
         this.settings.perObjectBurst,
         this.settings.perObjectPerSecond,
       );
