@@ -70,7 +70,3 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     positionalArgs: () => [],
   },
 ];
-
-export function probesForMode(mode: ProbeMode): ProbeSpec[] {
-  return probeCatalogue.filter((probe) => probe.mode === mode);
-}
