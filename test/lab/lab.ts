@@ -1,4 +1,12 @@
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
@@ -286,16 +294,37 @@ async function removeLabResources(namespaces: readonly string[]): Promise<void> 
   const present = new Set(await listNetns());
   for (const name of namespaces) {
     if (present.has(name)) {
-      for (const pid of await pidsIn(name)) {
+      const pids = await pidsIn(name);
+      for (const pid of pids) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
           // Already gone.
         }
       }
+      // SIGKILL is delivered, not awaited: a process can outlive kill() for a while on a busy
+      // machine, and its namespace with it. Removal is done once they are gone.
+      await waitUntilGone(pids, 10_000);
       await run('ip', ['netns', 'delete', name], { check: false });
     }
     rmSync(`/etc/netns/${name}`, { recursive: true, force: true });
+  }
+}
+
+/** Waits until none of `pids` runs any more (exited or a zombie), at most `timeoutMs`. */
+async function waitUntilGone(pids: readonly number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(isRunning) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
