@@ -25,3 +25,5 @@ export type {
   ResolvedName,
   ResolverLibrary,
 } from './scenarios/resolver.js';
+export { snatRaceUntil, dnatClashUntil, RaceShortfallError } from './scenarios/race-until.js';
+export type { RaceUntilOptions, RaceUntilResult } from './scenarios/race-until.js';

