@@ -27,19 +27,6 @@ export function capturingLogger(): { logger: Logger; records: LogRecord[] } {
   return { logger: pino({ level: 'debug' }, destination), records };
 }
 
-/** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
-export async function waitFor(
-  condition: () => boolean,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 export async function metricValue(
   registry: Registry,
   name: string,

@@ -19,9 +19,9 @@ import {
   LEVEL,
   ManualDelay,
   metricValue,
-  waitFor,
   type LogRecord,
 } from './bpftrace-supervisor-support.js';
+import { eventually } from '../../support/eventually.js';
 
 const fakeBpftrace = fileURLToPath(
   new URL('../../fixtures/fake-bpftrace/bpftrace.mjs', import.meta.url),
@@ -98,7 +98,7 @@ describe('BpftraceSupervisor', () => {
     supervisor.start();
     expect(supervisor.isReady()).toBe(false);
 
-    await waitFor(() => events.length === 3, 'three events');
+    await eventually('three events', () => events.length === 3);
     expect(supervisor.isReady()).toBe(true);
     expect(events.map(({ event }) => event.monotonicNs)).toEqual([1000n, 1001n, 1002n]);
     expect(
@@ -122,7 +122,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'probe-a', script: 'attaches-and-stays', args: ['5'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 5, 'five events');
+    await eventually('five events', () => events.length === 5);
     expect(supervisor.isReady()).toBe(true);
   });
 
@@ -136,7 +136,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => events.length === 1, 'one event');
+    await eventually('one event', () => events.length === 1);
     expect(supervisor.isReady()).toBe(true);
   });
 
@@ -146,9 +146,9 @@ describe('BpftraceSupervisor', () => {
       { name: 'stuck', script: 'never-attaches' },
     ]);
     supervisor.start();
-    await waitFor(
-      () => supervisor.status().find((s) => s.name === 'attaching')?.ready === true,
+    await eventually(
       'attach',
+      () => supervisor.status().find((s) => s.name === 'attaching')?.ready === true,
     );
     expect(supervisor.isReady()).toBe(false);
     expect(await metricValue(registry, 'conntrack_observer_probe_up', { probe: 'stuck' })).toBe(0);
@@ -165,16 +165,15 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => spawned.length === 1, 'first spawn');
+    await eventually('first spawn', () => spawned.length === 1);
     const firstPid = spawned[0]!;
-    await waitFor(
-      () => records.some((record) => record.stderr === 'Attaching 1 probe...'),
-      'its stderr',
+    await eventually('its stderr', () =>
+      records.some((record) => record.stderr === 'Attaching 1 probe...'),
     );
     await delays.elapse(30_000);
 
     await delays.elapse(1_000);
-    await waitFor(() => spawned.length === 2, 'the retry');
+    await eventually('the retry', () => spawned.length === 2);
     expect(isAlive(firstPid)).toBe(false);
     expect(logged(records, 'probe did not attach in time; killing it to retry')).toHaveLength(1);
     expect(logged(records, 'probe exited before attaching')[0]).toMatchObject({
@@ -196,7 +195,7 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(1_000);
     await delays.elapse(2_000);
     await delays.elapse(4_000);
-    await waitFor(() => delays.pendingDurations().includes(8_000), 'the fourth backoff');
+    await eventually('the fourth backoff', () => delays.pendingDurations().includes(8_000));
 
     expect(events).toHaveLength(8);
     expect(
@@ -225,7 +224,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'bursty', script: 'splits-lines', args: ['500'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 502, 'all 502 events');
+    await eventually('all 502 events', () => events.length === 502);
 
     expect(events.map(({ event }) => event.monotonicNs)).toEqual(
       Array.from({ length: 502 }, (_, i) => BigInt(5000 + i)),
@@ -246,7 +245,7 @@ describe('BpftraceSupervisor', () => {
   it('rejects a line longer than a mebibyte in pieces instead of holding it, and decodes what follows', async () => {
     const { supervisor, registry, events } = harness([{ name: 'endless', script: 'endless-line' }]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the long line');
+    await eventually('the event after the long line', () => events.length === 1);
 
     expect(events[0]!.event.monotonicNs).toBe(7000n);
     expect(
@@ -266,7 +265,7 @@ describe('BpftraceSupervisor', () => {
     );
     supervisor.start();
     const killAttachedChild = async (run: number): Promise<void> => {
-      await waitFor(() => spawned.length === run && supervisor.isReady(), `run ${run} attached`);
+      await eventually(`run ${run} attached`, () => spawned.length === run && supervisor.isReady());
       process.kill(spawned[run - 1]!, 'SIGKILL');
     };
 
@@ -276,11 +275,11 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(2_000);
     await killAttachedChild(3);
     await delays.elapse(2_000);
-    await waitFor(() => spawned.length === 4 && supervisor.isReady(), 'run 4 attached');
+    await eventually('run 4 attached', () => spawned.length === 4 && supervisor.isReady());
     clock.now += 60_000;
     process.kill(spawned[3]!, 'SIGKILL');
     await delays.elapse(1_000);
-    await waitFor(() => spawned.length === 5, 'run 5');
+    await eventually('run 5', () => spawned.length === 5);
   });
 
   it('counts malformed lines by error code, logs them truncated and keeps reading', async () => {
@@ -288,7 +287,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'noisy', script: 'prints-malformed' },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 2, 'both good events');
+    await eventually('both good events', () => events.length === 2);
 
     const rejected = async (error: string) =>
       metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
@@ -323,7 +322,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'flood', script: 'floods-garbage', args: ['500'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the flood');
+    await eventually('the event after the flood', () => events.length === 1);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
         probe: 'flood',
@@ -338,7 +337,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'storm', script: 'floods-lost', args: ['100'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the losses');
+    await eventually('the event after the losses', () => events.length === 1);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_events_lost_total', { probe: 'storm' }),
     ).toBe(300);
@@ -349,7 +348,7 @@ describe('BpftraceSupervisor', () => {
 
     clock.now += 60_000;
     process.kill(spawned[0]!, 'SIGUSR1');
-    await waitFor(() => events.length === 2, 'the event after the next loss');
+    await eventually('the event after the next loss', () => events.length === 2);
     // The next window's first message carries the 90 losses held back in the last one.
     const next = logged(records, 'probe lost events: perf ring buffer overflowed')[10];
     expect(next).toMatchObject({ lost: 90 * 3 + 5, reports: 91 });
@@ -361,7 +360,7 @@ describe('BpftraceSupervisor', () => {
     ]);
     supervisor.start();
     await delays.elapse(1_000);
-    await waitFor(() => delays.pendingDurations().includes(2_000), 'the second exit');
+    await eventually('the second exit', () => delays.pendingDurations().includes(2_000));
     const memlock = records.filter((record) =>
       String(record.stderr ?? '').includes('RLIMIT_MEMLOCK'),
     );
@@ -377,7 +376,7 @@ describe('BpftraceSupervisor', () => {
     ]);
     supervisor.start();
     await delays.elapse(1_000);
-    await waitFor(() => delays.pendingDurations().includes(2_000), 'the second failure');
+    await eventually('the second failure', () => delays.pendingDurations().includes(2_000));
     const failures = logged(records, 'probe exited before attaching');
     expect(failures).toHaveLength(2);
     expect(failures[0]).toMatchObject({
@@ -399,7 +398,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => delays.pendingDurations().includes(1_000), 'the retry backoff');
+    await eventually('the retry backoff', () => delays.pendingDurations().includes(1_000));
     expect(logged(records, 'probe exited before attaching')[0]).toMatchObject({
       probe: 'missing',
       spawnError: expect.stringContaining('ENOENT'),
@@ -418,7 +417,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => calls === 3, 'three sink calls');
+    await eventually('three sink calls', () => calls === 3);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_events_decoded_total', {
         probe: 'probe-a',
@@ -433,7 +432,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'polite', script: 'attaches-and-stays' },
     ]);
     supervisor.start();
-    await waitFor(() => supervisor.isReady(), 'both attached');
+    await eventually('both attached', () => supervisor.isReady());
     const stubborn = pidOf(supervisor, 'stubborn')!;
     const polite = pidOf(supervisor, 'polite')!;
 
@@ -441,10 +440,9 @@ describe('BpftraceSupervisor', () => {
     const stopping = supervisor.stop().then(() => {
       stopped = true;
     });
-    await waitFor(() => !isAlive(polite), 'the polite probe to exit on SIGTERM');
-    await waitFor(
-      () => records.some((record) => record.stderr === 'ignoring SIGTERM'),
-      'SIGTERM to arrive',
+    await eventually('the polite probe to exit on SIGTERM', () => !isAlive(polite));
+    await eventually('SIGTERM to arrive', () =>
+      records.some((record) => record.stderr === 'ignoring SIGTERM'),
     );
     expect(isAlive(stubborn)).toBe(true);
     expect(stopped).toBe(false);
@@ -470,10 +468,10 @@ describe('BpftraceSupervisor', () => {
     ]);
     const controller = new AbortController();
     supervisor.start(controller.signal);
-    await waitFor(() => delays.pendingDurations().includes(1_000), 'a pending restart');
-    await waitFor(
-      () => supervisor.status().find((s) => s.name === 'running')?.ready === true,
+    await eventually('a pending restart', () => delays.pendingDurations().includes(1_000));
+    await eventually(
       'attach',
+      () => supervisor.status().find((s) => s.name === 'running')?.ready === true,
     );
 
     controller.abort();
