@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startProbe } from './bpftrace.js';
 import { dropReason, readDropReasons } from './drop-reasons.js';
 import { createLab, type Lab } from './lab.js';
-import { runSnatRace } from './scenarios/snat-race.js';
+import { snatRaceUntil } from './scenarios/race-until.js';
 import { runDnsBlocked, runNoListener } from './scenarios/dns-queries.js';
 
 const outputDir =
@@ -65,7 +65,8 @@ try {
     'conntrack-insert-failed-snat-race',
     'tracepoint/conntrack-insert-failed.bt',
     [netfilterDrop],
-    () => runSnatRace(lab, { rounds: 200 }),
+    // Until the kernel counted enough losers for a fixture worth decoding, however often a round races.
+    () => snatRaceUntil(lab, { needed: 50, label: 'capture' }),
   );
   await capture(lab, 'dns-drops-dns-blocked', 'tracepoint/dns-drops.bt', [], () =>
     runDnsBlocked(lab, { queries: 20 }),
@@ -74,7 +75,7 @@ try {
     runNoListener(lab, { queries: 20 }),
   );
   await capture(lab, 'dns-drops-snat-race', 'tracepoint/dns-drops.bt', [], () =>
-    runSnatRace(lab, { rounds: 100 }),
+    snatRaceUntil(lab, { needed: 20, label: 'capture' }),
   );
 } finally {
   await lab.destroy();
