@@ -90,7 +90,7 @@ function summary(
   return [
     `${drive.scenario}: ${number(got)} of ${number(result.needed)} ${drive.counted}`,
     missing === undefined ? '' : ` (still missing: ${missing})`,
-    ` after ${number(result.rounds)} rounds in ${result.batches} batches,`,
+    ` after ${number(result.rounds)} rounds in ${result.batches} batch${result.batches === 1 ? '' : 'es'},`,
     ` ${seconds(result.durationMs)}`,
     ` (bound ${number(bound.maxRounds)} rounds or ${seconds(bound.maxMs)})`,
   ].join('');
