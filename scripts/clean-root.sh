@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # run through stage(), functions look unreachable to shellcheck
 # The README's quick start on a fresh machine, for real: makes a clean Debian 12 (bookworm) root
 # with debootstrap, gives it only what the README presumes of a machine (Node.js 20, kubectl,
 # the machine's CA certificates), clones the commit under test into it and runs there, as root
@@ -16,8 +17,9 @@
 #   CLEAN_ROOT_REFRESH=1     make the root afresh now
 #   CLEAN_ROOT_MIRROR        Debian mirror (default http://deb.debian.org/debian)
 #   CLEAN_ROOT_LOCK          lock file held while the demo and the tests run (default
-#                            /tmp/host-kernel.lock): their probes see every network namespace of
-#                            the machine, so whatever else runs a lab here must take it too
+#                            /tmp/host-kernel.lock; empty: none, for a caller that holds it):
+#                            their probes see every network namespace of the machine, so
+#                            whatever else runs a lab here must take it too
 #   DEMO_SECONDS             how long the demo races (default 40)
 #
 # The root lives on a tmpfs in a private mount namespace: every mount made for it (the root
@@ -29,7 +31,7 @@ script=$(readlink -f "$0")
 cache=${CLEAN_ROOT_CACHE:-/var/cache/conntrack-race-observer}
 max_age_days=${CLEAN_ROOT_MAX_AGE_DAYS:-7}
 mirror=${CLEAN_ROOT_MIRROR:-http://deb.debian.org/debian}
-lock_file=${CLEAN_ROOT_LOCK:-/tmp/host-kernel.lock}
+lock_file=${CLEAN_ROOT_LOCK-/tmp/host-kernel.lock}
 demo_seconds=${DEMO_SECONDS:-40}
 suite=bookworm
 project_dir=/root/conntrack-race-observer # the clone, inside the root
@@ -130,7 +132,7 @@ make_root() {
   local arch tarball age_days
   arch=$(dpkg --print-architecture)
   tarball="$cache/root-$suite-minbase-$arch.tar.gz"
-  mkdir -p "$root" "$cache"
+  mkdir -p "$cache"
   if [ -f "$tarball" ] && [ "${CLEAN_ROOT_REFRESH:-0}" != 1 ]; then
     age_days=$((($(date +%s) - $(stat -c %Y "$tarball")) / 86400))
     if [ "$age_days" -lt "$max_age_days" ]; then
@@ -142,7 +144,10 @@ make_root() {
   # minbase: the fewest packages a Debian system has (Essential, apt); what the scripts work
   # with there, they work with on any Debian 12 machine.
   log "debootstrap --variant=minbase $suite from $mirror"
-  debootstrap --variant=minbase --arch="$arch" "$suite" "$root" "$mirror"
+  if ! debootstrap --variant=minbase --arch="$arch" "$suite" "$root" "$mirror" >"$logs/debootstrap.log" 2>&1; then
+    tail -30 "$logs/debootstrap.log"
+    fail "debootstrap failed"
+  fi
   # Cached as debootstrap made it, before anything below changes it.
   tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' --one-file-system \
     --use-compress-program='gzip -1' -cpf "$tarball.$$" .
@@ -286,29 +291,37 @@ inside_main() {
   # Everything of the run lives on this tmpfs, so that it all goes with the namespace.
   mount -t tmpfs -o mode=755 tmpfs "$workdir"
   mkdir -p "$root" "$logs"
+  # The root must be a mount point of its own, as / is on a machine: `ip netns exec` makes /
+  # a slave mount, which fails (EINVAL) on a plain directory.
+  mount --bind "$root" "$root"
   trap 'kill_root_processes; umount -R -l "$workdir" 2>/dev/null || true' EXIT
   local started=$SECONDS
 
   stage "debian $suite root (debootstrap or cache)" make_root
   stage "what the README presumes of a machine" provision_root
 
-  exec 9>>"$lock_file"
-  log "waiting for $lock_file (no other lab may run on this machine meanwhile)"
-  local waited=$SECONDS
-  flock 9
-  log "holding $lock_file (waited $(minutes $((SECONDS - waited))))"
+  if [ -n "$lock_file" ]; then
+    exec 9>>"$lock_file"
+    log "waiting for $lock_file (no other lab may run on this machine meanwhile)"
+    local waited=$SECONDS
+    flock -w 1800 9 || fail "$lock_file was not free within 30 minutes"
+    log "holding $lock_file (waited $(minutes $((SECONDS - waited))))"
+  fi
   stage "scripts/demo.sh (DEMO_SECONDS=$demo_seconds)" run_demo
   stage "scripts/test.sh" run_tests
-  flock -u 9
-  exec 9>&-
+  if [ -n "$lock_file" ]; then exec 9>&-; fi
 
   printf '\n======== clean root: passed, commit %s, in %s ========\n' "$commit" "$(minutes $((SECONDS - started)))"
   printf '  %s\n' "${stage_durations[@]}"
 }
 
+# Exits from inside the `if`, which bash parses whole before it runs it: bash reads a script
+# while it runs it, and must never read on into an edit made to this file meanwhile.
 if [ "${1:-}" = --in-private-mounts ]; then
   shift
   inside_main "$@"
+  exit
 else
   host_main "$@"
+  exit
 fi
