@@ -22,9 +22,9 @@
 #                            whatever else runs a lab here must take it too
 #   DEMO_SECONDS             how long the demo races (default 40)
 #
-# The root lives on a tmpfs in a private mount namespace: every mount made for it (the root
-# itself, /proc, /sys, /dev, tracefs, the caches) vanishes with this script, even if it is
-# killed; the host's mount table never sees them.
+# The root lives on a tmpfs (about 2 GB of memory while it runs) in a private mount namespace:
+# every mount made for it (the root itself, /proc, /sys, /dev, tracefs, the caches) vanishes with
+# this script, even if it is killed; the host's mount table never sees them.
 set -euo pipefail
 
 script=$(readlink -f "$0")
@@ -313,6 +313,7 @@ inside_main() {
 
   printf '\n======== clean root: passed, commit %s, in %s ========\n' "$commit" "$(minutes $((SECONDS - started)))"
   printf '  %s\n' "${stage_durations[@]}"
+  log "the root came to $(df -h --output=used "$workdir" | tail -1 | tr -d ' ') (tmpfs, memory while it ran)"
 }
 
 # Exits from inside the `if`, which bash parses whole before it runs it: bash reads a script
