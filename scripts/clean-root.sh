@@ -94,12 +94,19 @@ host_main() {
     log "warning: $repo has uncommitted changes; they are not tested (only commit $commit is)"
   fi
 
-  local status=0
+  local status=0 inside
   workdir=$(mktemp -d /tmp/clean-root.XXXXXX)
   # The mounts are gone with the namespace; what is left here is an empty mount point.
   trap 'rm -rf "$workdir"' EXIT
-  unshare --mount --propagation private -- "$script" --in-private-mounts "$workdir" "$repo" "$commit" ||
-    status=$?
+  unshare --mount --propagation private -- "$script" --in-private-mounts "$workdir" "$repo" "$commit" &
+  inside=$!
+  # On INT/TERM, the inside cleans up first: removing the mount point beneath it would detach
+  # its mounts while it still tears the lab down.
+  trap 'kill -TERM "$inside" 2>/dev/null || true' INT TERM
+  while kill -0 "$inside" 2>/dev/null; do
+    status=0
+    wait "$inside" || status=$?
+  done
   if grep -qF " $workdir" /proc/mounts; then
     fail "mounts of $workdir are still in this machine's mount table"
   fi
@@ -230,7 +237,7 @@ readme_command() {
 # a process of `ip netns exec` has a mount namespace of its own, where the path reads otherwise.
 root_processes() {
   local pid root_id
-  root_id=$(stat -c %d:%i "$root")
+  root_id=$(stat -c %d:%i "$root" 2>/dev/null) || return 0
   for pid in /proc/[0-9]*; do
     if [ "$(stat -Lc %d:%i "$pid/root" 2>/dev/null)" = "$root_id" ]; then echo "${pid#/proc/}"; fi
   done
@@ -280,8 +287,12 @@ run_tests() {
   check_left_behind scripts/test.sh
 }
 
+# SIGTERM first, so that a demo or a test run stopped midway removes its lab; SIGKILL what is
+# still there after 10 s.
 kill_root_processes() {
-  local pid
+  local pid deadline=$((SECONDS + 10))
+  for pid in $(root_processes); do kill -TERM "$pid" 2>/dev/null || true; done
+  while [ -n "$(root_processes)" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
   for pid in $(root_processes); do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
@@ -295,6 +306,8 @@ inside_main() {
   # a slave mount, which fails (EINVAL) on a plain directory.
   mount --bind "$root" "$root"
   trap 'kill_root_processes; umount -R -l "$workdir" 2>/dev/null || true' EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
   local started=$SECONDS
 
   stage "debian $suite root (debootstrap or cache)" make_root
