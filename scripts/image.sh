@@ -149,7 +149,11 @@ choose_base() {
     return
   fi
   if [ "$rebuild_base" = yes ] || ! buildah inspect --type image "$local_base" >/dev/null 2>&1; then
+    local started=$SECONDS
+    # The layer cache of builds on an older base can never be used again.
+    buildah rmi --prune >/dev/null 2>&1 || true
     make_local_base
+    log "made the base in $((SECONDS - started)) s"
   else
     log "base: $local_base (cached; --rebuild-base remakes it)"
   fi
@@ -171,9 +175,11 @@ build_image() {
   ensure_packages buildah
   choose_base "$rebuild_base"
   log "building with buildah bud"
+  local started=$SECONDS
   # chroot isolation: the OCI runtimes cannot start containers here (setrlimit is refused).
-  buildah bud --quiet --isolation chroot --layers --pull-never --tag "$image" \
+  buildah bud --quiet --isolation chroot --layers --force-rm --pull-never --tag "$image" \
     --secret "id=build-ca,src=$ca_bundle" "${base_build_arg[@]}" "${labels[@]}" . >/dev/null
+  log "buildah bud took $((SECONDS - started)) s"
 }
 
 # Runs a command inside the image's root without any host mount (no privileges needed).
@@ -269,9 +275,13 @@ cmd_test() {
     target=(--rootfs "$image_root")
   fi
   log "running the image as the DaemonSet would ($runtime) beside the lab"
-  local status=0
-  flock "$host_lock" node --import tsx test/image/run-as-daemonset.ts \
+  local status=0 lock_fd waited=$SECONDS
+  exec {lock_fd}>>"$host_lock"
+  flock "$lock_fd"
+  log "host lock taken after $((SECONDS - waited)) s"
+  node --import tsx test/image/run-as-daemonset.ts \
     --runtime "$runtime" "${target[@]}" --image-config "$config" || status=$?
+  flock -u "$lock_fd"
   if [ "$status" -ne 0 ]; then
     log "FAILED after $((SECONDS - started)) s"
     exit "$status"
