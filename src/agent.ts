@@ -27,7 +27,7 @@ import {
   BpftraceSupervisor,
   type ProbeDefinition,
 } from './sources/bpftrace/bpftrace-supervisor.js';
-import { probeCatalogue } from './sources/bpftrace/catalogue.js';
+import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
 import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
@@ -94,7 +94,12 @@ export async function startAgent(
   const { logger, clock } = deps;
   const plan = await planStart(options, deps);
   logger.info(
-    { mode: plan.mode.mode, reason: plan.mode.reason, unobservable: plan.mode.unobservable },
+    {
+      mode: plan.mode.mode,
+      reason: plan.mode.reason,
+      unavailable: plan.mode.unavailable,
+      unobservable: plan.mode.unobservable,
+    },
     `probe mode ${plan.mode.mode}: ${plan.mode.reason}`,
   );
 
@@ -168,6 +173,7 @@ export async function startAgent(
           bpftracePath: options.bpftrace,
           commandPrefix: deps.commandPrefix,
           stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
+          unavailable: plan.mode.unavailable,
         })
       : undefined;
 
@@ -176,7 +182,7 @@ export async function startAgent(
     const waiting = stack.waitingFor();
     return waiting.length > 0
       ? { ready: false, detail: waiting.join('; ') }
-      : { ready: true, detail: `mode ${plan.mode.mode}` };
+      : { ready: true, detail: probeReadiness(plan.mode, supervisor).detail };
   };
   const server = new MetricsServer({ ...options.listen, registry, readiness });
   try {
@@ -284,15 +290,20 @@ function probeDefinitions(
   dropReasons: DropReasonTable,
   probesDir: string,
 ): ProbeDefinition[] {
-  return probeCatalogue
-    .filter((spec) => mode.probes.includes(spec.name))
-    .map((spec) => {
-      let args: string[];
-      try {
-        args = spec.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
-      } catch (error) {
-        throw new AgentStartError(`probe ${spec.name}: ${(error as Error).message}`);
-      }
-      return { name: spec.name, script: join(probesDir, spec.script), args };
-    });
+  return mode.runs.map((run) => {
+    let args: string[];
+    try {
+      args = run.variant.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
+    } catch (error) {
+      throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
+    }
+    return {
+      name: run.spec.name,
+      script: join(probesDir, run.variant.script),
+      args,
+      bpftraceOptions: run.bpftraceOptions,
+      env: run.env,
+      attachTimeoutMs: run.attachTimeoutMs,
+    };
+  });
 }

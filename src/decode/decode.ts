@@ -1,6 +1,7 @@
 import { classifyRace } from '../events/classify-race.js';
 import type { DnsDropEvent, FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
 import type { DecodedLine, DecodeErrorCode, LineDecoder } from './decoded-line.js';
+import { dropReasonFromLocation } from './drop-location.js';
 
 /** Names the numeric drop reasons of the running kernel (read from the tracepoint format). */
 export type DropReasonNamer = (code: number) => string;
@@ -19,6 +20,8 @@ const DNS_V2_FIELD_COUNT = 16;
 const IPS_CONFIRMED = 0x8;
 const IPS_NAT_DONE = 0x180;
 const SNAT_PORT_ALLOC_FIELD_COUNT = 14;
+/** The reason field of a dns_drop record from a kernel without drop reasons. */
+const NO_REASON = '-';
 
 class FieldError extends Error {}
 
@@ -177,8 +180,12 @@ function conntrackEvent(
 
 function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNamer): ProbeEvent {
   const packet = tuple(fields, 6, 'packet');
-  const reason = reasonName(unsigned(fields, 5, 'reason', 0xffffffff));
   const location = fields[10] ?? '-';
+  // `-`: the kernel has no drop reasons (dns-drops-no-reason.bt); name it from the location.
+  const reason =
+    fields[5] === NO_REASON
+      ? dropReasonFromLocation(location)
+      : reasonName(unsigned(fields, 5, 'reason', 0xffffffff));
   let conntrack: DnsDropEvent['conntrack'];
   if (fields.length === DNS_V2_FIELD_COUNT) {
     const ctStatus = status(fields[11] ?? '');

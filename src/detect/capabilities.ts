@@ -34,6 +34,10 @@ export interface CapabilityPaths {
   /** Tried in order; the first one holding `events/` is the mounted tracefs. */
   readonly tracefsRoots: readonly string[];
   readonly bootRoot: string;
+  /** Where kernel headers are looked for: `<modulesRoot>/<release>/build`, … */
+  readonly modulesRoot: string;
+  /** … else `<usrSrcRoot>/linux-headers-<release>`. */
+  readonly usrSrcRoot: string;
 }
 
 export const defaultCapabilityPaths: CapabilityPaths = {
@@ -41,6 +45,8 @@ export const defaultCapabilityPaths: CapabilityPaths = {
   sysRoot: '/sys',
   tracefsRoots: ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'],
   bootRoot: '/boot',
+  modulesRoot: '/lib/modules',
+  usrSrcRoot: '/usr/src',
 };
 
 /** The kprobe scripts, each with the probes its test-attach tries. */
@@ -92,10 +98,18 @@ export interface TracefsCapability {
   readonly root: string | undefined;
   /** `events/skb/kfree_skb/format` could be read. */
   readonly kfreeSkbFormat: boolean;
+  /**
+   * The fields of `skb:kfree_skb` its format file lists, without the `common_` ones: e.g.
+   * `skbaddr, location, protocol` on 5.10, `+ reason` from 5.17 (and 5.15 stable with the
+   * backport), `+ rx_sk` from 6.11. Empty when the format could not be read.
+   */
+  readonly kfreeSkbFields: readonly string[];
   /** The kfree_skb tracepoint has a `reason` field (5.17; backported to 5.15 stable). */
   readonly kfreeSkbReason: boolean;
   /** Its `__print_symbolic` names NETFILTER_DROP. */
   readonly netfilterDropReason: boolean;
+  /** Every drop-reason name its `__print_symbolic` table holds; empty before 5.17. */
+  readonly dropReasonNames: readonly string[];
   /** `kprobe_events` exists: the kernel was built with kprobe events. */
   readonly kprobeEvents: boolean;
 }
@@ -105,6 +119,16 @@ export interface KernelConfigCapability {
   readonly source: string;
   /** CONFIG_KPROBES: true when `=y`, false when "is not set", undefined when absent. */
   readonly kprobes: boolean | undefined;
+  /** CONFIG_NF_CONNTRACK: `y` (its types are in vmlinux), `m` (a module), or undefined. */
+  readonly nfConntrack: 'y' | 'm' | undefined;
+  /** CONFIG_DEBUG_INFO_BTF_MODULES=y: each loaded module exports its own BTF (5.11+). */
+  readonly btfModules: boolean | undefined;
+}
+
+/** Kernel headers of the running release, as bpftrace's BPFTRACE_KERNEL_SOURCE/BUILD take them. */
+export interface KernelHeaders {
+  readonly source: string;
+  readonly build: string;
 }
 
 export interface KernelCapabilities {
@@ -112,6 +136,15 @@ export interface KernelCapabilities {
   readonly kernelVersion: KernelVersion | undefined;
   /** `/sys/kernel/btf/vmlinux` exists (CONFIG_DEBUG_INFO_BTF). */
   readonly btf: boolean;
+  /** The path of the vmlinux BTF (whether or not it exists), for BPFTRACE_BTF. */
+  readonly vmlinuxBtfPath: string;
+  /**
+   * `/sys/kernel/btf/nf_conntrack` exists: the loaded nf_conntrack module exports its types
+   * (`struct nf_conn`). Kernels before 5.11 export no module BTF.
+   */
+  readonly nfConntrackBtf: boolean;
+  /** Kernel headers for this release, when installed (or mounted from the host). */
+  readonly kernelHeaders: KernelHeaders | undefined;
   readonly kernelConfig: KernelConfigCapability | undefined;
   readonly bpftrace: BpftraceCapability;
   readonly tracefs: TracefsCapability;
@@ -130,8 +163,11 @@ export interface DetectCapabilitiesOptions {
   readonly infoTimeoutMs?: number;
 }
 
-const DEFAULT_ATTACH_TIMEOUT_MS = 10_000;
-const DEFAULT_INFO_TIMEOUT_MS = 10_000;
+// Only bounds a hang: both take well under a second on a node, but the first bpftrace start
+// on a cold machine loads LLVM from disk, and `--info` took over 10 s in a freshly booted 6.1
+// under software emulation.
+const DEFAULT_ATTACH_TIMEOUT_MS = 60_000;
+const DEFAULT_INFO_TIMEOUT_MS = 60_000;
 
 async function readText(files: CapabilityFiles, path: string): Promise<string | undefined> {
   const bytes = await files.read(path);
@@ -147,10 +183,24 @@ async function detectKernelRelease(
   return release === undefined || release === '' ? undefined : release;
 }
 
-function kprobesSetting(config: string): boolean | undefined {
-  if (/^CONFIG_KPROBES=y\s*$/m.test(config)) return true;
-  if (/^# CONFIG_KPROBES is not set\s*$/m.test(config)) return false;
+function booleanSetting(config: string, name: string): boolean | undefined {
+  if (new RegExp(`^${name}=y\\s*$`, 'm').test(config)) return true;
+  if (new RegExp(`^# ${name} is not set\\s*$`, 'm').test(config)) return false;
   return undefined;
+}
+
+function tristateSetting(config: string, name: string): 'y' | 'm' | undefined {
+  const match = new RegExp(`^${name}=([ym])\\s*$`, 'm').exec(config);
+  return match?.[1] === 'y' ? 'y' : match?.[1] === 'm' ? 'm' : undefined;
+}
+
+function configCapability(source: string, config: string): KernelConfigCapability {
+  return {
+    source,
+    kprobes: booleanSetting(config, 'CONFIG_KPROBES'),
+    nfConntrack: tristateSetting(config, 'CONFIG_NF_CONNTRACK'),
+    btfModules: booleanSetting(config, 'CONFIG_DEBUG_INFO_BTF_MODULES'),
+  };
 }
 
 async function detectKernelConfig(
@@ -162,7 +212,7 @@ async function detectKernelConfig(
   const gz = await files.read(gzPath);
   if (gz !== undefined) {
     try {
-      return { source: gzPath, kprobes: kprobesSetting(gunzipSync(gz).toString('utf8')) };
+      return configCapability(gzPath, gunzipSync(gz).toString('utf8'));
     } catch {
       // A truncated or unreadable config.gz says nothing; fall through to /boot.
     }
@@ -170,7 +220,7 @@ async function detectKernelConfig(
   if (release === undefined) return undefined;
   const bootPath = `${paths.bootRoot}/config-${release}`;
   const text = await readText(files, bootPath);
-  return text === undefined ? undefined : { source: bootPath, kprobes: kprobesSetting(text) };
+  return text === undefined ? undefined : configCapability(bootPath, text);
 }
 
 async function detectTracefs(
@@ -180,21 +230,67 @@ async function detectTracefs(
   for (const root of paths.tracefsRoots) {
     if (!(await files.exists(`${root}/events`))) continue;
     const format = await readText(files, `${root}/events/skb/kfree_skb/format`);
+    const fields = format === undefined ? [] : tracepointFields(format);
     return {
       root,
       kfreeSkbFormat: format !== undefined,
-      kfreeSkbReason: format !== undefined && /\bfield:[^;]*\breason;/.test(format),
+      kfreeSkbFields: fields,
+      kfreeSkbReason: fields.includes('reason'),
       netfilterDropReason: format !== undefined && /"NETFILTER_DROP"/.test(format),
+      dropReasonNames: format === undefined ? [] : dropReasonNames(format),
       kprobeEvents: await files.exists(`${root}/kprobe_events`),
     };
   }
   return {
     root: undefined,
     kfreeSkbFormat: false,
+    kfreeSkbFields: [],
     kfreeSkbReason: false,
     netfilterDropReason: false,
+    dropReasonNames: [],
     kprobeEvents: false,
   };
+}
+
+/** The field names of a tracepoint format file (`field:TYPE NAME[N];`), without `common_` ones. */
+export function tracepointFields(format: string): string[] {
+  const fields: string[] = [];
+  for (const match of format.matchAll(
+    /^\s*field:[^;]*?([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?;/gm,
+  )) {
+    const name = match[1];
+    if (name !== undefined && !name.startsWith('common_')) fields.push(name);
+  }
+  return fields;
+}
+
+function dropReasonNames(format: string): string[] {
+  const table = format.indexOf('__print_symbolic(REC->reason,');
+  if (table === -1) return [];
+  return [...format.slice(table).matchAll(/\{\s*[-0-9a-fx]+\s*,\s*"([^"]+)"\s*\}/gi)].flatMap(
+    (match) => (match[1] === undefined ? [] : [match[1]]),
+  );
+}
+
+/**
+ * The headers bpftrace needs to `#include` kernel structs: `/lib/modules/<release>/build`
+ * (with `source` beside it where the distribution splits them, as Debian does), else
+ * `/usr/src/linux-headers-<release>`.
+ */
+async function detectKernelHeaders(
+  files: CapabilityFiles,
+  paths: CapabilityPaths,
+  release: string | undefined,
+): Promise<KernelHeaders | undefined> {
+  if (release === undefined) return undefined;
+  const build = `${paths.modulesRoot}/${release}/build`;
+  if (await files.exists(`${build}/Makefile`)) {
+    const source = `${paths.modulesRoot}/${release}/source`;
+    return { source: (await files.exists(`${source}/Makefile`)) ? source : build, build };
+  }
+  const usrSrc = `${paths.usrSrcRoot}/linux-headers-${release}`;
+  if (await files.exists(`${usrSrc}/Makefile`)) return { source: usrSrc, build: usrSrc };
+  return undefined;
 }
 
 async function detectConntrackStatColumns(
@@ -337,9 +433,20 @@ export async function detectCapabilities(
   const paths = options.paths ?? defaultCapabilityPaths;
   const { files, run } = options;
   const kernelRelease = await detectKernelRelease(files, paths);
-  const [kernelConfig, btf, tracefs, conntrackStatColumns, bpftrace] = await Promise.all([
+  const vmlinuxBtfPath = `${paths.sysRoot}/kernel/btf/vmlinux`;
+  const [
+    kernelConfig,
+    btf,
+    nfConntrackBtf,
+    kernelHeaders,
+    tracefs,
+    conntrackStatColumns,
+    bpftrace,
+  ] = await Promise.all([
     detectKernelConfig(files, paths, kernelRelease),
-    files.exists(`${paths.sysRoot}/kernel/btf/vmlinux`),
+    files.exists(vmlinuxBtfPath),
+    files.exists(`${paths.sysRoot}/kernel/btf/nf_conntrack`),
+    detectKernelHeaders(files, paths, kernelRelease),
     detectTracefs(files, paths),
     detectConntrackStatColumns(files, paths),
     detectBpftrace(run, options.bpftracePath, options.infoTimeoutMs ?? DEFAULT_INFO_TIMEOUT_MS),
@@ -353,6 +460,9 @@ export async function detectCapabilities(
     kernelRelease,
     kernelVersion: kernelRelease === undefined ? undefined : parseKernelRelease(kernelRelease),
     btf,
+    vmlinuxBtfPath,
+    nfConntrackBtf,
+    kernelHeaders,
     kernelConfig,
     bpftrace,
     tracefs,

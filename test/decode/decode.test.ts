@@ -274,3 +274,42 @@ describe('reading the fields of an event line', () => {
     ).toMatchObject({ event: { reason: 'NO_SOCKET', tuple: { srcPort: 65535 } } });
   });
 });
+
+describe('decoding DNS drops from a kernel without drop reasons', () => {
+  // The records of dns-drops-no-reason.bt: `-` in the reason field.
+  const noReasonLine = (location: string, status = '0x0'): DecodedLine =>
+    decode(
+      printf(
+        `dns_drop 2 10 1 4026532420 - 10.244.0.2 40000 192.0.2.53 53 ${location} ${status} 10.244.0.2 40000 192.0.2.53 53`,
+      ),
+    );
+
+  it.each([
+    ['nf_hook_slow', 'NETFILTER_DROP'],
+    ['nft_do_chain', 'NETFILTER_DROP'],
+    ['__udp4_lib_rcv', 'NO_SOCKET'],
+    ['__udp_queue_rcv_skb', 'SOCKET_RCVBUFF'],
+    ['ip_rcv_finish_core', 'NOT_SPECIFIED'],
+  ])('names a drop freed in %s %s', (location, reason) => {
+    expect(noReasonLine(location)).toMatchObject({
+      type: 'event',
+      event: { kind: 'dns_drop', reason, location, direction: 'query' },
+    });
+  });
+
+  it('still recognises an insertion-race loser dropped in nf_hook_slow', () => {
+    expect(noReasonLine('nf_hook_slow', '0x190')).toMatchObject({
+      event: { reason: 'NETFILTER_DROP', conntrack: { lostInsertRace: true } },
+    });
+  });
+
+  it('rejects any other text in the reason field', () => {
+    expect(
+      decode(
+        printf(
+          'dns_drop 2 10 1 4026532420 x 10.244.0.2 40000 192.0.2.53 53 nf_hook_slow 0x0 0.0.0.0 0 0.0.0.0 0',
+        ),
+      ),
+    ).toMatchObject({ type: 'rejected', code: 'bad_field' });
+  });
+});

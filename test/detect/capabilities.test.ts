@@ -79,7 +79,7 @@ describe('detectCapabilities over recorded kernels', () => {
     ['6.18-this-machine', '6.18.44-fc-v669', true, true, true, true, [false, false, false]],
     ['4.19-no-btf', '4.19.0-26-amd64', false, false, false, false, [true, false, true]],
     ['5.4-btf', '5.4.0-150-generic', true, false, false, false, [true, false, true]],
-    ['5.10-btf', '5.10.0-28-amd64', true, false, false, true, [true, true, true]],
+    ['5.10-bullseye', '5.10.0-32-amd64', true, false, false, true, [true, true, true]],
     ['5.15-btf-reasons', '5.15.0-91-generic', true, true, true, true, [true, true, true]],
     ['6.1-btf', '6.1.0-18-amd64', true, true, true, true, [true, true, true]],
   ] as const)(
@@ -102,15 +102,42 @@ describe('detectCapabilities over recorded kernels', () => {
 
   it('reads CONFIG_KPROBES from /proc/config.gz and from /boot/config-<release>', async () => {
     const here = await detectFixture('6.18-this-machine');
-    expect(here.kernelConfig).toEqual({
+    expect(here.kernelConfig).toMatchObject({
       source: `${fixturePaths('6.18-this-machine').procRoot}/config.gz`,
       kprobes: false,
+      nfConntrack: 'y',
     });
     const old = await detectFixture('4.19-no-btf');
-    expect(old.kernelConfig).toEqual({
+    expect(old.kernelConfig).toMatchObject({
       source: `${fixturePaths('4.19-no-btf').bootRoot}/config-4.19.0-26-amd64`,
       kprobes: true,
     });
+  });
+
+  it.each([
+    // name, kfree_skb fields, module BTF of nf_conntrack, bpftrace btf
+    ['5.10-bullseye', ['skbaddr', 'location', 'protocol'], false, false],
+    ['6.1-btf', ['skbaddr', 'location', 'protocol', 'reason'], true, true],
+    ['6.12-trixie', ['skbaddr', 'location', 'rx_sk', 'protocol', 'reason'], true, true],
+    ['6.18-this-machine', ['skbaddr', 'location', 'rx_sk', 'protocol', 'reason'], false, true],
+  ] as const)(
+    '%s: reads the kfree_skb fields, the module BTF of nf_conntrack and what bpftrace says of BTF',
+    async (name, fields, moduleBtf, bpftraceBtf) => {
+      const capabilities = await detectFixture(name);
+      expect(capabilities.tracefs.kfreeSkbFields).toEqual(fields);
+      expect(capabilities.nfConntrackBtf).toBe(moduleBtf);
+      expect(capabilities.bpftrace).toMatchObject({ available: true, btf: bpftraceBtf });
+    },
+  );
+
+  it('finds kernel headers under /lib/modules/<release>/build, with the source beside them', async () => {
+    const withHeaders = await detectFixture('5.10-bullseye');
+    const modules = fixturePaths('5.10-bullseye').modulesRoot;
+    expect(withHeaders.kernelHeaders).toEqual({
+      source: `${modules}/5.10.0-32-amd64/source`,
+      build: `${modules}/5.10.0-32-amd64/build`,
+    });
+    expect((await detectFixture('5.10-bullseye-no-headers')).kernelHeaders).toBeUndefined();
   });
 
   it('keeps the reason a kprobe does not attach here, without bpftrace start-up noise', async () => {

@@ -11,16 +11,18 @@ import {
   selectProbeMode,
 } from '../../src/detect/mode-selection.js';
 import { registerProbeModeGauge } from '../../src/detect/probe-mode-metric.js';
-import { fixtureSources } from '../fixtures/capabilities/load.js';
+import { fixturePaths, fixtureSources } from '../fixtures/capabilities/load.js';
 
 const fixtures = [
   '6.18-this-machine',
   '4.19-no-btf',
   '5.4-btf',
-  '5.10-btf',
+  '5.10-bullseye',
+  '5.10-bullseye-no-headers',
   '5.15-btf-reasons',
   '6.1-btf',
   '6.1-no-bpftrace',
+  '6.12-trixie',
 ] as const;
 type Fixture = (typeof fixtures)[number];
 
@@ -83,11 +85,20 @@ describe('selectProbeMode over recorded kernels', () => {
       },
     ],
     [
-      '5.10-btf',
+      '5.10-bullseye',
       {
         auto: 'kprobe',
         tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
         kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '5.10-bullseye-no-headers',
+      {
+        auto: 'counters-only',
+        tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
+        kprobe: { error: /^kprobe mode needs the types of struct nf_conn/ },
         'counters-only': 'counters-only',
       },
     ],
@@ -102,6 +113,15 @@ describe('selectProbeMode over recorded kernels', () => {
     ],
     [
       '6.1-btf',
+      {
+        auto: 'kprobe',
+        tracepoint: 'tracepoint',
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '6.12-trixie',
       {
         auto: 'kprobe',
         tracepoint: 'tracepoint',
@@ -169,35 +189,98 @@ describe('selectProbeMode on this machine (recorded)', () => {
 });
 
 describe('selectProbeMode on older kernels (constructed)', () => {
-  it('5.4 with BTF runs kprobe mode without the clash probe, which does not attach there', () => {
+  it('5.4 with BTF and headers runs kprobe mode without the clash probe, and DNS drops named from their location', () => {
     const selection = selected('5.4-btf', 'auto');
-    expect(selection.probes).toEqual(['kprobe/conntrack-confirm', 'kprobe/snat-port-alloc']);
+    expect(selection.probes).toEqual([
+      'kprobe/conntrack-confirm',
+      'kprobe/snat-port-alloc',
+      'tracepoint/dns-drops',
+    ]);
+    expect(selection.runs.map((run) => run.variant.script)).toContain(
+      'tracepoint/dns-drops-no-reason.bt',
+    );
+    expect(selection.unavailable).toEqual([
+      {
+        name: 'kprobe/clash-resolved',
+        reason: 'kprobe_attach',
+        detail: expect.stringMatching(/nf_ct_resolve_clash does not attach/),
+      },
+    ]);
     const gaps = selection.unobservable.join('\n');
     expect(gaps).toMatch(/resolved without a drop.*nf_ct_resolve_clash does not attach/);
-    expect(gaps).toMatch(/DNS.*needs skb drop reasons/);
+    expect(gaps).toMatch(/DNS.*in part: skb:kfree_skb has no reason field/);
     expect(gaps).toMatch(/no clashres column.*insert_failed also counts clashes/);
     expect(selection.observable).not.toContain(observations.clashResolveCounter);
   });
 
-  it('5.10 sees resolved clashes and the clash_resolve counter but no DNS drops', () => {
-    const selection = selected('5.10-btf', 'auto');
-    expect(selection.probes).toEqual(ALL.slice(0, 3));
+  it('5.10 (bullseye, bpftrace 0.17) gives bpftrace BPFTRACE_BTF, reads nf_conn from the headers, and classifies DNS drops by location', () => {
+    const selection = selected('5.10-bullseye', 'auto');
+    expect(selection.probes).toEqual(ALL);
+    expect(selection.unavailable).toEqual([]);
+    const btfPath = `${fixturePaths('5.10-bullseye').sysRoot}/kernel/btf/vmlinux`;
+    const modules = `${fixturePaths('5.10-bullseye').modulesRoot}/5.10.0-32-amd64`;
+    for (const run of selection.runs) {
+      expect(run.env).toEqual({
+        BPFTRACE_BTF: btfPath,
+        BPFTRACE_KERNEL_SOURCE: `${modules}/source`,
+        BPFTRACE_KERNEL_BUILD: `${modules}/build`,
+      });
+      expect(run.bpftraceOptions).toEqual(['--include', 'net/netfilter/nf_conntrack.h']);
+      expect(run.types).toBe('kernel headers');
+      expect(run.attachTimeoutMs).toBeGreaterThan(60_000);
+    }
+    expect(
+      selection.runs.find((run) => run.spec.name === 'tracepoint/dns-drops')?.variant.script,
+    ).toBe('tracepoint/dns-drops-no-reason.bt');
+    expect(selection.reason).toMatch(/BPFTRACE_BTF=.*btf: no/);
+    expect(selection.reason).toMatch(/struct nf_conn comes from the kernel headers/);
     expect(selection.observable).toEqual([
       observations.insertFailures,
       observations.resolvedClashes,
       observations.snatPortAllocation,
+      observations.dnsDrops,
       observations.kernelCounters,
       observations.clashResolveCounter,
     ]);
+    expect(selection.unobservable.join('\n')).toMatch(/in part: skb:kfree_skb has no reason field/);
   });
 
-  it('5.15 with backported drop reasons and 6.1 run every kprobe and the DNS drop probe', () => {
-    for (const name of ['5.15-btf-reasons', '6.1-btf'] as const) {
+  it('5.10 without kernel headers runs counters-only and says that struct nf_conn has no types there, and why', () => {
+    const selection = selected('5.10-bullseye-no-headers', 'auto');
+    expect(selection.mode).toBe('counters-only');
+    expect(selection.reason).toMatch(
+      /^auto: counters-only, because kprobe mode needs the types of struct nf_conn, which belongs to the nf_conntrack module: this kernel exports no module BTF .* and no kernel headers are installed .*; and tracepoint mode needs skb drop reasons/,
+    );
+  });
+
+  it('6.1 (no rx_sk in skb:kfree_skb) runs the DNS drop script without it, from BTF alone', () => {
+    const selection = selected('6.1-btf', 'auto');
+    expect(selection.probes).toEqual(ALL);
+    const dns = selection.runs.find((run) => run.spec.name === 'tracepoint/dns-drops');
+    expect(dns?.variant.script).toBe('tracepoint/dns-drops-no-rx-sk.bt');
+    for (const run of selection.runs) {
+      expect(run.env).toEqual({});
+      expect(run.bpftraceOptions).toEqual([]);
+    }
+    expect(selection.unobservable).toEqual([
+      expect.stringMatching(/^dropped UDP DNS .*, in part: skb:kfree_skb has no rx_sk field/),
+    ]);
+    expect(selected('6.1-btf', 'tracepoint').runs.map((run) => run.variant.script)).toEqual([
+      'tracepoint/conntrack-insert-failed.bt',
+      'tracepoint/dns-drops-no-rx-sk.bt',
+    ]);
+  });
+
+  it('5.15 with backported drop reasons and 6.12 run every kprobe and the DNS drop probe', () => {
+    for (const name of ['5.15-btf-reasons', '6.12-trixie'] as const) {
       const selection = selected(name, 'auto');
       expect(selection.probes).toEqual(ALL);
-      expect(selection.unobservable).toEqual([]);
       expect(selection.reason).toMatch(/^auto: kprobes attach to __nf_conntrack_confirm/);
     }
+    expect(selected('6.12-trixie', 'auto').unobservable).toEqual([]);
+    expect(selected('6.12-trixie', 'auto').runs.map((run) => run.variant.script)).toContain(
+      'tracepoint/dns-drops.bt',
+    );
   });
 
   it('4.19 without BTF falls back to counters-only, saying why neither probe mode runs', () => {

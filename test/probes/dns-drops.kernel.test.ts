@@ -1,5 +1,6 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import type { DnsDropEvent, ProbeEvent } from '../../src/events/types.js';
+import { probeSpec } from '../../src/sources/bpftrace/catalogue.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
 import { createLab, labAddresses, type Lab } from '../lab/lab.js';
@@ -14,24 +15,34 @@ const decodeConntrack = createLineDecoder('tracepoint/conntrack-insert-failed', 
 // Namespaces and two bpftrace compiles take seconds.
 const timeoutMs = 60_000;
 
+// Every variant of the catalogue runs here (this kernel has every field they read), and each
+// must report each drop the same way: the one for kernels without drop reasons names them
+// from the freeing function, which is what is checked of it here.
+const variants = probeSpec('tracepoint/dns-drops')!.variants.map((variant) => variant.script);
+
 let lab: Lab;
-let dnsProbe: ProbeRun;
+const dnsProbes = new Map<string, ProbeRun>();
 let conntrackProbe: ProbeRun;
 
 beforeAll(async () => {
   lab = await createLab();
-  [dnsProbe, conntrackProbe] = await Promise.all([
-    startProbe('tracepoint/dns-drops.bt'),
+  const [conntrack, ...dns] = await Promise.all([
     startProbe('tracepoint/conntrack-insert-failed.bt', [
       String(dropReason(reasons, 'NETFILTER_DROP')),
     ]),
+    ...variants.map((script) => startProbe(script)),
   ]);
+  conntrackProbe = conntrack!;
+  variants.forEach((script, index) => dnsProbes.set(script, dns[index]!));
 }, timeoutMs);
 
 afterAll(async () => {
-  await Promise.all([dnsProbe?.stop(), conntrackProbe?.stop()]);
+  await Promise.all([...dnsProbes.values(), conntrackProbe].map((probe) => probe?.stop()));
   await lab?.destroy();
 }, timeoutMs);
+
+const dnsEventCounts = (): Map<string, number> =>
+  new Map(variants.map((script) => [script, events(dnsProbes.get(script)!, decodeDns).length]));
 
 function events(probe: ProbeRun, decode: typeof decodeDns): ProbeEvent[] {
   return probe.lines.flatMap((line) => {
@@ -44,13 +55,14 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** DNS drops to `dstIp` since `already`, once `expected` arrived (or 5 s passed) and a quiet half-second. */
 async function dnsDropsTo(
+  script: string,
   dstIp: string,
-  already: number,
+  already: Map<string, number>,
   expected: number,
 ): Promise<DnsDropEvent[]> {
   const matching = (): DnsDropEvent[] =>
-    events(dnsProbe, decodeDns)
-      .slice(already)
+    events(dnsProbes.get(script)!, decodeDns)
+      .slice(already.get(script))
       .filter(
         (event): event is DnsDropEvent => event.kind === 'dns_drop' && event.tuple.dstIp === dstIp,
       );
@@ -64,14 +76,14 @@ function insertFailuresIn(netnsInode: number): ProbeEvent[] {
   return events(conntrackProbe, decodeConntrack).filter((event) => event.netnsInode === netnsInode);
 }
 
-describe('tracepoint/dns-drops.bt', () => {
+describe.each(variants)('%s', (script) => {
   it(
     'reports each query a pod sends into the node firewall as a NETFILTER_DROP query in the node namespace, and no insert failure',
     async () => {
-      const already = events(dnsProbe, decodeDns).length;
+      const already = dnsEventCounts();
 
       const blocked = await runDnsBlocked(lab, { queries: 16, from: 'pod' });
-      const drops = await dnsDropsTo(labAddresses.blockedDns, already, 16);
+      const drops = await dnsDropsTo(script, labAddresses.blockedDns, already, 16);
 
       expect(blocked.firewallDrops).toBe(16);
       expect(drops).toHaveLength(16);
@@ -94,10 +106,10 @@ describe('tracepoint/dns-drops.bt', () => {
   it(
     'attributes a query the node itself sends into its OUTPUT firewall to the node namespace',
     async () => {
-      const already = events(dnsProbe, decodeDns).length;
+      const already = dnsEventCounts();
 
       const blocked = await runDnsBlocked(lab, { queries: 7, from: 'node' });
-      const drops = await dnsDropsTo(labAddresses.blockedDns, already, 7);
+      const drops = await dnsDropsTo(script, labAddresses.blockedDns, already, 7);
 
       expect(blocked.firewallDrops).toBe(7);
       expect(drops).toHaveLength(7);
@@ -117,10 +129,10 @@ describe('tracepoint/dns-drops.bt', () => {
   it(
     'reports each query to an upstream with no listener as NO_SOCKET in the upstream namespace',
     async () => {
-      const already = events(dnsProbe, decodeDns).length;
+      const already = dnsEventCounts();
 
       const result = await runNoListener(lab, { queries: 11 });
-      const drops = await dnsDropsTo(labAddresses.silentDns, already, 11);
+      const drops = await dnsDropsTo(script, labAddresses.silentDns, already, 11);
 
       expect(result.upstreamUdpNoPorts).toBe(11);
       expect(drops).toHaveLength(11);

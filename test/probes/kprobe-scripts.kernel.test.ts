@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { probeCatalogue, type ProbeSpec } from '../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue, type ProbeVariant } from '../../src/sources/bpftrace/catalogue.js';
 
 // kprobes cannot attach on the machines these tests run on (CONFIG_KPROBES is off), so each
 // script is compiled to an ELF object without attaching: a real check of its syntax and of
-// every struct field it reads against this kernel's BTF.
+// every struct field it reads against this kernel's BTF. Every variant of every probe in the
+// catalogue is compiled, those of other kernels included (this kernel has every field and
+// type they read).
 const probesDir = fileURLToPath(new URL('../../probes/', import.meta.url));
 const noKernelArguments = { dropReasonCode: () => undefined };
 
@@ -31,24 +33,39 @@ async function compile(script: string, args: readonly string[]) {
   return { result, bytes };
 }
 
-const kprobeProbes = probeCatalogue.filter((probe) => probe.mode === 'kprobe');
+const variants = probeCatalogue.flatMap((probe) =>
+  probe.variants.map((variant): [string, ProbeVariant] => [variant.script, variant]),
+);
+// Positional arguments only need to be numbers to compile.
+const anyReasonCode = { dropReasonCode: () => 1 };
 
-describe('kprobe scripts', () => {
+describe('probe scripts', () => {
   it('are each in the probe catalogue', async () => {
-    const onDisk = (await readdir(join(probesDir, 'kprobe'))).filter((file) =>
-      file.endsWith('.bt'),
-    );
-    expect(onDisk.map((file) => `kprobe/${file}`).sort()).toEqual(
-      kprobeProbes.map((probe) => probe.script).sort(),
-    );
+    const onDisk = (
+      await Promise.all(
+        ['kprobe', 'tracepoint'].map(async (dir) =>
+          (await readdir(join(probesDir, dir)))
+            .filter((file) => file.endsWith('.bt'))
+            .map((file) => `${dir}/${file}`),
+        ),
+      )
+    ).flat();
+    expect(onDisk.sort()).toEqual(variants.map(([script]) => script).sort());
   });
 
-  it.each(kprobeProbes.map((probe): [string, ProbeSpec] => [probe.name, probe]))(
+  it('kprobe scripts need no kernel argument', () => {
+    for (const [script, variant] of variants) {
+      if (script.startsWith('kprobe/'))
+        expect(variant.positionalArgs(noKernelArguments)).toEqual([]);
+    }
+  });
+
+  it.each(variants)(
     '%s compiles with bpftrace --emit-elf on this kernel',
-    async (_name, probe) => {
+    async (script, variant) => {
       const { result, bytes } = await compile(
-        join(probesDir, probe.script),
-        probe.positionalArgs(noKernelArguments),
+        join(probesDir, script),
+        variant.positionalArgs(anyReasonCode),
       );
       expect(result.stderr).not.toMatch(/ERROR: (?!.*RLIMIT_MEMLOCK)/);
       expect(result.exitCode).toBe(0);

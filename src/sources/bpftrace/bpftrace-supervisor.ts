@@ -10,6 +10,11 @@ import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { DecodeErrorCode, LineDecoder } from '../../decode/decoded-line.js';
 import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
+import {
+  probeUnavailableReasons,
+  type ProbeUnavailableReason,
+  type UnavailableProbe,
+} from './catalogue.js';
 
 /** A probe ready to run: its script and positional arguments already resolved for this kernel. */
 export interface ProbeDefinition {
@@ -17,6 +22,12 @@ export interface ProbeDefinition {
   readonly name: string;
   readonly script: string;
   readonly args: readonly string[];
+  /** bpftrace options put before the script, e.g. `--include` of a kernel header. */
+  readonly bpftraceOptions?: readonly string[];
+  /** Added to bpftrace's environment (BPFTRACE_BTF, BPFTRACE_KERNEL_SOURCE, …). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Overrides the supervisor's attach timeout, e.g. for a script that compiles kernel headers. */
+  readonly attachTimeoutMs?: number;
 }
 
 export interface BpftraceSupervisorOptions {
@@ -42,6 +53,12 @@ export interface BpftraceSupervisorOptions {
   readonly attachTimeoutMs?: number;
   /** Time between SIGTERM and SIGKILL. */
   readonly stopGraceMs?: number;
+  /** Probes of the mode that detection found this kernel cannot run: reported, never started. */
+  readonly unavailable?: readonly UnavailableProbe[];
+  /** A probe that exits before attaching this many times in a row is reported unavailable. */
+  readonly unavailableAfterFailures?: number;
+  /** How often an unavailable probe is tried again, in case what failed was transient. */
+  readonly unavailableRetryMs?: number;
 }
 
 export interface ProbeStatus {
@@ -49,6 +66,8 @@ export interface ProbeStatus {
   readonly ready: boolean;
   readonly pid: number | undefined;
   readonly restarts: number;
+  /** Set while the probe cannot run on this kernel; readiness does not wait for it. */
+  readonly unavailable: UnavailableProbe | undefined;
 }
 
 const REJECTED_LINE_LOG_CHARS = 200;
@@ -85,6 +104,9 @@ interface ProbeState {
   ready: boolean;
   attachedAt: number | undefined;
   restarts: number;
+  /** Exits before attaching since it last attached. */
+  failuresBeforeAttach: number;
+  unavailable: UnavailableProbe | undefined;
 }
 
 interface SupervisorMetrics {
@@ -93,6 +115,7 @@ interface SupervisorMetrics {
   readonly decoded: Counter<'probe'>;
   readonly rejected: Counter<'probe' | 'error'>;
   readonly lost: Counter<'probe'>;
+  readonly unavailable: Gauge<'probe' | 'reason'>;
 }
 
 /**
@@ -113,6 +136,9 @@ export class BpftraceSupervisor implements Lifecycle {
   private readonly stableAfterMs: number;
   private readonly attachTimeoutMs: number;
   private readonly stopGraceMs: number;
+  private readonly unavailableAfterFailures: number;
+  private readonly unavailableRetryMs: number;
+  private readonly unavailableAtStart: readonly UnavailableProbe[];
   private memlockNoticeLogged = false;
   private started = false;
   private stopping: Promise<void> | undefined;
@@ -124,8 +150,13 @@ export class BpftraceSupervisor implements Lifecycle {
     this.random = options.random ?? Math.random;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.stableAfterMs = options.stableAfterMs ?? 60_000;
-    this.attachTimeoutMs = options.attachTimeoutMs ?? 30_000;
+    // Compiling a script is most of the time to attach: well under a second on a node, but
+    // 30 s were not enough for four scripts starting at once on 6.1 under software emulation.
+    this.attachTimeoutMs = options.attachTimeoutMs ?? 120_000;
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
+    this.unavailableAfterFailures = options.unavailableAfterFailures ?? 3;
+    this.unavailableRetryMs = options.unavailableRetryMs ?? 300_000;
+    this.unavailableAtStart = options.unavailable ?? [];
     this.metrics = registerMetrics(options.registry);
     this.states = options.probes.map((definition) => ({
       definition,
@@ -137,7 +168,12 @@ export class BpftraceSupervisor implements Lifecycle {
       ready: false,
       attachedAt: undefined,
       restarts: 0,
+      failuresBeforeAttach: 0,
+      unavailable: undefined,
     }));
+    for (const probe of this.unavailableAtStart) {
+      this.metrics.unavailable.set({ probe: probe.name, reason: probe.reason }, 1);
+    }
     for (const { definition } of this.states) {
       const probe = definition.name;
       this.metrics.up.set({ probe }, 0);
@@ -169,19 +205,24 @@ export class BpftraceSupervisor implements Lifecycle {
     return this.stopping;
   }
 
-  /** True once every probe has attached (and none has exited since). */
+  /**
+   * True once every probe has attached or been found unable to run on this kernel (and none
+   * has exited since): one probe the kernel cannot run never holds the agent unready.
+   */
   isReady(): boolean {
     return (
       this.stopping === undefined &&
-      this.states.length > 0 &&
-      this.states.every((state) => state.ready)
+      this.states.every((state) => state.ready || state.unavailable !== undefined)
     );
   }
 
-  /** The probes not attached yet, for /readyz; undefined once all are. */
+  /**
+   * The probes that have neither attached nor been found unavailable, for /readyz; undefined
+   * when there are none.
+   */
   waitingFor(): string | undefined {
-    if (this.isReady()) return undefined;
-    const pending = this.states.filter((state) => !state.ready);
+    const pending = this.states.filter((state) => !state.ready && state.unavailable === undefined);
+    if (pending.length === 0) return undefined;
     return `probes not attached: ${pending.map((state) => state.definition.name).join(', ')}`;
   }
 
@@ -191,7 +232,18 @@ export class BpftraceSupervisor implements Lifecycle {
       ready: state.ready,
       pid: state.child?.pid,
       restarts: state.restarts,
+      unavailable: state.unavailable,
     }));
+  }
+
+  /** The probes that do not run on this kernel: found at start-up, and found at run time. */
+  unavailable(): UnavailableProbe[] {
+    return [
+      ...this.unavailableAtStart,
+      ...this.states.flatMap((state) =>
+        state.unavailable === undefined ? [] : [state.unavailable],
+      ),
+    ];
   }
 
   private async stopAll(): Promise<void> {
@@ -207,7 +259,12 @@ export class BpftraceSupervisor implements Lifecycle {
     let attempt = 0;
     for (let first = true; !this.lifetime.signal.aborted; first = false) {
       if (!first) {
-        const delayMs = backoffDelay(attempt, this.backoff, this.random);
+        // An unavailable probe is retried slowly, in case what failed was transient (a module
+        // not loaded yet, headers mounted late); any other restart backs off.
+        const delayMs =
+          state.unavailable === undefined
+            ? backoffDelay(attempt, this.backoff, this.random)
+            : this.unavailableRetryMs;
         attempt += 1;
         this.options.logger.info({ probe, delayMs, attempt }, 'restarting probe after backoff');
         await waitOrAbort(this.delay, delayMs, this.lifetime.signal);
@@ -215,26 +272,72 @@ export class BpftraceSupervisor implements Lifecycle {
         state.restarts += 1;
         this.metrics.restarts.inc({ probe });
       }
-      const stableMs = await this.runOnce(state);
-      if (stableMs >= this.stableAfterMs) attempt = 0;
+      const run = await this.runOnce(state);
+      if (run.stableMs >= this.stableAfterMs) attempt = 0;
+      if (this.lifetime.signal.aborted) break;
+      if (run.attached) {
+        state.failuresBeforeAttach = 0;
+        continue;
+      }
+      state.failuresBeforeAttach += 1;
+      if (
+        state.unavailable === undefined &&
+        state.failuresBeforeAttach >= this.unavailableAfterFailures
+      ) {
+        this.markUnavailable(state, run.failure);
+      }
     }
   }
 
-  /** Runs the probe until its process is gone; returns how long it stayed attached. */
-  private async runOnce(state: ProbeState): Promise<number> {
+  private markUnavailable(state: ProbeState, failure: string): void {
     const probe = state.definition.name;
+    const reason: ProbeUnavailableReason = 'exits_before_attach';
+    state.unavailable = { name: probe, reason, detail: failure };
+    this.metrics.unavailable.set({ probe, reason }, 1);
+    this.options.logger.error(
+      {
+        probe,
+        reason,
+        detail: failure,
+        failures: state.failuresBeforeAttach,
+        retryMs: this.unavailableRetryMs,
+      },
+      `probe unavailable on this kernel: it exited before attaching ${state.failuresBeforeAttach} ` +
+        `times in a row (${failure}); the other probes go on, and it is tried again every ` +
+        `${Math.round(this.unavailableRetryMs / 1000)} s`,
+    );
+  }
+
+  private markAvailable(state: ProbeState): void {
+    const previous = state.unavailable;
+    if (previous === undefined) return;
+    state.unavailable = undefined;
+    this.metrics.unavailable.set({ probe: previous.name, reason: previous.reason }, 0);
+    this.options.logger.info(
+      { probe: previous.name, wasUnavailable: previous.detail },
+      'probe attached after all: available again',
+    );
+  }
+
+  /** Runs the probe until its process is gone: whether it attached, for how long, else why not. */
+  private async runOnce(
+    state: ProbeState,
+  ): Promise<{ attached: boolean; stableMs: number; failure: string }> {
+    const probe = state.definition.name;
+    const { definition } = state;
     const command = [
       ...(this.options.commandPrefix ?? []),
       this.options.bpftracePath ?? 'bpftrace',
-      ...['-f', 'json', '-B', 'line', state.definition.script, ...state.definition.args],
+      ...['-f', 'json', '-B', 'line', ...(definition.bpftraceOptions ?? [])],
+      ...[definition.script, ...definition.args],
     ];
     const [file = 'bpftrace', ...args] = command;
     let child: ProbeProcess;
     try {
-      child = this.options.spawn(file, args);
+      child = this.options.spawn(file, args, { env: definition.env });
     } catch (error) {
       this.options.logger.error({ probe, err: error, command }, 'probe could not be started');
-      return 0;
+      return { attached: false, stableMs: 0, failure: `could not be started: ${String(error)}` };
     }
     state.child = child;
     state.ready = false;
@@ -243,7 +346,10 @@ export class BpftraceSupervisor implements Lifecycle {
 
     const attachWatch = new AbortController();
     const stderrTail: string[] = [];
-    const watchdog = this.watchAttach(state, child, attachWatch.signal);
+    let timedOut = false;
+    const watchdog = this.watchAttach(state, child, attachWatch.signal).then((killed) => {
+      timedOut = killed;
+    });
     const [exit] = await Promise.all([
       child.exited,
       this.readStdout(state, child, attachWatch),
@@ -259,22 +365,29 @@ export class BpftraceSupervisor implements Lifecycle {
     state.attachedAt = undefined;
     this.metrics.up.set({ probe }, 0);
     this.logExit(probe, child, exit, attached, stderrTail);
-    return stableMs;
+    const attachTimeoutMs = definition.attachTimeoutMs ?? this.attachTimeoutMs;
+    const failure = timedOut
+      ? `did not attach within ${Math.round(attachTimeoutMs / 1000)} s`
+      : failureOf(exit, stderrTail);
+    return { attached, stableMs, failure };
   }
 
+  /** Kills the probe if it has not attached in time; resolves true when it did so. */
   private async watchAttach(
     state: ProbeState,
     child: ProbeProcess,
     attached: AbortSignal,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const cancel = AbortSignal.any([attached, this.lifetime.signal]);
-    await waitOrAbort(this.delay, this.attachTimeoutMs, cancel);
-    if (cancel.aborted) return;
+    const attachTimeoutMs = state.definition.attachTimeoutMs ?? this.attachTimeoutMs;
+    await waitOrAbort(this.delay, attachTimeoutMs, cancel);
+    if (cancel.aborted) return false;
     this.options.logger.error(
-      { probe: state.definition.name, pid: child.pid, attachTimeoutMs: this.attachTimeoutMs },
+      { probe: state.definition.name, pid: child.pid, attachTimeoutMs },
       'probe did not attach in time; killing it to retry',
     );
     await this.terminate(child);
+    return true;
   }
 
   private async readStdout(
@@ -314,6 +427,7 @@ export class BpftraceSupervisor implements Lifecycle {
         state.ready = true;
         state.attachedAt = this.now();
         attachWatch.abort();
+        this.markAvailable(state);
         this.metrics.up.set({ probe }, 1);
         this.options.logger.info(
           { probe, pid: state.child?.pid, probes: decoded.probes },
@@ -450,6 +564,15 @@ function registerMetrics(registry: Registry): SupervisorMetrics {
       labelNames: ['probe', 'error'],
       registers: [registry],
     }),
+    unavailable: new Gauge({
+      name: 'conntrack_observer_probe_unavailable',
+      help:
+        'Set to 1 while a probe of the chosen mode cannot run on this kernel, by reason: ' +
+        probeUnavailableReasons.join(', ') +
+        ' (docs/metrics.md). 0 once a probe found unavailable at run time attached after all.',
+      labelNames: ['probe', 'reason'],
+      registers: [registry],
+    }),
     lost: new Counter({
       name: 'conntrack_observer_probe_events_lost_total',
       help: 'Events the kernel dropped before the probe read them (bpftrace lost_events: perf ring buffer full).',
@@ -457,6 +580,19 @@ function registerMetrics(registry: Registry): SupervisorMetrics {
       registers: [registry],
     }),
   };
+}
+
+/**
+ * Why a probe ended before attaching, in one line: bpftrace's last ERROR line (it names the
+ * missing field, type or function), else its last stderr line, else how the process ended.
+ */
+function failureOf(exit: ProbeExit, stderr: readonly string[]): string {
+  if (exit.spawnError !== undefined) return exit.spawnError;
+  const errors = stderr.filter((line) => /\bERROR\b/.test(line));
+  const line = errors.at(-1) ?? stderr.at(-1);
+  if (line !== undefined) return truncate(line.trim(), 300);
+  if (exit.signal !== undefined) return `killed by ${exit.signal}`;
+  return `exit code ${exit.exitCode ?? 'none'}`;
 }
 
 function truncate(text: string, maxChars: number): string {

@@ -1,3 +1,4 @@
+import type { KprobeTarget } from '../../detect/capabilities.js';
 import type { ProbeEvent } from '../../events/types.js';
 
 export type ProbeMode = 'tracepoint' | 'kprobe';
@@ -14,15 +15,85 @@ export interface ProbeArgumentContext {
  */
 export type ProbeRecordKind = ProbeEvent['kind'] | 'snat_port_alloc';
 
-export interface ProbeSpec {
-  /** Stable name, used in metrics labels and logs: `<mode>/<script>`. */
-  readonly name: string;
-  readonly mode: ProbeMode;
+/**
+ * Kernel structs a script dereferences. `sk_buff` and `sock` are vmlinux types (BTF from
+ * `/sys/kernel/btf/vmlinux`); `nf_conn` belongs to nf_conntrack, which is usually a module:
+ * its types come from the module's BTF (5.11+), from vmlinux when conntrack is built in, or
+ * from the kernel headers (`--include`) on kernels that export no module BTF.
+ */
+export type KernelStruct = 'sk_buff' | 'sock' | 'nf_conn';
+
+/** What one script needs of the running kernel; mode selection checks each of them. */
+export interface ProbeRequirements {
+  /** Its kprobes, whose test-attach (src/detect/capabilities.ts) must have succeeded. */
+  readonly kprobes?: KprobeTarget;
+  /** Fields of `tracepoint:skb:kfree_skb` it reads, checked against the format file. */
+  readonly kfreeSkbFields?: readonly string[];
+  /** `enum skb_drop_reason` names its positional arguments are built from. */
+  readonly dropReasons?: readonly string[];
+  readonly structs: readonly KernelStruct[];
+}
+
+export interface ProbeVariant {
   /** Script path relative to the probes directory. */
   readonly script: string;
-  readonly emits: readonly ProbeRecordKind[];
+  readonly requires: ProbeRequirements;
+  /** What this variant gives up compared with the first one, for logs and docs; none for the first. */
+  readonly limits?: string;
   /** Positional arguments ($1, $2, …) for the script; throws if the kernel lacks what it needs. */
   positionalArgs(context: ProbeArgumentContext): string[];
+}
+
+/** The observations of src/detect/mode-selection.ts that a probe provides. */
+export type ProbeObservation =
+  'insertFailures' | 'resolvedClashes' | 'snatPortAllocation' | 'dnsDrops';
+
+export interface ProbeSpec {
+  /** Stable name, used in metrics labels and logs: `<kind>/<script>`. */
+  readonly name: string;
+  /** The modes that run this probe. */
+  readonly runsIn: readonly ProbeMode[];
+  /**
+   * The modes that are pointless without it: such a mode is chosen only when this probe can
+   * run. Any other probe that cannot run is reported unavailable and the mode goes on.
+   */
+  readonly essentialIn: readonly ProbeMode[];
+  readonly observation: ProbeObservation;
+  readonly emits: readonly ProbeRecordKind[];
+  /** Most complete first; the first one the kernel satisfies runs. */
+  readonly variants: readonly ProbeVariant[];
+}
+
+/**
+ * Why a probe of the chosen mode does not run. A fixed set, so that it can be a metric label:
+ * the first six are found at start-up from what the kernel offers (src/detect/mode-selection.ts),
+ * `exits_before_attach` at run time (bpftrace-supervisor.ts).
+ */
+export type ProbeUnavailableReason =
+  | 'no_bpftrace'
+  | 'kprobe_attach'
+  | 'no_tracepoint'
+  | 'tracepoint_fields'
+  | 'no_btf'
+  | 'no_struct_types'
+  | 'exits_before_attach';
+
+export const probeUnavailableReasons: readonly ProbeUnavailableReason[] = [
+  'no_bpftrace',
+  'kprobe_attach',
+  'no_tracepoint',
+  'tracepoint_fields',
+  'no_btf',
+  'no_struct_types',
+  'exits_before_attach',
+];
+
+/** A probe of the chosen mode that this kernel cannot run, and why. */
+export interface UnavailableProbe {
+  readonly name: string;
+  readonly reason: ProbeUnavailableReason;
+  /** What is missing, in words, e.g. bpftrace's error line or the absent field. */
+  readonly detail: string;
 }
 
 function requireReason(context: ProbeArgumentContext, name: string): string {
@@ -33,40 +104,119 @@ function requireReason(context: ProbeArgumentContext, name: string): string {
   return String(code);
 }
 
+const noArgs = (): string[] => [];
+
 export const probeCatalogue: readonly ProbeSpec[] = [
   {
     name: 'tracepoint/conntrack-insert-failed',
-    mode: 'tracepoint',
-    script: 'tracepoint/conntrack-insert-failed.bt',
+    runsIn: ['tracepoint'],
+    essentialIn: ['tracepoint'],
+    observation: 'insertFailures',
     emits: ['insert_failed'],
-    positionalArgs: (context) => [requireReason(context, 'NETFILTER_DROP')],
-  },
-  {
-    name: 'tracepoint/dns-drops',
-    mode: 'tracepoint',
-    script: 'tracepoint/dns-drops.bt',
-    emits: ['dns_drop'],
-    positionalArgs: () => [],
+    variants: [
+      {
+        script: 'tracepoint/conntrack-insert-failed.bt',
+        requires: {
+          kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason'],
+          dropReasons: ['NETFILTER_DROP'],
+          structs: ['sk_buff', 'nf_conn'],
+        },
+        positionalArgs: (context) => [requireReason(context, 'NETFILTER_DROP')],
+      },
+    ],
   },
   {
     name: 'kprobe/conntrack-confirm',
-    mode: 'kprobe',
-    script: 'kprobe/conntrack-confirm.bt',
+    runsIn: ['kprobe'],
+    essentialIn: ['kprobe'],
+    observation: 'insertFailures',
     emits: ['insert_failed'],
-    positionalArgs: () => [],
+    variants: [
+      {
+        script: 'kprobe/conntrack-confirm.bt',
+        requires: { kprobes: 'conntrack-confirm', structs: ['sk_buff', 'nf_conn'] },
+        positionalArgs: noArgs,
+      },
+    ],
   },
   {
     name: 'kprobe/clash-resolved',
-    mode: 'kprobe',
-    script: 'kprobe/clash-resolved.bt',
+    runsIn: ['kprobe'],
+    essentialIn: [],
+    observation: 'resolvedClashes',
     emits: ['clash_resolved'],
-    positionalArgs: () => [],
+    variants: [
+      {
+        script: 'kprobe/clash-resolved.bt',
+        requires: { kprobes: 'clash-resolved', structs: ['sk_buff', 'nf_conn'] },
+        positionalArgs: noArgs,
+      },
+    ],
   },
   {
     name: 'kprobe/snat-port-alloc',
-    mode: 'kprobe',
-    script: 'kprobe/snat-port-alloc.bt',
+    runsIn: ['kprobe'],
+    essentialIn: [],
+    observation: 'snatPortAllocation',
     emits: ['snat_port_alloc'],
-    positionalArgs: () => [],
+    variants: [
+      {
+        script: 'kprobe/snat-port-alloc.bt',
+        requires: { kprobes: 'snat-port-alloc', structs: ['nf_conn'] },
+        positionalArgs: noArgs,
+      },
+    ],
+  },
+  {
+    name: 'tracepoint/dns-drops',
+    runsIn: ['kprobe', 'tracepoint'],
+    essentialIn: [],
+    observation: 'dnsDrops',
+    emits: ['dns_drop'],
+    variants: [
+      {
+        script: 'tracepoint/dns-drops.bt',
+        requires: {
+          kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason', 'rx_sk'],
+          structs: ['sk_buff', 'sock', 'nf_conn'],
+        },
+        positionalArgs: noArgs,
+      },
+      {
+        // 5.17 to 6.10: drop reasons, but no receiving socket in the tracepoint (6.11).
+        script: 'tracepoint/dns-drops-no-rx-sk.bt',
+        requires: {
+          kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason'],
+          structs: ['sk_buff', 'sock', 'nf_conn'],
+        },
+        limits:
+          'skb:kfree_skb has no rx_sk field (added in 6.11): a datagram freed from a socket ' +
+          'queue, with neither device nor owner left, is placed by its conntrack entry or not at all',
+        positionalArgs: noArgs,
+      },
+      {
+        // Before 5.17: no drop reasons; the agent names the cause from the freeing function.
+        script: 'tracepoint/dns-drops-no-reason.bt',
+        requires: {
+          kfreeSkbFields: ['skbaddr', 'location', 'protocol'],
+          structs: ['sk_buff', 'sock', 'nf_conn'],
+        },
+        limits:
+          'skb:kfree_skb has no reason field (added in 5.17): the cause is named from the ' +
+          'function that freed the datagram (docs/probe-matrix.md, "Drops without drop reasons")',
+        positionalArgs: noArgs,
+      },
+    ],
   },
 ];
+
+export function probesForMode(mode: ProbeMode): ProbeSpec[] {
+  return probeCatalogue.filter((probe) => probe.runsIn.includes(mode));
+}
+
+export function probeSpec(name: string): ProbeSpec | undefined {
+  return probeCatalogue.find((probe) => probe.name === name);
+}
+
+/** The header that declares `struct nf_conn`, for kernels whose types come from headers. */
+export const NF_CONN_HEADER = 'net/netfilter/nf_conntrack.h';

@@ -25,7 +25,16 @@ export interface ProbeProcess {
   readonly exited: Promise<ProbeExit>;
 }
 
-export type ProbeSpawner = (command: string, args: readonly string[]) => ProbeProcess;
+export interface ProbeSpawnOptions {
+  /** Variables added to the child's environment, e.g. BPFTRACE_BTF. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export type ProbeSpawner = (
+  command: string,
+  args: readonly string[],
+  options?: ProbeSpawnOptions,
+) => ProbeProcess;
 
 export interface ExecaProbeSpawnerOptions {
   /** Environment of the children; the parent's when absent. */
@@ -33,7 +42,8 @@ export interface ExecaProbeSpawnerOptions {
 }
 
 export function createExecaProbeSpawner(options: ExecaProbeSpawnerOptions = {}): ProbeSpawner {
-  return (command, args) => {
+  return (command, args, spawnOptions = {}) => {
+    const extra = spawnOptions.env ?? {};
     const subprocess = execa(command, [...args], {
       stdin: 'ignore',
       // Output is streamed, never kept: a probe runs for the agent's whole life.
@@ -44,7 +54,9 @@ export function createExecaProbeSpawner(options: ExecaProbeSpawnerOptions = {}):
       // Still kill the children when the agent exits normally or on a signal it handles.
       cleanup: true,
       stripFinalNewline: false,
-      ...(options.env === undefined ? {} : { env: options.env, extendEnv: false }),
+      ...(options.env === undefined
+        ? { env: extra }
+        : { env: { ...options.env, ...extra }, extendEnv: false }),
     });
     const exited: Promise<ProbeExit> = subprocess.then(
       (result) => ({

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Registry } from 'prom-client';
@@ -36,13 +39,20 @@ interface Harness {
   events: { event: ProbeEvent; probe: string }[];
   delays: ManualDelay;
   spawned: number[];
+  spawnCalls: { args: readonly string[]; env: Readonly<Record<string, string>> | undefined }[];
   clock: { now: number };
 }
 
 const running: BpftraceSupervisor[] = [];
 
 function harness(
-  probes: { name: string; script: string; args?: string[] }[],
+  probes: {
+    name: string;
+    script: string;
+    args?: string[];
+    env?: Record<string, string>;
+    bpftraceOptions?: string[];
+  }[],
   overrides: Partial<BpftraceSupervisorOptions> = {},
 ): Harness {
   const registry = new Registry();
@@ -50,10 +60,12 @@ function harness(
   const events: Harness['events'] = [];
   const delays = new ManualDelay();
   const spawned: number[] = [];
+  const spawnCalls: Harness['spawnCalls'] = [];
   const clock = { now: 0 };
   const execaSpawner = createExecaProbeSpawner();
-  const spawn: ProbeSpawner = (command, args) => {
-    const child = execaSpawner(command, args);
+  const spawn: ProbeSpawner = (command, args, options) => {
+    spawnCalls.push({ args, env: options?.env });
+    const child = execaSpawner(command, args, options);
     if (child.pid !== undefined) spawned.push(child.pid);
     return child;
   };
@@ -62,6 +74,8 @@ function harness(
       name: probe.name,
       script: fakeScript(probe.script),
       args: probe.args ?? [],
+      env: probe.env,
+      bpftraceOptions: probe.bpftraceOptions,
     })),
     decoderFor: (probe) => createLineDecoder(probe.name, (code) => `REASON_${code}`),
     onEvent: (event, probe) => events.push({ event, probe }),
@@ -76,7 +90,7 @@ function harness(
     ...overrides,
   });
   running.push(supervisor);
-  return { supervisor, registry, records, events, delays, spawned, clock };
+  return { supervisor, registry, records, events, delays, spawned, spawnCalls, clock };
 }
 
 const logged = (records: LogRecord[], msg: string): LogRecord[] =>
@@ -388,6 +402,123 @@ describe('BpftraceSupervisor', () => {
     expect(
       await metricValue(registry, 'conntrack_observer_probe_restarts_total', { probe: 'bad' }),
     ).toBe(1);
+  });
+
+  it("reports a probe that exits before attaching three times in a row as unavailable, with bpftrace's error, and is ready without it", async () => {
+    const { supervisor, records, delays, registry } = harness([
+      { name: 'good', script: 'attaches-and-stays' },
+      { name: 'bad', script: 'fails-to-attach' },
+    ]);
+    supervisor.start();
+    await delays.elapse(1_000);
+    await delays.elapse(2_000);
+    await eventually('the slow retry', () => delays.pendingDurations().includes(300_000));
+    await eventually('readiness without the failing probe', () => supervisor.isReady());
+    const bad = supervisor.status().find((probe) => probe.name === 'bad');
+    expect(bad?.unavailable).toEqual({
+      name: 'bad',
+      reason: 'exits_before_attach',
+      detail: 'ERROR: tracepoint not found: skb:no_such_event',
+    });
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_unavailable', {
+        probe: 'bad',
+        reason: 'exits_before_attach',
+      }),
+    ).toBe(1);
+    const marked = records.filter((record) => /^probe unavailable on this kernel/.test(record.msg));
+    expect(marked).toHaveLength(1);
+    expect(marked[0]).toMatchObject({ level: LEVEL.error, probe: 'bad', failures: 3 });
+    expect(marked[0]?.msg).toMatch(/tried again every 300 s/);
+  });
+
+  it('says a probe it kept killing for not attaching in time is unavailable because of that', async () => {
+    const { supervisor, delays } = harness([{ name: 'slow', script: 'never-attaches' }], {
+      attachTimeoutMs: 40_000,
+      unavailableAfterFailures: 2,
+    });
+    supervisor.start();
+    await delays.elapse(40_000);
+    await delays.elapse(1_000);
+    await delays.elapse(40_000);
+    await eventually('unavailable', () => supervisor.status()[0]?.unavailable !== undefined);
+    expect(supervisor.status()[0]?.unavailable).toMatchObject({
+      reason: 'exits_before_attach',
+      detail: 'did not attach within 40 s',
+    });
+  });
+
+  it('keeps retrying an unavailable probe slowly and reports it available once it attaches', async () => {
+    const counter = join(await mkdtemp(join(tmpdir(), 'fails-then-attaches-')), 'runs');
+    const { supervisor, delays, registry, records } = harness([
+      { name: 'late', script: 'fails-then-attaches', args: [counter, '3'] },
+    ]);
+    supervisor.start();
+    await delays.elapse(1_000);
+    await delays.elapse(2_000);
+    await eventually('unavailable', () => supervisor.status()[0]?.unavailable !== undefined);
+    expect(supervisor.status()[0]?.unavailable?.detail).toBe(
+      "ERROR: Struct/union of type 'struct nf_conn' does not exist",
+    );
+    await delays.elapse(300_000);
+    await eventually('attach on the slow retry', () => supervisor.status()[0]?.ready === true);
+    expect(supervisor.status()[0]?.unavailable).toBeUndefined();
+    expect(supervisor.isReady()).toBe(true);
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_unavailable', {
+        probe: 'late',
+        reason: 'exits_before_attach',
+      }),
+    ).toBe(0);
+    expect(logged(records, 'probe attached after all: available again')).toHaveLength(1);
+    await rm(dirname(counter), { recursive: true, force: true });
+  });
+
+  it('reports the probes detection found unavailable without ever starting them', async () => {
+    const { supervisor, registry, spawnCalls } = harness(
+      [{ name: 'good', script: 'attaches-and-stays' }],
+      {
+        unavailable: [
+          { name: 'tracepoint/dns-drops', reason: 'no_struct_types', detail: 'no nf_conn' },
+        ],
+      },
+    );
+    supervisor.start();
+    await eventually('ready', () => supervisor.isReady());
+    expect(spawnCalls).toHaveLength(1);
+    expect(supervisor.unavailable()).toEqual([
+      { name: 'tracepoint/dns-drops', reason: 'no_struct_types', detail: 'no nf_conn' },
+    ]);
+    expect(
+      await metricValue(registry, 'conntrack_observer_probe_unavailable', {
+        probe: 'tracepoint/dns-drops',
+        reason: 'no_struct_types',
+      }),
+    ).toBe(1);
+  });
+
+  it("gives bpftrace each probe's options before the script and its environment", () => {
+    const { supervisor, spawnCalls } = harness([
+      {
+        name: 'headers',
+        script: 'attaches-and-stays',
+        args: ['0'],
+        env: { BPFTRACE_BTF: '/sys/kernel/btf/vmlinux' },
+        bpftraceOptions: ['--include', 'net/netfilter/nf_conntrack.h'],
+      },
+    ]);
+    supervisor.start();
+    expect(spawnCalls[0]?.args).toEqual([
+      '-f',
+      'json',
+      '-B',
+      'line',
+      '--include',
+      'net/netfilter/nf_conntrack.h',
+      fakeScript('attaches-and-stays'),
+      '0',
+    ]);
+    expect(spawnCalls[0]?.env).toEqual({ BPFTRACE_BTF: '/sys/kernel/btf/vmlinux' });
   });
 
   it('reports a bpftrace that cannot be started as a failed probe and retries it', async () => {
