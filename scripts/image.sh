@@ -24,6 +24,8 @@ readonly host_lock=/tmp/host-kernel.lock
 readonly ca_bundle=${BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 log() { printf 'image: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/ensure-packages.sh
+. scripts/lib/ensure-packages.sh
 die() {
   log "error: $*"
   exit 1
@@ -32,18 +34,6 @@ die() {
 usage() {
   sed -n '5,6s/^#   //p' "$0" >&2
   exit 2
-}
-
-ensure_packages() {
-  local missing=() package
-  for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
 }
 
 have_docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
@@ -83,7 +73,7 @@ make_local_base() {
   host_modules=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/..
   [ "$(node --version)" = "v$node_version" ] ||
     die "the pinned base has Node.js $node_version; this machine has $(node --version)"
-  ensure_packages debootstrap
+  ensure_packages image debootstrap
 
   rootfs=$(mktemp -d /var/tmp/image-base.XXXXXX)
   work_dirs+=("$rootfs")
@@ -172,7 +162,7 @@ build_image() {
       "${labels[@]}" . >/dev/null
     return
   fi
-  ensure_packages buildah
+  ensure_packages image buildah
   choose_base "$rebuild_base"
   log "building with buildah bud"
   local started=$SECONDS

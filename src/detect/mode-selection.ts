@@ -513,29 +513,12 @@ export function selectProbeMode(
   const tracepoint = planMode('tracepoint', capabilities);
   switch (option) {
     case 'kprobe':
-      return kprobe.missing.length > 0
-        ? unavailable(option, kprobe.missing)
-        : {
-            ok: true,
-            selection: probeSelection(
-              'kprobe',
-              kprobe,
-              `requested with --probe-mode kprobe${environmentNotes(kprobe)}`,
-              capabilities,
-            ),
-          };
-    case 'tracepoint':
-      return tracepoint.missing.length > 0
-        ? unavailable(option, tracepoint.missing)
-        : {
-            ok: true,
-            selection: probeSelection(
-              'tracepoint',
-              tracepoint,
-              `requested with --probe-mode tracepoint${environmentNotes(tracepoint)}`,
-              capabilities,
-            ),
-          };
+    case 'tracepoint': {
+      const plan = option === 'kprobe' ? kprobe : tracepoint;
+      if (plan.missing.length > 0) return unavailable(option, plan.missing);
+      const reason = `requested with --probe-mode ${option}${environmentNotes(plan)}`;
+      return { ok: true, selection: probeSelection(option, plan, reason, capabilities) };
+    }
     case 'counters-only':
       return {
         ok: true,
