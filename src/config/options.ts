@@ -19,6 +19,8 @@ export interface AgentOptions {
   tracefs: string;
   logLevel: LogLevel;
   pollIntervalMs: number;
+  /** NodeLocal DNSCache addresses besides link-local ones (e.g. when it listens on the ClusterIP). */
+  nodeLocalDns: string[];
 }
 
 export type ParsedOptions =
@@ -106,7 +108,29 @@ function buildCommand(env: Readonly<Record<string, string | undefined>>, version
         .default(5_000, '5')
         .argParser(seconds),
     )
+    .addOption(
+      new Option(
+        '--node-local-dns <addresses>',
+        'comma-separated NodeLocal DNSCache addresses besides link-local 169.254.0.0/16',
+      )
+        .default([], 'none')
+        .argParser(ipv4List),
+    )
     .allowExcessArguments(false);
+}
+
+function ipv4List(value: string): string[] {
+  const addresses = value.split(',').map((part) => part.trim());
+  for (const address of addresses) {
+    if (
+      !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(address) ||
+      address.split('.').some((o) => Number(o) > 255)
+    )
+      throw new InvalidArgumentError(
+        `expected IPv4 addresses separated by commas, got "${address}"`,
+      );
+  }
+  return addresses;
 }
 
 /** argument → environment → default, resolved in this one place. Never exits, never throws. */

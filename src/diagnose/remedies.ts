@@ -123,7 +123,7 @@ function natAdvice(node: NodeDiagnosis | undefined, remedies: Remedy[], notes: s
     id: 'random-fully',
     text:
       lacking.length > 0
-        ? `--random-fully on the node's ${lacking.length} MASQUERADE/SNAT rule(s) without it (a CNI or kube-proxy setting)`
+        ? `--random-fully on the node's ${lacking.length} MASQUERADE/SNAT rule(s) lacking it (CNI or kube-proxy setting)`
         : '--random-fully on the MASQUERADE rule (a CNI or kube-proxy setting)',
     source: SOURCES.randomFully,
   });
@@ -166,18 +166,18 @@ function resolverAdvice(
   );
   if (musl.length > 0) {
     notes.push(
-      `${names(musl)} use${musl.length === 1 ? 's' : ''} musl, which always sends A and AAAA in parallel from one socket and ignores single-request-reopen.`,
+      `${names(musl)}: musl always sends A and AAAA in parallel from one socket and ignores single-request-reopen.`,
     );
     remedies.push({
       id: 'tcp-resolver',
-      text: 'a glibc-based image (where single-request-reopen and use-vc work), or a resolver that can use TCP',
+      text: 'a glibc-based image (single-request-reopen and use-vc work there)',
       source: SOURCES.musl,
     });
   }
   if (glibcWithout.length > 0) {
     remedies.push({
       id: 'single-request-reopen',
-      text: `dnsConfig option single-request-reopen for ${names(glibcWithout)} (glibc): ${flowYaml(pod)}`,
+      text: `single-request-reopen for ${names(glibcWithout)} (glibc): ${flowYaml(pod)}`,
       yaml: dnsConfigYaml(pod),
       source: `${SOURCES.resolvConf}; ${SOURCES.podDnsConfig}`,
     });
@@ -247,7 +247,7 @@ function kernelAdvice(
     });
   } else {
     notes.push(
-      `This kernel (${kernel.release}) resolves UDP clashes of one socket; a drop here means another flow held the same tuple.`,
+      `Kernel ${kernel.release} resolves same-socket UDP clashes: another flow held this tuple.`,
     );
   }
 }
@@ -258,15 +258,12 @@ function searchAdvice(pod: PodDiagnosis | undefined, remedies: Remedy[]): void {
   );
   if (pod && !fanOut) return;
   const detail = fanOut?.resolvConf
-    ? ` (ndots:${fanOut.resolvConf.options.ndots} with ${fanOut.resolvConf.search.length} search domains: up to ${fanOut.resolvConf.search.length + 1} lookups per name)`
+    ? ` (ndots:${fanOut.resolvConf.options.ndots}, ${fanOut.resolvConf.search.length} search domains)`
     : '';
-  const muslNote =
-    fanOut?.libc.kind === 'musl'
-      ? '; musl also stops at the first NODATA answer of a search domain'
-      : '';
+  const muslNote = fanOut?.libc.kind === 'musl' ? ' (musl stops at a NODATA answer)' : '';
   remedies.push({
     id: 'fewer-search-lookups',
-    text: `fewer lookups${detail}: FQDNs with a trailing dot, or ndots:2 in dnsConfig${muslNote}`,
+    text: `fewer lookups${detail}: FQDNs with a trailing dot or ndots:2${muslNote}`,
     yaml: 'spec:\n  dnsConfig:\n    options:\n      - name: ndots\n        value: "2"\n',
     source: SOURCES.ndots,
   });
@@ -328,7 +325,7 @@ export function summaryOf(pod: PodDiagnosis | undefined): string {
       conf.options.useVc ? 'use-vc' : '',
     ].filter((f) => f !== '');
     const servers = c.nameservers.map((n) => `${n.address} (${n.kind})`).join(', ');
-    return `${c.name}: ${libc}, nameserver ${servers || 'none'}, ${flags.join(', ')}`;
+    return `${c.name}: ${libc}, ns ${servers || 'none'}, ${flags.join(', ')}`;
   });
   return `diagnosis: ${parts.join('; ')}`;
 }

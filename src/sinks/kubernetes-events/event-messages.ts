@@ -74,7 +74,7 @@ export function explainInsertFailure(
     `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)} was dropped: ${race.name}.`,
     { optional: race.how(event) },
     { optional: fromHost(context) },
-    symptom(event.protocol, event.original, context),
+    { optional: symptom(event.protocol, event.original, context) },
     ...adviceText(advice),
   ]);
   return {
