@@ -34,6 +34,8 @@ import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-
 import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
 import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
 import { EventLog } from './sinks/log/event-log.js';
+import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
+import { createHostFiles } from './diagnose/host-files.js';
 import { EventMetrics } from './sinks/metrics/event-metrics.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 
@@ -130,7 +132,30 @@ export async function startAgent(
     { name: 'log', handle: (e) => eventLog.record(e) },
   ];
   if (kubernetes) sinks.push(kubernetes.events);
-  const pipeline = new EventPipeline({ resolver: () => resolver, sinks, clock, registry, logger });
+  const diagnosis = new DiagnosisStage({
+    files: createHostFiles(),
+    procRoot: deps.procRoot,
+    netnsPid: plan.watchedPid,
+    run: deps.runCommand,
+    // iptables-save and nft read the namespace they run in: the node's, when it is not ours.
+    commandPrefix:
+      plan.watchedPid === 'self'
+        ? []
+        : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`],
+    clock,
+    logger: logger.child({ component: 'diagnosis' }),
+    nodeLocalDnsIps: options.nodeLocalDns,
+    podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
+    clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
+  });
+  const pipeline = new EventPipeline({
+    resolver: () => resolver,
+    sinks,
+    diagnose: (_event, attributed) => diagnosis.diagnose(attributed),
+    clock,
+    registry,
+    logger,
+  });
 
   const kernelLogger = logger.child({ component: 'kernel' });
   const crossCheck =
@@ -194,6 +219,7 @@ export async function startAgent(
     );
   }
   await stack.push(counters);
+  await stack.push(diagnosis);
   if (kubernetes) {
     // The informers last: what they feed must already run.
     await stack.push(kubernetes.janitor);

@@ -12,6 +12,7 @@ import {
 import { coreV1EventsApi, type EventsApi } from './sinks/kubernetes-events/events-api.js';
 import { KubernetesEventSink } from './sinks/kubernetes-events/kubernetes-event-sink.js';
 import { PodSeriesJanitor } from './sinks/metrics/pod-series-janitor.js';
+import { PodFactsIndex } from './diagnose/pod-facts-index.js';
 
 export interface KubernetesPartsOptions {
   readonly kubeConfig: KubeConfig;
@@ -48,6 +49,8 @@ export interface KubernetesParts {
   readonly events: KubernetesEventSink;
   /** Informers, indexes and the resolver. */
   readonly cluster: ClusterAttribution;
+  /** The pods' DNS settings and container ids, for the diagnosis. */
+  readonly podFacts: PodFactsIndex;
 }
 
 /**
@@ -67,7 +70,9 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
     onError: (error, namespace, pod) =>
       logger.error({ err: error, namespace, pod }, 'forgetting pod series failed'),
   });
+  const podFacts = new PodFactsIndex();
   const cluster = new ClusterAttribution({
+    podObjects: podFacts,
     kubeConfig: options.kubeConfig,
     nodeName,
     registry,
@@ -96,5 +101,5 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
     logger,
     flushTimeoutMs: tuning.eventFlushMs ?? SHUTDOWN_BUDGET.eventFlushMs,
   });
-  return { janitor, events, cluster };
+  return { janitor, events, cluster, podFacts };
 }

@@ -18,6 +18,11 @@ const packageJson = JSON.parse(
 ) as { version: string };
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'doctor') {
+    const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
+    process.exitCode = await runDoctor(process.argv.slice(3), doctorIo, await doctorSystem());
+    return;
+  }
   const parsed = parseOptions(process.argv.slice(2), process.env, packageJson.version);
   if (parsed.kind === 'exit') {
     process.stdout.write(parsed.output);
@@ -100,6 +105,23 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
+}
+
+const doctorIo = {
+  stdout: (text: string) => process.stdout.write(text),
+  stderr: (text: string) => process.stderr.write(text),
+};
+
+async function doctorSystem() {
+  const { createHostFiles } = await import('./diagnose/host-files.js');
+  const system = await systemDependencies();
+  return {
+    files: createHostFiles(),
+    capabilityFiles: system.capabilityFiles,
+    run: system.runCommand,
+    clock: system.clock,
+    procRoot: system.procRoot,
+  };
 }
 
 main().catch((error: unknown) => {

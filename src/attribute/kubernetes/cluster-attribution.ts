@@ -24,6 +24,8 @@ export interface ClusterAttributionOptions {
   /** Told when a pod of this node is listed or changes, and when it is deleted. */
   readonly onPodSeen?: (namespace: string, name: string) => void;
   readonly onPodDeleted?: (namespace: string, name: string) => void;
+  /** Told the whole Pod object when it is listed, changes or is deleted (the diagnosis). */
+  readonly podObjects?: { upsert(pod: V1Pod): void; remove(pod: V1Pod): void };
   readonly informerInitialBackoffMs?: number;
   readonly informerMaxBackoffMs?: number;
   readonly watchTimeoutSeconds?: number;
@@ -39,12 +41,13 @@ export class ClusterAttribution implements Lifecycle {
   readonly resolver: KubernetesResolver;
   private readonly nodeAddresses: NodeAddressIndex;
   private readonly informers: ClusterInformers;
+  private readonly services: ServiceIndex;
 
   constructor(options: ClusterAttributionOptions) {
     this.nodeAddresses = new NodeAddressIndex(options.nodeName);
     const indexes = {
       pods: new PodIpIndex({ retentionMs: options.podIpRetentionMs }),
-      services: new ServiceIndex(),
+      services: (this.services = new ServiceIndex()),
       endpointSlices: new EndpointSliceIndex(),
       node: this.nodeAddresses,
     };
@@ -61,8 +64,14 @@ export class ClusterAttribution implements Lifecycle {
       logger: options.logger,
       clock: options.clock,
       delay: options.delay,
-      onPodSeen: (pod) => options.onPodSeen?.(...nameOf(pod)),
-      onPodDeleted: (pod) => options.onPodDeleted?.(...nameOf(pod)),
+      onPodSeen: (pod) => {
+        options.podObjects?.upsert(pod);
+        options.onPodSeen?.(...nameOf(pod));
+      },
+      onPodDeleted: (pod) => {
+        options.podObjects?.remove(pod);
+        options.onPodDeleted?.(...nameOf(pod));
+      },
       initialBackoffMs: options.informerInitialBackoffMs,
       maxBackoffMs: options.informerMaxBackoffMs,
       watchTimeoutSeconds: options.watchTimeoutSeconds,
@@ -87,6 +96,11 @@ export class ClusterAttribution implements Lifecycle {
   /** Resolves once every informer has listed once, or at stop. */
   whenSynced(): Promise<void> {
     return this.informers.whenSynced();
+  }
+
+  /** The cluster DNS Service's ClusterIPs (kube-system/kube-dns), once listed. */
+  kubeDnsIps(): ReadonlySet<string> {
+    return new Set(this.services.ipsOf('kube-system', 'kube-dns'));
   }
 
   /** This Node's uid once listed: Events on the Node need it. */

@@ -59,10 +59,11 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const involvedObject: InvolvedObject = pod
         ? { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid }
         : this.nodeRef();
+      const context = { hostNetwork, diagnosis: attributed.diagnosis };
       const explanation =
         event.kind === 'insert_failed'
-          ? explainInsertFailure(event, attribution, { hostNetwork })
-          : explainDnsDrop(event, attribution, { hostNetwork });
+          ? explainInsertFailure(event, attribution, context)
+          : explainDnsDrop(event, attribution, context);
       const aggregationKey =
         event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
       this.options.recorder.record({ involvedObject, aggregationKey, wallTimeMs, ...explanation });
