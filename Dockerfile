@@ -40,8 +40,10 @@ RUN printf '%s\n' \
         'path-exclude /usr/share/lintian/*' \
         'path-exclude /usr/share/bug/*' \
         >/etc/dpkg/dpkg.cfg.d/01-container-excludes
-# bpftrace, iproute2 and conntrack are pinned to the versions of Debian 12 (bookworm) main, which
-# do not move within a release. ca-certificates is left to follow security updates, and
+# bpftrace, iproute2, conntrack and iptables are pinned to the versions of Debian 12 (bookworm)
+# main, which do not move within a release. iptables and nftables (the latter follows point
+# releases, like ca-certificates) let the diagnosis read the node's NAT rules: whether
+# MASQUERADE/SNAT uses --random-fully / fully-random. ca-certificates is left to follow security updates, and
 # util-linux (nsenter, setpriv) is part of the base system already: pinning either would break
 # the build at the next point release without making it more reproducible.
 #
@@ -54,6 +56,8 @@ RUN apt-get update \
         bpftrace=0.17.0-1 \
         iproute2=6.1.0-3 \
         conntrack=1:1.4.7-1+b2 \
+        iptables=1.8.9-2 \
+        nftables \
         util-linux \
         ca-certificates \
     && dpkg --purge --force-depends libclang-cpp14 \
