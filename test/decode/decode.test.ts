@@ -120,7 +120,7 @@ describe('decoding bpftrace output lines', () => {
       'bad_field_count',
       'unknown_record',
       'bad_field',
-      'bad_field',
+      'bad_count',
       'not_json',
       'event',
     ]);
