@@ -139,9 +139,14 @@ function nanoseconds(fields: string[], index: number): bigint {
   return value;
 }
 
+// The IPS_* bits all fit in 32 bits; more hex digits are garbage, and past 13 of them a
+// double would not even hold the value exactly.
+const MAX_STATUS = 0xffffffff;
+
 function status(text: string): number {
   const value = hexValue(text);
   if (value < 0) throw new FieldError(`status is not hex: "${truncate(text)}"`);
+  if (value > MAX_STATUS) throw new FieldError(`status out of range: ${truncate(text)}`);
   return value;
 }
 
