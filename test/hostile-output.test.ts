@@ -30,90 +30,107 @@ const REJECTION_CODES = [
 const READ_TIMEOUT_MS = 150_000;
 
 describe('an agent fed a million hostile probe lines', () => {
-  it('never crashes, counts every good line exactly and every bad one as rejected by its code', async () => {
-    const expected = tally(LINES, SEED);
-    const child = execa('node', ['--import', 'tsx', HOST, FAKE_BPFTRACE], {
-      cwd: REPO_ROOT,
-      env: { HOSTILE_LINES: String(LINES), HOSTILE_SEED: String(SEED), NODE_OPTIONS: '' },
-      reject: false,
-      buffer: false,
-    });
-    const logs: Record<string, unknown>[] = [];
-    const stderr: string[] = [];
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(String(chunk)));
-    const port = await new Promise<number>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        let record: Record<string, unknown>;
-        try {
-          record = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          return;
-        }
-        logs.push(record);
-        const address = record.address as { port?: number } | undefined;
-        if (typeof address?.port === 'number') resolve(address.port);
+  it(
+    'never crashes, counts every good line exactly and every bad one as rejected by its code',
+    async () => {
+      const expected = tally(LINES, SEED);
+      const child = execa('node', ['--import', 'tsx', HOST, FAKE_BPFTRACE], {
+        cwd: REPO_ROOT,
+        env: { HOSTILE_LINES: String(LINES), HOSTILE_SEED: String(SEED), NODE_OPTIONS: '' },
+        reject: false,
+        buffer: false,
       });
-      void child.then((result) =>
-        reject(new Error(`agent exited ${String(result.exitCode)}: ${stderr.join('')}`)),
-      );
-    });
+      const logs: Record<string, unknown>[] = [];
+      const stderr: string[] = [];
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(String(chunk)));
+      const port = await new Promise<number>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          let record: Record<string, unknown>;
+          try {
+            record = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            return;
+          }
+          logs.push(record);
+          const address = record.address as { port?: number } | undefined;
+          if (typeof address?.port === 'number') resolve(address.port);
+        });
+        void child.then((result) =>
+          reject(new Error(`agent exited ${String(result.exitCode)}: ${stderr.join('')}`)),
+        );
+      });
 
-    try {
-      const baseUrl = `http://127.0.0.1:${port}`;
-      const goodLines = Object.values(expected.events).reduce((a, b) => a + b, 0);
-      const badLines = Object.values(expected.rejected).reduce((a, b) => a + b, 0);
-      const started = Date.now();
-      let samples: Sample[] = [];
-      const accounted = () =>
-        sumOf(samples, 'conntrack_observer_probe_events_decoded_total', { probe: DNS_PROBE }) +
-        sumOf(samples, 'conntrack_observer_probe_lines_rejected_total', { probe: DNS_PROBE });
-      while (accounted() < goodLines + badLines) {
-        if (child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`agent died: ${String(child.exitCode ?? child.signalCode)}`);
+      try {
+        const baseUrl = `http://127.0.0.1:${port}`;
+        const goodLines = Object.values(expected.events).reduce((a, b) => a + b, 0);
+        const badLines = Object.values(expected.rejected).reduce((a, b) => a + b, 0);
+        const started = Date.now();
+        let samples: Sample[] = [];
+        const accounted = () =>
+          sumOf(samples, 'conntrack_observer_probe_events_decoded_total', { probe: DNS_PROBE }) +
+          sumOf(samples, 'conntrack_observer_probe_lines_rejected_total', { probe: DNS_PROBE });
+        while (accounted() < goodLines + badLines) {
+          if (child.exitCode !== null || child.signalCode !== null) {
+            throw new Error(`agent died: ${String(child.exitCode ?? child.signalCode)}`);
+          }
+          if (Date.now() - started > READ_TIMEOUT_MS) {
+            throw new Error(
+              `after ${READ_TIMEOUT_MS} ms only ${accounted()} of ${goodLines + badLines} lines were counted`,
+            );
+          }
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          try {
+            samples = await scrape(baseUrl);
+          } catch (error) {
+            const died = await Promise.race([
+              child.then((result) => result),
+              new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2_000)),
+            ]);
+            if (died === undefined) throw error;
+            throw new Error(
+              `agent died (exit ${String(died.exitCode)}, ${String(died.signal)}) after ${accounted()} lines: ${stderr.join('').slice(-2_000)} ${JSON.stringify(logs.slice(-3))}`,
+            );
+          }
         }
-        if (Date.now() - started > READ_TIMEOUT_MS) {
-          throw new Error(
-            `after ${READ_TIMEOUT_MS} ms only ${accounted()} of ${goodLines + badLines} lines were counted`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        samples = await scrape(baseUrl);
+        const readMs = Date.now() - started;
+        process.stdout.write(`hostile output: ${LINES} lines read and counted in ${readMs} ms\n`);
+
+        const ofProbe = (name: string, labels: Record<string, string> = {}) =>
+          sumOf(samples, name, { probe: DNS_PROBE, ...labels });
+        expect(ofProbe('conntrack_observer_probe_events_decoded_total')).toBe(goodLines);
+        const rejected = Object.fromEntries(
+          REJECTION_CODES.map((code) => [
+            code,
+            ofProbe('conntrack_observer_probe_lines_rejected_total', { error: code }),
+          ]),
+        );
+        expect(rejected).toEqual(
+          Object.fromEntries(REJECTION_CODES.map((code) => [code, expected.rejected[code] ?? 0])),
+        );
+        expect(ofProbe('conntrack_observer_probe_events_lost_total')).toBe(expected.lost);
+        expect(ofProbe('conntrack_observer_probe_line_handling_errors_total')).toBe(0);
+        expect(ofProbe('conntrack_observer_probe_restarts_total')).toBe(0);
+        expect(ofProbe('conntrack_observer_probe_up')).toBe(1);
+        expect(sumOf(samples, 'conntrack_observer_dns_drops_total')).toBe(expected.events.dns_drop);
+        expect(sumOf(samples, 'conntrack_observer_insert_failures_total')).toBe(
+          expected.events.insert_failed,
+        );
+        expect(sumOf(samples, 'conntrack_observer_sink_errors_total')).toBe(0);
+        // Rejections are logged at most ten a minute, however many arrive.
+        expect(logs.filter((record) => record.msg === 'probe line rejected').length).toBeLessThan(
+          30,
+        );
+      } finally {
+        child.kill('SIGTERM');
+        // Also when the test failed: the child must be gone before the test ends.
+        await child;
       }
-      const readMs = Date.now() - started;
-      process.stdout.write(`hostile output: ${LINES} lines read and counted in ${readMs} ms\n`);
-
-      const ofProbe = (name: string, labels: Record<string, string> = {}) =>
-        sumOf(samples, name, { probe: DNS_PROBE, ...labels });
-      expect(ofProbe('conntrack_observer_probe_events_decoded_total')).toBe(goodLines);
-      const rejected = Object.fromEntries(
-        REJECTION_CODES.map((code) => [
-          code,
-          ofProbe('conntrack_observer_probe_lines_rejected_total', { error: code }),
-        ]),
-      );
-      expect(rejected).toEqual(
-        Object.fromEntries(REJECTION_CODES.map((code) => [code, expected.rejected[code] ?? 0])),
-      );
-      expect(ofProbe('conntrack_observer_probe_events_lost_total')).toBe(expected.lost);
-      expect(ofProbe('conntrack_observer_probe_line_handling_errors_total')).toBe(0);
-      expect(ofProbe('conntrack_observer_probe_restarts_total')).toBe(0);
-      expect(ofProbe('conntrack_observer_probe_up')).toBe(1);
-      expect(sumOf(samples, 'conntrack_observer_dns_drops_total')).toBe(expected.events.dns_drop);
-      expect(sumOf(samples, 'conntrack_observer_insert_failures_total')).toBe(
-        expected.events.insert_failed,
-      );
-      expect(sumOf(samples, 'conntrack_observer_sink_errors_total')).toBe(0);
-      // Rejections are logged at most ten a minute, however many arrive.
-      expect(logs.filter((record) => record.msg === 'probe line rejected').length).toBeLessThan(
-        30,
-      );
-    } finally {
-      child.kill('SIGTERM');
-    }
-    const result = await child;
-    expect({ exitCode: result.exitCode, signal: result.signal }).toEqual({
-      exitCode: 0,
-      signal: undefined,
-    });
-  }, READ_TIMEOUT_MS + 60_000);
+      const result = await child;
+      expect({ exitCode: result.exitCode, signal: result.signal }).toEqual({
+        exitCode: 0,
+        signal: undefined,
+      });
+    },
+    READ_TIMEOUT_MS + 60_000,
+  );
 });
