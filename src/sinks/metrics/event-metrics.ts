@@ -151,6 +151,7 @@ export class EventMetrics {
       labelNames: ['reason'],
       registers: [registry],
     });
+    this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
     const series = this.series;
