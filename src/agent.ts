@@ -107,7 +107,7 @@ export async function startAgent(
 
   const registry = agentRegistry(deps.version);
   registerProbeModeGauge(registry, plan.mode.mode);
-  const eventMetrics = new EventMetrics(registry);
+  const eventMetrics = new EventMetrics(registry, { nowMs: () => clock.nowMs() });
   const eventLog = new EventLog({
     logger,
     maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG.linesPerWindow,

@@ -256,18 +256,19 @@ describe('BpftraceSupervisor', () => {
     ).toBe(0);
   });
 
-  it('rejects a line longer than a mebibyte in pieces instead of holding it, and decodes what follows', async () => {
+  it('rejects a line longer than a mebibyte once, as too long, without holding it, and decodes what follows', async () => {
     const { supervisor, registry, events } = harness([{ name: 'endless', script: 'endless-line' }]);
     supervisor.start();
     await eventually('the event after the long line', () => events.length === 1);
 
     expect(events[0]!.event.monotonicNs).toBe(7000n);
-    expect(
-      await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
+    const rejected = async (error: string) =>
+      metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
         probe: 'endless',
-        error: 'not_json',
-      }),
-    ).toBe(2);
+        error,
+      });
+    expect(await rejected('line_too_long')).toBe(1);
+    expect(await rejected('not_json')).toBe(0);
   });
 
   it('caps the backoff and starts it over after a probe stayed attached for a minute', async () => {
