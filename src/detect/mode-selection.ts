@@ -245,10 +245,15 @@ function tracepointMissing(
 /** Whether bpftrace can read `struct nf_conn` from BTF on this kernel. */
 function nfConnBtf(capabilities: KernelCapabilities): boolean {
   if (!capabilities.btf) return false;
+  // In its module's own BTF, which /sys/kernel/btf/nf_conntrack shows once it is loaded.
+  if (capabilities.nfConntrackBtf) return true;
+  // In vmlinux BTF: built in, or included by built-in code (Debian's 5.10) — read from the blob.
+  if (capabilities.nfConnInVmlinuxBtf === true) return true;
   const config = capabilities.kernelConfig;
-  // Built in: in vmlinux. A module: in its own BTF, which /sys/kernel/btf/nf_conntrack shows
-  // once it is loaded, or which CONFIG_DEBUG_INFO_BTF_MODULES promises.
-  return capabilities.nfConntrackBtf || config?.nfConntrack === 'y' || config?.btfModules === true;
+  // Not in vmlinux: only module BTF can have it, which CONFIG_DEBUG_INFO_BTF_MODULES promises.
+  if (capabilities.nfConnInVmlinuxBtf === false) return config?.btfModules === true;
+  // The blob could not be read: the configuration says where the struct would be.
+  return config?.nfConntrack === 'y' || config?.btfModules === true;
 }
 
 function btfMissingPhrase(readers: string): string {
