@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# conntrack-race-observer: build the TypeScript in one stage, run it beside Debian's bpftrace in
-# another. Both stages share one base so that node_modules built in the first runs in the second.
+# conntrack-race-observer: build the TypeScript in one stage, install Debian's bpftrace on the
+# same base in another and trim it to what runs, then flatten that file system into the runtime
+# image. Both first stages share one base so that node_modules built in the first runs beside the
+# node binary of the second.
 #
 # The base is pinned by exact version tag and by the digest of its multi-arch index; bump both
 # together (`docker buildx imagetools inspect node:20.20.2-bookworm-slim`).
@@ -11,14 +13,66 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # Only dev dependencies (esbuild, @parcel/watcher) have install scripts, and the TypeScript
 # compiler needs neither: skipping scripts keeps a compiler toolchain out of this stage.
+# Where outbound TLS is re-signed by a local CA, pass its bundle for this step only
+# (`--secret id=build-ca,src=/etc/ssl/certs/ca-certificates.crt`): a secret mount is in no layer,
+# and this stage is not part of the runtime image anyway.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/build-ca; fi \
+    && npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
-RUN npm prune --omit=dev
+# Production dependencies only; source maps and type declarations of the dependencies are never
+# read at run time (the agent runs without --enable-source-maps and without a compiler).
+RUN npm prune --omit=dev \
+    && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
 
-FROM ${NODE_IMAGE} AS runtime
+FROM ${NODE_IMAGE} AS system
+# Documentation, manual pages and translations of the packages installed below are never read
+# in a container: dpkg does not unpack them (the licence texts under /usr/share/doc stay).
+RUN printf '%s\n' \
+        'path-exclude /usr/share/doc/*' \
+        'path-include /usr/share/doc/*/copyright' \
+        'path-exclude /usr/share/man/*' \
+        'path-exclude /usr/share/info/*' \
+        'path-exclude /usr/share/locale/*' \
+        'path-exclude /usr/share/lintian/*' \
+        'path-exclude /usr/share/bug/*' \
+        >/etc/dpkg/dpkg.cfg.d/01-container-excludes
+# bpftrace, iproute2, conntrack and iptables are pinned to the versions of Debian 12 (bookworm)
+# main, which do not move within a release. iptables and nftables (the latter follows point
+# releases, like ca-certificates) let the diagnosis read the node's NAT rules: whether
+# MASQUERADE/SNAT uses --random-fully / fully-random. ca-certificates is left to follow security updates, and
+# util-linux (nsenter, setpriv) is part of the base system already: pinning either would break
+# the build at the next point release without making it more reproducible.
+#
+# libclang-cpp14 (57 MB) comes in only as a dependency of libbpfcc, for BCC's own compiler in
+# libbcc.so, which nothing here loads: bpftrace links libbcc_bpf.so (the same package's loader)
+# and compiles through libclang-14.so and libLLVM-14.so. `scripts/image.sh build` checks with ldd
+# that bpftrace still resolves every library and runs a probe.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        bpftrace=0.17.0-1 \
+        iproute2=6.1.0-3 \
+        conntrack=1:1.4.7-1+b2 \
+        iptables=1.8.9-2 \
+        nftables \
+        util-linux \
+        ca-certificates \
+    && dpkg --purge --force-depends libclang-cpp14 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log
+# The agent needs the node binary only: npm, npx, corepack and yarn, and the C headers for
+# native addons, are build tools (the build stage has them).
+RUN rm -rf /usr/local/lib/node_modules /usr/local/include/node /opt/yarn-* \
+        /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+        /usr/local/bin/yarn /usr/local/bin/yarnpkg
+
+# One file system, without the files the layers above deleted (a deletion in a later layer does
+# not make an image smaller).
+FROM scratch AS runtime
+COPY --from=system / /
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -29,19 +83,8 @@ LABEL org.opencontainers.image.title="conntrack-race-observer" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/node:20.20.2-bookworm-slim"
-
-# bpftrace, iproute2 and conntrack are pinned to the versions of Debian 12 (bookworm) main, which
-# do not move within a release. ca-certificates is left to follow security updates, and
-# util-linux (nsenter, setpriv) is part of the base system already: pinning either would break
-# the build at the next point release without making it more reproducible.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        bpftrace=0.17.0-1 \
-        iproute2=6.1.0-3 \
-        conntrack=1:1.4.7-1+b2 \
-        util-linux \
-        ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+# FROM scratch inherits no configuration: the base image's PATH, restated.
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 WORKDIR /app
 ENV NODE_ENV=production

@@ -1,6 +1,8 @@
 /*
  * `npm run bench`: every benchmark in one run (root required), figures printed and written to
  * docs/benchmarks.md. Each benchmark cleans up after itself, also when it fails.
+ * `npm run bench -- --only series` runs the series benchmark alone (no root) and prints its
+ * section without writing the report: a partial run cannot stand for the whole one.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -11,13 +13,36 @@ import { measureDecodeThroughput } from './decode-throughput.js';
 import { measureEmitRate, type EmitRate } from './emit-rate.js';
 import { measureIdleCost, type IdleCost } from './idle-cost.js';
 import { machineFacts } from './machine.js';
-import { renderReport, type DecodeFigures } from './report.js';
+import { renderReport, renderSeriesSection, seriesFlat, type DecodeFigures } from './report.js';
+import { measureSeriesRetention } from './series-retention.js';
 import { median } from './stats.js';
 import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+const SECTIONS_RUN_ALONE = ['series'] as const;
+
+function onlySection(argv: readonly string[]): string | undefined {
+  const at = argv.indexOf('--only');
+  if (at === -1) return undefined;
+  const section = argv[at + 1];
+  if (!(SECTIONS_RUN_ALONE as readonly string[]).includes(section ?? '')) {
+    throw new Error(
+      `--only takes one of: ${SECTIONS_RUN_ALONE.join(', ')} (got ${section ?? 'nothing'})`,
+    );
+  }
+  return section;
+}
+
 async function main(): Promise<void> {
+  if (onlySection(process.argv.slice(2)) === 'series') {
+    log('5. bounded series: 100,000 client addresses over time');
+    const series = await measureSeriesRetention();
+    log(renderSeriesSection(series));
+    const retention = series.runs.find((run) => run.variant === 'retention');
+    if (retention) log(`flat: ${JSON.stringify(seriesFlat(retention))}`);
+    return;
+  }
   if (process.getuid?.() !== 0) throw new Error('npm run bench needs root (bpftrace, namespaces)');
   const started = Date.now();
   log('building the agent (npm run build)');
@@ -53,6 +78,8 @@ async function main(): Promise<void> {
   } finally {
     programs.remove();
   }
+  log('5. bounded series: 100,000 client addresses over time');
+  const series = await measureSeriesRetention();
   const wallSeconds = (Date.now() - started) / 1000;
   const report = renderReport({
     date: new Date(),
@@ -61,6 +88,7 @@ async function main(): Promise<void> {
     emit,
     idle,
     udp,
+    series,
     wallSeconds,
     loadAtEnd: loadavg()[0] ?? Number.NaN,
   });

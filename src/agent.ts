@@ -1,34 +1,16 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { standaloneResolver } from './attribute/standalone-resolver.js';
-import type { Clock } from './shared/clock.js';
-import type { AgentOptions } from './config/options.js';
-import type { AttributionResolver, ProbeEvent } from './events/types.js';
-import {
-  startMetricsServer,
-  type MetricsServer,
-  type Readiness,
-} from './sinks/metrics/metrics-server.js';
 import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
-import type { KubernetesCorrelation } from './attribute/kubernetes/kubernetes-correlation.js';
-import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
-import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
-import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
-import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
-import { EventLog } from './sinks/log/event-log.js';
-import { EventMetrics } from './sinks/metrics/event-metrics.js';
-import { EventPipeline, type EventSink } from './event-pipeline.js';
-import {
-  BpftraceSupervisor,
-  type ProbeDefinition,
-} from './sources/bpftrace/bpftrace-supervisor.js';
+import { standaloneResolver } from './attribute/standalone-resolver.js';
+import type { AgentOptions } from './config/options.js';
+import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
+import { createLineDecoder } from './decode/decode.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
   type CommandRunner,
 } from './detect/capabilities.js';
-import { createLineDecoder } from './decode/decode.js';
 import {
   createDropReasonTable,
   loadDropReasons,
@@ -36,8 +18,26 @@ import {
 } from './detect/drop-reasons.js';
 import { selectProbeMode, type ModeSelection } from './detect/mode-selection.js';
 import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
+import { EventPipeline, type EventSink } from './event-pipeline.js';
+import type { AttributionResolver, ProbeEvent } from './events/types.js';
+import type { Clock } from './shared/clock.js';
+import { realDelay } from './shared/delay.js';
+import { LifecycleStack } from './shared/lifecycle.js';
+import {
+  BpftraceSupervisor,
+  type ProbeDefinition,
+} from './sources/bpftrace/bpftrace-supervisor.js';
 import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
+import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
+import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
+import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
+import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
+import { EventLog } from './sinks/log/event-log.js';
+import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
+import { createHostFiles } from './diagnose/host-files.js';
+import { EventMetrics } from './sinks/metrics/event-metrics.js';
+import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
 export interface AgentDependencies {
@@ -55,13 +55,14 @@ export interface AgentDependencies {
   readonly defaultProbesDir: string;
   readonly kubernetes?: KubernetesConnection;
   readonly version: string;
-  /** Events logged one per line in each 10 s window before the log switches to summaries. */
+  /** Events logged one per line in each window before the log switches to summaries. */
   readonly eventLogLinesPerWindow?: number;
 }
 
 export interface RunningAgent {
   readonly server: MetricsServer;
   readonly mode: ModeSelection;
+  /** Stops every part, the probes first and the HTTP server last. */
   stop(): Promise<void>;
 }
 
@@ -71,18 +72,212 @@ export class AgentStartError extends Error {
   readonly code = 'ERR_AGENT_START';
 }
 
-const EVENT_LOG_LINES_PER_WINDOW = 50;
-// prom-client samples the event loop delay with a timer of this period (its default, 10 ms,
-// wakes an idle agent 100 times a second: most of its idle CPU). A stall of the loop still
-// shows in the lag histogram; only stalls shorter than a second may slip between samples.
-const EVENT_LOOP_SAMPLE_MS = 1_000;
-const EVENT_LOG_WINDOW_MS = 10_000;
+/** What start-up reads and checks before anything is started. */
+interface StartPlan {
+  readonly mode: ModeSelection;
+  readonly probes: readonly ProbeDefinition[];
+  readonly dropReasons: DropReasonTable;
+  /** The process whose network namespace is the node's, and that namespace's inode. */
+  readonly watchedPid: number | 'self';
+  readonly watchedInode: number;
+  readonly nodeName?: string;
+}
 
+/**
+ * Checks everything that can be checked, then starts the parts one after the other: the HTTP
+ * server (a taken port fails before anything runs), the kernel counters, the Kubernetes parts,
+ * the probes. A part that fails to start stops the ones before it, so a failed start leaves
+ * nothing running.
+ */
 export async function startAgent(
   options: AgentOptions,
   deps: AgentDependencies,
 ): Promise<RunningAgent> {
   const { logger, clock } = deps;
+  const plan = await planStart(options, deps);
+  logger.info(
+    {
+      mode: plan.mode.mode,
+      reason: plan.mode.reason,
+      unavailable: plan.mode.unavailable,
+      unobservable: plan.mode.unobservable,
+    },
+    `probe mode ${plan.mode.mode}: ${plan.mode.reason}`,
+  );
+
+  const registry = agentRegistry(deps.version);
+  registerProbeModeGauge(registry, plan.mode.mode);
+  const eventMetrics = new EventMetrics(registry, { nowMs: () => clock.nowMs() });
+  const eventLog = new EventLog({
+    logger,
+    maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG.linesPerWindow,
+    windowMs: EVENT_LOG.windowMs,
+    nowMs: clock.nowMs,
+  });
+  // Loaded only here: the Kubernetes client is most of a standalone agent's memory otherwise.
+  const kubernetes = deps.kubernetes
+    ? (await import('./kubernetes-parts.js')).kubernetesParts({
+        kubeConfig: deps.kubernetes.kubeConfig,
+        nodeName: plan.nodeName ?? '',
+        registry,
+        logger: logger.child({ component: 'kubernetes' }),
+        clock,
+        delay: realDelay,
+        forgetPod: (namespace, name) => eventMetrics.forgetPod(namespace, name),
+      })
+    : undefined;
+  const resolver: AttributionResolver = kubernetes?.cluster.resolver ?? standaloneResolver;
+  const sinks: EventSink[] = [
+    { name: 'metrics', handle: (e) => eventMetrics.record(e, kubernetes !== undefined) },
+    { name: 'log', handle: (e) => eventLog.record(e) },
+  ];
+  if (kubernetes) sinks.push(kubernetes.events);
+  const diagnosis = new DiagnosisStage({
+    files: createHostFiles(),
+    procRoot: deps.procRoot,
+    netnsPid: plan.watchedPid,
+    run: deps.runCommand,
+    // iptables-save and nft read the namespace they run in: the node's, when it is not ours.
+    commandPrefix:
+      plan.watchedPid === 'self'
+        ? []
+        : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`],
+    clock,
+    logger: logger.child({ component: 'diagnosis' }),
+    nodeLocalDnsIps: options.nodeLocalDns,
+    podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
+    clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
+  });
+  const pipeline = new EventPipeline({
+    resolver: () => resolver,
+    sinks,
+    diagnose: (_event, attributed) => diagnosis.diagnose(attributed),
+    clock,
+    registry,
+    logger,
+  });
+
+  const kernelLogger = logger.child({ component: 'kernel' });
+  const crossCheck =
+    plan.probes.length > 0
+      ? new UnexplainedInsertFailures({ registry, logger: kernelLogger })
+      : undefined;
+  const tableFull = new TableFullDetector();
+  const counters = new ConntrackCounters({
+    registry,
+    logger: kernelLogger,
+    statPath: conntrackStatPathOf(plan.watchedPid, deps.procRoot),
+    intervalMs: options.pollIntervalMs,
+    onReading: (reading) => {
+      crossCheck?.observeKernel(reading);
+      const full = tableFull.observe(reading);
+      if (full) {
+        logger.warn(full, 'conntrack table full: new flows are being dropped');
+        kubernetes?.events.recordTableFull({ ...full, wallTimeMs: clock.nowMs() });
+      }
+    },
+  });
+  // Insert failures in the node's namespace are what the kernel's insert_failed must match;
+  // those of other namespaces are not.
+  const onEvent = (event: ProbeEvent): void => {
+    if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
+      crossCheck?.recordObserved();
+    }
+    pipeline.handle(event);
+  };
+  const supervisor =
+    plan.probes.length > 0
+      ? new BpftraceSupervisor({
+          probes: plan.probes,
+          decoderFor: (probe) =>
+            createLineDecoder(probe.name, (code) => plan.dropReasons.nameOf(code)),
+          onEvent,
+          spawn: deps.spawn,
+          registry,
+          logger: logger.child({ component: 'probes' }),
+          bpftracePath: options.bpftrace,
+          commandPrefix: deps.commandPrefix,
+          stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
+          unavailable: plan.mode.unavailable,
+        })
+      : undefined;
+
+  const stack = new LifecycleStack();
+  const readiness = (): Readiness => {
+    const waiting = stack.waitingFor();
+    return waiting.length > 0
+      ? { ready: false, detail: waiting.join('; ') }
+      : { ready: true, detail: probeReadiness(plan.mode, supervisor).detail };
+  };
+  const server = new MetricsServer({ ...options.listen, registry, readiness });
+  try {
+    await stack.push(server);
+  } catch (error) {
+    throw new AgentStartError(
+      `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  await stack.push(counters);
+  await stack.push(diagnosis);
+  if (kubernetes) {
+    // The informers last: what they feed must already run.
+    await stack.push(kubernetes.janitor);
+    await stack.push(kubernetes.events);
+    await stack.push(kubernetes.cluster);
+  }
+  if (supervisor) await stack.push(supervisor);
+  logger.info({ address: server.address }, 'serving /metrics, /healthz and /readyz');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    mode: plan.mode,
+    stop: () =>
+      (stopping ??= (async () => {
+        for (const { part, error } of await stack.stop()) {
+          logger.error({ err: error, part }, 'a part failed to stop');
+        }
+        eventLog.flush();
+      })()),
+  };
+}
+
+/** Reads the kernel's capabilities and checks every option before anything runs. */
+async function planStart(options: AgentOptions, deps: AgentDependencies): Promise<StartPlan> {
+  if (deps.kubernetes && !options.nodeName) {
+    throw new AgentStartError(
+      'a Kubernetes configuration was found but no node name: pass --node-name or set NODE_NAME (downward API spec.nodeName)',
+    );
+  }
+  const watchedPid = options.netnsPid ?? 'self';
+  const watchedInode = await netnsInodeOf(watchedPid, deps.procRoot);
+  if (watchedInode === undefined) {
+    throw new AgentStartError(
+      `cannot read the network namespace of process ${watchedPid} (${deps.procRoot}/${watchedPid}/ns/net)`,
+    );
+  }
+  const capabilities = await detectCapabilities({
+    files: deps.capabilityFiles,
+    run: deps.runCommand,
+    bpftracePath: options.bpftrace,
+  });
+  const selected = selectProbeMode(options.probeMode, capabilities);
+  if (!selected.ok) throw new AgentStartError(selected.error.message);
+  const mode = selected.selection;
+  const dropReasons =
+    mode.probes.length > 0 ? await readDropReasons(options, deps) : createDropReasonTable([]);
+  return {
+    mode,
+    probes: probeDefinitions(mode, dropReasons, options.probesDir ?? deps.defaultProbesDir),
+    dropReasons,
+    watchedPid,
+    watchedInode,
+    nodeName: options.nodeName,
+  };
+}
+
+function agentRegistry(version: string): Registry {
   const registry = new Registry();
   collectDefaultMetrics({
     register: registry,
@@ -94,172 +289,8 @@ export async function startAgent(
     help: 'Always 1; the agent version as a label.',
     labelNames: ['version'],
     registers: [registry],
-  }).set({ version: deps.version }, 1);
-
-  const mode = await chooseMode(options, deps);
-  registerProbeModeGauge(registry, mode.mode);
-  logger.info(
-    {
-      mode: mode.mode,
-      reason: mode.reason,
-      unavailable: mode.unavailable,
-      unobservable: mode.unobservable,
-    },
-    `probe mode ${mode.mode}: ${mode.reason}`,
-  );
-
-  const abort = new AbortController();
-  const eventMetrics = new EventMetrics(registry);
-  const eventLog = new EventLog({
-    logger,
-    maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG_LINES_PER_WINDOW,
-    windowMs: EVENT_LOG_WINDOW_MS,
-    nowMs: clock.nowMs,
-  });
-
-  let kubernetes: KubernetesCorrelation | undefined;
-  if (deps.kubernetes) {
-    if (!options.nodeName) {
-      throw new AgentStartError(
-        'a Kubernetes configuration was found but no node name: pass --node-name or set NODE_NAME (downward API spec.nodeName)',
-      );
-    }
-    // Loaded only here: the Kubernetes client is most of a standalone agent's memory otherwise.
-    const { startKubernetesCorrelation } =
-      await import('./attribute/kubernetes/kubernetes-correlation.js');
-    kubernetes = startKubernetesCorrelation({
-      kubeConfig: deps.kubernetes.kubeConfig,
-      nodeName: options.nodeName,
-      registry,
-      logger: logger.child({ component: 'kubernetes' }),
-      clock,
-      signal: abort.signal,
-      forgetPod: (namespace, name) => eventMetrics.forgetPod(namespace, name),
-    });
-  }
-  const resolver: AttributionResolver = kubernetes?.resolver ?? standaloneResolver;
-
-  const sinks: EventSink[] = [
-    { name: 'metrics', handle: (e) => eventMetrics.record(e, kubernetes !== undefined) },
-    { name: 'log', handle: (e) => eventLog.record(e) },
-  ];
-  if (kubernetes) {
-    const k8s = kubernetes;
-    sinks.push({ name: 'kubernetes-events', handle: (e) => k8s.recordEvent(e) });
-  }
-  const pipeline = new EventPipeline({
-    resolver: () => resolver,
-    sinks,
-    clock,
-    registry,
-    logger,
-  });
-
-  // The namespace whose counters are read: the node's. Insert failures the probes see there
-  // are what the kernel's insert_failed must match; those of other namespaces are not.
-  const watchedPid = options.netnsPid ?? 'self';
-  const watchedInode = await netnsInodeOf(watchedPid, deps.procRoot);
-  if (watchedInode === undefined) {
-    throw new AgentStartError(
-      `cannot read the network namespace of process ${watchedPid} (${deps.procRoot}/${watchedPid}/ns/net)`,
-    );
-  }
-  const crossCheck =
-    mode.probes.length > 0
-      ? new UnexplainedInsertFailures({ registry, logger: logger.child({ component: 'kernel' }) })
-      : undefined;
-  const tableFull = new TableFullDetector();
-  const counters = new ConntrackCounters({
-    registry,
-    logger: logger.child({ component: 'kernel' }),
-    statPath: conntrackStatPathOf(watchedPid, deps.procRoot),
-    intervalMs: options.pollIntervalMs,
-    onReading: (reading) => {
-      crossCheck?.observeKernel(reading);
-      const full = tableFull.observe(reading);
-      if (full) {
-        logger.warn(full, 'conntrack table full: new flows are being dropped');
-        kubernetes?.recordTableFull({ ...full, wallTimeMs: clock.nowMs() });
-      }
-    },
-  });
-  counters.start(abort.signal);
-
-  const onEvent = (event: ProbeEvent): void => {
-    if (event.kind === 'insert_failed' && event.netnsInode === watchedInode) {
-      crossCheck?.recordObserved();
-    }
-    pipeline.handle(event);
-  };
-
-  let supervisor: BpftraceSupervisor | undefined;
-  if (mode.probes.length > 0) {
-    const dropReasons = await readDropReasons(options, deps);
-    supervisor = new BpftraceSupervisor({
-      probes: probeDefinitions(mode, dropReasons, options.probesDir ?? deps.defaultProbesDir),
-      decoderFor: (probe) => createLineDecoder(probe.name, (code) => dropReasons.nameOf(code)),
-      onEvent,
-      spawn: deps.spawn,
-      registry,
-      logger: logger.child({ component: 'probes' }),
-      bpftracePath: options.bpftrace,
-      commandPrefix: deps.commandPrefix,
-      unavailable: mode.unavailable,
-    });
-    supervisor.start(abort.signal);
-  }
-
-  const readiness = (): Readiness => {
-    const waiting: string[] = [];
-    const probes = probeReadiness(mode, supervisor);
-    if (probes.waiting !== undefined) waiting.push(probes.waiting);
-    if (kubernetes && !kubernetes.isSynced()) {
-      waiting.push(`Kubernetes not synced: ${kubernetes.pendingResources().join(', ')}`);
-    }
-    return waiting.length > 0
-      ? { ready: false, detail: waiting.join('; ') }
-      : { ready: true, detail: probes.detail };
-  };
-
-  let server: MetricsServer;
-  try {
-    server = await startMetricsServer({ ...options.listen, registry, readiness });
-  } catch (error) {
-    abort.abort();
-    await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
-    eventLog.flush();
-    throw new AgentStartError(
-      `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  logger.info({ address: server.address }, 'serving /metrics, /healthz and /readyz');
-
-  let stopping: Promise<void> | undefined;
-  return {
-    server,
-    mode,
-    stop: () => {
-      stopping ??= (async () => {
-        abort.abort();
-        await Promise.allSettled([supervisor?.stop(), kubernetes?.stop(), counters.stop()]);
-        eventLog.flush();
-        await server.close();
-      })();
-      return stopping;
-    },
-  };
-}
-
-async function chooseMode(options: AgentOptions, deps: AgentDependencies): Promise<ModeSelection> {
-  const capabilities = await detectCapabilities({
-    files: deps.capabilityFiles,
-    run: deps.runCommand,
-    bpftracePath: options.bpftrace,
-  });
-  const selected = selectProbeMode(options.probeMode, capabilities);
-  if (!selected.ok) throw new AgentStartError(selected.error.message);
-  return selected.selection;
+  }).set({ version }, 1);
+  return registry;
 }
 
 /**

@@ -2,6 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { WallTimeConverter, type Clock } from './shared/clock.js';
 import type { AttributedEvent, AttributionResolver, ProbeEvent } from './events/types.js';
+import type { EventDiagnosis } from './events/diagnosis.js';
 
 /** A consumer of attributed events. A sink that throws fails alone. */
 export interface EventSink {
@@ -13,6 +14,8 @@ export interface EventPipelineOptions {
   /** Read on every event, so the resolver can be swapped once Kubernetes is synced. */
   resolver: () => AttributionResolver;
   sinks: readonly EventSink[];
+  /** Looks the pod's and node's diagnosis up; synchronous, from a cache filled elsewhere. */
+  diagnose?: (event: ProbeEvent, attributed: Omit<AttributedEvent, 'diagnosis'>) => EventDiagnosis;
   clock: Clock;
   registry: Registry;
   logger: Logger;
@@ -37,7 +40,10 @@ export class EventPipeline {
   handle(event: ProbeEvent): void {
     const wallTimeMs = this.wallTime.wallTimeOf(event.monotonicNs);
     const attribution = this.options.resolver().attribute(event, wallTimeMs);
-    const attributed: AttributedEvent = { event, attribution, wallTimeMs };
+    const base = { event, attribution, wallTimeMs };
+    const attributed: AttributedEvent = this.options.diagnose
+      ? { ...base, diagnosis: this.options.diagnose(event, base) }
+      : base;
     for (const sink of this.options.sinks) {
       try {
         sink.handle(attributed);

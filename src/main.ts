@@ -5,20 +5,24 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
 import { parseOptions } from './config/options.js';
+import { SHUTDOWN_BUDGET } from './config/tuning.js';
 import { mayHaveKubernetesConfig } from './attribute/kubernetes/connection-hint.js';
 import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
 import { systemDependencies } from './system-dependencies.js';
 
 const EXIT_CONFIG_ERROR = 2;
 const EXIT_START_FAILED = 1;
-// Kubernetes sends SIGKILL after the pod's grace period; stop well before it.
-const STOP_DEADLINE_MS = 4_000;
 
 const packageJson = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
 ) as { version: string };
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'doctor') {
+    const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
+    process.exitCode = await runDoctor(process.argv.slice(3), doctorIo, await doctorSystem());
+    return;
+  }
   const parsed = parseOptions(process.argv.slice(2), process.env, packageJson.version);
   if (parsed.kind === 'exit') {
     process.stdout.write(parsed.output);
@@ -73,20 +77,20 @@ async function main(): Promise<void> {
       version: packageJson.version,
     });
   } catch (error) {
-    if (error instanceof AgentStartError) {
-      logger.fatal({ err: error }, error.message);
-      process.exitCode = EXIT_START_FAILED;
-      return;
-    }
-    throw error;
+    if (!(error instanceof AgentStartError)) throw error;
+    // startAgent stopped whatever it had started; exiting now also ends what a library may
+    // still hold open (sockets of the Kubernetes client), so the pod restarts promptly.
+    logger.fatal({ err: error }, error.message);
+    process.exit(EXIT_START_FAILED);
   }
 
   const shutdown = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'stopping');
+    // Within the 5 s promised on SIGTERM, after the parts' own stop budgets.
     const deadline = setTimeout(() => {
       logger.error('could not stop in time; exiting anyway');
       process.exit(EXIT_START_FAILED);
-    }, STOP_DEADLINE_MS);
+    }, SHUTDOWN_BUDGET.exitDeadlineMs);
     deadline.unref();
     agent.stop().then(
       () => {
@@ -101,6 +105,23 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
+}
+
+const doctorIo = {
+  stdout: (text: string) => process.stdout.write(text),
+  stderr: (text: string) => process.stderr.write(text),
+};
+
+async function doctorSystem() {
+  const { createHostFiles } = await import('./diagnose/host-files.js');
+  const system = await systemDependencies();
+  return {
+    files: createHostFiles(),
+    capabilityFiles: system.capabilityFiles,
+    run: system.runCommand,
+    clock: system.clock,
+    procRoot: system.procRoot,
+  };
 }
 
 main().catch((error: unknown) => {

@@ -3,7 +3,7 @@ import {
   resolveKubernetesConnection,
   type KubernetesConnection,
 } from '../src/attribute/kubernetes/connection.js';
-import { createLab, labAddresses, runSnatRace, sendQueries, type Lab } from './lab/index.js';
+import { createLab, labAddresses, sendQueries, snatRaceUntil, type Lab } from './lab/index.js';
 import {
   startAgentUnderTest,
   waitFor,
@@ -33,39 +33,16 @@ const DNS_DROPPED = 'DNSQueryDropped';
 describe('the agent with Kubernetes against a real kernel', () => {
   let lab: Lab;
   let cluster: LabCluster;
-  let fake: FakeApiServer;
-  let agent: AgentUnderTest;
-  let processFake: FakeApiServer | undefined;
-  let agentProcess: AgentProcess | undefined;
 
+  // One lab for the file; each describe below runs its own agent on it, one at a time (the
+  // probes see the whole machine), and every check is a delta, so no test needs another first.
   beforeAll(async () => {
     lab = await createLab();
     cluster = labCluster(lab);
-    fake = await startFakeApiServer(cluster.objects);
-    const connection = resolveKubernetesConnection({ kubeconfigFlag: await fake.kubeConfigFile() });
-    if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
-    agent = await startAgentUnderTest(
-      [
-        '--probe-mode',
-        'tracepoint',
-        '--netns-pid',
-        String(lab.node.pid),
-        '--node-name',
-        LAB_NODE_NAME,
-        '--poll-interval',
-        '0.5',
-      ],
-      connection satisfies KubernetesConnection,
-    );
-    await waitUntilReady(agent.baseUrl);
   });
 
   afterAll(async () => {
-    await agentProcess?.stop();
-    await agent?.stop();
     await lab?.destroy();
-    await processFake?.close();
-    await fake?.close();
   });
 
   const podAt = (ip: string) => cluster.pods.find((pod) => pod.ip === ip);
@@ -123,93 +100,132 @@ describe('the agent with Kubernetes against a real kernel', () => {
     expect(event.reportingInstance).toBe(LAB_NODE_NAME);
   }
 
-  it('puts ConntrackInsertFailed Events on the racing pods, their counts summing to the kernel insert_failed', async () => {
-    const before = await scrape(agent.baseUrl);
-    const logsBefore = agent.logs.length;
-    const race = await runSnatRace(lab, { rounds: 300 });
-    const kernelFailures = race.kernel.insert_failed ?? 0;
-    expect(kernelFailures).toBeGreaterThan(0);
-
-    const labelled = await settled(
-      async () => podFailures(await scrape(agent.baseUrl)) - podFailures(before),
-      kernelFailures,
-    );
-    expect(labelled).toBe(kernelFailures);
-
-    // Which pod lost each race, from the probe's own tuple rather than the resolver.
-    const lossesByIp = new Map<string, number>();
-    for (const record of agent.logs.slice(logsBefore)) {
+  /** Insert failures by losing pod IP, from the probe's own tuples in the agent's log. */
+  function lossesByIpIn(records: readonly Record<string, unknown>[]): Map<string, number> {
+    const losses = new Map<string, number>();
+    for (const record of records) {
       const event = record.event as LoggedEvent | undefined;
       if (event?.kind !== 'insert_failed' || !event.original) continue;
-      lossesByIp.set(event.original.srcIp, (lossesByIp.get(event.original.srcIp) ?? 0) + 1);
+      losses.set(event.original.srcIp, (losses.get(event.original.srcIp) ?? 0) + 1);
     }
-    expect([...lossesByIp.values()].reduce((a, b) => a + b, 0)).toBe(kernelFailures);
-    expect([...lossesByIp.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
+    return losses;
+  }
 
-    // The first occurrence is posted at once; the rest follow in one patch per patch interval.
-    const counted = await settled(
-      async () => countOf(eventsOf(fake, INSERT_FAILED)),
-      kernelFailures,
-      60_000,
-    );
-    expect(counted).toBe(kernelFailures);
+  /** Each Event's count by name: what an earlier test left is subtracted, not assumed absent. */
+  const countsByName = (events: K8sObject[]) =>
+    new Map(events.map((event) => [String(event.metadata.name), Number(event.count)]));
+  const countSince = (event: K8sObject, before: Map<string, number>) =>
+    Number(event.count) - (before.get(String(event.metadata.name)) ?? 0);
 
-    const events = eventsOf(fake, INSERT_FAILED);
-    // One aggregated Event per losing pod, not one per drop.
-    expect(events).toHaveLength(lossesByIp.size);
-    events.forEach(expectInsertFailedEvent);
-    const after = await scrape(agent.baseUrl);
-    for (const pod of cluster.pods) {
-      const losses = lossesByIp.get(pod.ip) ?? 0;
-      const onPod = events.filter((event) => event.involvedObject.uid === pod.uid);
-      expect(countOf(onPod)).toBe(losses);
-      const labels = { race: 'snat', namespace: pod.namespace, pod: pod.name };
-      expect(
-        sumOf(after, 'conntrack_observer_insert_failures_total', labels) -
-          sumOf(before, 'conntrack_observer_insert_failures_total', labels),
-      ).toBe(losses);
-    }
-    expect(fake.eventWrites().every((write) => write.status < 300)).toBe(true);
-  });
+  describe('in process', () => {
+    let fake: FakeApiServer;
+    let agent: AgentUnderTest;
 
-  it('names the kube-dns Service for a query to the ClusterIP dropped after DNAT', async () => {
-    const [podA] = cluster.pods;
-    // Dropped in FORWARD: after PREROUTING's DNAT, so the packet is addressed to a backend.
-    const rules = labAddresses.dnsBackends.map((backend) => [
-      'FORWARD',
-      '-p',
-      'udp',
-      '-d',
-      backend,
-      '--dport',
-      '53',
-      '-j',
-      'DROP',
-    ]);
-    for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-I', ...rule]);
-    try {
-      const before = await scrape(agent.baseUrl);
-      const burst = await sendQueries(lab, lab.pods[0]!.netns, labAddresses.clusterDns, 20, 100);
-      expect(burst.sent).toBe(20);
-      expect(burst.answered).toBe(0);
-      const firewallDrops = await backendDropPackets(lab);
-      expect(firewallDrops).toBe(20);
-
-      const labels = {
-        reason: 'NETFILTER_DROP',
-        direction: 'query',
-        service: 'kube-system/kube-dns',
-        namespace: podA!.namespace,
-        pod: podA!.name,
-      };
-      const drops = (samples: Sample[]) =>
-        sumOf(samples, 'conntrack_observer_dns_drops_total', labels);
-      const seen = await settled(
-        async () => drops(await scrape(agent.baseUrl)) - drops(before),
-        firewallDrops,
+    beforeAll(async () => {
+      fake = await startFakeApiServer(cluster.objects);
+      const connection = resolveKubernetesConnection({
+        kubeconfigFlag: await fake.kubeConfigFile(),
+      });
+      if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
+      agent = await startAgentUnderTest(
+        [
+          '--probe-mode',
+          'tracepoint',
+          '--netns-pid',
+          String(lab.node.pid),
+          '--node-name',
+          LAB_NODE_NAME,
+          '--poll-interval',
+          '0.5',
+        ],
+        connection satisfies KubernetesConnection,
       );
-      expect(seen).toBe(firewallDrops);
+      await waitUntilReady(agent.baseUrl);
+    });
 
+    afterAll(async () => {
+      await agent?.stop();
+      await fake?.close();
+    });
+
+    it('puts one ConntrackInsertFailed Event on each racing pod, their counts summing to the kernel insert_failed', async () => {
+      const before = await scrape(agent.baseUrl);
+      const eventsBefore = countsByName(eventsOf(fake, INSERT_FAILED));
+      const writesBefore = fake.eventWrites().length;
+      const logsBefore = agent.logs.length;
+      // Every pod loses at least twice: its Event is then both created and patched.
+      const lossesPerPod = 2;
+      const race = await snatRaceUntil(lab, {
+        needed: lossesPerPod * cluster.pods.length,
+        stillMissing: () => {
+          const losses = lossesByIpIn(agent.logs.slice(logsBefore));
+          const short = cluster.pods.filter((pod) => (losses.get(pod.ip) ?? 0) < lossesPerPod);
+          if (short.length === 0) return undefined;
+          const lost = short.map((pod) => `${pod.name} lost ${losses.get(pod.ip) ?? 0}`);
+          return `${lost.join(', ')} of ${lossesPerPod} each, by the agent's log`;
+        },
+      });
+      const kernelFailures = race.kernel.insert_failed ?? 0;
+      expect(kernelFailures).toBeGreaterThanOrEqual(lossesPerPod * cluster.pods.length);
+
+      const labelled = await settled(
+        async () => podFailures(await scrape(agent.baseUrl)) - podFailures(before),
+        kernelFailures,
+      );
+      expect(labelled).toBe(kernelFailures);
+
+      // Which pod lost each race, from the probe's own tuple rather than the resolver.
+      const lossesByIp = lossesByIpIn(agent.logs.slice(logsBefore));
+      expect([...lossesByIp.values()].reduce((a, b) => a + b, 0)).toBe(kernelFailures);
+      expect([...lossesByIp.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
+
+      // The first occurrence is posted at once; the rest follow in one patch per patch interval.
+      const countedSince = () =>
+        eventsOf(fake, INSERT_FAILED).reduce(
+          (sum, event) => sum + countSince(event, eventsBefore),
+          0,
+        );
+      const counted = await settled(async () => countedSince(), kernelFailures, 60_000);
+      expect(counted).toBe(kernelFailures);
+
+      const events = eventsOf(fake, INSERT_FAILED);
+      events.forEach(expectInsertFailedEvent);
+      const after = await scrape(agent.baseUrl);
+      for (const pod of cluster.pods) {
+        const losses = lossesByIp.get(pod.ip) ?? 0;
+        expect(losses).toBeGreaterThanOrEqual(lossesPerPod);
+        // One aggregated Event per losing pod, not one per drop.
+        const onPod = events.filter((event) => event.involvedObject.uid === pod.uid);
+        expect(onPod).toHaveLength(1);
+        expect(countSince(onPod[0]!, eventsBefore)).toBe(losses);
+        const labels = { race: 'snat', namespace: pod.namespace, pod: pod.name };
+        expect(
+          sumOf(after, 'conntrack_observer_insert_failures_total', labels) -
+            sumOf(before, 'conntrack_observer_insert_failures_total', labels),
+        ).toBe(losses);
+      }
+      expect(
+        fake
+          .eventWrites()
+          .slice(writesBefore)
+          .every((write) => write.status < 300),
+      ).toBe(true);
+    });
+
+    it('names the kube-dns Service for a query to the ClusterIP dropped after DNAT', async () => {
+      const [podA] = cluster.pods;
+      // Dropped in FORWARD: after PREROUTING's DNAT, so the packet is addressed to a backend.
+      const rules = labAddresses.dnsBackends.map((backend) => [
+        'FORWARD',
+        '-p',
+        'udp',
+        '-d',
+        backend,
+        '--dport',
+        '53',
+        '-j',
+        'DROP',
+      ]);
       // The race's own drops (late answers to closed sockets, the losers seen as DNS drops after
       // SNAT) have Events of their own.
       const firewalled = () =>
@@ -218,87 +234,124 @@ describe('the agent with Kubernetes against a real kernel', () => {
             candidate.involvedObject.kind === 'Pod' &&
             String(candidate.message).includes('(reason NETFILTER_DROP'),
         );
-      const event = await waitFor('a DNSQueryDropped Event', async () => firewalled()[0]);
-      expect(event.type).toBe('Warning');
-      expect(event.involvedObject).toMatchObject({
-        kind: 'Pod',
-        namespace: podA!.namespace,
-        name: podA!.name,
-      });
-      expect(event.message).toMatch(
-        new RegExp(
-          `^UDP query ${podA!.ip.replace(/\./g, '\\.')}:\\d+ → kube-dns 192\\.0\\.2\\.5[34]:53`,
-        ),
-      );
-      expect(event.message).toContain('NETFILTER_DROP');
-      expect(Number(event.count)).toBeGreaterThanOrEqual(1);
-      expect(Number(event.count)).toBeLessThanOrEqual(firewallDrops);
-      // Only pod A sent queries.
-      expect(firewalled()).toHaveLength(1);
-    } finally {
-      for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
-    }
+      const firewalledBefore = countsByName(firewalled());
+      const grown = () => firewalled().filter((event) => countSince(event, firewalledBefore) > 0);
+      for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-I', ...rule]);
+      try {
+        const before = await scrape(agent.baseUrl);
+        const burst = await sendQueries(lab, lab.pods[0]!.netns, labAddresses.clusterDns, 20, 100);
+        expect(burst.sent).toBe(20);
+        expect(burst.answered).toBe(0);
+        const firewallDrops = await backendDropPackets(lab);
+        expect(firewallDrops).toBe(20);
+
+        const labels = {
+          reason: 'NETFILTER_DROP',
+          direction: 'query',
+          service: 'kube-system/kube-dns',
+          namespace: podA!.namespace,
+          pod: podA!.name,
+        };
+        const drops = (samples: Sample[]) =>
+          sumOf(samples, 'conntrack_observer_dns_drops_total', labels);
+        const seen = await settled(
+          async () => drops(await scrape(agent.baseUrl)) - drops(before),
+          firewallDrops,
+        );
+        expect(seen).toBe(firewallDrops);
+
+        const event = await waitFor('a DNSQueryDropped Event', async () => grown()[0]);
+        expect(event.type).toBe('Warning');
+        expect(event.involvedObject).toMatchObject({
+          kind: 'Pod',
+          namespace: podA!.namespace,
+          name: podA!.name,
+        });
+        expect(event.message).toMatch(
+          new RegExp(
+            `^UDP query ${podA!.ip.replace(/\./g, '\\.')}:\\d+ → kube-dns 192\\.0\\.2\\.5[34]:53`,
+          ),
+        );
+        expect(event.message).toContain('NETFILTER_DROP');
+        expect(countSince(event, firewalledBefore)).toBeGreaterThanOrEqual(1);
+        expect(countSince(event, firewalledBefore)).toBeLessThanOrEqual(firewallDrops);
+        // Only pod A sent queries.
+        expect(grown()).toHaveLength(1);
+      } finally {
+        for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
+      }
+    });
   });
 
-  it('runs as a process with --kubeconfig and --node-name, ready only once synced, and posts the Events of a snat-race', async () => {
-    // One agent at a time on the lab: the in-process one has shown what it had to.
-    await agent.stop();
-    processFake = await startFakeApiServer(cluster.objects);
-    // Until released, the pod list fails: /readyz must say it waits for the API.
-    const podListsFail = processFake.failRequests({
-      status: 503,
-      match: (request) => request.resource === 'pods' && !request.watch,
-    });
-    agentProcess = await startAgentProcess([
-      '--kubeconfig',
-      await processFake.kubeConfigFile(),
-      '--node-name',
-      LAB_NODE_NAME,
-      '--netns-pid',
-      String(lab.node.pid),
-      '--probe-mode',
-      'tracepoint',
-      '--listen',
-      '127.0.0.1:0',
-      '--poll-interval',
-      '0.5',
-    ]);
-    const { baseUrl } = agentProcess;
-    const waiting = await waitFor('/readyz to wait for the API', async () => {
-      const response = await fetch(`${baseUrl}/readyz`);
-      const body = await response.text();
-      return response.status === 503 && body.includes('Kubernetes not synced') ? body : undefined;
-    });
-    expect(waiting).toContain('pods');
-    expect(podListsFail.failed).toBeGreaterThan(0);
-    podListsFail.clear();
-    await waitFor(
-      'the agent to be ready',
-      async () => ((await fetch(`${baseUrl}/readyz`)).status === 200 ? true : undefined),
-      60_000,
-    );
-    expect(sumOf(await scrape(baseUrl), 'conntrack_observer_k8s_informer_synced')).toBe(4);
+  describe('as a process', () => {
+    let processFake: FakeApiServer | undefined;
+    let agentProcess: AgentProcess | undefined;
 
-    const before = await scrape(baseUrl);
-    const race = await runSnatRace(lab, { rounds: 300 });
-    const kernelFailures = race.kernel.insert_failed ?? 0;
-    expect(kernelFailures).toBeGreaterThan(0);
-    const labelled = await settled(
-      async () => podFailures(await scrape(baseUrl)) - podFailures(before),
-      kernelFailures,
-    );
-    expect(labelled).toBe(kernelFailures);
-    await waitFor('an Event posted while running', async () =>
-      eventsOf(processFake!, INSERT_FAILED).length > 0 ? true : undefined,
-    );
+    afterAll(async () => {
+      await agentProcess?.stop();
+      await processFake?.close();
+    });
 
-    // SIGTERM: the agent writes what its recorder still holds before it exits.
-    expect(await agentProcess.stop()).toBe(0);
-    const events = eventsOf(processFake, INSERT_FAILED);
-    events.forEach(expectInsertFailedEvent);
-    expect(countOf(events)).toBe(kernelFailures);
-    expect(events.length).toBeLessThanOrEqual(cluster.pods.length);
-    expect(processFake.eventWrites().every((write) => write.status < 300)).toBe(true);
+    it('runs as a process with --kubeconfig and --node-name, ready only once synced, and posts the Events of a snat-race', async () => {
+      processFake = await startFakeApiServer(cluster.objects);
+      // Until released, the pod list fails: /readyz must say it waits for the API.
+      const podListsFail = processFake.failRequests({
+        status: 503,
+        match: (request) => request.resource === 'pods' && !request.watch,
+      });
+      agentProcess = await startAgentProcess([
+        '--kubeconfig',
+        await processFake.kubeConfigFile(),
+        '--node-name',
+        LAB_NODE_NAME,
+        '--netns-pid',
+        String(lab.node.pid),
+        '--probe-mode',
+        'tracepoint',
+        '--listen',
+        '127.0.0.1:0',
+        '--poll-interval',
+        '0.5',
+      ]);
+      const { baseUrl } = agentProcess;
+      const waiting = await waitFor('/readyz to wait for the API', async () => {
+        const response = await fetch(`${baseUrl}/readyz`);
+        const body = await response.text();
+        return response.status === 503 && body.includes('Kubernetes not synced') ? body : undefined;
+      });
+      expect(waiting).toContain('pods');
+      expect(podListsFail.failed).toBeGreaterThan(0);
+      podListsFail.clear();
+      await waitFor(
+        'the agent to be ready',
+        async () => ((await fetch(`${baseUrl}/readyz`)).status === 200 ? true : undefined),
+        60_000,
+      );
+      expect(sumOf(await scrape(baseUrl), 'conntrack_observer_k8s_informer_synced')).toBe(4);
+
+      const before = await scrape(baseUrl);
+      // One more loss than there are pods: some pod loses twice, so its second occurrence is
+      // still held (patch interval) at SIGTERM and the flush on shutdown is what delivers it.
+      const race = await snatRaceUntil(lab, { needed: cluster.pods.length + 1 });
+      const kernelFailures = race.kernel.insert_failed ?? 0;
+      expect(kernelFailures).toBeGreaterThan(cluster.pods.length);
+      const labelled = await settled(
+        async () => podFailures(await scrape(baseUrl)) - podFailures(before),
+        kernelFailures,
+      );
+      expect(labelled).toBe(kernelFailures);
+      await waitFor('an Event posted while running', async () =>
+        eventsOf(processFake!, INSERT_FAILED).length > 0 ? true : undefined,
+      );
+
+      // SIGTERM: the agent writes what its recorder still holds before it exits.
+      expect(await agentProcess.stop()).toBe(0);
+      const events = eventsOf(processFake, INSERT_FAILED);
+      events.forEach(expectInsertFailedEvent);
+      expect(countOf(events)).toBe(kernelFailures);
+      expect(events.length).toBeLessThanOrEqual(cluster.pods.length);
+      expect(processFake.eventWrites().every((write) => write.status < 300)).toBe(true);
+    });
   });
 });
 

@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { buildDoctorCommand } from './doctor-options.js';
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
 export type RequestedProbeMode = (typeof PROBE_MODES)[number];
@@ -19,6 +20,8 @@ export interface AgentOptions {
   tracefs: string;
   logLevel: LogLevel;
   pollIntervalMs: number;
+  /** NodeLocal DNSCache addresses besides link-local ones (e.g. when it listens on the ClusterIP). */
+  nodeLocalDns: string[];
 }
 
 export type ParsedOptions =
@@ -52,61 +55,91 @@ function seconds(value: string): number {
 }
 
 function buildCommand(env: Readonly<Record<string, string | undefined>>, version: string): Command {
-  return new Command('conntrack-race-observer')
-    .description(
-      'Sees the kernel drop packets when flows race through conntrack NAT, and DNS drops; attributes them to pods, exports Prometheus metrics and posts Kubernetes Events.',
-    )
-    .version(version)
-    .addOption(
-      new Option('--listen <host:port>', 'address of /metrics, /healthz and /readyz')
-        .default(listenAddress(DEFAULT_LISTEN), DEFAULT_LISTEN)
-        .argParser(listenAddress),
-    )
-    .addOption(
-      new Option(
-        '--probe-mode <mode>',
-        'how to observe the kernel; auto picks the most precise available',
+  return (
+    new Command('conntrack-race-observer')
+      .description(
+        'Sees the kernel drop packets when flows race through conntrack NAT, and DNS drops; attributes them to pods, exports Prometheus metrics and posts Kubernetes Events.',
       )
-        .choices(PROBE_MODES)
-        .default('auto'),
+      .version(version)
+      .addOption(
+        new Option('--listen <host:port>', 'address of /metrics, /healthz and /readyz')
+          .default(listenAddress(DEFAULT_LISTEN), DEFAULT_LISTEN)
+          .argParser(listenAddress),
+      )
+      .addOption(
+        new Option(
+          '--probe-mode <mode>',
+          'how to observe the kernel; auto picks the most precise available',
+        )
+          .choices(PROBE_MODES)
+          .default('auto'),
+      )
+      .addOption(
+        // KUBECONFIG itself is resolved with the in-cluster fallback in k8s/connection.ts.
+        new Option(
+          '--kubeconfig <file>',
+          'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
+        ),
+      )
+      .addOption(
+        new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(
+          env.NODE_NAME || undefined,
+        ),
+      )
+      .addOption(
+        new Option(
+          '--netns-pid <pid>',
+          "a process in the node's network namespace, whose conntrack counters to read (default: the agent's own)",
+        ).argParser(positiveInteger),
+      )
+      .addOption(
+        new Option(
+          '--probes-dir <dir>',
+          'directory of the bpftrace scripts (default: the packaged probes/)',
+        ),
+      )
+      .addOption(new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'))
+      .addOption(
+        new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'),
+      )
+      .addOption(
+        new Option('--log-level <level>', 'log level')
+          .choices(LOG_LEVELS)
+          .default(env.LOG_LEVEL || 'info'),
+      )
+      .addOption(
+        new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
+          .default(5_000, '5')
+          .argParser(seconds),
+      )
+      .addOption(
+        new Option(
+          '--node-local-dns <addresses>',
+          'comma-separated NodeLocal DNSCache addresses besides link-local 169.254.0.0/16',
+        )
+          .default([], 'none')
+          .argParser(ipv4List),
+      )
+      // Listed in --help; main.ts runs it before these options are parsed.
+      .addCommand(buildDoctorCommand())
+      // With a subcommand listed, commander runs the agent only through an action of its own.
+      .action(() => undefined)
+      .allowExcessArguments(false)
+  );
+}
+
+function ipv4List(value: string): string[] {
+  const addresses = value.split(',').map((part) => part.trim());
+  for (const address of addresses) {
+    if (
+      !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(address) ||
+      address.split('.').some((o) => Number(o) > 255)
     )
-    .addOption(
-      // KUBECONFIG itself is resolved with the in-cluster fallback in k8s/connection.ts.
-      new Option(
-        '--kubeconfig <file>',
-        'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
-      ),
-    )
-    .addOption(
-      new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(
-        env.NODE_NAME || undefined,
-      ),
-    )
-    .addOption(
-      new Option(
-        '--netns-pid <pid>',
-        "a process in the node's network namespace, whose conntrack counters to read (default: the agent's own)",
-      ).argParser(positiveInteger),
-    )
-    .addOption(
-      new Option(
-        '--probes-dir <dir>',
-        'directory of the bpftrace scripts (default: the packaged probes/)',
-      ),
-    )
-    .addOption(new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'))
-    .addOption(new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'))
-    .addOption(
-      new Option('--log-level <level>', 'log level')
-        .choices(LOG_LEVELS)
-        .default(env.LOG_LEVEL || 'info'),
-    )
-    .addOption(
-      new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
-        .default(5_000, '5')
-        .argParser(seconds),
-    )
-    .allowExcessArguments(false);
+      throw new InvalidArgumentError(
+        `expected IPv4 addresses separated by commas, got "${address}"`,
+      );
+  }
+  return addresses;
 }
 
 /** argument → environment → default, resolved in this one place. Never exits, never throws. */

@@ -1,6 +1,11 @@
 import { classifyRace } from '../events/classify-race.js';
 import type { DnsDropEvent, FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
-import type { DecodedLine, DecodeErrorCode, LineDecoder } from './decoded-line.js';
+import {
+  MAX_LINE_CHARS,
+  type DecodedLine,
+  type DecodeErrorCode,
+  type LineDecoder,
+} from './decoded-line.js';
 import { dropReasonFromLocation } from './drop-location.js';
 
 /** Names the numeric drop reasons of the running kernel (read from the tracepoint format). */
@@ -105,8 +110,8 @@ function isIpv4(text: string): boolean {
 function unsigned(fields: string[], index: number, name: string, max: number): number {
   const text = fields[index] ?? '';
   const value = decimalValue(text);
-  if (value < 0) throw new FieldError(`${name} is not an unsigned integer: "${text}"`);
-  if (value > max) throw new FieldError(`${name} out of range: ${text}`);
+  if (value < 0) throw new FieldError(`${name} is not an unsigned integer: "${truncate(text)}"`);
+  if (value > max) throw new FieldError(`${name} out of range: ${truncate(text)}`);
   return value;
 }
 
@@ -116,21 +121,35 @@ function port(fields: string[], index: number, name: string): number {
 
 function ipv4(fields: string[], index: number, name: string): string {
   const text = fields[index] ?? '';
-  if (!isIpv4(text)) throw new FieldError(`${name} is not an IPv4 address: "${text}"`);
+  if (!isIpv4(text)) throw new FieldError(`${name} is not an IPv4 address: "${truncate(text)}"`);
   return text;
 }
+
+// bpftrace's nsecs is a u64.
+const MAX_NSECS = (1n << 64n) - 1n;
+const MAX_NSECS_DIGITS = MAX_NSECS.toString().length;
 
 function nanoseconds(fields: string[], index: number): bigint {
   const text = fields[index] ?? '';
   if (decimalValue(text) < 0) {
-    throw new FieldError(`nsecs is not an unsigned integer: "${text}"`);
+    throw new FieldError(`nsecs is not an unsigned integer: "${truncate(text)}"`);
   }
-  return BigInt(text);
+  // The digit count first: BigInt() of a megabyte of digits is not free.
+  const value = text.length > MAX_NSECS_DIGITS ? undefined : BigInt(text);
+  if (value === undefined || value > MAX_NSECS) {
+    throw new FieldError(`nsecs out of range (u64): ${truncate(text)}`);
+  }
+  return value;
 }
+
+// The IPS_* bits all fit in 32 bits; more hex digits are garbage, and past 13 of them a
+// double would not even hold the value exactly.
+const MAX_STATUS = 0xffffffff;
 
 function status(text: string): number {
   const value = hexValue(text);
-  if (value < 0) throw new FieldError(`status is not hex: "${text}"`);
+  if (value < 0) throw new FieldError(`status is not hex: "${truncate(text)}"`);
+  if (value > MAX_STATUS) throw new FieldError(`status out of range: ${truncate(text)}`);
   return value;
 }
 
@@ -259,7 +278,10 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
   }
   const expected = versions.get(fields[1] ?? '');
   if (expected === undefined) {
-    return rejected('unsupported_version', `${record} schema version "${fields[1] ?? ''}"`);
+    return rejected(
+      'unsupported_version',
+      `${record} schema version "${truncate(fields[1] ?? '')}"`,
+    );
   }
   if (fields.length !== expected) {
     return rejected(
@@ -285,6 +307,20 @@ function truncate(text: string): string {
   return text.length > 120 ? `${text.slice(0, 120)}…` : text;
 }
 
+/** `data[key]` when it is a non-negative safe integer, else undefined. */
+function countIn(data: unknown, key: string): number | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const value: unknown = (data as Record<string, unknown>)[key];
+  return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : undefined;
+}
+
+function describeCount(data: unknown, key: string): string {
+  if (typeof data !== 'object' || data === null) return 'no data object';
+  const value: unknown = (data as Record<string, unknown>)[key];
+  if (value === undefined) return `no ${key}`;
+  return truncate(typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? ''));
+}
+
 function decodeRecord(record: unknown, probe: string, reasonName: DropReasonNamer): DecodedLine {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) {
     return rejected('not_an_object', 'bpftrace record is not a JSON object');
@@ -296,13 +332,25 @@ function decodeRecord(record: unknown, probe: string, reasonName: DropReasonName
       if (typeof data !== 'string') return rejected('bad_field', 'printf record without text');
       return decodeEventLine(data, probe, reasonName);
     case 'attached_probes': {
-      const probes = (data as { probes?: unknown } | null)?.probes;
-      if (typeof probes !== 'number') return rejected('bad_field', 'attached_probes without count');
+      const probes = countIn(data, 'probes');
+      if (probes === undefined) {
+        return rejected(
+          'bad_count',
+          `attached_probes count is not a count: ${describeCount(data, 'probes')}`,
+        );
+      }
       return { type: 'attached', probes };
     }
     case 'lost_events': {
-      const events = (data as { events?: unknown } | null)?.events;
-      if (typeof events !== 'number') return rejected('bad_field', 'lost_events without count');
+      // Added to a counter: a negative, fractional or unsafe count would corrupt it (or make
+      // prom-client throw), so it is rejected here rather than trusted downstream.
+      const events = countIn(data, 'events');
+      if (events === undefined) {
+        return rejected(
+          'bad_count',
+          `lost_events count is not a count: ${describeCount(data, 'events')}`,
+        );
+      }
       return { type: 'lost', count: events };
     }
     default:
@@ -316,6 +364,9 @@ function decodeRecord(record: unknown, probe: string, reasonName: DropReasonName
  */
 export function createLineDecoder(probe: string, reasonName: DropReasonNamer): LineDecoder {
   return (line: string): DecodedLine => {
+    if (line.length > MAX_LINE_CHARS) {
+      return rejected('line_too_long', `${line.length} characters: "${truncate(line)}"`);
+    }
     if (line.startsWith(PRINTF_PREFIX) && line.endsWith(PRINTF_SUFFIX)) {
       // The payload holds no escape and no quote when the first of each after the prefix is
       // the suffix's own: one scan each, and no copy of a line that is not taken.

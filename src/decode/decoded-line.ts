@@ -21,6 +21,17 @@ export type DecodeErrorCode =
   | 'unknown_record'
   | 'bad_field_count'
   | 'bad_field'
-  | 'unsupported_version';
+  | 'unsupported_version'
+  /** An `attached_probes` or `lost_events` count that is not a non-negative safe integer. */
+  | 'bad_count'
+  /** Longer than MAX_LINE_CHARS: no record is, so it is garbage, and is not parsed. */
+  | 'line_too_long';
+
+/**
+ * The longest line the agent reads. Far above any record (a few hundred characters); the
+ * reader cuts a longer line here and drops the rest of it, so garbage with no newline in
+ * sight cannot hold memory.
+ */
+export const MAX_LINE_CHARS = 1 << 20;
 
 export type LineDecoder = (line: string) => DecodedLine;

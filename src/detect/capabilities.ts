@@ -1,4 +1,5 @@
 import { gunzipSync } from 'node:zlib';
+import { btfDefinesStruct } from './btf-types.js';
 import { type BpftraceInfo, bpftraceInfoFlag, parseBpftraceInfo } from './bpftrace-info.js';
 import { type KernelVersion, parseKernelRelease } from './kernel-release.js';
 
@@ -143,6 +144,11 @@ export interface KernelCapabilities {
    * (`struct nf_conn`). Kernels before 5.11 export no module BTF.
    */
   readonly nfConntrackBtf: boolean;
+  /**
+   * Whether the vmlinux BTF defines `struct nf_conn` (it does where built-in code includes its
+   * header, e.g. Debian's 5.10, though nf_conntrack is a module); undefined when unreadable.
+   */
+  readonly nfConnInVmlinuxBtf: boolean | undefined;
   /** Kernel headers for this release, when installed (or mounted from the host). */
   readonly kernelHeaders: KernelHeaders | undefined;
   readonly kernelConfig: KernelConfigCapability | undefined;
@@ -451,6 +457,9 @@ export async function detectCapabilities(
     detectConntrackStatColumns(files, paths),
     detectBpftrace(run, options.bpftracePath, options.infoTimeoutMs ?? DEFAULT_INFO_TIMEOUT_MS),
   ]);
+  const vmlinuxBtf = btf ? await files.read(vmlinuxBtfPath) : undefined;
+  const nfConnInVmlinuxBtf =
+    vmlinuxBtf === undefined ? undefined : btfDefinesStruct(vmlinuxBtf, 'nf_conn');
   const kprobeAttach = await detectKprobeAttach(
     run,
     bpftrace,
@@ -462,6 +471,7 @@ export async function detectCapabilities(
     btf,
     vmlinuxBtfPath,
     nfConntrackBtf,
+    nfConnInVmlinuxBtf,
     kernelHeaders,
     kernelConfig,
     bpftrace,

@@ -245,10 +245,15 @@ function tracepointMissing(
 /** Whether bpftrace can read `struct nf_conn` from BTF on this kernel. */
 function nfConnBtf(capabilities: KernelCapabilities): boolean {
   if (!capabilities.btf) return false;
+  // In its module's own BTF, which /sys/kernel/btf/nf_conntrack shows once it is loaded.
+  if (capabilities.nfConntrackBtf) return true;
+  // In vmlinux BTF: built in, or included by built-in code (Debian's 5.10) — read from the blob.
+  if (capabilities.nfConnInVmlinuxBtf === true) return true;
   const config = capabilities.kernelConfig;
-  // Built in: in vmlinux. A module: in its own BTF, which /sys/kernel/btf/nf_conntrack shows
-  // once it is loaded, or which CONFIG_DEBUG_INFO_BTF_MODULES promises.
-  return capabilities.nfConntrackBtf || config?.nfConntrack === 'y' || config?.btfModules === true;
+  // Not in vmlinux: only module BTF can have it, which CONFIG_DEBUG_INFO_BTF_MODULES promises.
+  if (capabilities.nfConnInVmlinuxBtf === false) return config?.btfModules === true;
+  // The blob could not be read: the configuration says where the struct would be.
+  return config?.nfConntrack === 'y' || config?.btfModules === true;
 }
 
 function btfMissingPhrase(readers: string): string {
@@ -513,29 +518,12 @@ export function selectProbeMode(
   const tracepoint = planMode('tracepoint', capabilities);
   switch (option) {
     case 'kprobe':
-      return kprobe.missing.length > 0
-        ? unavailable(option, kprobe.missing)
-        : {
-            ok: true,
-            selection: probeSelection(
-              'kprobe',
-              kprobe,
-              `requested with --probe-mode kprobe${environmentNotes(kprobe)}`,
-              capabilities,
-            ),
-          };
-    case 'tracepoint':
-      return tracepoint.missing.length > 0
-        ? unavailable(option, tracepoint.missing)
-        : {
-            ok: true,
-            selection: probeSelection(
-              'tracepoint',
-              tracepoint,
-              `requested with --probe-mode tracepoint${environmentNotes(tracepoint)}`,
-              capabilities,
-            ),
-          };
+    case 'tracepoint': {
+      const plan = option === 'kprobe' ? kprobe : tracepoint;
+      if (plan.missing.length > 0) return unavailable(option, plan.missing);
+      const reason = `requested with --probe-mode ${option}${environmentNotes(plan)}`;
+      return { ok: true, selection: probeSelection(option, plan, reason, capabilities) };
+    }
     case 'counters-only':
       return {
         ok: true,

@@ -1,3 +1,5 @@
+import type { EventDiagnosis } from './diagnosis.js';
+
 /**
  * The events every probe mode produces once decoded. Whatever mode observed them
  * (tracepoint, kprobe), the rest of the agent sees only these shapes.
@@ -122,6 +124,8 @@ export interface AttributedEvent {
   readonly attribution: Attribution;
   /** Wall-clock milliseconds since the epoch, derived from monotonicNs. */
   readonly wallTimeMs: number;
+  /** The pod's and node's diagnosis the advice is written from (src/diagnose/), when wired. */
+  readonly diagnosis?: EventDiagnosis;
 }
 
 /**

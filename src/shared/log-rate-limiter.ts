@@ -1,31 +1,24 @@
+import { TokenBucket } from './token-bucket.js';
+
 /**
- * Lets at most `burst` messages through per window and counts the rest, so that a probe
- * printing garbage at line rate cannot flood the log. The count of what was held back is
- * handed to the caller with the first message of the next window.
+ * Lets `burst` messages through at once and `burst` per window on average after that, and
+ * counts the rest, so that a probe printing garbage at line rate cannot flood the log. The
+ * count of what was held back is handed to the caller with the next message let through.
  */
 export class LogRateLimiter {
-  private windowStart = Number.NEGATIVE_INFINITY;
-  private inWindow = 0;
+  private readonly bucket: TokenBucket;
   private suppressed = 0;
 
-  constructor(
-    private readonly burst: number,
-    private readonly windowMs: number,
-    private readonly now: () => number,
-  ) {}
+  constructor(burst: number, windowMs: number, now: () => number) {
+    this.bucket = new TokenBucket(now, burst, burst / (windowMs / 1000));
+  }
 
   /** Returns undefined when the message must be dropped, else how many were dropped before it. */
   admit(): { readonly suppressedBefore: number } | undefined {
-    const now = this.now();
-    if (now - this.windowStart >= this.windowMs) {
-      this.windowStart = now;
-      this.inWindow = 0;
-    }
-    if (this.inWindow >= this.burst) {
+    if (!this.bucket.tryTake()) {
       this.suppressed += 1;
       return undefined;
     }
-    this.inWindow += 1;
     const suppressedBefore = this.suppressed;
     this.suppressed = 0;
     return { suppressedBefore };

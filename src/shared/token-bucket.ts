@@ -1,17 +1,18 @@
-import type { Clock } from './clock.js';
-
-/** A token bucket on an injected clock: `capacity` tokens, refilled at `perSecond`. */
+/**
+ * A token bucket on an injected clock (milliseconds): `capacity` tokens, refilled at `perSecond`.
+ * The one rate limiter of the agent: Event writes and rate-limited log lines use it.
+ */
 export class TokenBucket {
   private tokens: number;
   private updatedMs: number;
 
   constructor(
-    private readonly clock: Clock,
+    private readonly nowMs: () => number,
     readonly capacity: number,
     readonly perSecond: number,
   ) {
     this.tokens = capacity;
-    this.updatedMs = clock.nowMs();
+    this.updatedMs = nowMs();
   }
 
   tryTake(): boolean {
@@ -35,7 +36,7 @@ export class TokenBucket {
   }
 
   private refill(): void {
-    const now = this.clock.nowMs();
+    const now = this.nowMs();
     const elapsedMs = Math.max(0, now - this.updatedMs);
     this.updatedMs = now;
     this.tokens = Math.min(this.capacity, this.tokens + (elapsedMs / 1000) * this.perSecond);

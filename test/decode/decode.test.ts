@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { clientIpOf } from '../../src/events/client-ip.js';
 import { createLineDecoder } from '../../src/decode/decode.js';
-import type { DecodedLine } from '../../src/decode/decoded-line.js';
+import { MAX_LINE_CHARS, type DecodedLine } from '../../src/decode/decoded-line.js';
 
 const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
 const decode = createLineDecoder(
@@ -97,6 +97,56 @@ describe('decoding bpftrace output lines', () => {
     });
   });
 
+  it.each([
+    ['-5', '-5'],
+    ['1.5', '1.5'],
+    ['1e999', 'Infinity'],
+    ['9007199254740992', '9007199254740992'],
+    ['"12"', '"12"'],
+    ['null', 'null'],
+  ])(
+    'rejects a lost_events count of %s as bad_count rather than add it to a counter',
+    (count, shown) => {
+      expect(decode(`{"type": "lost_events", "data": {"events": ${count}}}`)).toEqual({
+        type: 'rejected',
+        code: 'bad_count',
+        detail: `lost_events count is not a count: ${shown}`,
+      });
+    },
+  );
+
+  it('takes a lost_events count of 0 or 2^53 - 1, and rejects one that is missing', () => {
+    expect(decode('{"type": "lost_events", "data": {"events": 0}}')).toEqual({
+      type: 'lost',
+      count: 0,
+    });
+    expect(decode('{"type": "lost_events", "data": {"events": 9007199254740991}}')).toEqual({
+      type: 'lost',
+      count: Number.MAX_SAFE_INTEGER,
+    });
+    expect(decode('{"type": "lost_events", "data": {}}')).toMatchObject({
+      code: 'bad_count',
+      detail: 'lost_events count is not a count: no events',
+    });
+    expect(decode('{"type": "lost_events", "data": 7}')).toMatchObject({ code: 'bad_count' });
+  });
+
+  it('rejects an attached_probes count that is no count', () => {
+    expect(decode('{"type": "attached_probes", "data": {"probes": -1}}')).toMatchObject({
+      type: 'rejected',
+      code: 'bad_count',
+    });
+  });
+
+  it('rejects a line past the line limit as too long without parsing it', () => {
+    const line = printf(
+      `dns_drop 1 10 0 1 12 10.244.0.2 41234 192.0.2.99 53 ${'x'.repeat(MAX_LINE_CHARS)}`,
+    );
+    const decoded = decode(line);
+    expect(decoded).toMatchObject({ type: 'rejected', code: 'line_too_long' });
+    expect(decoded.type === 'rejected' && decoded.detail.length).toBeLessThan(200);
+  });
+
   it('rejects every malformed or truncated line of the fixture with a stable code, never throwing', () => {
     const lines = readFileSync(
       new URL('../fixtures/bpftrace/malformed.jsonl', import.meta.url),
@@ -120,7 +170,7 @@ describe('decoding bpftrace output lines', () => {
       'bad_field_count',
       'unknown_record',
       'bad_field',
-      'bad_field',
+      'bad_count',
       'not_json',
       'event',
     ]);
@@ -258,6 +308,25 @@ describe('reading the fields of an event line', () => {
       type: 'rejected',
       code: 'bad_field',
       detail: `dns_drop: nsecs is not an unsigned integer: "${text}"`,
+    });
+  });
+
+  it.each(['18446744073709551616', '9'.repeat(21), '9'.repeat(5000)])(
+    'rejects a timestamp past 2^64 - 1 (%#)',
+    (text) => {
+      expect(decode(withNsecs(text))).toMatchObject({
+        type: 'rejected',
+        code: 'bad_field',
+        detail: expect.stringContaining('dns_drop: nsecs out of range (u64): ') as string,
+      });
+    },
+  );
+
+  it('rejects a status past 32 bits, which a double could not even hold exactly', () => {
+    expect(decode(withStatus('20000000000000'))).toEqual({
+      type: 'rejected',
+      code: 'bad_field',
+      detail: 'insert_failed: status out of range: 20000000000000',
     });
   });
 

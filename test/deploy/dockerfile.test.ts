@@ -63,6 +63,11 @@ const packageJson = JSON.parse(readRepoFile('package.json')) as {
 const buildConfig = JSON.parse(readRepoFile('tsconfig.build.json')) as {
   compilerOptions: { outDir: string; rootDir: string };
 };
+function stage(name: string): Stage {
+  const found = dockerfile.stages.find((candidate) => candidate.name === name);
+  if (found === undefined) throw new Error(`the Dockerfile has no stage ${name}`);
+  return found;
+}
 const dockerignore = readRepoFile('.dockerignore')
   .split('\n')
   .map((line) => line.trim())
@@ -93,16 +98,38 @@ function ignored(path: string): boolean {
   );
 }
 
-describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
-  it('builds in one stage and runs in another', () => {
-    expect(dockerfile.stages.map((stage) => stage.name)).toEqual(['build', 'runtime']);
+// Built and run for real by `scripts/image.sh test`; these checks need no engine at all.
+describe('Dockerfile, statically', () => {
+  it('builds in one stage, installs the system in another and runs a flattened copy of it', () => {
+    expect(dockerfile.stages.map((s) => s.name)).toEqual(['build', 'system', 'runtime']);
+    expect(stage('runtime').base).toBe('scratch');
+    // The whole system stage first, then the agent: what the system stage deleted stays out.
+    expect(copies(stage('runtime'))[0]).toEqual({
+      from: 'system',
+      sources: ['/'],
+      destination: '/',
+    });
+    const env = stage('runtime')
+      .instructions.filter((i) => i.keyword === 'ENV')
+      .map((i) => i.args);
+    expect(env.some((e) => e.startsWith('PATH=') && e.includes('/usr/local/bin'))).toBe(true);
   });
 
   it('pins every base image by exact version tag and digest, and never to latest', () => {
-    for (const stage of dockerfile.stages) {
-      expect(stage.base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
-      expect(stage.base).not.toContain('latest');
+    const pulled = dockerfile.stages.filter((s) => s.base !== 'scratch');
+    expect(pulled.map((s) => s.name)).toEqual(['build', 'system']);
+    for (const { base } of pulled) {
+      expect(base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
+      expect(base).not.toContain('latest');
     }
+  });
+
+  it('gets a build CA as a secret mount only: in no layer and no configuration', () => {
+    const install = stage('build').instructions.find((i) => /npm ci\b/.test(i.args));
+    expect(install?.args).toContain('--mount=type=secret,id=build-ca');
+    const all = dockerfile.stages.flatMap((s) => s.instructions);
+    for (const instruction of all.filter((i) => ['ENV', 'ARG', 'COPY', 'ADD'].includes(i.keyword)))
+      expect(instruction.args).not.toMatch(/NODE_EXTRA_CA_CERTS|ca-certificates\.crt|build-ca/);
   });
 
   it('copies from the build context only files that exist and .dockerignore lets through', () => {
@@ -123,8 +150,8 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
     }
   });
 
-  it('copies from an earlier stage only what that stage produced', () => {
-    const build = dockerfile.stages[0]!;
+  it('copies from the build stage only what that stage produced', () => {
+    const build = stage('build');
     const produced = [
       ...copies(build).flatMap((copy) =>
         copy.destination.endsWith('/')
@@ -134,11 +161,9 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
       `/app/${buildConfig.compilerOptions.outDir}`,
       '/app/node_modules',
     ];
-    const runtime = dockerfile.stages[1]!;
-    const fromBuild = copies(runtime).filter((copy) => copy.from !== undefined);
-    expect(fromBuild.length).toBeGreaterThan(0);
-    for (const copy of fromBuild) {
-      expect(copy.from).toBe('build');
+    const fromStages = copies(stage('runtime')).filter((copy) => copy.from !== undefined);
+    expect(fromStages.map((copy) => copy.from)).toEqual(['system', 'build', 'build', 'build']);
+    for (const copy of fromStages.filter((c) => c.from === 'build')) {
       for (const source of copy.sources) {
         expect(produced.some((path) => source === path || source.startsWith(`${path}/`))).toBe(
           true,
@@ -170,7 +195,7 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
   });
 
   it("starts the agent from package.json's bin, compiled to tsconfig.build.json's outDir", () => {
-    const runtime = dockerfile.stages[1]!;
+    const runtime = stage('runtime');
     const entrypoint = runtime.instructions.filter((i) => i.keyword === 'ENTRYPOINT');
     expect(entrypoint).toHaveLength(1);
     const command = JSON.parse(entrypoint[0]!.args) as string[];
@@ -181,7 +206,7 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
   });
 
   it("installs Debian's bpftrace, iproute2, conntrack and util-linux without recommends", () => {
-    const install = dockerfile.stages[1]!.instructions.find((i) => /apt-get install/.test(i.args));
+    const install = stage('system').instructions.find((i) => /apt-get install/.test(i.args));
     expect(install?.args).toContain('--no-install-recommends');
     for (const pkg of ['bpftrace=', 'iproute2=', 'conntrack=', 'util-linux', 'ca-certificates']) {
       expect(install?.args).toContain(pkg);
@@ -190,7 +215,7 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
   });
 
   it('labels the image with OCI annotations and the package version', () => {
-    const runtime = dockerfile.stages[1]!;
+    const runtime = stage('runtime');
     const labels = runtime.instructions
       .filter((i) => i.keyword === 'LABEL')
       .map((i) => i.args)
@@ -213,7 +238,7 @@ describe('Dockerfile (checked statically: no Docker engine runs here)', () => {
   });
 
   it('ships the probes directory the DaemonSet points --probes-dir at', () => {
-    const runtime = dockerfile.stages[1]!;
+    const runtime = stage('runtime');
     expect(copies(runtime)).toContainEqual({
       from: undefined,
       sources: ['probes'],

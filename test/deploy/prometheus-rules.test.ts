@@ -46,6 +46,7 @@ describe('Prometheus alerting rules', () => {
       'ConntrackRaceObserverEventsLost',
       'ConntrackRaceObserverLinesRejected',
       'ConntrackRaceObserverProbeDown',
+      'ConntrackRaceObserverProbeUnavailable',
       'ConntrackTableNearlyFull',
       'DNSQueriesDropped',
     ]);

@@ -29,6 +29,10 @@ describe('capability detection on this machine', () => {
     expect(capabilities.conntrackStatColumns).toContain('clashres');
   });
 
+  it('reads from the real vmlinux BTF that it defines struct nf_conn (nf_conntrack is built in here)', () => {
+    expect(capabilities.nfConnInVmlinuxBtf).toBe(true);
+  });
+
   it('finds that no kprobe attaches, although bpftrace --info claims kprobe support', () => {
     expect(capabilities.bpftrace).toMatchObject({ kprobe: true });
     for (const outcome of Object.values(capabilities.kprobeAttach)) {

@@ -18,6 +18,7 @@ const fixtures = [
   '4.19-no-btf',
   '5.4-btf',
   '5.10-bullseye',
+  '5.10-headers-only',
   '5.10-bullseye-no-headers',
   '5.15-btf-reasons',
   '6.1-btf',
@@ -86,6 +87,15 @@ describe('selectProbeMode over recorded kernels', () => {
     ],
     [
       '5.10-bullseye',
+      {
+        auto: 'kprobe',
+        tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
+        kprobe: 'kprobe',
+        'counters-only': 'counters-only',
+      },
+    ],
+    [
+      '5.10-headers-only',
       {
         auto: 'kprobe',
         tracepoint: { error: /^tracepoint mode needs skb drop reasons/ },
@@ -213,12 +223,25 @@ describe('selectProbeMode on older kernels (constructed)', () => {
     expect(selection.observable).not.toContain(observations.clashResolveCounter);
   });
 
-  it('5.10 (bullseye, bpftrace 0.17) gives bpftrace BPFTRACE_BTF, reads nf_conn from the headers, and classifies DNS drops by location', () => {
+  it('5.10 (bullseye, bpftrace 0.17) gives bpftrace BPFTRACE_BTF and reads nf_conn from the vmlinux BTF that defines it, without headers', () => {
     const selection = selected('5.10-bullseye', 'auto');
+    expect(selection.mode).toBe('kprobe');
+    expect(selection.probes).toEqual(ALL);
+    const btfPath = `${fixturePaths('5.10-bullseye').sysRoot}/kernel/btf/vmlinux`;
+    for (const run of selection.runs) {
+      expect(run.env).toEqual({ BPFTRACE_BTF: btfPath });
+      expect(run.bpftraceOptions).toEqual([]);
+      expect(run.types).toBe('btf');
+    }
+    expect(selection.reason).not.toMatch(/kernel headers/);
+  });
+
+  it('5.10 whose vmlinux BTF only declares nf_conn gives bpftrace BPFTRACE_BTF, reads nf_conn from the headers, and classifies DNS drops by location', () => {
+    const selection = selected('5.10-headers-only', 'auto');
     expect(selection.probes).toEqual(ALL);
     expect(selection.unavailable).toEqual([]);
-    const btfPath = `${fixturePaths('5.10-bullseye').sysRoot}/kernel/btf/vmlinux`;
-    const modules = `${fixturePaths('5.10-bullseye').modulesRoot}/5.10.0-32-amd64`;
+    const btfPath = `${fixturePaths('5.10-headers-only').sysRoot}/kernel/btf/vmlinux`;
+    const modules = `${fixturePaths('5.10-headers-only').modulesRoot}/5.10.0-32-amd64`;
     for (const run of selection.runs) {
       expect(run.env).toEqual({
         BPFTRACE_BTF: btfPath,

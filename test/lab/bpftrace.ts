@@ -19,6 +19,8 @@ export interface ProbeRun {
  * Starts `bpftrace -f json -B line SCRIPT ARGS` as the agent does, and resolves once the
  * `attached_probes` record arrives: from then on every matching kernel event is seen.
  */
+const STOP_GRACE_MS = 5_000;
+
 export async function startProbe(
   script: string,
   args: readonly string[] = [],
@@ -98,7 +100,11 @@ export async function startProbe(
       }),
     stop: async () => {
       child.kill('SIGINT');
+      // bpftrace exits on SIGINT once it has detached; on a loaded machine that has taken long
+      // enough to outlast a test's hooks, so it gets a bound, then SIGKILL.
+      const killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       await child;
+      clearTimeout(killer);
       return lines;
     },
   };

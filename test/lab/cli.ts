@@ -2,7 +2,10 @@
  * The lab as a command: builds the namespaces, runs one scenario, prints its figures and
  * tears everything down, also on SIGINT/SIGTERM.
  *
- *   npm run lab -- <scenario> [--rounds N] [--queries N] [--loop] [--interval-ms MS] [--json]
+ *   npm run lab -- <scenario> [--rounds N] [--queries N] [--loop [--paused]] [--interval-ms MS] [--json]
+ *
+ * In --loop form SIGUSR1 pauses the races and SIGUSR2 resumes them (each acknowledged with a
+ * `paused`/`resumed` line), so that a watcher can compare counts while nothing moves.
  *   npm run lab -- clean
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -27,6 +30,7 @@ interface CliOptions {
   rounds?: number;
   queries: number;
   loop: boolean;
+  paused: boolean;
   intervalMs: number;
   from: 'pod' | 'node';
   json: boolean;
@@ -63,7 +67,20 @@ async function runScenario(lab: Lab, scenario: Scenario, options: CliOptions): P
             if (options.json) print(true, { event: 'round', round, sourcePort });
           },
         });
+        const pause = (): void => {
+          loop.pause();
+          print(options.json, { event: 'paused' });
+        };
+        const resume = (): void => {
+          loop.resume();
+          print(options.json, { event: 'resumed' });
+        };
+        process.on('SIGUSR1', pause);
+        process.on('SIGUSR2', resume);
+        if (options.paused) pause();
         await untilSignalled();
+        process.off('SIGUSR1', pause);
+        process.off('SIGUSR2', resume);
         return loop.stop();
       }
       return runSnatRace(lab, { rounds: options.rounds ?? 1000 });
@@ -93,6 +110,7 @@ async function main(argv: readonly string[]): Promise<void> {
     .option('--rounds <n>', 'race rounds (snat-race: 1000, dnat-clash: 20000)', positiveInteger)
     .option('--queries <n>', 'DNS queries (dns-blocked, no-listener)', positiveInteger, 20)
     .option('--loop', 'snat-race: one round every --interval-ms until SIGINT/SIGTERM', false)
+    .option('--paused', 'snat-race --loop: start paused until SIGUSR2', false)
     .option('--interval-ms <ms>', 'pause between loop rounds', positiveInteger, 750)
     .addOption(
       new Option('--from <side>', 'dns-blocked: sender').choices(['pod', 'node']).default('pod'),

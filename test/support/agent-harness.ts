@@ -4,6 +4,10 @@ import { startAgent, type RunningAgent } from '../../src/agent.js';
 import { parseOptions, type AgentOptions } from '../../src/config/options.js';
 import type { KubernetesConnection } from '../../src/attribute/kubernetes/connection.js';
 import { systemDependencies } from '../../src/system-dependencies.js';
+import { waitFor } from './eventually.js';
+
+// Re-exported: the kernel tests poll the agent with the one poller of the tests.
+export { waitFor };
 
 export interface AgentUnderTest {
   readonly agent: RunningAgent;
@@ -40,25 +44,6 @@ export async function startAgentUnderTest(
   });
   const baseUrl = `http://127.0.0.1:${agent.server.address.port}`;
   return { agent, baseUrl, logs, stop: () => agent.stop() };
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
 export async function waitUntilReady(baseUrl: string): Promise<void> {

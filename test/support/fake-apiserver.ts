@@ -461,8 +461,9 @@ class FakeApiServerImpl implements FakeApiServer {
     };
     this.requestLog.push(info);
     const body = await readBody(req);
+    // unref: a request held back longer than a test runs must not keep jest waiting for it.
     if (this.latency.ms > 0 && (!this.latency.match || this.latency.match(info)))
-      await sleep(this.latency.ms);
+      await sleep(this.latency.ms, undefined, { ref: false });
     if (req.headers.authorization !== `Bearer ${this.token}`) {
       sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
       return;

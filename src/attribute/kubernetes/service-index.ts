@@ -31,6 +31,11 @@ export class ServiceIndex {
     this.dropKey(keyOf(service));
   }
 
+  /** The virtual IPs of the Service `namespace/name` (e.g. kube-system/kube-dns). */
+  ipsOf(namespace: string, name: string): readonly string[] {
+    return this.ipsByKey.get(`${namespace}/${name}`) ?? [];
+  }
+
   serviceAt(ip: string): ServiceRef | undefined {
     return this.byIp.get(ip);
   }

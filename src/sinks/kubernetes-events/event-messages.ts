@@ -9,6 +9,8 @@ import type {
   InsertFailureEvent,
   RaceKind,
 } from '../../events/types.js';
+import type { EventDiagnosis } from '../../events/diagnosis.js';
+import { adviceForEvent, type Advice } from '../../diagnose/remedies.js';
 
 export const EVENT_REASONS = {
   /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
@@ -34,17 +36,9 @@ export interface Explanation {
 export interface ExplainContext {
   /** The sender is the node itself or a hostNetwork pod: the Event goes on the Node. */
   readonly hostNetwork: boolean;
+  /** What the advice is written from; undefined or unknown parts give the generic remedies. */
+  readonly diagnosis?: EventDiagnosis;
 }
-
-const REMEDY = {
-  singleRequestReopen:
-    'dnsConfig option single-request-reopen (glibc only; musl/Alpine ignores it)',
-  nodeLocalDns: 'NodeLocal DNSCache',
-  randomFully: '--random-fully on the MASQUERADE rule (a CNI or kube-proxy setting)',
-  kernelClash:
-    'a kernel with UDP clash resolution (5.0+; 5.6+ when the two packets got different DNAT targets)',
-  ndots: 'fewer lookups: ndots:2 in dnsConfig or FQDNs with a trailing dot',
-} as const;
 
 const RACE_TEXT: Record<RaceKind, { name: string; how: (e: InsertFailureEvent) => string }> = {
   snat: {
@@ -74,29 +68,20 @@ export function explainInsertFailure(
   attribution: Attribution,
   context: ExplainContext,
 ): Explanation {
-  const dns = isDns(event.original, event.protocol);
   const race = RACE_TEXT[event.race];
-  const remedies: string[] = [];
-  const snatSide = event.race === 'snat' || event.race === 'snat_dnat';
-  const dnatSide = event.race === 'dnat' || event.race === 'snat_dnat' || event.race === 'none';
-  if (snatSide) remedies.push(REMEDY.randomFully);
-  if (dns) remedies.push(REMEDY.singleRequestReopen, REMEDY.nodeLocalDns);
-  if (dnatSide && event.protocol === 'udp') remedies.push(REMEDY.kernelClash);
-  if (dns && dnatSide) remedies.push(REMEDY.ndots);
-  const message = [
+  const advice = adviceForEvent(event, context.diagnosis);
+  const message = assemble([
     `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)} was dropped: ${race.name}.`,
-    race.how(event),
-    fromHost(context),
-    symptom(event.protocol, event.original, context),
-    `Remedies: ${remedies.join('; ')}.`,
-  ]
-    .filter((part) => part !== '')
-    .join(' ');
+    { optional: race.how(event) },
+    { optional: fromHost(context) },
+    { optional: symptom(event.protocol, event.original, context) },
+    ...adviceText(advice),
+  ]);
   return {
     reason: context.hostNetwork
       ? EVENT_REASONS.insertFailedHostNetwork
       : EVENT_REASONS.insertFailed,
-    message: fitMessage(message),
+    message,
   };
 }
 
@@ -108,43 +93,39 @@ export function explainDnsDrop(
   const flow = describeFlow('udp', event.tuple, attribution);
   const where = event.location && event.location !== '-' ? `, in ${event.location}` : '';
   let cause: string;
-  let remedies: string[];
+  let checks: string[];
+  const advice = adviceForEvent(event, context.diagnosis);
   if (event.reason === 'NETFILTER_DROP') {
     cause = isRuleTable(event.location)
       ? 'A firewall rule dropped it (a NetworkPolicy or an iptables/nftables DROP).'
       : 'Netfilter dropped it: conntrack lost a NAT insert race or the table is full, or a rule (NetworkPolicy) dropped it.';
-    remedies = [
+    checks = [
       'check that NetworkPolicies allow DNS (UDP and TCP 53) to the DNS Service and its pods',
-      REMEDY.singleRequestReopen,
-      REMEDY.nodeLocalDns,
     ];
   } else if (event.reason === 'NO_SOCKET' && event.direction === 'response') {
     cause =
       'The answer arrived after the socket was closed: the resolver had already given up waiting.';
-    remedies = ['check the DNS server latency (CoreDNS upstreams)', REMEDY.nodeLocalDns];
+    checks = ['check the DNS server latency (CoreDNS upstreams)'];
   } else if (event.reason === 'NO_SOCKET') {
     cause = `Nothing listens on UDP ${event.tuple.dstPort} at ${event.tuple.dstIp}: the DNS backend is gone or not ready, e.g. a stale conntrack entry still translating to a deleted DNS pod.`;
-    remedies = [
+    checks = [
       "check the DNS Service's endpoints",
       'kube-proxy clears stale UDP conntrack entries when backends change',
-      REMEDY.nodeLocalDns,
     ];
   } else {
     cause = `The kernel freed it with drop reason ${event.reason}.`;
-    remedies = [REMEDY.nodeLocalDns];
+    checks = [];
   }
-  const message = [
+  const message = assemble([
     `${flow} was dropped (reason ${event.reason}${where}).`,
     cause,
-    fromHost(context),
+    { optional: fromHost(context) },
     event.direction === 'query' || event.reason !== 'NO_SOCKET'
-      ? dnsSymptom(event.direction, context)
+      ? { optional: dnsSymptom(event.direction, context) }
       : '',
-    `Remedies: ${remedies.join('; ')}.`,
-  ]
-    .filter((part) => part !== '')
-    .join(' ');
-  return { reason: EVENT_REASONS.dnsDropped, message: fitMessage(message) };
+    ...adviceText(advice, checks),
+  ]);
+  return { reason: EVENT_REASONS.dnsDropped, message };
 }
 
 export interface TableFullInput {
@@ -186,6 +167,36 @@ export function describeFlow(
   if (reply && (race === 'snat' || race === 'snat_dnat'))
     text += `, SNAT to ${reply.dstIp}:${reply.dstPort}`;
   return text;
+}
+
+/** The diagnosis line, what it says of this case, and the remedies that apply. */
+function adviceText(advice: Advice, checks: readonly string[] = []): string[] {
+  const remedies = [...checks, ...advice.remedies.map((remedy) => remedy.text)];
+  return [
+    advice.diagnosed ? `${capitalise(advice.summary)}.` : '',
+    ...advice.notes,
+    remedies.length > 0 ? `Remedies: ${remedies.join('; ')}.` : '',
+  ];
+}
+
+type MessagePart = string | { readonly optional: string };
+
+/**
+ * Joins the sentences; when they exceed the API's limit, the optional ones (how the race
+ * happens, where from) go first, so that the diagnosis and the remedies stay whole.
+ */
+function assemble(parts: readonly MessagePart[]): string {
+  const join = (keepOptional: boolean): string =>
+    parts
+      .map((part) => (typeof part === 'string' ? part : keepOptional ? part.optional : ''))
+      .filter((part) => part !== '')
+      .join(' ');
+  const full = join(true);
+  return fitMessage(Buffer.byteLength(full, 'utf8') <= MAX_MESSAGE_BYTES ? full : join(false));
+}
+
+function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function fromHost(context: ExplainContext): string {

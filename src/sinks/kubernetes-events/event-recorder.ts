@@ -122,7 +122,7 @@ export class EventRecorder {
     this.random = options.random ?? Math.random;
     this.metrics = new EventRecorderMetrics(options.registry);
     this.globalBucket = new TokenBucket(
-      options.clock,
+      () => options.clock.nowMs(),
       this.settings.globalBurst,
       this.settings.globalPerSecond,
     );
@@ -173,8 +173,8 @@ export class EventRecorder {
 
   /**
    * Stops accepting occurrences, writes what is waiting for up to `flushTimeoutMs` (ignoring
-   * patch intervals, still honouring the rate limit and retries), then stops. What is still
-   * unwritten is counted as dropped (shutdown).
+   * patch intervals, still honouring the rate limit and retries), then abandons the request in
+   * flight and stops. What is still unwritten is counted as dropped (shutdown).
    */
   async stop(flushTimeoutMs = 2000): Promise<void> {
     if (this.closed) return;
@@ -194,7 +194,13 @@ export class EventRecorder {
     await this.loop;
     let unwritten = 0;
     for (const state of this.states.values()) unwritten += state.pending;
-    if (unwritten > 0) this.drop('shutdown', unwritten);
+    if (unwritten > 0) {
+      this.drop('shutdown', unwritten);
+      this.options.logger.warn(
+        { unwritten, flushTimeoutMs },
+        'stopping: Kubernetes Event occurrences not written in time are counted as dropped (shutdown)',
+      );
+    }
     this.states.clear();
     this.queue.clear();
   }
@@ -264,7 +270,7 @@ export class EventRecorder {
           if (candidate.isFull()) this.objectBuckets.delete(id);
       }
       bucket = new TokenBucket(
-        this.options.clock,
+        () => this.options.clock.nowMs(),
         this.settings.perObjectBurst,
         this.settings.perObjectPerSecond,
       );
@@ -341,13 +347,22 @@ export class EventRecorder {
     const operation = state.created ? 'patch' : 'create';
     try {
       if (state.created) {
-        await this.options.api.patch(state.namespace, state.name, {
-          count,
-          lastTimestamp: rfc3339(state.lastMs),
-          message: state.message,
-        });
+        await this.options.api.patch(
+          state.namespace,
+          state.name,
+          {
+            count,
+            lastTimestamp: rfc3339(state.lastMs),
+            message: state.message,
+          },
+          this.stopController.signal,
+        );
       } else {
-        await this.options.api.create(state.namespace, this.eventBody(state, count));
+        await this.options.api.create(
+          state.namespace,
+          this.eventBody(state, count),
+          this.stopController.signal,
+        );
       }
       state.created = true;
       state.writtenCount = count;

@@ -11,8 +11,14 @@ import {
 
 /** What the recorder needs from the API: create an Event, patch its count. */
 export interface EventsApi {
-  create(namespace: string, event: CoreV1Event): Promise<void>;
-  patch(namespace: string, name: string, patch: EventCountPatch): Promise<void>;
+  /** `signal` abandons the request, e.g. when the agent must stop now. */
+  create(namespace: string, event: CoreV1Event, signal?: AbortSignal): Promise<void>;
+  patch(
+    namespace: string,
+    name: string,
+    patch: EventCountPatch,
+    signal?: AbortSignal,
+  ): Promise<void>;
 }
 
 /** The fields a repeated occurrence changes. Timestamps are RFC 3339 strings. */
@@ -40,24 +46,28 @@ export function coreV1EventsApi(
 ): EventsApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const timeoutMs = options.requestTimeoutMs ?? 10_000;
-  const callOptions = (contentType?: string) => ({
-    middleware: [requestMiddleware(timeoutMs, contentType)],
+  const callOptions = (signal: AbortSignal | undefined, contentType?: string) => ({
+    middleware: [requestMiddleware(timeoutMs, signal, contentType)],
     middlewareMergeStrategy: 'append' as const,
   });
   return {
-    async create(namespace, body) {
-      await core.createNamespacedEvent({ namespace, body }, callOptions());
+    async create(namespace, body, signal) {
+      await core.createNamespacedEvent({ namespace, body }, callOptions(signal));
     },
-    async patch(namespace, name, body) {
+    async patch(namespace, name, body, signal) {
       await core.patchNamespacedEvent(
         { namespace, name, body },
-        callOptions(PatchStrategy.StrategicMergePatch),
+        callOptions(signal, PatchStrategy.StrategicMergePatch),
       );
     },
   };
 }
 
-function requestMiddleware(timeoutMs: number, contentType?: string): ObservableMiddleware {
+function requestMiddleware(
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  contentType?: string,
+): ObservableMiddleware {
   // setHeaderMiddleware builds the observable the object-parameter API expects; the Accept
   // header it sets when no content type is given is the one the generated code sends anyway.
   const header = contentType
@@ -65,7 +75,8 @@ function requestMiddleware(timeoutMs: number, contentType?: string): ObservableM
     : setHeaderMiddleware('Accept', 'application/json, */*;q=0.8');
   return {
     pre: (context: RequestContext) => {
-      context.setSignal(AbortSignal.timeout(timeoutMs));
+      const timeout = AbortSignal.timeout(timeoutMs);
+      context.setSignal(signal ? AbortSignal.any([timeout, signal]) : timeout);
       return header.pre(context);
     },
     post: (response) => header.post(response),

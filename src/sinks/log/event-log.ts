@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
+import { adviceForEvent } from '../../diagnose/remedies.js';
 
 export interface EventLogOptions {
   logger: Logger;
@@ -47,7 +48,10 @@ export class EventLog {
     this.rollWindowIfDue();
     if (this.linesInWindow < this.options.maxLinesPerWindow) {
       this.linesInWindow += 1;
-      this.options.logger.info(eventFields(attributed), describe(attributed.event));
+      this.options.logger.info(
+        { ...eventFields(attributed), ...adviceFields(attributed) },
+        describe(attributed.event),
+      );
       return;
     }
     const { tally } = this;
@@ -119,6 +123,17 @@ function describe(event: ProbeEvent): string {
     case 'snat_port_alloc':
       return `SNAT port allocation took ${event.attempts} attempts`;
   }
+}
+
+/**
+ * The diagnosis the line's advice was written from and only the remedies that apply, as the
+ * Event on the pod states them. Present when the diagnosis stage is wired; drops only.
+ */
+function adviceFields({ event, diagnosis }: AttributedEvent): Record<string, unknown> {
+  if (!diagnosis) return {};
+  if (event.kind !== 'insert_failed' && event.kind !== 'dns_drop') return { diagnosis };
+  const advice = adviceForEvent(event, diagnosis);
+  return { diagnosis, remedies: advice.remedies, notes: advice.notes };
 }
 
 function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Record<string, unknown> {

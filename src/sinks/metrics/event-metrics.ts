@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AttributedEvent } from '../../events/types.js';
 
 const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const;
@@ -7,10 +7,41 @@ type Labels = Record<string, string>;
 
 /** One labelled series and the increments it has had since the last scrape. */
 interface Series {
+  readonly key: string;
   readonly counter: Counter;
   readonly labels: Labels;
   pending: number;
+  /** When an event last counted in it after a scrape (clock ms); see `count`. */
+  lastCountedMs: number;
 }
+
+/**
+ * How long series without a pod label (keyed by the client address alone: every series
+ * standalone, the unattributed ones with Kubernetes) are kept. A pod's series are removed
+ * with the pod instead (`forgetPod`).
+ */
+export interface SourceSeriesRetention {
+  /** A source series no event has counted in for this long is forgotten at the next sweep. */
+  readonly idleMs: number;
+  /** At most this many source series; a new one past it evicts the least recently counted. */
+  readonly maxSeries: number;
+  /** Scrapes sweep for idle series at most this often. */
+  readonly sweepEveryMs: number;
+}
+
+export const DEFAULT_SOURCE_SERIES_RETENTION: SourceSeriesRetention = {
+  idleMs: 10 * 60_000,
+  maxSeries: 10_000,
+  sweepEveryMs: 30_000,
+};
+
+export interface EventMetricsOptions {
+  /** Wall-clock milliseconds; the injected clock's `nowMs`. */
+  readonly nowMs?: () => number;
+  readonly retention?: SourceSeriesRetention;
+}
+
+export type SeriesForgottenReason = 'idle' | 'limit';
 
 // Label values are Kubernetes names, addresses and kernel symbols: none holds a NUL.
 const SEPARATOR = '\u0000';
@@ -18,7 +49,9 @@ const SEPARATOR = '\u0000';
 /**
  * The event counters. Series carry the pod they are blamed on, so the set of series grows
  * with the pods that ever had a drop; `forgetPod` removes a deleted pod's series to keep the
- * cardinality bounded by the pods that currently (or very recently) exist.
+ * cardinality bounded by the pods that currently (or very recently) exist. Series without a
+ * pod carry only the client address, which no deletion announces: they are forgotten once
+ * idle, and their number is capped (`SourceSeriesRetention`).
  *
  * Events are counted into a cache of series and handed to prom-client when a scrape collects
  * the counters: prom-client hashes and validates the label object on every `inc`, which costs
@@ -31,11 +64,28 @@ export class EventMetrics {
   private readonly unattributed: Counter;
   private readonly snatAllocationSeconds: Histogram;
   private readonly snatAllocationAttempts: Histogram;
+  private readonly valuesRejected: Counter;
+  private readonly seriesForgotten: Counter;
   private readonly series = new Map<string, Series>();
+  /**
+   * The series without a pod label, least recently counted first: a series moves to the end
+   * when it is first counted after a scrape, so the order costs one move per series and scrape,
+   * not one per event.
+   */
+  private readonly sourceSeries = new Map<string, Series>();
+  private readonly nowMs: () => number;
+  private readonly retention: SourceSeriesRetention;
+  private lastSweepMs: number;
   /** Keys in `series` of each pod (namespace/name). */
   private readonly seriesKeysByPod = new Map<string, string[]>();
   /** Series with increments prom-client has not seen yet. */
   private readonly pendingSeries = new Set<Series>();
+  /** Runs before every scrape collects the event metrics. */
+  private readonly beforeScrape = (): void => {
+    // Sweep first: a series whose last increments are still pending is kept for this scrape.
+    if (this.nowMs() - this.lastSweepMs >= this.retention.sweepEveryMs) this.sweepIdleSeries();
+    this.flushPending();
+  };
   private readonly flushPending = (): void => {
     for (const series of this.pendingSeries) {
       series.counter.inc(series.labels, series.pending);
@@ -44,34 +94,37 @@ export class EventMetrics {
     this.pendingSeries.clear();
   };
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, options: EventMetricsOptions = {}) {
+    this.nowMs = options.nowMs ?? Date.now;
+    this.retention = options.retention ?? DEFAULT_SOURCE_SERIES_RETENTION;
+    this.lastSweepMs = this.nowMs();
     this.insertFailures = new Counter({
       name: 'conntrack_observer_insert_failures_total',
       help: 'Packets the kernel dropped because their conntrack entry lost an insertion race (insert_failed), by race kind and the client it hit.',
       labelNames: ['race', ...ATTRIBUTION_LABELS],
       registers: [registry],
-      collect: this.flushPending,
+      collect: this.beforeScrape,
     });
     this.dnsDrops = new Counter({
       name: 'conntrack_observer_dns_drops_total',
       help: 'UDP DNS datagrams (port 53 on either side) the kernel dropped, by drop reason, direction and client.',
       labelNames: ['reason', 'direction', ...ATTRIBUTION_LABELS],
       registers: [registry],
-      collect: this.flushPending,
+      collect: this.beforeScrape,
     });
     this.clashesResolved = new Counter({
       name: 'conntrack_observer_clash_resolved_total',
       help: 'Conntrack insertion races the kernel resolved without dropping (kprobe mode only), by race kind and client.',
       labelNames: ['race', ...ATTRIBUTION_LABELS],
       registers: [registry],
-      collect: this.flushPending,
+      collect: this.beforeScrape,
     });
     this.unattributed = new Counter({
       name: 'conntrack_observer_unattributed_events_total',
       help: 'Events that could not be attributed to a pod (Kubernetes mode), by event kind. They are still counted in the event metrics with empty pod labels.',
       labelNames: ['kind'],
       registers: [registry],
-      collect: this.flushPending,
+      collect: this.beforeScrape,
     });
     // Per node namespace, not per pod: the port search is the node's, whoever triggered it.
     this.snatAllocationSeconds = new Histogram({
@@ -86,10 +139,41 @@ export class EventMetrics {
       buckets: [1, 2, 4, 8, 16, 64, 256],
       registers: [registry],
     });
+    this.valuesRejected = new Counter({
+      name: 'conntrack_observer_event_values_rejected_total',
+      help: 'Events whose measured values (latency, attempts) were not finite non-negative numbers and were left out of the histograms, by event kind. The decoder rejects such lines, so anything here is a bug.',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.seriesForgotten = new Counter({
+      name: 'conntrack_observer_event_series_forgotten_total',
+      help: 'Event series without a pod label that were removed: idle (no event for the idle time) or limit (evicted, least recently counted first, to stay under the series cap; its increments since the last scrape are lost).',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
+    for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
+      this.seriesForgotten.inc({ reason }, 0);
+    const series = this.series;
+    const beforeScrape = this.beforeScrape;
+    new Gauge({
+      name: 'conntrack_observer_event_series',
+      help: 'Labelled series the event counters hold (with a pod label or without).',
+      registers: [registry],
+      collect() {
+        beforeScrape();
+        this.set(series.size);
+      },
+    });
   }
 
   record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
     if (event.kind === 'snat_port_alloc') {
+      // prom-client throws on a value that is not finite; a negative one is nonsense.
+      if (!isMeasurement(event.latencyNs) || !isMeasurement(event.attempts)) {
+        this.valuesRejected.inc({ kind: event.kind });
+        return;
+      }
       this.snatAllocationSeconds.observe(event.latencyNs / 1e9);
       this.snatAllocationAttempts.observe(event.attempts);
       return;
@@ -142,17 +226,39 @@ export class EventMetrics {
     const podKey = `${namespace}/${name}`;
     for (const key of this.seriesKeysByPod.get(podKey) ?? []) {
       const series = this.series.get(key);
-      if (series === undefined) continue;
-      this.pendingSeries.delete(series);
-      series.counter.remove(series.labels);
-      this.series.delete(key);
+      if (series !== undefined) this.remove(series);
     }
     this.seriesKeysByPod.delete(podKey);
+  }
+
+  /**
+   * Forgets the source series no event has counted in for the idle time, unless increments
+   * are still waiting for a scrape. Scrapes call it (at most every `sweepEveryMs`); returns
+   * how many were forgotten.
+   */
+  sweepIdleSeries(): number {
+    const now = this.nowMs();
+    this.lastSweepMs = now;
+    let forgotten = 0;
+    for (const series of this.sourceSeries.values()) {
+      // Least recently counted first: the first one not idle ends the sweep.
+      if (now - series.lastCountedMs < this.retention.idleMs) break;
+      if (series.pending > 0) continue;
+      this.remove(series);
+      forgotten += 1;
+    }
+    if (forgotten > 0) this.seriesForgotten.inc({ reason: 'idle' }, forgotten);
+    return forgotten;
   }
 
   /** How many series the cache holds: bounded like the exported ones. */
   cachedSeries(): number {
     return this.series.size;
+  }
+
+  /** How many of them carry no pod label: bounded by `SourceSeriesRetention.maxSeries`. */
+  cachedSourceSeries(): number {
+    return this.sourceSeries.size;
   }
 
   /** How many series have counts no scrape has collected yet. */
@@ -161,19 +267,50 @@ export class EventMetrics {
   }
 
   private count(series: Series): void {
-    if (series.pending === 0) this.pendingSeries.add(series);
+    if (series.pending === 0) {
+      this.pendingSeries.add(series);
+      // The first event after a scrape stamps the series and moves it to the recent end: a
+      // clock read and a move per series and scrape, none per event. Idle time is thus
+      // measured from that event, up to one scrape interval before the series' last one.
+      if (this.sourceSeries.has(series.key)) {
+        series.lastCountedMs = this.nowMs();
+        this.sourceSeries.delete(series.key);
+        this.sourceSeries.set(series.key, series);
+      }
+    }
     series.pending += 1;
   }
 
   private createSeries(key: string, counter: Counter, labels: Labels): Series {
-    const series: Series = { counter, labels, pending: 0 };
+    const series: Series = { key, counter, labels, pending: 0, lastCountedMs: 0 };
     this.series.set(key, series);
     if (labels.pod) {
       const podKey = `${labels.namespace}/${labels.pod}`;
       const keys = this.seriesKeysByPod.get(podKey);
       if (keys) keys.push(key);
       else this.seriesKeysByPod.set(podKey, [key]);
+    } else if (labels.source_ip !== undefined) {
+      if (this.sourceSeries.size >= this.retention.maxSeries) this.evictLeastRecentlyCounted();
+      this.sourceSeries.set(key, series);
     }
     return series;
   }
+
+  private evictLeastRecentlyCounted(): void {
+    const oldest = this.sourceSeries.values().next();
+    if (oldest.done === true) return;
+    this.remove(oldest.value);
+    this.seriesForgotten.inc({ reason: 'limit' });
+  }
+
+  private remove(series: Series): void {
+    this.pendingSeries.delete(series);
+    series.counter.remove(series.labels);
+    this.series.delete(series.key);
+    this.sourceSeries.delete(series.key);
+  }
+}
+
+function isMeasurement(value: number): boolean {
+  return Number.isFinite(value) && value >= 0;
 }

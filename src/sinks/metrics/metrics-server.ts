@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { Lifecycle } from '../../shared/lifecycle.js';
 
 export interface Readiness {
   ready: boolean;
@@ -15,14 +16,44 @@ export interface MetricsServerOptions {
   readiness: () => Readiness;
 }
 
-export interface MetricsServer {
-  readonly address: AddressInfo;
-  close(): Promise<void>;
-}
-
 /** Serves /metrics, /healthz (the process answers) and /readyz (probes attached, API synced). */
-export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const server: Server = createServer((request, response) => {
+export class MetricsServer implements Lifecycle {
+  readonly name = 'http';
+  private readonly server: Server;
+  private listening = false;
+
+  constructor(private readonly options: MetricsServerOptions) {
+    this.server = createServer((request, response) => this.respond(request, response));
+    // Scrapes use keep-alive; without this, close() would wait for idle scrape connections.
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Listens; rejects when the address cannot be bound (in use, not local, no permission). */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.listening = true;
+  }
+
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  stop(): Promise<void> {
+    if (!this.listening) return Promise.resolve();
+    this.listening = false;
+    return new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private respond(request: IncomingMessage, response: ServerResponse): void {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -30,9 +61,11 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     }
     switch (path) {
       case '/metrics':
-        options.registry.metrics().then(
+        this.options.registry.metrics().then(
           (body) => {
-            response.writeHead(200, { 'content-type': options.registry.contentType }).end(body);
+            response
+              .writeHead(200, { 'content-type': this.options.registry.contentType })
+              .end(body);
           },
           (error: unknown) => {
             response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
@@ -43,7 +76,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
         response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
         return;
       case '/readyz': {
-        const { ready, detail } = options.readiness();
+        const { ready, detail } = this.options.readiness();
         response
           .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
           .end(`${ready ? 'ready' : 'not ready'}: ${detail}\n`);
@@ -52,22 +85,5 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       default:
         response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
-  });
-  // Scrapes use keep-alive; without this, close() would wait for idle scrape connections.
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    address: server.address() as AddressInfo,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  }
 }

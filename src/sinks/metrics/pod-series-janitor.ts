@@ -1,4 +1,6 @@
 import type { Clock } from '../../shared/clock.js';
+import { waitOrAbort, type Delay } from '../../shared/delay.js';
+import type { Lifecycle } from '../../shared/lifecycle.js';
 
 export interface PodSeriesJanitorOptions {
   readonly clock: Clock;
@@ -8,18 +10,40 @@ export interface PodSeriesJanitorOptions {
   readonly forgetPod: (namespace: string, name: string) => void;
   /** Reports a failing callback; the janitor goes on with the other pods. */
   readonly onError?: (error: unknown, namespace: string, name: string) => void;
+  /** How often a started janitor sweeps, and the wait it sweeps with. */
+  readonly sweepMs: number;
+  readonly delay: Delay;
 }
 
 /**
  * Keeps the number of pod-labelled metric series bounded: a deleted pod's series are removed
  * `graceMs` after its deletion, unless a pod of the same name appears again meanwhile (a
- * StatefulSet pod recreated under its name continues its series). Driven by `sweep()`, which
- * the caller runs periodically; time comes from the injected clock.
+ * StatefulSet pod recreated under its name continues its series). Once started it sweeps
+ * every `sweepMs`; time comes from the injected clock, waits from the injected delay.
  */
-export class PodSeriesJanitor {
+export class PodSeriesJanitor implements Lifecycle {
+  readonly name = 'pod-series-janitor';
   private readonly deadlines = new Map<string, { namespace: string; name: string; atMs: number }>();
+  private readonly stopController = new AbortController();
+  private loop: Promise<void> | undefined;
 
   constructor(private readonly options: PodSeriesJanitorOptions) {}
+
+  start(signal: AbortSignal): void {
+    const { delay, sweepMs } = this.options;
+    signal.addEventListener('abort', () => void this.stop(), { once: true });
+    this.loop ??= (async () => {
+      while (!this.stopController.signal.aborted) {
+        await waitOrAbort(delay, sweepMs, this.stopController.signal);
+        this.sweep();
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopController.abort();
+    await this.loop;
+  }
 
   onPodDeleted(namespace: string, name: string): void {
     this.deadlines.set(keyOf(namespace, name), {

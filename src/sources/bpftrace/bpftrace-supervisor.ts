@@ -6,6 +6,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
+import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { DecodeErrorCode, LineDecoder } from '../../decode/decoded-line.js';
 import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
@@ -84,6 +85,8 @@ const DECODE_ERROR_CODES = [
   'bad_field_count',
   'bad_field',
   'unsupported_version',
+  'bad_count',
+  'line_too_long',
 ] as const satisfies readonly DecodeErrorCode[];
 // Fails to compile when DecodeErrorCode gains a code this list does not pre-register.
 const everyDecodeErrorCodeListed: [
@@ -97,6 +100,8 @@ interface ProbeState {
   readonly decode: LineDecoder;
   readonly rejectedLog: LogRateLimiter;
   readonly lostLog: LogRateLimiter;
+  readonly sinkErrorLog: LogRateLimiter;
+  readonly handlingErrorLog: LogRateLimiter;
   /** Events lost since the last lost-events message was logged. */
   lostSinceLog: number;
   child: ProbeProcess | undefined;
@@ -115,6 +120,7 @@ interface SupervisorMetrics {
   readonly rejected: Counter<'probe' | 'error'>;
   readonly lost: Counter<'probe'>;
   readonly unavailable: Gauge<'probe' | 'reason'>;
+  readonly handlingErrors: Counter<'probe'>;
 }
 
 /**
@@ -122,7 +128,8 @@ interface SupervisorMetrics {
  * streams its lines through the decoder, restarts it with backoff whenever it exits, and stops
  * every child on stop(). Never throws at its caller for anything a probe does.
  */
-export class BpftraceSupervisor {
+export class BpftraceSupervisor implements Lifecycle {
+  readonly name = 'probes';
   private readonly states: ProbeState[];
   private readonly metrics: SupervisorMetrics;
   private readonly lifetime = new AbortController();
@@ -161,6 +168,8 @@ export class BpftraceSupervisor {
       decode: options.decoderFor(definition),
       rejectedLog: new LogRateLimiter(10, 60_000, this.now),
       lostLog: new LogRateLimiter(10, 60_000, this.now),
+      sinkErrorLog: new LogRateLimiter(10, 60_000, this.now),
+      handlingErrorLog: new LogRateLimiter(10, 60_000, this.now),
       lostSinceLog: 0,
       child: undefined,
       ready: false,
@@ -178,6 +187,7 @@ export class BpftraceSupervisor {
       this.metrics.restarts.inc({ probe }, 0);
       this.metrics.decoded.inc({ probe }, 0);
       this.metrics.lost.inc({ probe }, 0);
+      this.metrics.handlingErrors.inc({ probe }, 0);
       for (const error of [...DECODE_ERROR_CODES, DECODER_EXCEPTION])
         this.metrics.rejected.inc({ probe, error }, 0);
     }
@@ -212,6 +222,16 @@ export class BpftraceSupervisor {
       this.stopping === undefined &&
       this.states.every((state) => state.ready || state.unavailable !== undefined)
     );
+  }
+
+  /**
+   * The probes that have neither attached nor been found unavailable, for /readyz; undefined
+   * when there are none.
+   */
+  waitingFor(): string | undefined {
+    const pending = this.states.filter((state) => !state.ready && state.unavailable === undefined);
+    if (pending.length === 0) return undefined;
+    return `probes not attached: ${pending.map((state) => state.definition.name).join(', ')}`;
   }
 
   status(): ProbeStatus[] {
@@ -386,8 +406,36 @@ export class BpftraceSupervisor {
     for await (const lines of child.stdoutBatches) {
       for (const line of lines) {
         if (line.trim() === '') continue; // bpftrace ends its output with blank lines
-        this.handleLine(state, line, attachWatch);
+        // One line's failure must not end the read: an exception escaping here would reject
+        // the probe's run and, unhandled, end the agent.
+        try {
+          this.handleLine(state, line, attachWatch);
+        } catch (error) {
+          this.lineHandlingFailed(state, line, error);
+        }
       }
+    }
+  }
+
+  private lineHandlingFailed(state: ProbeState, line: string, error: unknown): void {
+    const probe = state.definition.name;
+    // Not a rejection: every branch of handleLine counts the line before anything that could
+    // throw, so the line is already counted by what it decoded to.
+    this.metrics.handlingErrors.inc({ probe });
+    const admitted = state.handlingErrorLog.admit();
+    if (admitted === undefined) return;
+    try {
+      this.options.logger.error(
+        {
+          probe,
+          err: error,
+          line: truncate(line, REJECTED_LINE_LOG_CHARS),
+          suppressedBefore: admitted.suppressedBefore,
+        },
+        'probe line handling failed; reading goes on',
+      );
+    } catch {
+      // The logger itself may be what failed; the count above still tells.
     }
   }
 
@@ -405,10 +453,14 @@ export class BpftraceSupervisor {
         try {
           this.options.onEvent(decoded.event, probe);
         } catch (error) {
-          this.options.logger.error(
-            { probe, err: error },
-            'event sink failed; event dropped by the sink',
-          );
+          // A sink failing on every event of a storm must not turn into a log line per event.
+          const admitted = state.sinkErrorLog.admit();
+          if (admitted !== undefined) {
+            this.options.logger.error(
+              { probe, err: error, suppressedBefore: admitted.suppressedBefore },
+              'event sink failed; event dropped by the sink',
+            );
+          }
         }
         return;
       case 'attached':
@@ -559,6 +611,12 @@ function registerMetrics(registry: Registry): SupervisorMetrics {
         probeUnavailableReasons.join(', ') +
         ' (docs/metrics.md). 0 once a probe found unavailable at run time attached after all.',
       labelNames: ['probe', 'reason'],
+      registers: [registry],
+    }),
+    handlingErrors: new Counter({
+      name: 'conntrack_observer_probe_line_handling_errors_total',
+      help: 'Probe output lines whose handling threw after they were counted (a bug: the log has the error); the read went on.',
+      labelNames: ['probe'],
       registers: [registry],
     }),
     lost: new Counter({

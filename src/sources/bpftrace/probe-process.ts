@@ -3,6 +3,8 @@ import type { Readable } from 'node:stream';
 
 import { execa } from 'execa';
 
+import { MAX_LINE_CHARS } from '../../decode/decoded-line.js';
+
 /** How a probe's process ended. `spawnError` is set when it could not be started at all. */
 export interface ProbeExit {
   readonly exitCode: number | undefined;
@@ -109,23 +111,32 @@ async function* guardLines(lines: AsyncIterable<unknown>): AsyncIterable<string>
  * line iteration, which takes a generator step and a promise per line: under a storm the reader
  * then competes less with bpftrace for the CPU, and bpftrace loses fewer events.
  */
-/** Far above any probe record (a few hundred characters). */
-const MAX_LINE_CHARS = 1 << 20;
-
-async function* lineBatches(stream: Readable | null): AsyncIterable<readonly string[]> {
+/** Exported for its tests: the agent reads stdout only through `stdoutBatches`. */
+export async function* lineBatches(stream: Readable | null): AsyncIterable<readonly string[]> {
   if (stream === null) return;
+  // Invalid UTF-8 becomes U+FFFD here: the decoder sees text, never a decoding error.
   stream.setEncoding('utf8');
   let partial = '';
+  // Inside a line already handed on cut at MAX_LINE_CHARS: the rest of it, up to its newline,
+  // is dropped, so that one over-long line is one rejected line.
+  let discarding = false;
   try {
     for await (const chunk of stream as AsyncIterable<string>) {
       const lines = chunk.split('\n');
-      lines[0] = partial + (lines[0] ?? '');
+      if (discarding) {
+        if (lines.length === 1) continue;
+        lines.shift();
+        discarding = false;
+      } else {
+        lines[0] = partial + (lines[0] ?? '');
+      }
       partial = lines.pop() ?? '';
       if (partial.length > MAX_LINE_CHARS) {
-        // Garbage with no end in sight: hand it on as a line (the decoder rejects and counts it)
-        // rather than hold it all in memory.
+        // Garbage with no end in sight: hand on what came so far as one line (the decoder
+        // rejects it as too long and counts it) rather than hold it all in memory.
         lines.push(partial);
         partial = '';
+        discarding = true;
       }
       if (lines.length === 0) continue;
       for (let i = 0; i < lines.length; i += 1) lines[i] = withoutCarriageReturn(lines[i] ?? '');

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Lifecycle } from '../../shared/lifecycle.js';
 
 import {
   CONNTRACK_STAT_PATH,
@@ -92,7 +93,8 @@ const KNOWN_COLUMN_HELP: Readonly<Record<string, string>> = {
  * the path was recreated); the export then goes back down with the kernel, which rate() reads
  * as a counter reset, as it is.
  */
-export class ConntrackCounters {
+export class ConntrackCounters implements Lifecycle {
+  readonly name = 'kernel-counters';
   private readonly statPath: string;
   private readonly limitPath: string;
   private readonly intervalMs: number;
@@ -142,12 +144,14 @@ export class ConntrackCounters {
     if (this.cancelTimer !== undefined || signal?.aborted === true) return;
     void this.pollOnce();
     this.cancelTimer = this.timer.every(this.intervalMs, () => void this.pollOnce());
-    signal?.addEventListener('abort', () => this.stop(), { once: true });
+    signal?.addEventListener('abort', () => void this.stop(), { once: true });
   }
 
-  stop(): void {
+  /** Stops polling; resolves once a poll under way has finished. */
+  async stop(): Promise<void> {
     this.cancelTimer?.();
     this.cancelTimer = undefined;
+    await this.polling;
   }
 
   /** One poll; a poll still running is joined rather than overlapped. Never rejects. */

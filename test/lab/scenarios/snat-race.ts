@@ -97,6 +97,12 @@ export async function runSnatRace(lab: Lab, options: SnatRaceOptions): Promise<S
 }
 
 export interface SnatRaceLoop {
+  /**
+   * Holds the generator between rounds' instructions (SIGSTOP), so that the kernel counters
+   * stand still and a watcher can compare totals exactly; `resume` continues it.
+   */
+  pause(): void;
+  resume(): void;
   /** Stops the generator and returns the figures of every round it ran. */
   stop(): Promise<SnatRaceResult>;
 }
@@ -139,7 +145,15 @@ export async function startSnatRaceLoop(
     }
   }
   return {
+    pause: () => {
+      child.kill('SIGSTOP');
+    },
+    resume: () => {
+      child.kill('SIGCONT');
+    },
     stop: async () => {
+      // A stopped process acts on SIGTERM only once continued.
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       await child;
       const after = await lab.nodeConntrackStats();

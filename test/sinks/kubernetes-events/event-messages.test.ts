@@ -77,7 +77,7 @@ describe('explainInsertFailure', () => {
     expect(message).toContain('resolver timed out (typically 5 s) and then retried');
     expect(message).toContain(GLIBC_ONLY);
     expect(message).toContain('NodeLocal DNSCache');
-    expect(message).toContain('5.0+; 5.6+');
+    expect(message).toContain('4.19+; 5.6+');
     expect(message).toContain('trailing dot');
     expect(message).not.toContain('--random-fully');
   });

@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { EventLog } from '../../../src/sinks/log/event-log.js';
@@ -118,14 +119,21 @@ describe('event log', () => {
     expect(records).toHaveLength(1);
   });
 
-  it('writes the summary on its own when the window ends, with the default timer', async () => {
-    const { logger, records } = capture();
-    const log = new EventLog({ logger, maxLinesPerWindow: 0, windowMs: 50, nowMs: Date.now });
-    log.record(attributed(insertFailure()));
-    expect(records).toHaveLength(0);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(records).toEqual([
-      expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 1 }) }),
-    ]);
+  it('writes the summary on its own when the window ends, with the default timer', () => {
+    // The default timer is the point here, so time is jest's, not a seam of the EventLog.
+    jest.useFakeTimers();
+    try {
+      const { logger, records } = capture();
+      const log = new EventLog({ logger, maxLinesPerWindow: 0, windowMs: 50, nowMs: Date.now });
+      log.record(attributed(insertFailure()));
+      jest.advanceTimersByTime(49);
+      expect(records).toHaveLength(0);
+      jest.advanceTimersByTime(1);
+      expect(records).toEqual([
+        expect.objectContaining({ storm: expect.objectContaining({ suppressedEvents: 1 }) }),
+      ]);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });

@@ -132,4 +132,129 @@ describe('event metrics', () => {
     expect(await valuesOf(registry, 'conntrack_observer_insert_failures_total')).toHaveLength(10);
     expect(await valuesOf(registry, 'conntrack_observer_dns_drops_total')).toHaveLength(10);
   });
+
+  describe('series keyed by the client address alone', () => {
+    const retention = { idleMs: 600_000, maxSeries: 3, sweepEveryMs: 30_000 };
+    const forgotten = async (registry: Registry, reason: string) =>
+      (await valuesOf(registry, 'conntrack_observer_event_series_forgotten_total')).find(
+        (v) => v.labels.reason === reason,
+      )?.value;
+
+    it('forgets a source idle for the idle time at a scrape, once its counts were scraped', async () => {
+      const registry = new Registry();
+      let now = 0;
+      const metrics = new EventMetrics(registry, { nowMs: () => now, retention });
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.1'), false);
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.2'), false);
+      await registry.metrics();
+      now = 300_000;
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.2'), false);
+      await registry.metrics();
+
+      now = 600_000;
+      const failures = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+      expect(failures.map((v) => [v.labels.source_ip, v.value])).toEqual([['10.0.0.2', 2]]);
+      expect(await forgotten(registry, 'idle')).toBe(1);
+      expect(metrics.cachedSourceSeries()).toBe(1);
+    });
+
+    it('keeps an idle source whose last increments no scrape has seen yet, and forgets it after', async () => {
+      const registry = new Registry();
+      let now = 0;
+      const metrics = new EventMetrics(registry, { nowMs: () => now, retention });
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.1'), false);
+      now = 900_000;
+      const first = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+      expect(first.map((v) => [v.labels.source_ip, v.value])).toEqual([['10.0.0.1', 1]]);
+      now = 930_000;
+      expect(await valuesOf(registry, 'conntrack_observer_insert_failures_total')).toEqual([]);
+    });
+
+    it('evicts the least recently counted source past the cap, and counts it', async () => {
+      const registry = new Registry();
+      let now = 0;
+      const metrics = new EventMetrics(registry, { nowMs: () => now, retention });
+      for (const ip of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) {
+        metrics.record(attributed(insertFailure(), undefined, ip), false);
+        now += 1_000;
+      }
+      await registry.metrics();
+      // 10.0.0.1 counted again after the scrape: now 10.0.0.2 is the least recent.
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.1'), false);
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.4'), false);
+      const failures = await valuesOf(registry, 'conntrack_observer_insert_failures_total');
+      expect(failures.map((v) => v.labels.source_ip).sort()).toEqual([
+        '10.0.0.1',
+        '10.0.0.3',
+        '10.0.0.4',
+      ]);
+      expect(await forgotten(registry, 'limit')).toBe(1);
+      expect(metrics.cachedSourceSeries()).toBe(3);
+    });
+
+    it('starts a source that comes back after it was forgotten from its new count (a counter reset)', async () => {
+      const registry = new Registry();
+      let now = 0;
+      const metrics = new EventMetrics(registry, { nowMs: () => now, retention });
+      for (let i = 0; i < 5; i += 1) {
+        metrics.record(attributed(dnsDrop(), undefined, '10.0.0.9'), false);
+      }
+      await registry.metrics();
+      now = 700_000;
+      await registry.metrics();
+      metrics.record(attributed(dnsDrop(), undefined, '10.0.0.9'), false);
+      const drops = await valuesOf(registry, 'conntrack_observer_dns_drops_total');
+      expect(drops.map((v) => [v.labels.source_ip, v.value])).toEqual([['10.0.0.9', 1]]);
+    });
+
+    it("never forgets a pod's series for being idle: the pod's deletion does", async () => {
+      const registry = new Registry();
+      let now = 0;
+      const metrics = new EventMetrics(registry, { nowMs: () => now, retention });
+      for (let i = 0; i < 5; i += 1) {
+        metrics.record(attributed(insertFailure(), { ...podA, name: `p-${i}` }), true);
+      }
+      await registry.metrics();
+      now = 10 * 600_000;
+      expect(await valuesOf(registry, 'conntrack_observer_insert_failures_total')).toHaveLength(5);
+      expect(await forgotten(registry, 'limit')).toBe(0);
+      expect(await forgotten(registry, 'idle')).toBe(0);
+    });
+
+    it('exports how many series it holds', async () => {
+      const registry = new Registry();
+      const metrics = new EventMetrics(registry, { nowMs: () => 0, retention });
+      metrics.record(attributed(insertFailure(), undefined, '10.0.0.1'), false);
+      metrics.record(attributed(dnsDrop(), podA), true);
+      const [held] = await valuesOf(registry, 'conntrack_observer_event_series');
+      // The address's insert failures and the pod's drops.
+      expect(held?.value).toBe(2);
+    });
+  });
+
+  it('leaves a SNAT measurement that is not a finite non-negative number out of the histograms, and counts it', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const snat = {
+      kind: 'snat_port_alloc' as const,
+      probe: 'kprobe/snat-port-alloc',
+      monotonicNs: 1n,
+      cpu: 0,
+      netnsInode: 1,
+      protocol: 'udp' as const,
+      original: { srcIp: '10.244.0.2', srcPort: 1, dstIp: '192.0.2.53', dstPort: 53 },
+      translatedIp: '192.0.2.1',
+      translatedPort: 1,
+    };
+    metrics.record(attributed({ ...snat, latencyNs: Number.NaN, attempts: 1 }), false);
+    metrics.record(attributed({ ...snat, latencyNs: 10, attempts: -1 }), false);
+    metrics.record(attributed({ ...snat, latencyNs: 10, attempts: 1 }), false);
+    const [rejected] = await valuesOf(registry, 'conntrack_observer_event_values_rejected_total');
+    expect(rejected).toMatchObject({ value: 2, labels: { kind: 'snat_port_alloc' } });
+    const attempts = await valuesOf(registry, 'conntrack_observer_snat_port_allocation_attempts');
+    const count = attempts.find((v) =>
+      String((v as { metricName?: string }).metricName).endsWith('_count'),
+    );
+    expect(count?.value).toBe(1);
+  });
 });

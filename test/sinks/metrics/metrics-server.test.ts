@@ -1,5 +1,14 @@
 import { Counter, Registry } from 'prom-client';
-import { startMetricsServer } from '../../../src/sinks/metrics/metrics-server.js';
+import {
+  MetricsServer,
+  type MetricsServerOptions,
+} from '../../../src/sinks/metrics/metrics-server.js';
+
+async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const server = new MetricsServer(options);
+  await server.start();
+  return server;
+}
 
 describe('metrics server', () => {
   it('serves metrics, health and readiness, and says why it is not ready', async () => {
@@ -29,7 +38,7 @@ describe('metrics server', () => {
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       expect((await fetch(`${base}/nope`)).status).toBe(404);
     } finally {
-      await server.close();
+      await server.stop();
     }
   });
 
@@ -51,7 +60,7 @@ describe('metrics server', () => {
         }),
       ).rejects.toThrow(/EADDRINUSE/);
     } finally {
-      await first.close();
+      await first.stop();
     }
   });
 });

@@ -1,12 +1,22 @@
 import { describe, expect, it } from '@jest/globals';
 import { PodSeriesJanitor } from '../../../src/sinks/metrics/pod-series-janitor.js';
 import { ManualClock } from '../../support/manual-clock.js';
+import { ManualDelay } from '../../support/manual-delay.js';
 
-function janitor(clock: ManualClock, forgotten: string[], graceMs = 600_000): PodSeriesJanitor {
+const SWEEP_MS = 30_000;
+
+function janitor(
+  clock: ManualClock,
+  forgotten: string[],
+  graceMs = 600_000,
+  delays = new ManualDelay(),
+): PodSeriesJanitor {
   return new PodSeriesJanitor({
     clock,
     graceMs,
     forgetPod: (namespace, name) => forgotten.push(`${namespace}/${name}`),
+    sweepMs: SWEEP_MS,
+    delay: delays.delay,
   });
 }
 
@@ -60,6 +70,8 @@ describe('PodSeriesJanitor', () => {
     const j = new PodSeriesJanitor({
       clock,
       graceMs: 0,
+      sweepMs: SWEEP_MS,
+      delay: new ManualDelay().delay,
       forgetPod: (namespace, name) => {
         if (name === 'bad') throw new Error('boom');
         forgotten.push(name);
@@ -71,5 +83,22 @@ describe('PodSeriesJanitor', () => {
     expect(j.sweep()).toBe(2);
     expect(forgotten).toEqual(['good']);
     expect(errors).toEqual(['bad']);
+  });
+
+  it('once started, sweeps at every interval until stopped', async () => {
+    const clock = new ManualClock();
+    const forgotten: string[] = [];
+    const delays = new ManualDelay();
+    const j = janitor(clock, forgotten, 1000, delays);
+    const lifetime = new AbortController();
+    j.start(lifetime.signal);
+    j.onPodDeleted('default', 'web-1');
+    clock.advance(1000);
+    await delays.elapse(SWEEP_MS);
+    await delays.elapse(SWEEP_MS);
+    expect(forgotten).toEqual(['default/web-1']);
+    lifetime.abort();
+    await j.stop();
+    expect(delays.pendingDurations()).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 
-import type { Delay } from '../../../src/shared/delay.js';
+export { ManualDelay } from '../../support/manual-delay.js';
 
 export interface LogRecord {
   readonly level: number;
@@ -25,66 +25,6 @@ export function capturingLogger(): { logger: Logger; records: LogRecord[] } {
     },
   });
   return { logger: pino({ level: 'debug' }, destination), records };
-}
-
-interface PendingDelay {
-  readonly ms: number;
-  readonly resolve: () => void;
-}
-
-/** A Delay that only elapses when the test says so; aborting still ends it at once. */
-export class ManualDelay {
-  private readonly pending: PendingDelay[] = [];
-  readonly requested: number[] = [];
-
-  readonly delay: Delay = (ms, signal) =>
-    new Promise((resolve) => {
-      this.requested.push(ms);
-      if (signal?.aborted) {
-        resolve();
-        return;
-      }
-      const entry: PendingDelay = {
-        ms,
-        resolve: () => {
-          this.remove(entry);
-          resolve();
-        },
-      };
-      this.pending.push(entry);
-      signal?.addEventListener('abort', entry.resolve, { once: true });
-    });
-
-  pendingDurations(): number[] {
-    return this.pending.map((entry) => entry.ms);
-  }
-
-  /** Waits until a delay of `ms` is pending, then lets it elapse. */
-  async elapse(ms: number): Promise<void> {
-    await waitFor(
-      () => this.pending.some((entry) => entry.ms === ms),
-      `a pending delay of ${ms} ms`,
-    );
-    this.pending.find((entry) => entry.ms === ms)?.resolve();
-  }
-
-  private remove(entry: PendingDelay): void {
-    const index = this.pending.indexOf(entry);
-    if (index !== -1) this.pending.splice(index, 1);
-  }
-}
-
-/** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
-export async function waitFor(
-  condition: () => boolean,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 export async function metricValue(

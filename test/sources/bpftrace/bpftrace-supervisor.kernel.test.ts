@@ -15,7 +15,8 @@ import {
   createExecaProbeSpawner,
   parentDeathPrefix,
 } from '../../../src/sources/bpftrace/probe-process.js';
-import { capturingLogger, isAlive, metricValue, waitFor } from './bpftrace-supervisor-support.js';
+import { capturingLogger, isAlive, metricValue } from './bpftrace-supervisor-support.js';
+import { eventually } from '../../support/eventually.js';
 
 // Prints a well-formed event of the wire format ten times a second: enough to see the stream
 // flow without depending on any packet being dropped.
@@ -71,17 +72,17 @@ describe('BpftraceSupervisor with the real bpftrace', () => {
     });
     try {
       supervisor.start();
-      await waitFor(
-        () => supervisor.isReady() && events.length >= 2,
+      await eventually(
         'bpftrace attached and ticking',
+        () => supervisor.isReady() && events.length >= 2,
         20_000,
       );
       const firstPid = supervisor.status()[0]!.pid!;
       expect(await bpftraceChildrenOf(process.pid)).toEqual([String(firstPid)]);
 
       process.kill(firstPid, 'SIGKILL');
-      await waitFor(() => !supervisor.isReady(), 'the probe to go down');
-      await waitFor(() => supervisor.isReady(), 'the restarted probe to attach', 20_000);
+      await eventually('the probe to go down', () => !supervisor.isReady());
+      await eventually('the restarted probe to attach', () => supervisor.isReady(), 20_000);
       const secondPid = supervisor.status()[0]!.pid!;
       expect(secondPid).not.toBe(firstPid);
       expect(
@@ -93,7 +94,7 @@ describe('BpftraceSupervisor with the real bpftrace', () => {
         1,
       );
       const before = events.length;
-      await waitFor(() => events.length >= before + 2, 'events from the restarted probe');
+      await eventually('events from the restarted probe', () => events.length >= before + 2);
       expect(
         records.filter((record) => record.level >= 50 && record.msg !== 'probe exited'),
       ).toEqual([]);

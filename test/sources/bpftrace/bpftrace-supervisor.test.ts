@@ -22,9 +22,9 @@ import {
   LEVEL,
   ManualDelay,
   metricValue,
-  waitFor,
   type LogRecord,
 } from './bpftrace-supervisor-support.js';
+import { eventually } from '../../support/eventually.js';
 
 const fakeBpftrace = fileURLToPath(
   new URL('../../fixtures/fake-bpftrace/bpftrace.mjs', import.meta.url),
@@ -112,7 +112,7 @@ describe('BpftraceSupervisor', () => {
     supervisor.start();
     expect(supervisor.isReady()).toBe(false);
 
-    await waitFor(() => events.length === 3, 'three events');
+    await eventually('three events', () => events.length === 3);
     expect(supervisor.isReady()).toBe(true);
     expect(events.map(({ event }) => event.monotonicNs)).toEqual([1000n, 1001n, 1002n]);
     expect(
@@ -136,7 +136,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'probe-a', script: 'attaches-and-stays', args: ['5'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 5, 'five events');
+    await eventually('five events', () => events.length === 5);
     expect(supervisor.isReady()).toBe(true);
   });
 
@@ -150,7 +150,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => events.length === 1, 'one event');
+    await eventually('one event', () => events.length === 1);
     expect(supervisor.isReady()).toBe(true);
   });
 
@@ -160,9 +160,9 @@ describe('BpftraceSupervisor', () => {
       { name: 'stuck', script: 'never-attaches' },
     ]);
     supervisor.start();
-    await waitFor(
-      () => supervisor.status().find((s) => s.name === 'attaching')?.ready === true,
+    await eventually(
       'attach',
+      () => supervisor.status().find((s) => s.name === 'attaching')?.ready === true,
     );
     expect(supervisor.isReady()).toBe(false);
     expect(await metricValue(registry, 'conntrack_observer_probe_up', { probe: 'stuck' })).toBe(0);
@@ -179,16 +179,15 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => spawned.length === 1, 'first spawn');
+    await eventually('first spawn', () => spawned.length === 1);
     const firstPid = spawned[0]!;
-    await waitFor(
-      () => records.some((record) => record.stderr === 'Attaching 1 probe...'),
-      'its stderr',
+    await eventually('its stderr', () =>
+      records.some((record) => record.stderr === 'Attaching 1 probe...'),
     );
     await delays.elapse(30_000);
 
     await delays.elapse(1_000);
-    await waitFor(() => spawned.length === 2, 'the retry');
+    await eventually('the retry', () => spawned.length === 2);
     expect(isAlive(firstPid)).toBe(false);
     expect(logged(records, 'probe did not attach in time; killing it to retry')).toHaveLength(1);
     expect(logged(records, 'probe exited before attaching')[0]).toMatchObject({
@@ -210,7 +209,7 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(1_000);
     await delays.elapse(2_000);
     await delays.elapse(4_000);
-    await waitFor(() => delays.pendingDurations().includes(8_000), 'the fourth backoff');
+    await eventually('the fourth backoff', () => delays.pendingDurations().includes(8_000));
 
     expect(events).toHaveLength(8);
     expect(
@@ -239,7 +238,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'bursty', script: 'splits-lines', args: ['500'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 502, 'all 502 events');
+    await eventually('all 502 events', () => events.length === 502);
 
     expect(events.map(({ event }) => event.monotonicNs)).toEqual(
       Array.from({ length: 502 }, (_, i) => BigInt(5000 + i)),
@@ -257,18 +256,19 @@ describe('BpftraceSupervisor', () => {
     ).toBe(0);
   });
 
-  it('rejects a line longer than a mebibyte in pieces instead of holding it, and decodes what follows', async () => {
+  it('rejects a line longer than a mebibyte once, as too long, without holding it, and decodes what follows', async () => {
     const { supervisor, registry, events } = harness([{ name: 'endless', script: 'endless-line' }]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the long line');
+    await eventually('the event after the long line', () => events.length === 1);
 
     expect(events[0]!.event.monotonicNs).toBe(7000n);
-    expect(
-      await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
+    const rejected = async (error: string) =>
+      metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
         probe: 'endless',
-        error: 'not_json',
-      }),
-    ).toBe(2);
+        error,
+      });
+    expect(await rejected('line_too_long')).toBe(1);
+    expect(await rejected('not_json')).toBe(0);
   });
 
   it('caps the backoff and starts it over after a probe stayed attached for a minute', async () => {
@@ -280,7 +280,7 @@ describe('BpftraceSupervisor', () => {
     );
     supervisor.start();
     const killAttachedChild = async (run: number): Promise<void> => {
-      await waitFor(() => spawned.length === run && supervisor.isReady(), `run ${run} attached`);
+      await eventually(`run ${run} attached`, () => spawned.length === run && supervisor.isReady());
       process.kill(spawned[run - 1]!, 'SIGKILL');
     };
 
@@ -290,11 +290,11 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(2_000);
     await killAttachedChild(3);
     await delays.elapse(2_000);
-    await waitFor(() => spawned.length === 4 && supervisor.isReady(), 'run 4 attached');
+    await eventually('run 4 attached', () => spawned.length === 4 && supervisor.isReady());
     clock.now += 60_000;
     process.kill(spawned[3]!, 'SIGKILL');
     await delays.elapse(1_000);
-    await waitFor(() => spawned.length === 5, 'run 5');
+    await eventually('run 5', () => spawned.length === 5);
   });
 
   it('counts malformed lines by error code, logs them truncated and keeps reading', async () => {
@@ -302,7 +302,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'noisy', script: 'prints-malformed' },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 2, 'both good events');
+    await eventually('both good events', () => events.length === 2);
 
     const rejected = async (error: string) =>
       metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
@@ -337,7 +337,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'flood', script: 'floods-garbage', args: ['500'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the flood');
+    await eventually('the event after the flood', () => events.length === 1);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_lines_rejected_total', {
         probe: 'flood',
@@ -352,7 +352,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'storm', script: 'floods-lost', args: ['100'] },
     ]);
     supervisor.start();
-    await waitFor(() => events.length === 1, 'the event after the losses');
+    await eventually('the event after the losses', () => events.length === 1);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_events_lost_total', { probe: 'storm' }),
     ).toBe(300);
@@ -363,7 +363,7 @@ describe('BpftraceSupervisor', () => {
 
     clock.now += 60_000;
     process.kill(spawned[0]!, 'SIGUSR1');
-    await waitFor(() => events.length === 2, 'the event after the next loss');
+    await eventually('the event after the next loss', () => events.length === 2);
     // The next window's first message carries the 90 losses held back in the last one.
     const next = logged(records, 'probe lost events: perf ring buffer overflowed')[10];
     expect(next).toMatchObject({ lost: 90 * 3 + 5, reports: 91 });
@@ -375,7 +375,7 @@ describe('BpftraceSupervisor', () => {
     ]);
     supervisor.start();
     await delays.elapse(1_000);
-    await waitFor(() => delays.pendingDurations().includes(2_000), 'the second exit');
+    await eventually('the second exit', () => delays.pendingDurations().includes(2_000));
     const memlock = records.filter((record) =>
       String(record.stderr ?? '').includes('RLIMIT_MEMLOCK'),
     );
@@ -391,7 +391,7 @@ describe('BpftraceSupervisor', () => {
     ]);
     supervisor.start();
     await delays.elapse(1_000);
-    await waitFor(() => delays.pendingDurations().includes(2_000), 'the second failure');
+    await eventually('the second failure', () => delays.pendingDurations().includes(2_000));
     const failures = logged(records, 'probe exited before attaching');
     expect(failures).toHaveLength(2);
     expect(failures[0]).toMatchObject({
@@ -413,8 +413,8 @@ describe('BpftraceSupervisor', () => {
     supervisor.start();
     await delays.elapse(1_000);
     await delays.elapse(2_000);
-    await waitFor(() => delays.pendingDurations().includes(300_000), 'the slow retry');
-    await waitFor(() => supervisor.isReady(), 'readiness without the failing probe');
+    await eventually('the slow retry', () => delays.pendingDurations().includes(300_000));
+    await eventually('readiness without the failing probe', () => supervisor.isReady());
     const bad = supervisor.status().find((probe) => probe.name === 'bad');
     expect(bad?.unavailable).toEqual({
       name: 'bad',
@@ -442,7 +442,7 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(40_000);
     await delays.elapse(1_000);
     await delays.elapse(40_000);
-    await waitFor(() => supervisor.status()[0]?.unavailable !== undefined, 'unavailable');
+    await eventually('unavailable', () => supervisor.status()[0]?.unavailable !== undefined);
     expect(supervisor.status()[0]?.unavailable).toMatchObject({
       reason: 'exits_before_attach',
       detail: 'did not attach within 40 s',
@@ -457,12 +457,12 @@ describe('BpftraceSupervisor', () => {
     supervisor.start();
     await delays.elapse(1_000);
     await delays.elapse(2_000);
-    await waitFor(() => supervisor.status()[0]?.unavailable !== undefined, 'unavailable');
+    await eventually('unavailable', () => supervisor.status()[0]?.unavailable !== undefined);
     expect(supervisor.status()[0]?.unavailable?.detail).toBe(
       "ERROR: Struct/union of type 'struct nf_conn' does not exist",
     );
     await delays.elapse(300_000);
-    await waitFor(() => supervisor.status()[0]?.ready === true, 'attach on the slow retry');
+    await eventually('attach on the slow retry', () => supervisor.status()[0]?.ready === true);
     expect(supervisor.status()[0]?.unavailable).toBeUndefined();
     expect(supervisor.isReady()).toBe(true);
     expect(
@@ -485,7 +485,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => supervisor.isReady(), 'ready');
+    await eventually('ready', () => supervisor.isReady());
     expect(spawnCalls).toHaveLength(1);
     expect(supervisor.unavailable()).toEqual([
       { name: 'tracepoint/dns-drops', reason: 'no_struct_types', detail: 'no nf_conn' },
@@ -530,7 +530,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => delays.pendingDurations().includes(1_000), 'the retry backoff');
+    await eventually('the retry backoff', () => delays.pendingDurations().includes(1_000));
     expect(logged(records, 'probe exited before attaching')[0]).toMatchObject({
       probe: 'missing',
       spawnError: expect.stringContaining('ENOENT'),
@@ -549,7 +549,7 @@ describe('BpftraceSupervisor', () => {
       },
     );
     supervisor.start();
-    await waitFor(() => calls === 3, 'three sink calls');
+    await eventually('three sink calls', () => calls === 3);
     expect(
       await metricValue(registry, 'conntrack_observer_probe_events_decoded_total', {
         probe: 'probe-a',
@@ -564,7 +564,7 @@ describe('BpftraceSupervisor', () => {
       { name: 'polite', script: 'attaches-and-stays' },
     ]);
     supervisor.start();
-    await waitFor(() => supervisor.isReady(), 'both attached');
+    await eventually('both attached', () => supervisor.isReady());
     const stubborn = pidOf(supervisor, 'stubborn')!;
     const polite = pidOf(supervisor, 'polite')!;
 
@@ -572,10 +572,9 @@ describe('BpftraceSupervisor', () => {
     const stopping = supervisor.stop().then(() => {
       stopped = true;
     });
-    await waitFor(() => !isAlive(polite), 'the polite probe to exit on SIGTERM');
-    await waitFor(
-      () => records.some((record) => record.stderr === 'ignoring SIGTERM'),
-      'SIGTERM to arrive',
+    await eventually('the polite probe to exit on SIGTERM', () => !isAlive(polite));
+    await eventually('SIGTERM to arrive', () =>
+      records.some((record) => record.stderr === 'ignoring SIGTERM'),
     );
     expect(isAlive(stubborn)).toBe(true);
     expect(stopped).toBe(false);
@@ -601,10 +600,10 @@ describe('BpftraceSupervisor', () => {
     ]);
     const controller = new AbortController();
     supervisor.start(controller.signal);
-    await waitFor(() => delays.pendingDurations().includes(1_000), 'a pending restart');
-    await waitFor(
-      () => supervisor.status().find((s) => s.name === 'running')?.ready === true,
+    await eventually('a pending restart', () => delays.pendingDurations().includes(1_000));
+    await eventually(
       'attach',
+      () => supervisor.status().find((s) => s.name === 'running')?.ready === true,
     );
 
     controller.abort();

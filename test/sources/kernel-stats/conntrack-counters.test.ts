@@ -252,7 +252,7 @@ describe('ConntrackCounters', () => {
     timer.ticks[0]!();
     await counters.pollOnce();
     expect(readings.at(-1)?.totals.get('insert_failed')).toBe(1);
-    counters.stop();
+    await counters.stop();
     expect(timer.ticks).toEqual([]);
   });
 

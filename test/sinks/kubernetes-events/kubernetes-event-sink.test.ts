@@ -9,9 +9,12 @@ import type {
   ProbeEvent,
 } from '../../../src/events/types.js';
 import {
-  startKubernetesCorrelation,
-  type KubernetesCorrelation,
-} from '../../../src/attribute/kubernetes/kubernetes-correlation.js';
+  kubernetesParts,
+  type KubernetesParts,
+  type KubernetesTuning,
+} from '../../../src/kubernetes-parts.js';
+import { realDelay } from '../../../src/shared/delay.js';
+import { LifecycleStack } from '../../../src/shared/lifecycle.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
 import { podFrom, stored } from '../../support/k8s-fixtures.js';
@@ -24,14 +27,16 @@ const CLIENT_A = 'dns-client-7c9f8d6b54-4xq2m';
 
 interface Harness {
   fake: FakeApiServer;
-  correlation: KubernetesCorrelation;
+  parts: KubernetesParts;
+  stack: LifecycleStack;
   forgotten: string[];
   registry: Registry;
 }
 
 const running: Harness[] = [];
 
-async function start(): Promise<Harness> {
+/** The Kubernetes parts wired and started as the agent does, against a fake API server. */
+async function start(extraTuning: KubernetesTuning = {}): Promise<Harness> {
   const fake = await startFakeApiServer({
     pods: [stored('pod-dns-client-a'), stored('pod-coredns'), stored('pod-kube-proxy-hostnetwork')],
     services: [stored('service-kube-dns')],
@@ -40,29 +45,35 @@ async function start(): Promise<Harness> {
   });
   const forgotten: string[] = [];
   const registry = new Registry();
-  const correlation = startKubernetesCorrelation({
+  const parts = kubernetesParts({
     kubeConfig: fake.kubeConfig(),
     nodeName: 'lab-node',
     registry,
     logger: pino({ level: 'silent' }),
     clock: systemClock,
+    delay: realDelay,
     forgetPod: (namespace, name) => forgotten.push(`${namespace}/${name}`),
     tuning: {
       seriesGraceMs: 100,
       janitorSweepMs: 20,
       informerInitialBackoffMs: 20,
       recorder: { initialRetryMs: 20, maxRetryMs: 100, patchIntervalMs: 20 },
+      ...extraTuning,
     },
   });
-  const harness = { fake, correlation, forgotten, registry };
+  const stack = new LifecycleStack();
+  const harness = { fake, parts, stack, forgotten, registry };
   running.push(harness);
-  await correlation.whenSynced();
+  await stack.push(parts.janitor);
+  await stack.push(parts.events);
+  await stack.push(parts.cluster);
+  await parts.cluster.whenSynced();
   return harness;
 }
 
 afterEach(async () => {
-  for (const { correlation, fake } of running.splice(0)) {
-    await correlation.stop();
+  for (const { stack, fake } of running.splice(0)) {
+    await stack.stop();
     await fake.close();
   }
 });
@@ -83,24 +94,22 @@ function dnsQueryDrop(srcIp: string): DnsDropEvent {
 }
 
 function attributed(
-  correlation: KubernetesCorrelation,
+  { cluster }: KubernetesParts,
   event: ProbeEvent,
   wallTimeMs = Date.now(),
 ): AttributedEvent {
-  return { event, attribution: correlation.resolver.attribute(event, wallTimeMs), wallTimeMs };
+  return { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs };
 }
 
-describe('startKubernetesCorrelation', () => {
+describe('the Kubernetes parts against a fake API server', () => {
   it('returns at once and reports synced once every informer has listed', async () => {
-    const { correlation } = await start();
-    expect(correlation.isSynced()).toBe(true);
-    expect(correlation.pendingResources()).toEqual([]);
+    const { parts } = await start();
+    expect(parts.cluster.waitingFor()).toBeUndefined();
   });
 
   it('posts the race on the pod it came from, with the race kind and the remedies', async () => {
-    const { fake, correlation } = await start();
-    for (let i = 0; i < 3; i += 1)
-      correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    const { fake, parts } = await start();
+    for (let i = 0; i < 3; i += 1) parts.events.handle(attributed(parts, snatRace('10.244.0.2')));
     await eventually('event with count 3', () => fake.events()[0]?.count === 3);
     const [event] = fake.events();
     expect(event).toMatchObject({
@@ -118,8 +127,8 @@ describe('startKubernetesCorrelation', () => {
   });
 
   it('reports a dropped DNS query with the Service name', async () => {
-    const { fake, correlation } = await start();
-    correlation.recordEvent(attributed(correlation, dnsQueryDrop('10.244.0.2')));
+    const { fake, parts } = await start();
+    parts.events.handle(attributed(parts, dnsQueryDrop('10.244.0.2')));
     await eventually('dns event', () => fake.events().length === 1);
     expect(fake.events()[0]).toMatchObject({
       reason: 'DNSQueryDropped',
@@ -131,11 +140,11 @@ describe('startKubernetesCorrelation', () => {
   });
 
   it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {
-    const { fake, correlation } = await start();
+    const { fake, parts } = await start();
     const afterSnat = dnsQueryDrop('192.0.2.1');
     // The race loser as the DNS probe sees it after SNAT, with its conntrack entry.
-    correlation.recordEvent(
-      attributed(correlation, {
+    parts.events.handle(
+      attributed(parts, {
         ...afterSnat,
         conntrack: {
           status: 0x190,
@@ -144,26 +153,24 @@ describe('startKubernetesCorrelation', () => {
         },
       }),
     );
-    correlation.recordEvent(
-      attributed(correlation, {
+    parts.events.handle(
+      attributed(parts, {
         ...dnsQueryDrop('10.244.0.2'),
         reason: 'NOT_SPECIFIED',
         location: 'udp_destruct_common',
       }),
     );
-    correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    parts.events.handle(attributed(parts, snatRace('10.244.0.2')));
     await eventually('race event', () => fake.events().length === 1);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(fake.events().map((event) => event.reason)).toEqual(['ConntrackInsertFailed']);
   });
 
   it('puts races from the node address on the Node, and ignores resolved clashes and strangers', async () => {
-    const { fake, correlation } = await start();
-    correlation.recordEvent(attributed(correlation, snatRace('192.0.2.1', 33000)));
-    correlation.recordEvent(
-      attributed(correlation, { ...snatRace('10.244.0.2'), kind: 'clash_resolved' }),
-    );
-    correlation.recordEvent(attributed(correlation, snatRace('10.244.9.9')));
+    const { fake, parts } = await start();
+    parts.events.handle(attributed(parts, snatRace('192.0.2.1', 33000)));
+    parts.events.handle(attributed(parts, { ...snatRace('10.244.0.2'), kind: 'clash_resolved' }));
+    parts.events.handle(attributed(parts, snatRace('10.244.9.9')));
     await eventually('node event', () => fake.events().length === 1);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(fake.events()).toHaveLength(1);
@@ -179,8 +186,8 @@ describe('startKubernetesCorrelation', () => {
   });
 
   it('posts a full table on the Node', async () => {
-    const { fake, correlation } = await start();
-    correlation.recordTableFull({
+    const { fake, parts } = await start();
+    parts.events.recordTableFull({
       entries: 65536,
       limit: 65536,
       drops: 12,
@@ -194,13 +201,13 @@ describe('startKubernetesCorrelation', () => {
   });
 
   it('blames a reused IP on the pod that held it when the event happened', async () => {
-    const { fake, correlation } = await start();
+    const { fake, parts } = await start();
     const beforeDeletion = Date.now();
     await new Promise((resolve) => setTimeout(resolve, 20));
     fake.remove('pods', 'default', CLIENT_A);
     await eventually(
       'pod a gone',
-      () => correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod === undefined,
+      () => parts.cluster.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod === undefined,
     );
     // Pod B is given A's address. Its readiness time has one-second resolution and may read as
     // before A's deletion; the index still starts B's hold no earlier than A's end.
@@ -213,10 +220,10 @@ describe('startKubernetesCorrelation', () => {
     );
     await eventually(
       'pod b holds the ip',
-      () => correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod !== undefined,
+      () => parts.cluster.resolver.attribute(snatRace('10.244.0.2'), Date.now()).pod !== undefined,
     );
-    const later = correlation.resolver.attribute(snatRace('10.244.0.2'), Date.now());
-    const earlier = correlation.resolver.attribute(snatRace('10.244.0.2'), beforeDeletion);
+    const later = parts.cluster.resolver.attribute(snatRace('10.244.0.2'), Date.now());
+    const earlier = parts.cluster.resolver.attribute(snatRace('10.244.0.2'), beforeDeletion);
     expect(later.pod?.name).toBe('dns-client-7c9f8d6b54-k8v7n');
     expect(earlier.pod?.name).toBe(CLIENT_A);
   });
@@ -228,12 +235,32 @@ describe('startKubernetesCorrelation', () => {
   });
 
   it('keeps recording through an API outage and delivers once the server is back', async () => {
-    const { fake, correlation } = await start();
+    const { fake, parts } = await start();
     await fake.down();
-    for (let i = 0; i < 100; i += 1)
-      correlation.recordEvent(attributed(correlation, snatRace('10.244.0.2')));
+    for (let i = 0; i < 100; i += 1) parts.events.handle(attributed(parts, snatRace('10.244.0.2')));
     await new Promise((resolve) => setTimeout(resolve, 100));
     await fake.up();
     await eventually('delivered', () => fake.events()[0]?.count === 100, 8000);
+  });
+
+  it('stops within its flush budget when the API is slow, counting what it could not write', async () => {
+    const { fake, parts, stack, registry } = await start({ eventFlushMs: 200 });
+    // Far beyond the flush budget: only abandoning the request lets stop() return in time.
+    fake.setLatency(60_000, (request) => request.resource === 'events');
+    parts.events.handle(attributed(parts, snatRace('10.244.0.2')));
+    await eventually('the Event write under way', () =>
+      fake.requests().some((request) => request.resource === 'events'),
+    );
+    const stopped = stack.stop();
+    const outcome = await Promise.race([
+      stopped.then(() => 'stopped'),
+      new Promise((resolve) => setTimeout(resolve, 10_000, 'still stopping after 10 s')),
+    ]);
+    expect(outcome).toBe('stopped');
+    const dropped = await registry
+      .getSingleMetric('conntrack_observer_k8s_events_dropped_total')!
+      .get();
+    expect(dropped.values.find((v) => v.labels.cause === 'shutdown')?.value).toBe(1);
+    expect(fake.events()).toEqual([]);
   });
 });

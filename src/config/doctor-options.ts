@@ -1,0 +1,112 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+
+export interface DoctorOptions {
+  json: boolean;
+  /** Between the two readings of the kernel counters. */
+  intervalMs: number;
+  netnsPid?: number;
+  bpftrace: string;
+  nodeLocalDns: string[];
+  clusterDns: string[];
+}
+
+export type ParsedDoctorOptions =
+  | { kind: 'run'; options: DoctorOptions }
+  | { kind: 'exit'; output: string }
+  | { kind: 'error'; message: string };
+
+function ipv4List(value: string): string[] {
+  const addresses = value.split(',').map((part) => part.trim());
+  for (const address of addresses) {
+    const octets = address.split('.');
+    if (octets.length !== 4 || octets.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255)) {
+      throw new InvalidArgumentError(
+        `expected IPv4 addresses separated by commas, got "${address}"`,
+      );
+    }
+  }
+  return addresses;
+}
+
+function seconds(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number < 0.1 || number > 60) {
+    throw new InvalidArgumentError('expected seconds between 0.1 and 60');
+  }
+  return Math.round(number * 1000);
+}
+
+function positiveInteger(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new InvalidArgumentError('expected a positive integer');
+  return Number(value);
+}
+
+/** `conntrack-race-observer doctor`: a one-shot report of the node and its pods. */
+export function buildDoctorCommand(): Command {
+  return new Command('doctor')
+    .description(
+      'One-shot report: is this node affected by conntrack NAT races, and what should change? Exit 0: nothing at risk; 1: findings; 2: bad usage.',
+    )
+    .addOption(
+      new Option('--json', 'print the report as JSON (schema: doctorReportSchema)').default(false),
+    )
+    .addOption(
+      new Option('--interval <seconds>', 'time between the two readings of the kernel counters')
+        .default(3_000, '3')
+        .argParser(seconds),
+    )
+    .addOption(
+      new Option(
+        '--netns-pid <pid>',
+        "a process in the node's network namespace (default: the doctor's own)",
+      ).argParser(positiveInteger),
+    )
+    .addOption(
+      new Option('--bpftrace <path>', 'bpftrace executable, for the probe mode').default(
+        'bpftrace',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--node-local-dns <addresses>',
+        'NodeLocal DNSCache addresses besides link-local ones',
+      )
+        .default([], 'none')
+        .argParser(ipv4List),
+    )
+    .addOption(
+      new Option(
+        '--cluster-dns <addresses>',
+        "the kube-dns Service's ClusterIP(s), to name them in the report",
+      )
+        .default([], 'none')
+        .argParser(ipv4List),
+    )
+    .allowExcessArguments(false);
+}
+
+/** Parses the arguments after `doctor`. Never exits, never throws. */
+export function parseDoctorOptions(argv: readonly string[]): ParsedDoctorOptions {
+  let output = '';
+  const command = buildDoctorCommand()
+    .name('conntrack-race-observer doctor')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => (output += text),
+      writeErr: (text) => (output += text),
+    });
+  try {
+    command.parse([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return { kind: 'exit', output };
+      return { kind: 'error', message: error.message.replace(/^error: /, '') };
+    }
+    return { kind: 'error', message: String(error) };
+  }
+  const { interval, ...rest } = command.opts<
+    Omit<DoctorOptions, 'intervalMs'> & { interval: number }
+  >();
+  return { kind: 'run', options: { ...rest, intervalMs: interval } };
+}

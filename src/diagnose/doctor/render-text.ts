@@ -1,0 +1,67 @@
+import type { DoctorReport } from './report.js';
+
+/** The report for a person at a terminal: the node first, then each pod, then what to do. */
+export function renderDoctorText(report: DoctorReport): string {
+  const { node } = report;
+  const lines: string[] = [];
+  const kernel = node.kernel;
+  lines.push(`Kernel        ${kernel?.release ?? 'unknown'}`);
+  if (kernel) {
+    lines.push(
+      `              clash resolution for identical entries: ${yes(kernel.resolvesMatchingClashes)} (4.19+); for different DNAT targets: ${yes(kernel.resolvesNatClashes)} (5.6+)`,
+      `              clash_resolve counter: ${yes(kernel.hasClashResolveCounter)} (5.10+); drop reasons: ${yes(kernel.hasDropReasons)} (5.17+)`,
+    );
+  }
+  lines.push(`Probe mode    ${report.probeMode.mode}: ${report.probeMode.reason}`);
+  const table = node.conntrack;
+  lines.push(
+    `Conntrack     ${table.entries ?? '?'} of ${table.max ?? '?'} entries${table.headroom !== undefined ? ` (${Math.round(table.headroom * 100)} % headroom)` : ''}; UDP timeouts ${table.udpTimeoutSeconds ?? '?'} s / ${table.udpStreamTimeoutSeconds ?? '?'} s (stream)`,
+  );
+  if (report.counters) {
+    const rates = Object.entries(report.counters.perSecond)
+      .map(([name, rate]) => `${name} ${report.counters?.totals[name]} (+${rate.toFixed(2)}/s)`)
+      .join(', ');
+    lines.push(`Counters      ${rates} over ${report.counters.intervalSeconds.toFixed(1)} s`);
+  }
+  lines.push(`kube-proxy    ${node.kubeProxyMode}`);
+  lines.push(
+    `NodeLocal DNS ${node.nodeLocalDns.present ? `present ${node.nodeLocalDns.addresses.join(', ')}` : 'not seen'}`,
+  );
+  lines.push('NAT rules');
+  if (node.natRules.length === 0) lines.push('              no MASQUERADE or SNAT rule');
+  for (const rule of node.natRules) {
+    lines.push(
+      `              ${rule.randomFully ? 'random-fully   ' : 'NO random-fully'} ${rule.backend}: ${rule.text}`,
+    );
+  }
+  for (const source of node.natSources.filter((s) => !s.read)) {
+    lines.push(`              (${source.backend} not read: ${source.detail ?? 'unknown'})`);
+  }
+  lines.push('', `Pods          ${report.pods.length} network namespace(s) with a resolver`);
+  for (const pod of report.pods)
+    lines.push(`  ${pod.subject}: ${pod.summary.replace(/^diagnosis: /, '')}`);
+  lines.push('');
+  if (report.findings.length === 0) {
+    lines.push('No findings: nothing on this node is at risk of these races.');
+  } else {
+    lines.push(`Findings (${report.findings.length})`);
+    for (const finding of report.findings) {
+      lines.push(`  - [${finding.subject}] ${finding.text}`);
+      for (const remedy of finding.remedies) {
+        lines.push(`      remedy: ${remedy.text}`, `              (${remedy.source})`);
+        if (remedy.yaml)
+          lines.push(
+            ...remedy.yaml
+              .trimEnd()
+              .split('\n')
+              .map((l) => `        ${l}`),
+          );
+      }
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function yes(value: boolean): string {
+  return value ? 'yes' : 'no';
+}

@@ -1,0 +1,57 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import type { PodFacts } from './pod-diagnosis-cache.js';
+
+/** The DNS settings and container ids of this node's pods, by uid, as the informer sees them. */
+export class PodFactsIndex {
+  private readonly byUid = new Map<string, PodFacts>();
+
+  upsert(pod: V1Pod): void {
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    const containerNames = new Map<string, string>();
+    for (const status of [
+      ...(pod.status?.containerStatuses ?? []),
+      ...(pod.status?.initContainerStatuses ?? []),
+    ]) {
+      // "containerd://<64 hex>", "cri-o://…", "docker://…": the id is what cgroup paths hold.
+      const id = status.containerID?.split('://')[1];
+      if (id) containerNames.set(id, status.name);
+    }
+    const dnsConfig = pod.spec?.dnsConfig;
+    this.byUid.set(uid, {
+      uid,
+      resourceVersion: pod.metadata?.resourceVersion ?? '',
+      ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
+      spec: {
+        hostNetwork: pod.spec?.hostNetwork === true,
+        ...(pod.spec?.dnsPolicy ? { dnsPolicy: pod.spec.dnsPolicy } : {}),
+        ...(dnsConfig
+          ? {
+              dnsConfig: {
+                ...(dnsConfig.nameservers ? { nameservers: dnsConfig.nameservers } : {}),
+                ...(dnsConfig.searches ? { searches: dnsConfig.searches } : {}),
+                ...(dnsConfig.options
+                  ? {
+                      options: dnsConfig.options.map((o) => ({
+                        name: o.name ?? '',
+                        ...(o.value !== undefined ? { value: o.value } : {}),
+                      })),
+                    }
+                  : {}),
+              },
+            }
+          : {}),
+      },
+      containerNames,
+    });
+  }
+
+  remove(pod: V1Pod): void {
+    const uid = pod.metadata?.uid;
+    if (uid) this.byUid.delete(uid);
+  }
+
+  get(uid: string): PodFacts | undefined {
+    return this.byUid.get(uid);
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * Which remedies apply to an event, from the diagnosis of its pod and node. Pure: the Event
+ * text and the JSON log line both come from this one list. Every remedy names its source; the
+ * full list with explanations is docs/diagnosis.md.
+ */
+import type {
+  ContainerDiagnosis,
+  EventDiagnosis,
+  NodeDiagnosis,
+  PodDiagnosis,
+} from '../events/diagnosis.js';
+import type { DnsDropEvent, InsertFailureEvent, RaceKind } from '../events/types.js';
+
+export type RemedyId =
+  | 'random-fully'
+  | 'single-request-reopen'
+  | 'nodelocal-dns'
+  | 'nodelocal-dns-use'
+  | 'nodelocal-upstream-tcp'
+  | 'fewer-search-lookups'
+  | 'kernel-matching-clash'
+  | 'kernel-nat-clash'
+  | 'tcp-resolver';
+
+export interface Remedy {
+  readonly id: RemedyId;
+  /** One sentence for the Event. */
+  readonly text: string;
+  /** A pod spec fragment to paste, when the remedy is a change of the pod. */
+  readonly yaml?: string;
+  readonly source: string;
+}
+
+export interface Advice {
+  readonly remedies: readonly Remedy[];
+  /** What the diagnosis says about this case besides the remedies (e.g. "already set"). */
+  readonly notes: readonly string[];
+  /** One line summarising the diagnosis for the Event, e.g. "musl, nameserver 10.96.0.10 (kube-dns), ndots:5". */
+  readonly summary: string;
+  /** False when the pod could not be read: the remedies are the generic ones. */
+  readonly diagnosed: boolean;
+}
+
+export const SOURCES = {
+  randomFully:
+    'iptables-extensions(8) MASQUERADE/SNAT --random-fully; nft(8) masquerade/snat fully-random (NF_NAT_RANGE_PROTO_RANDOM_FULLY, Linux 3.13)',
+  resolvConf: 'resolv.conf(5) options single-request, single-request-reopen, use-vc (glibc)',
+  podDnsConfig:
+    'https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#pod-dns-config',
+  nodeLocalDns: 'https://kubernetes.io/docs/tasks/administer-cluster/nodelocaldns/',
+  kernelMatching:
+    'Linux 4.19, commit ed07d9a021df "netfilter: nf_conntrack: resolve clash for matching conntracks"',
+  kernelNatClash:
+    'Linux 5.6, "netfilter: conntrack: allow insertion of clashing entries" (IPS_NAT_CLASH)',
+  ndots:
+    'resolv.conf(5) ndots; https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/',
+  musl: 'https://wiki.musl-libc.org/functional-differences-from-glibc.html#Name-Resolver/DNS',
+} as const;
+
+export interface AdviceInput {
+  /** The race of an insert failure; undefined for a DNS drop. */
+  readonly race?: RaceKind;
+  readonly protocol: string;
+  readonly dns: boolean;
+  /** A DNS datagram dropped by netfilter or lost in a race (not a missing listener). */
+  readonly dnsRaceLike: boolean;
+}
+
+const KUBE_DNS_HINT = 'kube-dns';
+
+/** The advice for a drop event: what the Event says and what its log line lists. */
+export function adviceForEvent(
+  event: InsertFailureEvent | DnsDropEvent,
+  diagnosis: EventDiagnosis | undefined,
+): Advice {
+  if (event.kind === 'dns_drop') {
+    const raceLike = event.reason === 'NETFILTER_DROP' || event.reason === 'NO_SOCKET';
+    return adviceFor({ protocol: 'udp', dns: true, dnsRaceLike: raceLike }, diagnosis);
+  }
+  const { original } = event;
+  const dns = event.protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
+  return adviceFor(
+    { race: event.race, protocol: event.protocol, dns, dnsRaceLike: true },
+    diagnosis,
+  );
+}
+
+export function adviceFor(input: AdviceInput, diagnosis: EventDiagnosis | undefined): Advice {
+  const remedies: Remedy[] = [];
+  const notes: string[] = [];
+  const pod = diagnosis?.pod.status === 'diagnosed' ? diagnosis.pod : undefined;
+  const node = diagnosis?.node.status === 'diagnosed' ? diagnosis.node : undefined;
+  const snatSide = input.race === 'snat' || input.race === 'snat_dnat';
+  const dnatSide = input.race === 'dnat' || input.race === 'snat_dnat' || input.race === 'none';
+
+  if (snatSide) natAdvice(node, remedies, notes);
+  if (input.dns && input.dnsRaceLike) resolverAdvice(pod, node, input.race, remedies, notes);
+  if (dnatSide && input.protocol === 'udp') kernelAdvice(node, input.race, remedies, notes);
+  if (input.dns && (dnatSide || input.race === undefined)) searchAdvice(pod, remedies);
+
+  if (!pod) {
+    const reason = diagnosis?.pod.status === 'unknown' ? diagnosis.pod.reason : 'not diagnosed';
+    notes.push(`Diagnosis unknown (${reason}): generic remedies.`);
+  }
+  return {
+    remedies: dedupe(remedies),
+    notes,
+    summary: summaryOf(pod),
+    diagnosed: pod !== undefined,
+  };
+}
+
+function natAdvice(node: NodeDiagnosis | undefined, remedies: Remedy[], notes: string[]): void {
+  const rules = node?.natRules ?? [];
+  const lacking = rules.filter((rule) => !rule.randomFully);
+  if (node && rules.length > 0 && lacking.length === 0) {
+    notes.push(
+      `The node's ${rules.length} MASQUERADE/SNAT rule(s) already use --random-fully: ports are drawn at random, which makes this race rare, not impossible.`,
+    );
+    return;
+  }
+  remedies.push({
+    id: 'random-fully',
+    text:
+      lacking.length > 0
+        ? `--random-fully on the node's ${lacking.length} MASQUERADE/SNAT rule(s) lacking it (CNI or kube-proxy setting)`
+        : '--random-fully on the MASQUERADE rule (a CNI or kube-proxy setting)',
+    source: SOURCES.randomFully,
+  });
+}
+
+function resolverAdvice(
+  pod: PodDiagnosis | undefined,
+  node: NodeDiagnosis | undefined,
+  race: RaceKind | undefined,
+  remedies: Remedy[],
+  notes: string[],
+): void {
+  if (!pod) {
+    remedies.push({
+      id: 'single-request-reopen',
+      text: 'dnsConfig option single-request-reopen (glibc only; musl/Alpine ignores it)',
+      yaml: dnsConfigYaml(undefined),
+      source: SOURCES.resolvConf,
+    });
+    remedies.push({
+      id: 'nodelocal-dns',
+      text: 'NodeLocal DNSCache',
+      source: SOURCES.nodeLocalDns,
+    });
+    return;
+  }
+  const resolving = pod.containers.filter((c) => c.resolvConf !== undefined);
+  const musl = resolving.filter((c) => c.libc.kind === 'musl');
+  const glibcWithout = resolving.filter(
+    (c) =>
+      c.libc.kind === 'glibc' &&
+      !c.resolvConf?.options.singleRequestReopen &&
+      !c.resolvConf?.options.singleRequest &&
+      !c.resolvConf?.options.useVc,
+  );
+  const glibcWith = resolving.filter(
+    (c) =>
+      c.libc.kind === 'glibc' &&
+      (c.resolvConf?.options.singleRequestReopen || c.resolvConf?.options.singleRequest),
+  );
+  if (musl.length > 0) {
+    notes.push(
+      `${names(musl)}: musl always sends A and AAAA in parallel from one socket and ignores single-request-reopen.`,
+    );
+    remedies.push({
+      id: 'tcp-resolver',
+      text: 'a glibc-based image (single-request-reopen and use-vc work there)',
+      source: SOURCES.musl,
+    });
+  }
+  if (glibcWithout.length > 0) {
+    remedies.push({
+      id: 'single-request-reopen',
+      text: `single-request-reopen for ${names(glibcWithout)} (glibc): ${flowYaml(pod)}`,
+      yaml: dnsConfigYaml(pod),
+      source: `${SOURCES.resolvConf}; ${SOURCES.podDnsConfig}`,
+    });
+  }
+  for (const container of glibcWith) {
+    const option = container.resolvConf?.options.singleRequestReopen
+      ? 'single-request-reopen'
+      : 'single-request';
+    notes.push(
+      `${option} is already set for ${container.name} (glibc): its A and AAAA no longer race each other on one socket; this drop ${race === 'snat' || race === 'snat_dnat' ? "came from another pod's flow taking the same SNAT port at the same instant" : 'came from a race with another flow (another pod, or a retry) through NAT'}.`,
+    );
+  }
+  const usesNodeLocal = pod.containers.some((c) =>
+    c.nameservers.some((n) => n.kind === 'nodelocal'),
+  );
+  if (usesNodeLocal) {
+    const address = pod.containers
+      .flatMap((c) => c.nameservers)
+      .find((n) => n.kind === 'nodelocal')?.address;
+    notes.push(`The pod already queries NodeLocal DNSCache (${address ?? '169.254.20.10'}).`);
+    remedies.push({
+      id: 'nodelocal-upstream-tcp',
+      text: "the race is on NodeLocal DNSCache's upstream path: have node-local-dns reach kube-dns over TCP (force_tcp) and check its upstream",
+      source: SOURCES.nodeLocalDns,
+    });
+  } else if (node?.nodeLocalDns.present) {
+    remedies.push({
+      id: 'nodelocal-dns-use',
+      text: `point the pod at the node's NodeLocal DNSCache${node.nodeLocalDns.addresses[0] ? ` (${node.nodeLocalDns.addresses[0]})` : ''}: it runs, but this pod queries ${firstNameserver(pod)}`,
+      source: SOURCES.nodeLocalDns,
+    });
+  } else {
+    remedies.push({
+      id: 'nodelocal-dns',
+      text: 'NodeLocal DNSCache',
+      source: SOURCES.nodeLocalDns,
+    });
+  }
+}
+
+function kernelAdvice(
+  node: NodeDiagnosis | undefined,
+  race: RaceKind | undefined,
+  remedies: Remedy[],
+  notes: string[],
+): void {
+  const kernel = node?.kernel;
+  if (!kernel) {
+    remedies.push({
+      id: 'kernel-nat-clash',
+      text: 'a kernel with UDP clash resolution (4.19+; 5.6+ when the two packets got different DNAT targets)',
+      source: `${SOURCES.kernelMatching}; ${SOURCES.kernelNatClash}`,
+    });
+    return;
+  }
+  if (!kernel.resolvesMatchingClashes) {
+    remedies.push({
+      id: 'kernel-matching-clash',
+      text: `kernel 4.19+ (this node runs ${kernel.release}): it resolves clashes of identical entries; 5.6+ also those given different DNAT targets`,
+      source: `${SOURCES.kernelMatching}; ${SOURCES.kernelNatClash}`,
+    });
+  } else if (!kernel.resolvesNatClashes && race !== 'none') {
+    remedies.push({
+      id: 'kernel-nat-clash',
+      text: `kernel 5.6+ (this node runs ${kernel.release}): it lets UDP packets of one flow given different DNAT targets both pass`,
+      source: SOURCES.kernelNatClash,
+    });
+  } else {
+    notes.push(
+      `Kernel ${kernel.release} resolves same-socket UDP clashes: another flow held this tuple.`,
+    );
+  }
+}
+
+function searchAdvice(pod: PodDiagnosis | undefined, remedies: Remedy[]): void {
+  const fanOut = pod?.containers.find(
+    (c) => (c.resolvConf?.options.ndots ?? 0) >= 2 && (c.resolvConf?.search.length ?? 0) > 0,
+  );
+  if (pod && !fanOut) return;
+  const detail = fanOut?.resolvConf
+    ? ` (ndots:${fanOut.resolvConf.options.ndots}, ${fanOut.resolvConf.search.length} search domains)`
+    : '';
+  const muslNote = fanOut?.libc.kind === 'musl' ? ' (musl stops at a NODATA answer)' : '';
+  remedies.push({
+    id: 'fewer-search-lookups',
+    text: `fewer lookups${detail}: FQDNs with a trailing dot or ndots:2${muslNote}`,
+    yaml: 'spec:\n  dnsConfig:\n    options:\n      - name: ndots\n        value: "2"\n',
+    source: SOURCES.ndots,
+  });
+}
+
+/** The pod's dnsConfig options with single-request-reopen added, as block YAML. */
+function dnsConfigYaml(pod: PodDiagnosis | undefined): string {
+  const lines = ['spec:', '  dnsConfig:', '    options:'];
+  for (const option of existingOptions(pod)) {
+    lines.push(`      - name: ${option.name}`);
+    if (option.value !== undefined) lines.push(`        value: "${option.value}"`);
+  }
+  lines.push('      - name: single-request-reopen');
+  return `${lines.join('\n')}\n`;
+}
+
+function flowYaml(pod: PodDiagnosis): string {
+  const options = [...existingOptions(pod), { name: 'single-request-reopen' }].map((o) =>
+    'value' in o && o.value !== undefined
+      ? `{name: ${o.name}, value: "${o.value}"}`
+      : `{name: ${o.name}}`,
+  );
+  return `dnsConfig: {options: [${options.join(', ')}]}`;
+}
+
+function existingOptions(
+  pod: PodDiagnosis | undefined,
+): readonly { readonly name: string; readonly value?: string }[] {
+  return (pod?.spec?.dnsConfig?.options ?? []).filter((o) => o.name !== 'single-request-reopen');
+}
+
+function names(containers: readonly ContainerDiagnosis[]): string {
+  return containers.map((c) => c.name).join(', ');
+}
+
+function firstNameserver(pod: PodDiagnosis): string {
+  const first = pod.containers.flatMap((c) => c.nameservers)[0];
+  return first
+    ? `${first.address}${first.kind === 'cluster-dns' ? ` (${KUBE_DNS_HINT})` : ''}`
+    : 'another server';
+}
+
+function dedupe(remedies: readonly Remedy[]): Remedy[] {
+  const seen = new Set<RemedyId>();
+  return remedies.filter((remedy) => (seen.has(remedy.id) ? false : (seen.add(remedy.id), true)));
+}
+
+/** e.g. "musl 1.2.4; nameserver 10.96.0.10 (cluster-dns); ndots:5; search 3" per container. */
+export function summaryOf(pod: PodDiagnosis | undefined): string {
+  if (!pod) return 'diagnosis: unknown';
+  const parts = pod.containers.map((c) => {
+    const libc = `${c.libc.kind}${c.libc.version ? ` ${c.libc.version}` : ''}`;
+    const conf = c.resolvConf;
+    if (!conf) return `${c.name}: ${libc}, no resolv.conf`;
+    const flags = [
+      `ndots:${conf.options.ndots}`,
+      conf.options.singleRequestReopen ? 'single-request-reopen' : '',
+      conf.options.singleRequest ? 'single-request' : '',
+      conf.options.useVc ? 'use-vc' : '',
+    ].filter((f) => f !== '');
+    const servers = c.nameservers.map((n) => `${n.address} (${n.kind})`).join(', ');
+    return `${c.name}: ${libc}, ns ${servers || 'none'}, ${flags.join(', ')}`;
+  });
+  return `diagnosis: ${parts.join('; ')}`;
+}

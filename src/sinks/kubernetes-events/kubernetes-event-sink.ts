@@ -1,0 +1,116 @@
+import type { Logger } from 'pino';
+import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
+import type { Lifecycle } from '../../shared/lifecycle.js';
+import type { EventSink } from '../../event-pipeline.js';
+import { explainDnsDrop, explainInsertFailure, explainTableFull } from './event-messages.js';
+import type { EventRecorder, InvolvedObject } from './event-recorder.js';
+
+export interface TableFullReport {
+  readonly entries: number;
+  readonly limit: number;
+  /** Packets of new flows dropped since the previous report. */
+  readonly drops: number;
+  readonly wallTimeMs: number;
+}
+
+export interface KubernetesEventSinkOptions {
+  readonly recorder: EventRecorder;
+  /** This node's name: Events about the host network and the table go on the Node. */
+  readonly nodeName: string;
+  /** The Node's uid, once known. */
+  readonly nodeUid: () => string;
+  /** True for an address of this node: a race from it is the host network's. */
+  readonly isNodeAddress: (ip: string) => boolean;
+  readonly logger: Logger;
+  /** How long stop() may spend writing what is still waiting. */
+  readonly flushTimeoutMs: number;
+}
+
+/**
+ * Turns attributed drops into Warning Events: on the pod they came from, or on the Node for the
+ * host network and for a full table. Clash-resolved races (nothing dropped) and events blamable
+ * on neither get none: the metrics count them. Never throws at the pipeline.
+ */
+export class KubernetesEventSink implements EventSink, Lifecycle {
+  readonly name = 'kubernetes-events';
+  private recordFailureLogged = false;
+
+  constructor(private readonly options: KubernetesEventSinkOptions) {}
+
+  start(signal: AbortSignal): void {
+    signal.addEventListener('abort', () => void this.stop(), { once: true });
+    this.options.recorder.start();
+  }
+
+  /** Writes what is waiting for up to the flush timeout; the rest is counted as dropped. */
+  stop(): Promise<void> {
+    return this.options.recorder.stop(this.options.flushTimeoutMs);
+  }
+
+  handle(attributed: AttributedEvent): void {
+    this.guarded(() => {
+      const { event, attribution, wallTimeMs } = attributed;
+      // Nothing was dropped: the metrics count these, no pod needs telling.
+      if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
+      if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
+      const pod = attribution.pod;
+      const hostNetwork = !pod && this.options.isNodeAddress(attribution.sourceIp);
+      if (!pod && !hostNetwork) return;
+      const involvedObject: InvolvedObject = pod
+        ? { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid }
+        : this.nodeRef();
+      const context = { hostNetwork, diagnosis: attributed.diagnosis };
+      const explanation =
+        event.kind === 'insert_failed'
+          ? explainInsertFailure(event, attribution, context)
+          : explainDnsDrop(event, attribution, context);
+      const aggregationKey =
+        event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
+      this.options.recorder.record({ involvedObject, aggregationKey, wallTimeMs, ...explanation });
+    });
+  }
+
+  /** A full conntrack table: a ConntrackTableFull Event on the Node. */
+  recordTableFull(report: TableFullReport): void {
+    this.guarded(() => {
+      const explanation = explainTableFull({ nodeName: this.options.nodeName, ...report });
+      this.options.recorder.record({
+        involvedObject: this.nodeRef(),
+        aggregationKey: 'table_full',
+        wallTimeMs: report.wallTimeMs,
+        ...explanation,
+      });
+    });
+  }
+
+  private nodeRef(): InvolvedObject {
+    return {
+      kind: 'Node',
+      namespace: '',
+      name: this.options.nodeName,
+      uid: this.options.nodeUid(),
+    };
+  }
+
+  private guarded(record: () => void): void {
+    try {
+      record();
+    } catch (error) {
+      // A bug here must not reach the probe pipeline; once is enough to find it.
+      if (!this.recordFailureLogged)
+        this.options.logger.error({ err: error }, 'recording a Kubernetes Event failed');
+      this.recordFailureLogged = true;
+    }
+  }
+}
+
+/**
+ * A DNS drop that tells the pod nothing new gets no Event (the metrics still count it): one
+ * that lost a conntrack insertion race already has its ConntrackInsertFailed Event, and a
+ * datagram freed unread from a closing socket (NOT_SPECIFIED) is a late answer the resolver
+ * no longer wanted, not a drop on the network.
+ */
+function deservesDnsEvent(event: DnsDropEvent): boolean {
+  if (event.conntrack?.lostInsertRace) return false;
+  return event.reason !== 'NOT_SPECIFIED';
+}
