@@ -153,6 +153,7 @@ export function renderTable(report: MatrixReport, date: string): string {
     lines.push(
       `- **${entry.spec.id}** (${result.release}), \`${entry.requestedMode}\` → ${result.mode ?? 'none'}: ${cell(result.reason ?? 'did not start')}`,
     );
+    if (result.probes.length > 0) lines.push(`  Probes: ${cell(result.probes.join(', '))}.`);
     if (result.unavailable.length > 0)
       lines.push(`  Unavailable: ${cell(result.unavailable.join('; '))}.`);
   }
