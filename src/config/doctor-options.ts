@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { positiveInteger, secondsUpTo } from './option-parsers.js';
 
 export interface DoctorOptions {
   json: boolean;
@@ -28,20 +29,6 @@ function ipv4List(value: string): string[] {
   return addresses;
 }
 
-function seconds(value: string): number {
-  const number = Number(value);
-  if (!Number.isFinite(number) || number < 0.1 || number > 60) {
-    throw new InvalidArgumentError('expected seconds between 0.1 and 60');
-  }
-  return Math.round(number * 1000);
-}
-
-function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1)
-    throw new InvalidArgumentError('expected a positive integer');
-  return Number(value);
-}
-
 /** `conntrack-race-observer doctor`: a one-shot report of the node and its pods. */
 export function buildDoctorCommand(): Command {
   return new Command('doctor')
@@ -54,7 +41,7 @@ export function buildDoctorCommand(): Command {
     .addOption(
       new Option('--interval <seconds>', 'time between the two readings of the kernel counters')
         .default(3_000, '3')
-        .argParser(seconds),
+        .argParser(secondsUpTo(60)),
     )
     .addOption(
       new Option(

@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { buildDoctorCommand } from './doctor-options.js';
+import { positiveInteger, secondsUpTo } from './option-parsers.js';
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
 export type RequestedProbeMode = (typeof PROBE_MODES)[number];
@@ -37,21 +38,6 @@ function listenAddress(value: string): { host: string; port: number } {
     throw new InvalidArgumentError('expected HOST:PORT, e.g. 0.0.0.0:9474 or [::]:9474');
   }
   return { host: match.groups?.v6 ?? (match.groups?.host || '0.0.0.0'), port };
-}
-
-function positiveInteger(value: string): number {
-  const number = Number(value);
-  if (!/^\d+$/.test(value) || number < 1)
-    throw new InvalidArgumentError('expected a positive integer');
-  return number;
-}
-
-function seconds(value: string): number {
-  const number = Number(value);
-  if (!Number.isFinite(number) || number < 0.1 || number > 3600) {
-    throw new InvalidArgumentError('expected seconds between 0.1 and 3600');
-  }
-  return Math.round(number * 1000);
 }
 
 function buildCommand(env: Readonly<Record<string, string | undefined>>, version: string): Command {
@@ -110,7 +96,7 @@ function buildCommand(env: Readonly<Record<string, string | undefined>>, version
       .addOption(
         new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
           .default(5_000, '5')
-          .argParser(seconds),
+          .argParser(secondsUpTo(3600)),
       )
       .addOption(
         new Option(
