@@ -15,17 +15,21 @@ export type DecodedLine =
   | { readonly type: 'ignored'; readonly recordType: string }
   | { readonly type: 'rejected'; readonly code: DecodeErrorCode; readonly detail: string };
 
-export type DecodeErrorCode =
-  | 'not_json'
-  | 'not_an_object'
-  | 'unknown_record'
-  | 'bad_field_count'
-  | 'bad_field'
-  | 'unsupported_version'
+/** Why a line was rejected: each is a label value of the rejected-lines counter. */
+export const DECODE_ERROR_CODES = [
+  'not_json',
+  'not_an_object',
+  'unknown_record',
+  'bad_field_count',
+  'bad_field',
+  'unsupported_version',
   /** An `attached_probes` or `lost_events` count that is not a non-negative safe integer. */
-  | 'bad_count'
+  'bad_count',
   /** Longer than MAX_LINE_CHARS: no record is, so it is garbage, and is not parsed. */
-  | 'line_too_long';
+  'line_too_long',
+] as const;
+
+export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
 /**
  * The longest line the agent reads. Far above any record (a few hundred characters); the

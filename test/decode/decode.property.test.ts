@@ -12,19 +12,11 @@ import {
   validEventLine,
 } from '../support/hostile-lines.js';
 import { propertyParameters } from '../support/property.js';
+import { DECODE_ERROR_CODES } from '../../src/decode/decoded-line.js';
 
 const decode = createLineDecoder('tracepoint/property', (code) => `UNKNOWN_${code}`);
 
-const REJECTION_CODES = new Set([
-  'not_json',
-  'not_an_object',
-  'unknown_record',
-  'bad_field_count',
-  'bad_field',
-  'unsupported_version',
-  'bad_count',
-  'line_too_long',
-]);
+const REJECTION_CODES = new Set<string>(DECODE_ERROR_CODES);
 const DOTTED_QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const MAX_U64 = (1n << 64n) - 1n;
 

@@ -7,7 +7,7 @@ import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
-import type { DecodeErrorCode, LineDecoder } from '../../decode/decoded-line.js';
+import { DECODE_ERROR_CODES, type LineDecoder } from '../../decode/decoded-line.js';
 import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
 import {
@@ -78,23 +78,6 @@ const HARMLESS_MEMLOCK_MESSAGE = /couldn't set RLIMIT_MEMLOCK/;
 /** A decoder is not supposed to throw; if it does, the line is counted under this code. */
 const DECODER_EXCEPTION = 'decoder_exception';
 
-const DECODE_ERROR_CODES = [
-  'not_json',
-  'not_an_object',
-  'unknown_record',
-  'bad_field_count',
-  'bad_field',
-  'unsupported_version',
-  'bad_count',
-  'line_too_long',
-] as const satisfies readonly DecodeErrorCode[];
-// Fails to compile when DecodeErrorCode gains a code this list does not pre-register.
-const everyDecodeErrorCodeListed: [
-  Exclude<DecodeErrorCode, (typeof DECODE_ERROR_CODES)[number]>,
-] extends [never]
-  ? true
-  : false = true;
-
 interface ProbeState {
   readonly definition: ProbeDefinition;
   readonly decode: LineDecoder;
@@ -149,7 +132,6 @@ export class BpftraceSupervisor implements Lifecycle {
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: BpftraceSupervisorOptions) {
-    void everyDecodeErrorCodeListed;
     this.delay = options.delay ?? realDelay;
     this.now = options.now ?? (() => performance.now());
     this.random = options.random ?? Math.random;
