@@ -23,8 +23,20 @@ if [ ! -e "/lib/modules/$(uname -r)/modules.dep" ]; then
   exit 125
 fi
 
-# /tmp private to the guest; /usr and /etc are already writable overlays (virtme).
+# /tmp private to the guest; /usr and /etc are already writable overlays (virtme). A
+# repository checked out under /tmp (CI may clone there) keeps its writable overlay: it is bound
+# aside, and back onto the same path in the new /tmp.
+repo_under_tmp=false
+case "$KERNEL_MATRIX_REPO/" in /tmp/*) repo_under_tmp=true ;; esac
+if $repo_under_tmp; then
+  mkdir -p /run/kernel-matrix-repo
+  mount --bind "$KERNEL_MATRIX_REPO" /run/kernel-matrix-repo
+fi
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+if $repo_under_tmp; then
+  mkdir -p "$KERNEL_MATRIX_REPO"
+  mount --bind /run/kernel-matrix-repo "$KERNEL_MATRIX_REPO"
+fi
 mkdir -p /tmp/home
 export HOME=/tmp/home TMPDIR=/tmp
 
