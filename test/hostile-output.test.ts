@@ -1,9 +1,9 @@
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import { execa } from 'execa';
 
 import { tally } from './fixtures/fake-bpftrace/hostile-stream.mjs';
+import { followAgentLog } from './support/agent-process.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -40,25 +40,8 @@ describe('an agent fed a million hostile probe lines', () => {
         reject: false,
         buffer: false,
       });
-      const logs: Record<string, unknown>[] = [];
-      const stderr: string[] = [];
-      child.stderr?.on('data', (chunk: Buffer) => stderr.push(String(chunk)));
-      const port = await new Promise<number>((resolve, reject) => {
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          let record: Record<string, unknown>;
-          try {
-            record = JSON.parse(line) as Record<string, unknown>;
-          } catch {
-            return;
-          }
-          logs.push(record);
-          const address = record.address as { port?: number } | undefined;
-          if (typeof address?.port === 'number') resolve(address.port);
-        });
-        void child.then((result) =>
-          reject(new Error(`agent exited ${String(result.exitCode)}: ${stderr.join('')}`)),
-        );
-      });
+      const { logs, stderr, listening } = followAgentLog(child);
+      const port = await listening;
 
       try {
         const baseUrl = `http://127.0.0.1:${port}`;

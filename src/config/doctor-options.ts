@@ -1,5 +1,5 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { positiveInteger, secondsUpTo } from './option-parsers.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
 
 export interface DoctorOptions {
   json: boolean;
@@ -75,23 +75,9 @@ export function buildDoctorCommand(): Command {
 
 /** Parses the arguments after `doctor`. Never exits, never throws. */
 export function parseDoctorOptions(argv: readonly string[]): ParsedDoctorOptions {
-  let output = '';
-  const command = buildDoctorCommand()
-    .name('conntrack-race-observer doctor')
-    .exitOverride()
-    .configureOutput({
-      writeOut: (text) => (output += text),
-      writeErr: (text) => (output += text),
-    });
-  try {
-    command.parse([...argv], { from: 'user' });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return { kind: 'exit', output };
-      return { kind: 'error', message: error.message.replace(/^error: /, '') };
-    }
-    return { kind: 'error', message: String(error) };
-  }
+  const command = buildDoctorCommand().name('conntrack-race-observer doctor');
+  const parsed = parseCommandLine(command, argv);
+  if (parsed.kind !== 'parsed') return parsed;
   const { interval, ...rest } = command.opts<
     Omit<DoctorOptions, 'intervalMs'> & { interval: number }
   >();

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 
 /** Commander argument parsers shared by the agent's options and the doctor's. */
 export function positiveInteger(value: string): number {
@@ -17,4 +17,32 @@ export function secondsUpTo(maxSeconds: number): (value: string) => number {
     }
     return Math.round(number * 1000);
   };
+}
+
+/** What a command line parsed to, before its options are read. */
+export type CommandLineOutcome =
+  | { readonly kind: 'parsed' }
+  | { readonly kind: 'exit'; readonly output: string }
+  | { readonly kind: 'error'; readonly message: string };
+
+/**
+ * Parses `argv` with `command` without letting commander print or exit: `--help` and
+ * `--version` come back as output to print, a bad argument as one message.
+ */
+export function parseCommandLine(command: Command, argv: readonly string[]): CommandLineOutcome {
+  let output = '';
+  command.exitOverride().configureOutput({
+    writeOut: (text) => (output += text),
+    writeErr: (text) => (output += text),
+  });
+  try {
+    command.parse([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return { kind: 'exit', output };
+      return { kind: 'error', message: error.message.replace(/^error: /, '') };
+    }
+    return { kind: 'error', message: String(error) };
+  }
+  return { kind: 'parsed' };
 }

@@ -1,6 +1,6 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { buildDoctorCommand } from './doctor-options.js';
-import { positiveInteger, secondsUpTo } from './option-parsers.js';
+import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
 export type RequestedProbeMode = (typeof PROBE_MODES)[number];
@@ -134,22 +134,10 @@ export function parseOptions(
   env: Readonly<Record<string, string | undefined>>,
   version: string,
 ): ParsedOptions {
-  let output = '';
-  const command = buildCommand(env, version)
-    .exitOverride()
-    .configureOutput({
-      writeOut: (text) => (output += text),
-      writeErr: (text) => (output += text),
-    });
-  try {
-    command.parse([...argv], { from: 'user' });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return { kind: 'exit', output, exitCode: 0 };
-      return { kind: 'error', message: error.message.replace(/^error: /, '') };
-    }
-    return { kind: 'error', message: String(error) };
-  }
+  const command = buildCommand(env, version);
+  const parsed = parseCommandLine(command, argv);
+  if (parsed.kind === 'exit') return { ...parsed, exitCode: 0 };
+  if (parsed.kind === 'error') return parsed;
   if (
     env.LOG_LEVEL &&
     !(LOG_LEVELS as readonly string[]).includes(env.LOG_LEVEL) &&

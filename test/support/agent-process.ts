@@ -17,6 +17,42 @@ export interface AgentProcess {
 }
 
 /**
+ * Reads an agent process's JSON log: every record, and the port it listens on, from its
+ * start-up line (`--listen …:0` works). Rejects when the process exits before listening.
+ */
+export function followAgentLog(child: ResultPromise): {
+  readonly logs: Record<string, unknown>[];
+  /** Its standard error, chunk by chunk. */
+  readonly stderr: string[];
+  readonly listening: Promise<number>;
+} {
+  const logs: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(String(chunk)));
+  const listening = new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logs.push(record);
+      const address = record.address as { port?: number } | undefined;
+      if (typeof address?.port === 'number') resolve(address.port);
+    });
+    void child.then((result) =>
+      reject(
+        new Error(
+          `agent exited (${String(result.exitCode)}) before listening: ${stderr.join('')} ${JSON.stringify(logs.slice(-3))}`,
+        ),
+      ),
+    );
+  });
+  return { logs, stderr, listening };
+}
+
+/**
  * Runs `src/main.ts` as its own process, exactly as an operator would (through tsx), with the
  * environment given plus PATH/HOME, and resolves once it serves HTTP: the port comes from its
  * own start-up log, so `--listen 127.0.0.1:0` works.
@@ -38,31 +74,7 @@ export async function startAgentProcess(
     stdout: 'pipe',
     stderr: 'pipe',
   });
-  const logs: Record<string, unknown>[] = [];
-  const stderr: string[] = [];
-  child.stderr?.on('data', (chunk: Buffer) => stderr.push(String(chunk)));
-
-  const listening = new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      let record: Record<string, unknown>;
-      try {
-        record = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      logs.push(record);
-      const address = record.address as { port?: number } | undefined;
-      if (typeof address?.port === 'number') resolve(address.port);
-    });
-    void child.then((result) =>
-      reject(
-        new Error(
-          `agent exited (${String(result.exitCode)}) before listening: ${stderr.join('')} ${JSON.stringify(logs.slice(-3))}`,
-        ),
-      ),
-    );
-  });
+  const { logs, listening } = followAgentLog(child);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
