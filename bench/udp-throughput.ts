@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
@@ -18,6 +19,11 @@ export const udpVariants: readonly UdpVariant[] = ['dns', 'other', 'dns-dropped'
 export interface UdpRun {
   readonly variant: UdpVariant;
   readonly withAgent: boolean;
+  /**
+   * dns-dropped only: an empty bpftrace program on `tracepoint:skb:kfree_skb` was attached
+   * instead of the agent — the floor of any design on that tracepoint.
+   */
+  readonly withEmptyProbe?: boolean;
   readonly sent: number;
   readonly seconds: number;
   /** Datagrams the sink received, or (dns-dropped) the upstream's Udp NoPorts delta. */
@@ -107,8 +113,10 @@ async function runOnce(
   };
   if (!agent || variant !== 'dns-dropped') return run;
   // The agent may still be working through the storm's backlog (bpftrace's perf buffers, the
-  // pipe, its event loop): wait until nothing it counts has moved for 1.5 s.
+  // pipe, its event loop) and the kernel's counts are printed once a second: wait until nothing
+  // it counts has moved for 1.5 s.
   const moving = (text: string) =>
+    sumSamples(text, 'conntrack_observer_dns_drops_total') +
     sumSamples(text, 'conntrack_observer_probe_events_decoded_total') +
     sumSamples(text, 'conntrack_observer_probe_events_lost_total') +
     sumSamples(text, 'conntrack_observer_probe_lines_rejected_total');
@@ -172,6 +180,31 @@ function countSamples(text: string, name: string): number {
   return text.split('\n').filter((line) => line.startsWith(`${name}{`)).length;
 }
 
+/** An empty program on the drop tracepoint, attached: the cost every design pays. */
+async function startEmptyProbe(): Promise<{ stop(): Promise<void> }> {
+  const child = execa('bpftrace', ['-f', 'json', '-e', 'tracepoint:skb:kfree_skb {}'], {
+    reject: false,
+    stdin: 'ignore',
+    buffer: false,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the empty probe did not attach')), 60_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('attached_probes')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void child.then(() => reject(new Error('the empty probe exited before attaching')));
+  });
+  return {
+    stop: async () => {
+      child.kill('SIGINT');
+      await child;
+    },
+  };
+}
+
 /** Alternates runs without and with the agent, `rounds` times, each variant each time. */
 export async function measureUdpThroughput(
   programs: BenchPrograms,
@@ -187,6 +220,14 @@ export async function measureUdpThroughput(
         const run = await runOnce(lab, programs, variant, undefined, seconds);
         log(JSON.stringify(run));
         runs.push(run);
+      }
+      const floor = await startEmptyProbe();
+      try {
+        const run = await runOnce(lab, programs, 'dns-dropped', undefined, seconds);
+        log(JSON.stringify({ ...run, withEmptyProbe: true }));
+        runs.push({ ...run, withEmptyProbe: true });
+      } finally {
+        await floor.stop();
       }
       const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
       try {

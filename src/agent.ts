@@ -6,6 +6,7 @@ import { standaloneResolver } from './attribute/standalone-resolver.js';
 import type { AgentOptions } from './config/options.js';
 import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
 import { createLineDecoder } from './decode/decode.js';
+import { DnsDropCounts } from './decode/dns-drop-counts.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
@@ -25,6 +26,7 @@ import { realDelay } from './shared/delay.js';
 import { LifecycleStack } from './shared/lifecycle.js';
 import {
   BpftraceSupervisor,
+  type MapRecord,
   type ProbeDefinition,
 } from './sources/bpftrace/bpftrace-supervisor.js';
 import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
@@ -185,6 +187,13 @@ export async function startAgent(
     }
     pipeline.handle(event);
   };
+  const onCounts = countsHandler({
+    dropReasons: plan.dropReasons,
+    clock,
+    onEvent,
+    eventMetrics,
+    logger: logger.child({ component: 'probes' }),
+  });
   const supervisor =
     plan.probes.length > 0
       ? new BpftraceSupervisor({
@@ -192,6 +201,7 @@ export async function startAgent(
           decoderFor: (probe) =>
             createLineDecoder(probe.name, (code) => plan.dropReasons.nameOf(code)),
           onEvent,
+          onCounts,
           spawn: deps.spawn,
           registry,
           logger: logger.child({ component: 'probes' }),
@@ -328,8 +338,53 @@ function probeDefinitions(
       script: join(probesDir, run.variant.script),
       args,
       bpftraceOptions: run.bpftraceOptions,
-      env: run.env,
+      env: { ...run.env, ...run.variant.env },
       attachTimeoutMs: run.attachTimeoutMs,
     };
   });
+}
+
+/**
+ * The probes' printed count maps, turned into events by one DnsDropCounts per probe (a new
+ * bpftrace run starts it over); drops the kernel counted without room for their key are
+ * counted as such.
+ */
+function countsHandler(parts: {
+  dropReasons: DropReasonTable;
+  clock: Clock;
+  onEvent: (event: ProbeEvent) => void;
+  eventMetrics: EventMetrics;
+  logger: Logger;
+}): (record: MapRecord, probe: string, run: number) => void {
+  const trackers = new Map<string, { run: number; counts: DnsDropCounts }>();
+  return (record, probe, run) => {
+    let tracker = trackers.get(probe);
+    if (tracker === undefined || tracker.run !== run) {
+      tracker = {
+        run,
+        counts: new DnsDropCounts({
+          probe,
+          reasonName: (code) => parts.dropReasons.nameOf(code),
+          monotonicNs: () => parts.clock.monotonicNs(),
+        }),
+      };
+      trackers.set(probe, tracker);
+    }
+    if (record.type === 'map_cleared') {
+      tracker.counts.cleared(record.map);
+      return;
+    }
+    const update = tracker.counts.observe(record.map, record.entries);
+    for (const event of update.events) parts.onEvent(event);
+    for (const [reason, count] of update.uncounted) {
+      parts.eventMetrics.recordUncountedDnsDrops(reason, count);
+    }
+    if (update.rejectedKeys.length > 0) {
+      parts.eventMetrics.recordRejectedKeys(probe, update.rejectedKeys.length);
+      parts.logger.warn(
+        { probe, map: record.map, keys: update.rejectedKeys.slice(0, 3) },
+        'count map keys not as the probe prints them; their counts are left out',
+      );
+    }
+  };
 }

@@ -73,6 +73,19 @@ describe('the agent against a real kernel', () => {
     }
   }
 
+  // DNS drops are counted in the kernel and printed once a second: a test's deltas start once
+  // the counts of the one before it have all arrived.
+  beforeEach(async () => {
+    const dnsDrops = async () => sumOf(await metrics(), 'conntrack_observer_dns_drops_total');
+    let last = await dnsDrops();
+    for (let still = 0; still < 3;) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const next = await dnsDrops();
+      still = next === last ? still + 1 : 0;
+      last = next;
+    }
+  });
+
   it('counts every SNAT insertion failure exactly once, per pod, with both tuples', async () => {
     const before = await metrics();
     const logsBefore = agent.logs.length;
@@ -159,7 +172,13 @@ describe('the agent against a real kernel', () => {
     const restarts = (s: Sample[]) =>
       sumOf(s, 'conntrack_observer_probe_restarts_total', { probe });
     const before = restarts(await metrics());
-    const pid = execFileSync('pgrep', ['-f', 'probes/tracepoint/dns-drops.bt'])
+    // This agent's own probe (it runs in this process): not another one on the machine.
+    const pid = execFileSync('pgrep', [
+      '-P',
+      String(process.pid),
+      '-f',
+      'probes/tracepoint/dns-drops.bt',
+    ])
       .toString()
       .trim()
       .split('\n')[0]!;

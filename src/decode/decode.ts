@@ -2,6 +2,7 @@ import { classifyRace } from '../events/classify-race.js';
 import type { DnsDropEvent, FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
 import {
   MAX_LINE_CHARS,
+  type CountEntry,
   type DecodedLine,
   type DecodeErrorCode,
   type LineDecoder,
@@ -20,6 +21,9 @@ const CONNTRACK_FIELD_COUNT = 16;
 // Schema 1 had no conntrack fields; recordings of it still decode.
 const DNS_V1_FIELD_COUNT = 11;
 const DNS_V2_FIELD_COUNT = 16;
+// Schema 3 has the fields of schema 2; it is an example of drops the probe counts in the kernel.
+const DNS_V3_FIELD_COUNT = 16;
+const MAP_CLEARED_FIELD_COUNT = 3;
 // IPS_CONFIRMED clear, IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE set: the entry reached the
 // confirm hook and lost (see probes/tracepoint/conntrack-insert-failed.bt).
 const IPS_CONFIRMED = 0x8;
@@ -198,6 +202,12 @@ function conntrackEvent(
 }
 
 function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNamer): ProbeEvent {
+  const event = dnsDropFields(fields, probe, reasonName);
+  // Schema 3: an example; the probe's maps count the drop (docs/probe-events.md).
+  return fields[1] === '3' ? { ...event, count: 0 } : event;
+}
+
+function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNamer): DnsDropEvent {
   const packet = tuple(fields, 6, 'packet');
   const location = fields[10] ?? '-';
   // `-`: the kernel has no drop reasons (dns-drops-no-reason.bt); name it from the location.
@@ -206,7 +216,7 @@ function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNam
       ? dropReasonFromLocation(location)
       : reasonName(unsigned(fields, 5, 'reason', 0xffffffff));
   let conntrack: DnsDropEvent['conntrack'];
-  if (fields.length === DNS_V2_FIELD_COUNT) {
+  if (fields.length >= DNS_V2_FIELD_COUNT) {
     const ctStatus = status(fields[11] ?? '');
     const original = tuple(fields, 12, 'original');
     // Status 0: the packet had no conntrack entry.
@@ -264,8 +274,10 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
     new Map([
       ['1', DNS_V1_FIELD_COUNT],
       ['2', DNS_V2_FIELD_COUNT],
+      ['3', DNS_V3_FIELD_COUNT],
     ]),
   ],
+  ['map_cleared', new Map([['1', MAP_CLEARED_FIELD_COUNT]])],
   ['snat_port_alloc', new Map([['1', SNAT_PORT_ALLOC_FIELD_COUNT]])],
 ]);
 
@@ -288,6 +300,12 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
       'bad_field_count',
       `${record} has ${fields.length} fields, expected ${expected}: "${truncate(payload)}"`,
     );
+  }
+  if (record === 'map_cleared') {
+    const map = fields[2] ?? '';
+    if (!isMapName(map))
+      return rejected('bad_field', `map_cleared: not a map name: "${truncate(map)}"`);
+    return { type: 'map_cleared', map };
   }
   try {
     const event =
@@ -353,9 +371,50 @@ function decodeRecord(record: unknown, probe: string, reasonName: DropReasonName
       }
       return { type: 'lost', count: events };
     }
+    case 'map':
+      return decodeMap(data);
     default:
       return { type: 'ignored', recordType: type };
   }
+}
+
+/** bpftrace names maps `@name` (or `@` alone); anything else in a map record is not bpftrace's. */
+function isMapName(text: string): boolean {
+  return /^@[A-Za-z0-9_]{0,64}$/.test(text);
+}
+
+/**
+ * `{"@name": {"k1,k2": 3, …}}`: a printed map of counts. A map of one value (`{"@n": 3}`) or
+ * of other values (histograms, strings) is not a count map: ignored, as before.
+ */
+function decodeMap(data: unknown): DecodedLine {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    return rejected('bad_field', 'map record without a map');
+  }
+  const names = Object.keys(data);
+  const map = names[0];
+  if (names.length !== 1 || map === undefined || !isMapName(map)) {
+    return rejected(
+      'bad_field',
+      `map record names ${names.length} maps: "${truncate(names.join(','))}"`,
+    );
+  }
+  const contents: unknown = (data as Record<string, unknown>)[map];
+  if (typeof contents !== 'object' || contents === null || Array.isArray(contents)) {
+    return { type: 'ignored', recordType: 'map' };
+  }
+  const entries: CountEntry[] = [];
+  for (const [key, value] of Object.entries(contents)) {
+    // Added to counters: a negative, fractional or unsafe value would corrupt them.
+    if (!Number.isSafeInteger(value) || (value as number) < 0) {
+      return rejected(
+        'bad_count',
+        `${map}[${truncate(key)}] is not a count: ${truncate(String(JSON.stringify(value)))}`,
+      );
+    }
+    entries.push({ key, value: value as number });
+  }
+  return { type: 'counts', map, entries };
 }
 
 /**

@@ -11,9 +11,21 @@ export type DecodedLine =
   | { readonly type: 'attached'; readonly probes: number }
   /** The kernel's perf ring overflowed and bpftrace lost this many events. */
   | { readonly type: 'lost'; readonly count: number }
+  /**
+   * A `print()` of a map whose keys and values are counts: each key's fields as bpftrace
+   * joined them with commas, and its cumulative value.
+   */
+  | { readonly type: 'counts'; readonly map: string; readonly entries: readonly CountEntry[] }
+  /** The probe cleared this map: its counts start again from zero. */
+  | { readonly type: 'map_cleared'; readonly map: string }
   /** A line bpftrace emits that carries no event (e.g. map dumps at exit); not an error. */
   | { readonly type: 'ignored'; readonly recordType: string }
   | { readonly type: 'rejected'; readonly code: DecodeErrorCode; readonly detail: string };
+
+export interface CountEntry {
+  readonly key: string;
+  readonly value: number;
+}
 
 /** Why a line was rejected: each is a label value of the rejected-lines counter. */
 export const DECODE_ERROR_CODES = [
@@ -23,7 +35,10 @@ export const DECODE_ERROR_CODES = [
   'bad_field_count',
   'bad_field',
   'unsupported_version',
-  /** An `attached_probes` or `lost_events` count that is not a non-negative safe integer. */
+  /**
+   * An `attached_probes` or `lost_events` count, or a value of a printed map, that is not a
+   * non-negative safe integer.
+   */
   'bad_count',
   /** Longer than MAX_LINE_CHARS: no record is, so it is garbage, and is not parsed. */
   'line_too_long',

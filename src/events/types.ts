@@ -76,6 +76,14 @@ export interface DnsDropEvent extends ProbeEventBase {
      */
     readonly lostInsertRace: boolean;
   };
+  /**
+   * How many dropped datagrams this event stands for. Absent: one, seen alone (recordings of
+   * the per-packet records). 0: an example the probe printed for its detail (ports, time,
+   * status); the kernel's counts carry it, so it counts nothing. Above 0: the growth of one
+   * key of the probe's in-kernel counts, whose ports are not kept (0) and whose time is when
+   * the agent read it.
+   */
+  readonly count?: number;
 }
 
 /** The kernel bound a connection's source NAT (kprobe mode only): how long and how hard it searched. */

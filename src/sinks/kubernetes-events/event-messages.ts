@@ -157,7 +157,7 @@ export function describeFlow(
   // The Service is on the server side: the destination, except for a DNS response.
   const service = attribution.service ? `${shortName(attribution.service.name)} ` : '';
   const [srcName, dstName] = noun === 'response' ? [service, ''] : ['', service];
-  let text = `${protocol.toUpperCase()} ${noun} ${srcName}${original.srcIp}:${original.srcPort} → ${dstName}${original.dstIp}:${original.dstPort}`;
+  let text = `${protocol.toUpperCase()} ${noun} ${srcName}${endpoint(original.srcIp, original.srcPort)} → ${dstName}${endpoint(original.dstIp, original.dstPort)}`;
   if (reply && (race === 'dnat' || race === 'snat_dnat')) {
     const backend = attribution.backendPod ? ` (${shortName(attribution.backendPod.name)})` : '';
     text += `, DNAT to ${reply.srcIp}:${reply.srcPort}${backend}`;
@@ -167,6 +167,11 @@ export function describeFlow(
   if (reply && (race === 'snat' || race === 'snat_dnat'))
     text += `, SNAT to ${reply.dstIp}:${reply.dstPort}`;
   return text;
+}
+
+/** `ip:port`, or the address alone where the port is not known (0: counted in the kernel by address). */
+function endpoint(ip: string, port: number): string {
+  return port === 0 ? ip : `${ip}:${port}`;
 }
 
 /** The diagnosis line, what it says of this case, and the remedies that apply. */

@@ -28,6 +28,8 @@ export interface EventOccurrence {
   readonly message: string;
   /** When it happened (wall clock): the Event's first/last timestamps. */
   readonly wallTimeMs: number;
+  /** How many times it happened (counted elsewhere, e.g. in the kernel); default 1. */
+  readonly occurrences?: number;
 }
 
 export type RecordOutcome = 'queued' | 'aggregated' | 'dropped';
@@ -136,7 +138,8 @@ export class EventRecorder {
 
   /** Never throws, never waits. */
   record(occurrence: EventOccurrence): RecordOutcome {
-    if (this.closed) return this.drop('shutdown', 1);
+    const occurrences = occurrence.occurrences ?? 1;
+    if (this.closed) return this.drop('shutdown', occurrences);
     const now = this.options.clock.nowMs();
     const { involvedObject, reason, aggregationKey } = occurrence;
     const key = `${involvedObject.uid}\u0000${reason}\u0000${aggregationKey}`;
@@ -153,8 +156,9 @@ export class EventRecorder {
     let outcome: RecordOutcome = 'aggregated';
     if (!state) {
       if (this.states.size >= this.settings.maxKeys && !this.evictIdle())
-        return this.drop('queue_full', 1);
-      if (!this.objectBucket(involvedObject.uid).tryTake()) return this.drop('rate_limited', 1);
+        return this.drop('queue_full', occurrences);
+      if (!this.objectBucket(involvedObject.uid).tryTake())
+        return this.drop('rate_limited', occurrences);
       state = this.newState(key, occurrence, now);
       outcome = 'queued';
     } else {
@@ -162,7 +166,7 @@ export class EventRecorder {
       this.states.delete(key);
     }
     this.states.set(key, state);
-    state.pending += 1;
+    state.pending += occurrences;
     state.firstMs = Math.min(state.firstMs, occurrence.wallTimeMs);
     state.lastMs = Math.max(state.lastMs, occurrence.wallTimeMs);
     state.message = occurrence.message;

@@ -53,6 +53,9 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
+      // Counted in the kernel: the Event counts what the counts say, not the examples.
+      const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
+      if (occurrences === 0) return;
       const pod = attribution.pod;
       const hostNetwork = !pod && this.options.isNodeAddress(attribution.sourceIp);
       if (!pod && !hostNetwork) return;
@@ -66,7 +69,13 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
           : explainDnsDrop(event, attribution, context);
       const aggregationKey =
         event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
-      this.options.recorder.record({ involvedObject, aggregationKey, wallTimeMs, ...explanation });
+      this.options.recorder.record({
+        involvedObject,
+        aggregationKey,
+        wallTimeMs,
+        occurrences,
+        ...explanation,
+      });
     });
   }
 

@@ -66,6 +66,7 @@ export class EventMetrics {
   private readonly snatAllocationAttempts: Histogram;
   private readonly valuesRejected: Counter;
   private readonly seriesForgotten: Counter;
+  private readonly keysRejected: Counter;
   private readonly series = new Map<string, Series>();
   /**
    * The series without a pod label, least recently counted first: a series moves to the end
@@ -151,6 +152,12 @@ export class EventMetrics {
       labelNames: ['reason'],
       registers: [registry],
     });
+    this.keysRejected = new Counter({
+      name: 'conntrack_observer_probe_map_keys_rejected_total',
+      help: 'Keys of a probe count map that were not as the probe prints them; their counts are left out (a bug: the log has examples).',
+      labelNames: ['probe'],
+      registers: [registry],
+    });
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
@@ -178,6 +185,10 @@ export class EventMetrics {
       this.snatAllocationAttempts.observe(event.attempts);
       return;
     }
+    // A DNS drop stands for as many datagrams as its count: 0 for an example of drops the
+    // probe counts in the kernel, which the count's own event carries.
+    const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
+    if (occurrences === 0) return;
     const { pod, service } = attribution;
     const namespace = pod?.namespace ?? '';
     const podName = pod?.name ?? '';
@@ -212,13 +223,38 @@ export class EventMetrics {
         });
       }
     }
-    this.count(series);
+    this.count(series, occurrences);
     if (countUnattributed && !pod && !attribution.snatToNode) {
       const key = 'u' + SEPARATOR + event.kind;
       this.count(
         this.series.get(key) ?? this.createSeries(key, this.unattributed, { kind: event.kind }),
+        occurrences,
       );
     }
+  }
+
+  /**
+   * DNS drops the kernel counted in its totals but had no room to key (the probe's map was
+   * full): counted with direction `unknown` and no client, so that the sum is still every drop.
+   */
+  recordUncountedDnsDrops(reason: string, count: number): void {
+    const key = 'd' + SEPARATOR + reason + SEPARATOR + 'unknown' + SEPARATOR + 'uncounted';
+    const series =
+      this.series.get(key) ??
+      this.createSeries(key, this.dnsDrops, {
+        reason,
+        direction: 'unknown',
+        source_ip: '',
+        namespace: '',
+        pod: '',
+        service: '',
+      });
+    this.count(series, count);
+  }
+
+  /** Keys of a probe's count map that were not as the probe prints them; their counts are left out. */
+  recordRejectedKeys(probe: string, keys: number): void {
+    this.keysRejected.inc({ probe }, keys);
   }
 
   /** Removes every series of a pod that no longer exists. */
@@ -266,7 +302,7 @@ export class EventMetrics {
     return this.pendingSeries.size;
   }
 
-  private count(series: Series): void {
+  private count(series: Series, occurrences: number): void {
     if (series.pending === 0) {
       this.pendingSeries.add(series);
       // The first event after a scrape stamps the series and moves it to the recent end: a
@@ -278,7 +314,7 @@ export class EventMetrics {
         this.sourceSeries.set(series.key, series);
       }
     }
-    series.pending += 1;
+    series.pending += occurrences;
   }
 
   private createSeries(key: string, counter: Counter, labels: Labels): Series {

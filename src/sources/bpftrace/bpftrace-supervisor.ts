@@ -7,7 +7,11 @@ import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
-import { DECODE_ERROR_CODES, type LineDecoder } from '../../decode/decoded-line.js';
+import {
+  DECODE_ERROR_CODES,
+  type DecodedLine,
+  type LineDecoder,
+} from '../../decode/decoded-line.js';
 import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
 import {
@@ -35,6 +39,11 @@ export interface BpftraceSupervisorOptions {
   readonly decoderFor: (probe: ProbeDefinition) => LineDecoder;
   /** Receives every decoded event; an exception thrown here is logged and the stream goes on. */
   readonly onEvent: (event: ProbeEvent, probe: string) => void;
+  /**
+   * Receives the probe's printed count maps and their clearing, with the number of the
+   * bpftrace run they come from (a new run's maps start empty). Handled like onEvent.
+   */
+  readonly onCounts?: (record: MapRecord, probe: string, run: number) => void;
   readonly spawn: ProbeSpawner;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -60,6 +69,9 @@ export interface BpftraceSupervisorOptions {
   /** How often an unavailable probe is tried again, in case what failed was transient. */
   readonly unavailableRetryMs?: number;
 }
+
+/** A printed count map, or the news that the probe cleared one. */
+export type MapRecord = Extract<DecodedLine, { type: 'counts' } | { type: 'map_cleared' }>;
 
 export interface ProbeStatus {
   readonly name: string;
@@ -88,6 +100,8 @@ interface ProbeState {
   /** Events lost since the last lost-events message was logged. */
   lostSinceLog: number;
   child: ProbeProcess | undefined;
+  /** Runs of bpftrace started for this probe. */
+  runs: number;
   ready: boolean;
   attachedAt: number | undefined;
   restarts: number;
@@ -104,6 +118,7 @@ interface SupervisorMetrics {
   readonly lost: Counter<'probe'>;
   readonly unavailable: Gauge<'probe' | 'reason'>;
   readonly handlingErrors: Counter<'probe'>;
+  readonly maps: Counter<'probe'>;
 }
 
 /**
@@ -154,6 +169,7 @@ export class BpftraceSupervisor implements Lifecycle {
       handlingErrorLog: new LogRateLimiter(10, 60_000, this.now),
       lostSinceLog: 0,
       child: undefined,
+      runs: 0,
       ready: false,
       attachedAt: undefined,
       restarts: 0,
@@ -168,6 +184,7 @@ export class BpftraceSupervisor implements Lifecycle {
       this.metrics.up.set({ probe }, 0);
       this.metrics.restarts.inc({ probe }, 0);
       this.metrics.decoded.inc({ probe }, 0);
+      this.metrics.maps.inc({ probe }, 0);
       this.metrics.lost.inc({ probe }, 0);
       this.metrics.handlingErrors.inc({ probe }, 0);
       for (const error of [...DECODE_ERROR_CODES, DECODER_EXCEPTION])
@@ -330,6 +347,7 @@ export class BpftraceSupervisor implements Lifecycle {
       return { attached: false, stableMs: 0, failure: `could not be started: ${String(error)}` };
     }
     state.child = child;
+    state.runs += 1;
     state.ready = false;
     state.attachedAt = undefined;
     this.options.logger.info({ probe, pid: child.pid, command }, 'probe started');
@@ -430,6 +448,15 @@ export class BpftraceSupervisor implements Lifecycle {
       decoded = { type: 'rejected', code: DECODER_EXCEPTION, detail: String(error) } as const;
     }
     switch (decoded.type) {
+      case 'counts':
+      case 'map_cleared':
+        this.metrics.maps.inc({ probe });
+        try {
+          this.options.onCounts?.(decoded, probe, state.runs);
+        } catch (error) {
+          this.sinkFailed(state, error);
+        }
+        return;
       case 'event':
         this.metrics.decoded.inc({ probe });
         try {
@@ -494,6 +521,16 @@ export class BpftraceSupervisor implements Lifecycle {
         }
         return;
       }
+    }
+  }
+
+  private sinkFailed(state: ProbeState, error: unknown): void {
+    const admitted = state.sinkErrorLog.admit();
+    if (admitted !== undefined) {
+      this.options.logger.error(
+        { probe: state.definition.name, err: error, suppressedBefore: admitted.suppressedBefore },
+        'count map handling failed; its counts are missing',
+      );
     }
   }
 
@@ -598,6 +635,12 @@ function registerMetrics(registry: Registry): SupervisorMetrics {
     handlingErrors: new Counter({
       name: 'conntrack_observer_probe_line_handling_errors_total',
       help: 'Probe output lines whose handling threw after they were counted (a bug: the log has the error); the read went on.',
+      labelNames: ['probe'],
+      registers: [registry],
+    }),
+    maps: new Counter({
+      name: 'conntrack_observer_probe_map_records_total',
+      help: 'Count maps the probe printed (and clearings it announced) that were read.',
       labelNames: ['probe'],
       registers: [registry],
     }),

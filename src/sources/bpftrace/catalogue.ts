@@ -42,6 +42,8 @@ export interface ProbeVariant {
   readonly limits?: string;
   /** Positional arguments ($1, $2, …) for the script; throws if the kernel lacks what it needs. */
   positionalArgs(context: ProbeArgumentContext): string[];
+  /** Added to bpftrace's environment, e.g. the size of its maps. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** The observations of src/detect/mode-selection.ts that a probe provides. */
@@ -105,6 +107,24 @@ function requireReason(context: ProbeArgumentContext, name: string): string {
 }
 
 const noArgs = (): string[] => [];
+
+/**
+ * The DNS-drop probe counts in the kernel (docs/probe-events.md): its detailed maps swap
+ * generations this often, so keys of departed pods and flows leave within two periods.
+ */
+export const DNS_DROP_GENERATION_SECONDS = 300;
+/**
+ * Keys per map (bpftrace's own default is 4,096). A key is one client, server, reason and
+ * namespace — not one port — so a node's DNS drops need far fewer; past it the kernel still
+ * counts the drop in its totals and the agent reports it uncounted. 8,192 keys of two
+ * generations cost about 1.5 MB of keys plus 8 bytes per CPU and key.
+ */
+export const DNS_DROP_MAP_KEYS = 8192;
+
+const dnsDropCounting = {
+  positionalArgs: (): string[] => [String(DNS_DROP_GENERATION_SECONDS)],
+  env: { BPFTRACE_MAP_KEYS_MAX: String(DNS_DROP_MAP_KEYS) },
+};
 
 export const probeCatalogue: readonly ProbeSpec[] = [
   {
@@ -180,7 +200,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
           kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason', 'rx_sk'],
           structs: ['sk_buff', 'sock', 'nf_conn'],
         },
-        positionalArgs: noArgs,
+        ...dnsDropCounting,
       },
       {
         // 5.17 to 6.10: drop reasons, but no receiving socket in the tracepoint (6.11).
@@ -192,7 +212,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
         limits:
           'skb:kfree_skb has no rx_sk field (added in 6.11): a datagram freed from a socket ' +
           'queue, with neither device nor owner left, is placed by its conntrack entry or not at all',
-        positionalArgs: noArgs,
+        ...dnsDropCounting,
       },
       {
         // Before 5.17: no drop reasons; the agent names the cause from the freeing function.
@@ -204,7 +224,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
         limits:
           'skb:kfree_skb has no reason field (added in 5.17): the cause is named from the ' +
           'function that freed the datagram (docs/probe-matrix.md, "Drops without drop reasons")',
-        positionalArgs: noArgs,
+        ...dnsDropCounting,
       },
     ],
   },

@@ -1,0 +1,169 @@
+import { createLineDecoder } from '../../src/decode/decode.js';
+import type { DecodedLine } from '../../src/decode/decoded-line.js';
+import { DnsDropCounts } from '../../src/decode/dns-drop-counts.js';
+
+const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
+const reasonName = (code: number): string => reasonNames[code] ?? `UNKNOWN_${code}`;
+const decode = createLineDecoder('tracepoint/dns-drops', reasonName);
+
+// Addresses as the probe keys them: the u32 of network-order bytes read little-endian.
+const ip = (dotted: string): number =>
+  dotted
+    .split('.')
+    .map(Number)
+    .reduceRight((value, octet) => value * 256 + octet, 0);
+const POD = ip('10.244.0.2');
+const CLUSTER_IP = ip('10.96.0.10');
+const NODE = ip('192.0.2.1');
+const UPSTREAM = ip('192.0.2.53');
+const NETNS = 4026532420;
+
+const key = (fields: (string | number)[]): string => fields.join(',');
+const firewallKey = key([NETNS, 12, 'nft_do_chain', 1, POD, CLUSTER_IP, 1, POD, CLUSTER_IP]);
+const noSocketKey = key([NETNS, 3, '__udp4_lib_rcv', 1, NODE, UPSTREAM, 1, POD, UPSTREAM]);
+
+function mapLine(map: string, entries: Record<string, number>): string {
+  return JSON.stringify({ type: 'map', data: { [map]: entries } });
+}
+
+function counts(line: string): { map: string; entries: { key: string; value: number }[] } {
+  const decoded: DecodedLine = decode(line);
+  if (decoded.type !== 'counts') throw new Error(`not counts: ${JSON.stringify(decoded)}`);
+  return { map: decoded.map, entries: [...decoded.entries] };
+}
+
+function tracker(): DnsDropCounts {
+  return new DnsDropCounts({ probe: 'tracepoint/dns-drops', reasonName, monotonicNs: () => 7n });
+}
+
+function observe(counter: DnsDropCounts, map: string, entries: Record<string, number>) {
+  const record = counts(mapLine(map, entries));
+  return counter.observe(record.map, record.entries);
+}
+
+describe('decoding the count maps the DNS-drop probe prints', () => {
+  it('reads a printed map of counts, keys as bpftrace joined them', () => {
+    expect(decode(mapLine('@dns_drops_0', { [firewallKey]: 5 }))).toEqual({
+      type: 'counts',
+      map: '@dns_drops_0',
+      entries: [{ key: firewallKey, value: 5 }],
+    });
+  });
+
+  it('ignores a map of one value, and rejects a value that is not a count', () => {
+    expect(decode('{"type": "map", "data": {"@dns_ticks": 3}}')).toEqual({
+      type: 'ignored',
+      recordType: 'map',
+    });
+    expect(decode(mapLine('@dns_drops_0', { a: -1 }))).toMatchObject({
+      type: 'rejected',
+      code: 'bad_count',
+    });
+    expect(decode(mapLine('@dns_drops_0', { a: 1.5 }))).toMatchObject({ code: 'bad_count' });
+    expect(decode('{"type": "map", "data": {"no-at": {"a": 1}}}')).toMatchObject({
+      code: 'bad_field',
+    });
+    expect(decode('{"type": "map", "data": []}')).toMatchObject({ code: 'bad_field' });
+  });
+
+  it('reads the clearing of a generation map, and rejects a name that is not a map', () => {
+    const line = JSON.stringify({ type: 'printf', data: 'map_cleared 1 @dns_drops_1\n' });
+    expect(decode(line)).toEqual({ type: 'map_cleared', map: '@dns_drops_1' });
+    const bad = JSON.stringify({ type: 'printf', data: 'map_cleared 1 dns drops\n' });
+    expect(decode(bad)).toMatchObject({ type: 'rejected' });
+  });
+
+  it('reads a schema-3 dns_drop line as an example that counts nothing', () => {
+    const line = JSON.stringify({
+      type: 'printf',
+      data: 'dns_drop 3 5036542919870 1 4026532420 12 10.244.0.2 41234 10.96.0.10 53 nft_do_chain 0x100 10.244.0.2 41234 10.96.0.10 53\n',
+    });
+    const decoded = decode(line);
+    expect(decoded).toMatchObject({
+      type: 'event',
+      event: { kind: 'dns_drop', count: 0, reason: 'NETFILTER_DROP', direction: 'query' },
+    });
+  });
+});
+
+describe('DnsDropCounts: cumulative kernel counts to events', () => {
+  it('hands on each key once per growth, with the growth as its count', () => {
+    const counter = tracker();
+    const first = observe(counter, '@dns_drops_0', { [firewallKey]: 5, [noSocketKey]: 2 });
+    expect(first.events.map((event) => event.count)).toEqual([5, 2]);
+    expect(first.events[0]).toMatchObject({
+      kind: 'dns_drop',
+      netnsInode: NETNS,
+      reason: 'NETFILTER_DROP',
+      direction: 'query',
+      location: 'nft_do_chain',
+      tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+      conntrack: { original: { srcIp: '10.244.0.2', dstIp: '10.96.0.10' }, lostInsertRace: false },
+      monotonicNs: 7n,
+    });
+    const second = observe(counter, '@dns_drops_0', { [firewallKey]: 9, [noSocketKey]: 2 });
+    expect(second.events.map((event) => [event.reason, event.count])).toEqual([
+      ['NETFILTER_DROP', 4],
+    ]);
+  });
+
+  it('counts a cleared generation from zero again, and the other generation apart', () => {
+    const counter = tracker();
+    observe(counter, '@dns_drops_0', { [firewallKey]: 5 });
+    observe(counter, '@dns_drops_1', { [firewallKey]: 2 });
+    counter.cleared('@dns_drops_0');
+    const after = observe(counter, '@dns_drops_0', { [firewallKey]: 3 });
+    expect(after.events.map((event) => event.count)).toEqual([3]);
+    expect(observe(counter, '@dns_drops_1', { [firewallKey]: 2 }).events).toEqual([]);
+  });
+
+  it('marks the insert-race signature only where the kernel freed it at the confirm hook', () => {
+    const counter = tracker();
+    const race = key([NETNS, 12, 'nf_hook_slow', 1, NODE, UPSTREAM, 2, POD, UPSTREAM]);
+    const rule = key([NETNS, 12, 'nft_do_chain', 1, NODE, UPSTREAM, 2, POD, UPSTREAM]);
+    const { events } = observe(counter, '@dns_drops_0', { [race]: 1, [rule]: 1 });
+    expect(events.map((event) => event.conntrack?.lostInsertRace)).toEqual([true, false]);
+  });
+
+  it('names the reason from where the datagram was freed on kernels without drop reasons', () => {
+    const counter = tracker();
+    const noReason = key([NETNS, 0xffffffff, '__udp4_lib_rcv', 1, NODE, UPSTREAM, 0, 0, 0]);
+    const { events } = observe(counter, '@dns_drops_0', { [noReason]: 4 });
+    expect(events[0]).toMatchObject({ reason: 'NO_SOCKET', count: 4 });
+    expect(events[0]?.conntrack).toBeUndefined();
+  });
+
+  it('reports what the totals counted beyond the detailed keys (a full map), never more', () => {
+    const counter = tracker();
+    // Totals first, then the detailed map read after them: they agree, nothing uncounted.
+    observe(counter, '@dns_drop_totals', { '12': 5 });
+    observe(counter, '@dns_drops_0', { [firewallKey]: 6 });
+    expect(observe(counter, '@dns_drop_totals', { '12': 10 }).uncounted).toEqual(new Map());
+    // The map is full: 4 more drops in the totals, none in a detailed key.
+    observe(counter, '@dns_drops_0', { [firewallKey]: 10 });
+    const full = observe(counter, '@dns_drop_totals', { '12': 14 });
+    expect(full.uncounted).toEqual(new Map());
+    const next = observe(counter, '@dns_drop_totals', { '12': 14 });
+    expect(next.uncounted).toEqual(new Map([['NETFILTER_DROP', 4]]));
+    expect(observe(counter, '@dns_drop_totals', { '12': 14 }).uncounted).toEqual(new Map());
+  });
+
+  it('leaves out keys that are not as the probe prints them, naming them', () => {
+    const counter = tracker();
+    const update = observe(counter, '@dns_drops_0', {
+      'a,b': 1,
+      [key([NETNS, 12, 'x', 2, POD, CLUSTER_IP, 7, 0, 0])]: 1,
+      [firewallKey]: 1,
+    });
+    expect(update.rejectedKeys).toHaveLength(2);
+    expect(update.events).toHaveLength(1);
+  });
+
+  it('ignores maps that are not its own, and starts over on reset', () => {
+    const counter = tracker();
+    expect(observe(counter, '@dns_examples', { a: 1 }).events).toEqual([]);
+    observe(counter, '@dns_drops_0', { [firewallKey]: 5 });
+    counter.reset();
+    expect(observe(counter, '@dns_drops_0', { [firewallKey]: 5 }).events[0]?.count).toBe(5);
+  });
+});
