@@ -11,7 +11,10 @@ export interface EventSink {
 }
 
 export interface EventPipelineOptions {
-  /** Read on every event, so the resolver can be swapped once Kubernetes is synced. */
+  /**
+   * The resolver for each event. The agent passes one chosen at start: the Kubernetes one
+   * (usable at once, complete once its informers have listed) or the standalone one.
+   */
   resolver: () => AttributionResolver;
   sinks: readonly EventSink[];
   /** Looks the pod's and node's diagnosis up; synchronous, from a cache filled elsewhere. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The composition root: the only place that reads the environment, builds the real
-// dependencies, handles signals and exits the process.
+// The entry point: the only place that reads the command line and the environment, handles
+// signals and exits the process. The machine's processes, files and clock come from
+// system-dependencies.ts; startAgent (agent.ts) builds and wires the agent's parts from them.
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';

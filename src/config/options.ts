@@ -61,7 +61,8 @@ function buildCommand(env: Readonly<Record<string, string | undefined>>, version
           .default('auto'),
       )
       .addOption(
-        // KUBECONFIG itself is resolved with the in-cluster fallback in k8s/connection.ts.
+        // KUBECONFIG itself is resolved with the in-cluster fallback in
+        // attribute/kubernetes/connection.ts.
         new Option(
           '--kubeconfig <file>',
           'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',

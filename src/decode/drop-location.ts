@@ -31,6 +31,3 @@ export const UNMAPPED_LOCATION_REASON = 'NOT_SPECIFIED';
 export function dropReasonFromLocation(location: string): string {
   return REASON_BY_LOCATION.get(location) ?? UNMAPPED_LOCATION_REASON;
 }
-
-/** The locations named, for docs and tests. */
-export const locationReasons: ReadonlyMap<string, string> = REASON_BY_LOCATION;

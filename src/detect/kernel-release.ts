@@ -21,7 +21,3 @@ export function parseKernelRelease(release: string): KernelVersion | undefined {
 export function kernelAtLeast(version: KernelVersion, major: number, minor: number): boolean {
   return version.major > major || (version.major === major && version.minor >= minor);
 }
-
-export function formatKernelVersion(version: KernelVersion): string {
-  return `${version.major}.${version.minor}.${version.patch}`;
-}

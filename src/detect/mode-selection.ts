@@ -9,12 +9,6 @@ import {
   type ProbeVariant,
   type UnavailableProbe,
 } from '../sources/bpftrace/catalogue.js';
-
-export {
-  probeUnavailableReasons,
-  type ProbeUnavailableReason,
-  type UnavailableProbe,
-} from '../sources/bpftrace/catalogue.js';
 import type { KernelCapabilities } from './capabilities.js';
 
 export type ProbeModeOption = 'auto' | 'tracepoint' | 'kprobe' | 'counters-only';

@@ -111,11 +111,6 @@ export class DiagnosisStage implements Lifecycle {
     return { pod: this.pods.lookup(attributed.attribution), node: this.node };
   }
 
-  /** A pod changed or was deleted: the next event reads it again. */
-  forgetPod(uid: string): void {
-    this.pods.forget(uid);
-  }
-
   /** Resolves once the node has been read and no pod waits to be (tests). */
   async idle(): Promise<void> {
     await this.nodeReading;

@@ -79,11 +79,6 @@ export class PodDiagnosisCache {
     return NOT_YET;
   }
 
-  /** A pod changed or was deleted: its next event reads it again. */
-  forget(uid: string): void {
-    this.entries.delete(`uid:${uid}`);
-  }
-
   /** Resolves once nothing waits to be read (tests, the doctor). */
   async idle(): Promise<void> {
     while (this.working) await this.working;

@@ -3,6 +3,7 @@
  * text and the JSON log line both come from this one list. Every remedy names its source; the
  * full list with explanations is docs/diagnosis.md.
  */
+import { dump } from 'js-yaml';
 import type {
   ContainerDiagnosis,
   EventDiagnosis,
@@ -264,34 +265,42 @@ function searchAdvice(pod: PodDiagnosis | undefined, remedies: Remedy[]): void {
   remedies.push({
     id: 'fewer-search-lookups',
     text: `fewer lookups${detail}: FQDNs with a trailing dot or ndots:2${muslNote}`,
-    yaml: 'spec:\n  dnsConfig:\n    options:\n      - name: ndots\n        value: "2"\n',
+    yaml: toYaml({ spec: { dnsConfig: { options: [{ name: 'ndots', value: '2' }] } } }),
     source: SOURCES.ndots,
   });
 }
 
+type DnsOption = { readonly name: string; readonly value?: string };
+
+// The option names and values come from the pod's spec as the API server returned it: any
+// string. A YAML library quotes whatever needs quoting (a leading `*`, a `: `, a `#`), so the
+// fragment pasted back into a manifest means what the spec said.
+const YAML_STYLE = { quotingType: '"', lineWidth: -1 } as const;
+
+/** Block YAML, e.g. `spec:\n  dnsConfig:\n    options:\n      - name: ndots\n        value: "2"\n`. */
+function toYaml(value: object): string {
+  return dump(value, YAML_STYLE);
+}
+
+/** The pod's dnsConfig options with single-request-reopen added. */
+function withSingleRequestReopen(pod: PodDiagnosis | undefined): DnsOption[] {
+  return [...existingOptions(pod), { name: 'single-request-reopen' }].map((option) =>
+    option.value === undefined ? { name: option.name } : { name: option.name, value: option.value },
+  );
+}
+
 /** The pod's dnsConfig options with single-request-reopen added, as block YAML. */
 function dnsConfigYaml(pod: PodDiagnosis | undefined): string {
-  const lines = ['spec:', '  dnsConfig:', '    options:'];
-  for (const option of existingOptions(pod)) {
-    lines.push(`      - name: ${option.name}`);
-    if (option.value !== undefined) lines.push(`        value: "${option.value}"`);
-  }
-  lines.push('      - name: single-request-reopen');
-  return `${lines.join('\n')}\n`;
+  return toYaml({ spec: { dnsConfig: { options: withSingleRequestReopen(pod) } } });
 }
 
+/** The same as one line of flow YAML for the Event text: `dnsConfig: {options: [...]}`. */
 function flowYaml(pod: PodDiagnosis): string {
-  const options = [...existingOptions(pod), { name: 'single-request-reopen' }].map((o) =>
-    'value' in o && o.value !== undefined
-      ? `{name: ${o.name}, value: "${o.value}"}`
-      : `{name: ${o.name}}`,
-  );
-  return `dnsConfig: {options: [${options.join(', ')}]}`;
+  const options = withSingleRequestReopen(pod);
+  return dump({ dnsConfig: { options } }, { ...YAML_STYLE, flowLevel: 1 }).trimEnd();
 }
 
-function existingOptions(
-  pod: PodDiagnosis | undefined,
-): readonly { readonly name: string; readonly value?: string }[] {
+function existingOptions(pod: PodDiagnosis | undefined): readonly DnsOption[] {
   return (pod?.spec?.dnsConfig?.options ?? []).filter((o) => o.name !== 'single-request-reopen');
 }
 

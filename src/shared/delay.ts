@@ -1,6 +1,7 @@
 /**
- * The narrow seams the Kubernetes part needs from its surroundings, declared here so that each
- * module is tested with real objects in place of timers and clocks.
+ * The seam for waiting: a part that waits (a restart's backoff, an informer's retry) takes a `Delay` rather
+ * than calling `setTimeout`, so that its tests drive time with a manual delay instead of real
+ * timers. Reading the time is the other seam, `Clock` in clock.ts.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import yaml from 'js-yaml';
 import type {
   ContainerDiagnosis,
   EventDiagnosis,
@@ -114,6 +115,30 @@ describe('tailored remedies', () => {
     expect(remedy?.text).toContain(
       'dnsConfig: {options: [{name: ndots, value: "2"}, {name: single-request-reopen}]}',
     );
+  });
+
+  it('quotes dnsConfig option names and values that YAML would misread, so the fragment parses back to the spec', () => {
+    const options = [
+      { name: '*edns0', value: 'a: b # not a comment' },
+      { name: 'ndots', value: '2' },
+      { name: 'trust-ad' },
+      { name: 'timeout', value: '"1"' },
+    ];
+    const diagnosis = {
+      pod: pod([container('glibc', CLUSTER_FIRST)], {
+        hostNetwork: false,
+        dnsPolicy: 'ClusterFirst',
+        dnsConfig: { options },
+      }),
+      node: node(),
+    };
+    const remedy = adviceForEvent(SNAT_RACE, diagnosis).remedies.find(
+      (r) => r.id === 'single-request-reopen',
+    );
+    const expected = { options: [...options, { name: 'single-request-reopen' }] };
+    expect(yaml.load(remedy?.yaml ?? '')).toEqual({ spec: { dnsConfig: expected } });
+    const flow = /dnsConfig: \{.*\}\]\}/.exec(remedy?.text ?? '')?.[0];
+    expect(yaml.load(flow ?? '')).toEqual({ dnsConfig: expected });
   });
 
   it('tells a glibc pod that has the option that it is set, and why the race still happens', () => {

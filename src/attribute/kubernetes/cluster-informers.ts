@@ -16,7 +16,6 @@ import type { Delay } from '../../shared/delay.js';
 import { ResilientInformer } from './resilient-informer.js';
 
 export const INFORMER_RESOURCES = ['pods', 'services', 'endpointslices', 'nodes'] as const;
-export type InformerResource = (typeof INFORMER_RESOURCES)[number];
 
 export interface ClusterInformersOptions {
   readonly kubeConfig: KubeConfig;

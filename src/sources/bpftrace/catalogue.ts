@@ -230,10 +230,6 @@ export const probeCatalogue: readonly ProbeSpec[] = [
   },
 ];
 
-export function probesForMode(mode: ProbeMode): ProbeSpec[] {
-  return probeCatalogue.filter((probe) => probe.runsIn.includes(mode));
-}
-
 export function probeSpec(name: string): ProbeSpec | undefined {
   return probeCatalogue.find((probe) => probe.name === name);
 }
