@@ -69,7 +69,7 @@ export function selfSignedCertificate(options: SelfSignedOptions): CertificatePa
 function serialNumber(): Buffer {
   const bytes = randomBytes(16);
   // Positive, as RFC 5280 requires: a clear top bit needs no leading zero byte.
-  bytes[0] = bytes[0]! & 0x7f;
+  bytes.writeUInt8(bytes.readUInt8(0) & 0x7f, 0);
   return bytes;
 }
 
