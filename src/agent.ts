@@ -219,7 +219,11 @@ export async function startAgent(
     registry,
     readiness,
     ...security,
-    onAuthRefused: (decision) => logger.debug({ decision }, '/metrics refused'),
+    // A refused token is the scraper's business; a review that failed is the operator's.
+    onAuthRefused: (decision) =>
+      'reason' in decision && / failed: /.test(decision.reason)
+        ? logger.warn({ decision }, '/metrics refused: the API server could not review the token')
+        : logger.debug({ decision }, '/metrics refused'),
   });
   try {
     await stack.push(server);

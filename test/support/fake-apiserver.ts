@@ -218,6 +218,8 @@ export interface FakeApiServer {
   grantNonResource(grant: NonResourceGrant): void;
   /** TokenReview (`tokenreviews`) or SubjectAccessReview (`subjectaccessreviews`) creations. */
   reviewCount(kind: 'tokenreviews' | 'subjectaccessreviews'): number;
+  /** The spec of every SubjectAccessReview received, in order. */
+  accessReviewSpecs(): K8sObject[];
   /** Open watch streams. */
   watcherCount(resource?: ResourceName): number;
   close(): Promise<void>;
@@ -249,6 +251,7 @@ class FakeApiServerImpl implements FakeApiServer {
   private readonly tempDirs: string[] = [];
   private readonly tokenUsers = new Map<string, FakeUser>();
   private readonly grants: NonResourceGrant[] = [];
+  private readonly accessReviews: K8sObject[] = [];
   private latency: { ms: number; match?: (request: RequestInfo) => boolean } = { ms: 0 };
   private rv = 1000;
   private compactedRv = 0;
@@ -444,6 +447,10 @@ class FakeApiServerImpl implements FakeApiServer {
     ).length;
   }
 
+  accessReviewSpecs(): K8sObject[] {
+    return structuredClone(this.accessReviews);
+  }
+
   watcherCount(resource?: ResourceName): number {
     return [...this.watchers].filter((watcher) => !resource || watcher.resource === resource)
       .length;
@@ -635,6 +642,7 @@ class FakeApiServerImpl implements FakeApiServer {
       return;
     }
     const spec: K8sObject = review.spec ?? {};
+    this.accessReviews.push(structuredClone(spec));
     const problems: string[] = [];
     if (Boolean(spec.resourceAttributes) === Boolean(spec.nonResourceAttributes)) {
       problems.push(

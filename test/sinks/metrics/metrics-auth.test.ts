@@ -99,6 +99,19 @@ describe('metrics authorizer against the API server', () => {
     });
   });
 
+  it('asks about get on /metrics for the user exactly as the TokenReview named it', async () => {
+    await authorizer.authorize('Bearer prometheus-token');
+    expect(fake.accessReviewSpecs()).toEqual([
+      {
+        user: PROMETHEUS.username,
+        uid: PROMETHEUS.uid,
+        groups: [...PROMETHEUS.groups, 'system:authenticated'],
+        extra: PROMETHEUS.extra,
+        nonResourceAttributes: { path: '/metrics', verb: 'get' },
+      },
+    ]);
+  });
+
   it('allows through a group binding, passing the groups from the TokenReview', async () => {
     fake.grantNonResource({
       subject: 'group:system:serviceaccounts:default',
