@@ -19,6 +19,8 @@ export interface SelfSignedOptions {
   readonly dnsNames?: readonly string[];
   readonly nowMs: number;
   readonly validDays?: number;
+  /** Random bytes for the serial number; node:crypto's unless a test needs to choose them. */
+  readonly randomBytes?: (size: number) => Buffer;
 }
 
 // OIDs, DER-encoded contents: ecdsa-with-SHA256, id-at-commonName, subjectAltName.
@@ -50,7 +52,7 @@ export function selfSignedCertificate(options: SelfSignedOptions): CertificatePa
       : [];
   const tbs = sequence(
     explicit(0, integer(Buffer.from([2]))), // v3
-    integer(serialNumber()),
+    integer(serialNumber(options.randomBytes ?? randomBytes)),
     algorithm,
     name,
     sequence(time(notBefore), time(notAfter)),
@@ -66,10 +68,11 @@ export function selfSignedCertificate(options: SelfSignedOptions): CertificatePa
   };
 }
 
-function serialNumber(): Buffer {
-  const bytes = randomBytes(16);
-  // Positive, as RFC 5280 requires: a clear top bit needs no leading zero byte.
-  bytes.writeUInt8(bytes.readUInt8(0) & 0x7f, 0);
+function serialNumber(random: (size: number) => Buffer): Buffer {
+  const bytes = Buffer.from(random(16));
+  // DER wants the shortest encoding of a positive INTEGER: a first byte of 0x40-0x7f is
+  // neither negative (top bit set) nor padding (0x00), which OpenSSL rejects as illegal.
+  bytes.writeUInt8((bytes.readUInt8(0) & 0x3f) | 0x40, 0);
   return bytes;
 }
 

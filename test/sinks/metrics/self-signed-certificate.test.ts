@@ -1,4 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { selfSignedCertificate } from '../../../src/sinks/metrics/self-signed-certificate.js';
 
 describe('self-signed certificate', () => {
@@ -24,6 +25,21 @@ describe('self-signed certificate', () => {
     const b = new X509Certificate(selfSignedCertificate({ commonName: 'x', nowMs: 0 }).cert);
     expect(a.serialNumber).not.toBe(b.serialNumber);
     expect(a.fingerprint256).not.toBe(b.fingerprint256);
+  });
+
+  it.each([
+    ['zero', 0x00],
+    ['a clear top bit', 0x7f],
+    ['a set top bit', 0xff],
+  ])('encodes a serial whose random bytes are all %s as a positive minimal INTEGER', (_, byte) => {
+    const pair = selfSignedCertificate({
+      commonName: 'x',
+      nowMs: Date.now(),
+      randomBytes: (size) => Buffer.alloc(size, byte),
+    });
+    // OpenSSL rejects a leading 0x00 that is not needed as "illegal padding".
+    expect(() => createSecureContext(pair)).not.toThrow();
+    expect(new X509Certificate(pair.cert).serialNumber).toMatch(/^[4-7][0-9A-F]{31}$/);
   });
 
   it('encodes dates past 2049 as GeneralizedTime', () => {
