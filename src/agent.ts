@@ -39,6 +39,8 @@ import { EventLog } from './sinks/log/event-log.js';
 import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
 import { createHostFiles } from './diagnose/host-files.js';
 import { EventMetrics } from './sinks/metrics/event-metrics.js';
+import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
+import { metricsSecurity, type MetricsSecurity } from './sinks/metrics/metrics-security.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
@@ -56,6 +58,8 @@ export interface AgentDependencies {
   /** Directory of the packaged bpftrace scripts when --probes-dir is not given. */
   readonly defaultProbesDir: string;
   readonly kubernetes?: KubernetesConnection;
+  /** The token and access reviews of `--metrics-auth kubernetes`. */
+  readonly metricsReviewApi?: ReviewApi;
   readonly version: string;
   /** Events logged one per line in each window before the log switches to summaries. */
   readonly eventLogLinesPerWindow?: number;
@@ -219,7 +223,18 @@ export async function startAgent(
       ? { ready: false, detail: waiting.join('; ') }
       : { ready: true, detail: probeReadiness(plan.mode, supervisor).detail };
   };
-  const server = new MetricsServer({ ...options.listen, registry, readiness });
+  const security = await securedMetrics(options, deps, plan.nodeName);
+  const server = new MetricsServer({
+    ...options.listen,
+    registry,
+    readiness,
+    ...security,
+    // A refused token is the scraper's business; a review that failed is the operator's.
+    onAuthRefused: (decision) =>
+      'reason' in decision && / failed: /.test(decision.reason)
+        ? logger.warn({ decision }, '/metrics refused: the API server could not review the token')
+        : logger.debug({ decision }, '/metrics refused'),
+  });
   try {
     await stack.push(server);
   } catch (error) {
@@ -237,7 +252,14 @@ export async function startAgent(
     await stack.push(kubernetes.cluster);
   }
   if (supervisor) await stack.push(supervisor);
-  logger.info({ address: server.address }, 'serving /metrics, /healthz and /readyz');
+  logger.info(
+    {
+      address: server.address,
+      metricsAuth: options.metricsAuth,
+      selfSignedCertificate: security?.selfSigned,
+    },
+    'serving /metrics, /healthz and /readyz',
+  );
 
   let stopping: Promise<void> | undefined;
   return {
@@ -285,6 +307,30 @@ async function planStart(options: AgentOptions, deps: AgentDependencies): Promis
     watchedInode,
     nodeName: options.nodeName,
   };
+}
+
+/** TLS and the token check of `--metrics-auth kubernetes`; undefined for plain HTTP. */
+async function securedMetrics(
+  options: AgentOptions,
+  deps: AgentDependencies,
+  nodeName: string | undefined,
+): Promise<MetricsSecurity | undefined> {
+  if (options.metricsAuth !== 'kubernetes') return undefined;
+  if (!deps.metricsReviewApi) {
+    throw new AgentStartError('--metrics-auth kubernetes needs a Kubernetes configuration');
+  }
+  try {
+    return await metricsSecurity({
+      tlsCertFile: options.tlsCertFile,
+      tlsPrivateKeyFile: options.tlsPrivateKeyFile,
+      readText: deps.readText,
+      reviewApi: deps.metricsReviewApi,
+      nowMs: () => deps.clock.nowMs(),
+      dnsNames: nodeName ? [nodeName] : undefined,
+    });
+  } catch (error) {
+    throw new AgentStartError((error as Error).message, { cause: error });
+  }
 }
 
 function agentRegistry(version: string): Registry {

@@ -60,6 +60,19 @@ async function main(): Promise<void> {
     }
     kubernetes = resolved;
   }
+  if (options.metricsAuth === 'kubernetes' && !kubernetes) {
+    process.stderr.write(
+      "conntrack-race-observer: --metrics-auth kubernetes needs a Kubernetes configuration (--kubeconfig, KUBECONFIG or in-cluster): the API server reviews the scrapers' tokens\n",
+    );
+    process.exitCode = EXIT_CONFIG_ERROR;
+    return;
+  }
+  const metricsReviewApi =
+    options.metricsAuth === 'kubernetes' && kubernetes
+      ? (await import('./sinks/metrics/kubernetes-review-api.js')).kubernetesReviewApi(
+          kubernetes.kubeConfig,
+        )
+      : undefined;
   if (kubernetes) {
     logger.info(
       { source: kubernetes.source, origin: kubernetes.origin, server: kubernetes.server },
@@ -75,6 +88,7 @@ async function main(): Promise<void> {
       ...(await systemDependencies()),
       logger,
       kubernetes,
+      metricsReviewApi,
       version: packageJson.version,
     });
   } catch (error) {

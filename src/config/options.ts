@@ -4,6 +4,8 @@ import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
 export type RequestedProbeMode = (typeof PROBE_MODES)[number];
+export const METRICS_AUTH_MODES = ['none', 'kubernetes'] as const;
+export type MetricsAuthMode = (typeof METRICS_AUTH_MODES)[number];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -23,6 +25,11 @@ export interface AgentOptions {
   pollIntervalMs: number;
   /** NodeLocal DNSCache addresses besides link-local ones (e.g. when it listens on the ClusterIP). */
   nodeLocalDns: string[];
+  /** `kubernetes`: /metrics over TLS only, to tokens allowed `get` on it (TokenReview + SubjectAccessReview). */
+  metricsAuth: MetricsAuthMode;
+  /** PEM files for the TLS of `--metrics-auth kubernetes`; absent: a self-signed certificate. */
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
 }
 
 export type ParsedOptions =
@@ -107,6 +114,21 @@ function buildCommand(env: Readonly<Record<string, string | undefined>>, version
           .default([], 'none')
           .argParser(ipv4List),
       )
+      .addOption(
+        new Option(
+          '--metrics-auth <mode>',
+          'who may read /metrics: none (anyone, plain HTTP), or kubernetes (HTTPS only; a bearer token allowed get on /metrics by RBAC)',
+        )
+          .choices(METRICS_AUTH_MODES)
+          .default(env.METRICS_AUTH || 'none'),
+      )
+      .addOption(
+        new Option(
+          '--tls-cert-file <file>',
+          'PEM certificate for --metrics-auth kubernetes (default: self-signed, made at start)',
+        ),
+      )
+      .addOption(new Option('--tls-private-key-file <file>', 'PEM private key of --tls-cert-file'))
       // Listed in --help; main.ts runs it before these options are parsed.
       .addCommand(buildDoctorCommand())
       // With a subcommand listed, commander runs the agent only through an action of its own.
@@ -149,9 +171,36 @@ export function parseOptions(
       message: `LOG_LEVEL "${env.LOG_LEVEL}" is not one of ${LOG_LEVELS.join(', ')}`,
     };
   }
+  if (
+    env.METRICS_AUTH &&
+    !(METRICS_AUTH_MODES as readonly string[]).includes(env.METRICS_AUTH) &&
+    !argv.some((arg) => arg.startsWith('--metrics-auth'))
+  ) {
+    return {
+      kind: 'error',
+      message: `METRICS_AUTH "${env.METRICS_AUTH}" is not one of ${METRICS_AUTH_MODES.join(', ')}`,
+    };
+  }
+  const tlsProblem = checkTlsOptions(command.opts());
+  if (tlsProblem) return { kind: 'error', message: tlsProblem };
   // Commander names each option after its flag; only --poll-interval differs from the field.
   const { pollInterval, ...named } = command.opts<
     Omit<AgentOptions, 'pollIntervalMs'> & { pollInterval: number }
   >();
   return { kind: 'run', options: { ...named, pollIntervalMs: pollInterval } };
+}
+
+function checkTlsOptions(opts: {
+  metricsAuth?: string;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+}): string | undefined {
+  const { metricsAuth, tlsCertFile, tlsPrivateKeyFile } = opts;
+  if ((tlsCertFile === undefined) !== (tlsPrivateKeyFile === undefined)) {
+    return '--tls-cert-file and --tls-private-key-file go together: give both or neither';
+  }
+  if (tlsCertFile !== undefined && metricsAuth !== 'kubernetes') {
+    return '--tls-cert-file and --tls-private-key-file are used only with --metrics-auth kubernetes';
+  }
+  return undefined;
 }

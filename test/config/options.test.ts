@@ -65,3 +65,53 @@ describe('command-line options', () => {
     expect(help.kind === 'exit' && help.output).toMatch(/--listen <host:port>/);
   });
 });
+
+describe('/metrics security options', () => {
+  it('serves /metrics without authentication unless asked', () => {
+    expect(parseOptions([], {}, '1')).toMatchObject({ options: { metricsAuth: 'none' } });
+  });
+
+  it('takes --metrics-auth from the flag, else METRICS_AUTH', () => {
+    expect(parseOptions([], { METRICS_AUTH: 'kubernetes' }, '1')).toMatchObject({
+      options: { metricsAuth: 'kubernetes' },
+    });
+    expect(
+      parseOptions(['--metrics-auth=none'], { METRICS_AUTH: 'kubernetes' }, '1'),
+    ).toMatchObject({ options: { metricsAuth: 'none' } });
+    expect(
+      parseOptions(
+        [
+          '--metrics-auth',
+          'kubernetes',
+          '--tls-cert-file',
+          '/tls/tls.crt',
+          '--tls-private-key-file',
+          '/tls/tls.key',
+        ],
+        {},
+        '1',
+      ),
+    ).toMatchObject({
+      options: {
+        metricsAuth: 'kubernetes',
+        tlsCertFile: '/tls/tls.crt',
+        tlsPrivateKeyFile: '/tls/tls.key',
+      },
+    });
+  });
+
+  it.each([
+    [['--metrics-auth', 'basic'], {}, /Allowed choices are none, kubernetes/],
+    [[], { METRICS_AUTH: 'mtls' }, /METRICS_AUTH "mtls" is not one of none, kubernetes/],
+    [['--metrics-auth', 'kubernetes', '--tls-cert-file', '/c'], {}, /go together/],
+    [['--metrics-auth', 'kubernetes', '--tls-private-key-file', '/k'], {}, /go together/],
+    [
+      ['--tls-cert-file', '/c', '--tls-private-key-file', '/k'],
+      {},
+      /only with --metrics-auth kubernetes/,
+    ],
+  ])('rejects %j %j with a clear message', (argv, env, message) => {
+    const parsed = parseOptions(argv, env, '1');
+    expect(parsed.kind === 'error' && parsed.message).toMatch(message);
+  });
+});

@@ -129,6 +129,31 @@ describe('Helm chart (consistency checks; no helm binary renders it here)', () =
     expect(values['port']).toBe(9474);
   });
 
+  it('locks /metrics down only when metricsAuth.mode is kubernetes, off by default', () => {
+    expect(dig(values, 'metricsAuth', 'mode')).toBe('none');
+    expect(dig(values, 'metricsAuth', 'tlsSecretName')).toBe('');
+    const daemonSet = templates.get('daemonset.yaml')!;
+    const switched = '{{- if eq .Values.metricsAuth.mode "kubernetes" }}';
+    const argsBlock = block(daemonSet, '          args').split(switched)[1] ?? '';
+    expect(argsBlock).toContain('- --metrics-auth=kubernetes');
+    expect(argsBlock).toContain('- --tls-cert-file=/etc/conntrack-race-observer/tls/tls.crt');
+    // Both probes switch to HTTPS with the server.
+    expect(daemonSet.split(`${switched}\n              scheme: HTTPS`)).toHaveLength(3);
+    expect(daemonSet).toContain('secretName: {{ .Values.metricsAuth.tlsSecretName }}');
+    for (const monitor of ['servicemonitor.yaml', 'podmonitor.yaml']) {
+      const text = templates.get(monitor)!;
+      const secured = text.split(switched)[1] ?? '';
+      expect(secured).toContain('scheme: https');
+      expect(secured).toMatch(
+        /\{\{- if not \.Values\.metricsAuth\.tlsSecretName \}\}\s+# .*\n\s+tlsConfig:\n\s+insecureSkipVerify: true/,
+      );
+    }
+    expect(templates.get('servicemonitor.yaml')).toContain(
+      'bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token',
+    );
+    expect(templates.get('podmonitor.yaml')).toMatch(/authorization:\n\s+type: Bearer/);
+  });
+
   it('grants the capability-only variant the same capabilities as the kustomize component', () => {
     const component = parseDocuments(
       readRepoFile('deploy', 'components', 'capabilities', 'daemonset-capabilities.yaml'),

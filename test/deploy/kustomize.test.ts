@@ -25,7 +25,7 @@ function agentContainer(daemonSet: YamlObject): YamlObject {
 
 describe('kustomize overlays', () => {
   it('has the overlays the documentation names', () => {
-    expect(OVERLAYS).toEqual(['capabilities', 'default', 'prometheus-operator']);
+    expect(OVERLAYS).toEqual(['capabilities', 'default', 'prometheus-operator', 'secure-metrics']);
   });
 
   describe.each(OVERLAYS)('overlay %s', (overlay) => {
@@ -53,7 +53,7 @@ describe('kustomize overlays', () => {
       }
     });
 
-    it('grants exactly read access to pods, services, nodes, endpointslices and writes to events', () => {
+    it('grants exactly read access to pods, services, nodes, endpointslices, writes to events and token and access reviews', () => {
       expect(dig(find(objects, 'ClusterRole'), 'rules')).toEqual([
         {
           apiGroups: [''],
@@ -66,6 +66,12 @@ describe('kustomize overlays', () => {
           verbs: ['get', 'list', 'watch'],
         },
         { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        {
+          apiGroups: ['authorization.k8s.io'],
+          resources: ['subjectaccessreviews'],
+          verbs: ['create'],
+        },
       ]);
     });
 
@@ -111,13 +117,17 @@ describe('kustomize overlays', () => {
         containerPort: 9474,
         protocol: 'TCP',
       });
+      // With /metrics locked down the server speaks only TLS, the probes too.
+      const scheme = overlay === 'secure-metrics' ? { scheme: 'HTTPS' } : {};
       expect(dig(container, 'livenessProbe', 'httpGet')).toEqual({
         path: '/healthz',
         port: 'metrics',
+        ...scheme,
       });
       expect(dig(container, 'readinessProbe', 'httpGet')).toEqual({
         path: '/readyz',
         port: 'metrics',
+        ...scheme,
       });
       expect(container['args']).toEqual(expect.arrayContaining(['--listen', '0.0.0.0:9474']));
     });
@@ -188,6 +198,36 @@ describe('kustomize overlays', () => {
       dig(find(objects, 'PrometheusRule'), 'spec', 'groups') as YamlObject[]
     ).flatMap((group) => (group['rules'] as YamlObject[]).map((rule) => rule['alert']));
     expect(ruleNames).toContain('ConntrackInsertFailuresOnPod');
+  });
+
+  it.each(['default', 'capabilities', 'prometheus-operator'])(
+    'serves /metrics unauthenticated in plain HTTP in the %s overlay',
+    (overlay) => {
+      const objects = render(overlay);
+      const args = agentContainer(find(objects, 'DaemonSet'))['args'] as string[];
+      expect(args.filter((arg) => arg.startsWith('--metrics-auth'))).toEqual([]);
+      const monitor = objects.find((o) => o['kind'] === 'PodMonitor');
+      if (monitor) expect(dig(monitor, 'spec', 'podMetricsEndpoints', 0, 'scheme')).toBeUndefined();
+    },
+  );
+
+  it('locks /metrics down in the secure-metrics overlay, scraped over HTTPS with a token', () => {
+    const objects = render('secure-metrics');
+    const container = agentContainer(find(objects, 'DaemonSet'));
+    expect(container['args']).toContain('--metrics-auth=kubernetes');
+    expect(dig(container, 'livenessProbe', 'httpGet', 'scheme')).toBe('HTTPS');
+    expect(dig(container, 'readinessProbe', 'httpGet', 'scheme')).toBe('HTTPS');
+    const endpoint = dig(find(objects, 'ServiceMonitor'), 'spec', 'endpoints', 0) as YamlObject;
+    expect(endpoint).toMatchObject({
+      port: 'metrics',
+      path: '/metrics',
+      scheme: 'https',
+      bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      // The agent's certificate is self-signed.
+      tlsConfig: { insecureSkipVerify: true },
+    });
+    expect(objects.filter((o) => o['kind'] === 'PodMonitor')).toEqual([]);
+    expect(objects.map((o) => o['kind'])).toContain('PrometheusRule');
   });
 
   it('renders the ServiceMonitor component against the metrics Service', () => {

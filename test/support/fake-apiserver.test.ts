@@ -98,4 +98,58 @@ describe('fake API server', () => {
     expect(list.items).toHaveLength(1);
     expect(list.items[0]!.kind).toBeUndefined();
   });
+
+  it('answers token and access reviews as a real server does, validating the access review', async () => {
+    fake = await startFakeApiServer();
+    fake.addTokenUser('t1', { username: 'alice', groups: ['team'] });
+    fake.grantNonResource({ subject: 'group:team', path: '/metrics', verbs: ['get'] });
+    const post = async (path: string, body: unknown) => {
+      const response = await fetch(`${fake!.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer fake-token', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const tokenReview = (token: string) =>
+      post('/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token },
+      });
+    expect(await tokenReview('t1')).toMatchObject({
+      status: 201,
+      body: {
+        kind: 'TokenReview',
+        status: {
+          authenticated: true,
+          user: { username: 'alice', groups: ['team', 'system:authenticated'] },
+        },
+      },
+    });
+    const unknown = await tokenReview('nope');
+    expect(unknown.body['status']).toEqual({
+      user: {},
+      error: expect.stringContaining('invalid bearer token'),
+    });
+    const access = (spec: unknown) =>
+      post('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec,
+      });
+    const nonResourceAttributes = { path: '/metrics', verb: 'get' };
+    expect(
+      (await access({ user: 'alice', groups: ['team'], nonResourceAttributes })).body,
+    ).toMatchObject({
+      status: { allowed: true },
+    });
+    expect((await access({ user: 'bob', nonResourceAttributes })).body['status']).toEqual({
+      allowed: false,
+    });
+    expect((await access({ nonResourceAttributes })).status).toBe(422);
+    expect((await access({ user: 'alice' })).status).toBe(422);
+    expect(fake.reviewCount('tokenreviews')).toBe(2);
+    expect(fake.reviewCount('subjectaccessreviews')).toBe(4);
+  });
 });

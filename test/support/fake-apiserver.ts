@@ -161,6 +161,23 @@ export interface FakeApiServerOptions {
   readonly token?: string;
 }
 
+/** Whom a token authenticates as, in a TokenReview's status.user. */
+export interface FakeUser {
+  readonly username: string;
+  readonly uid?: string;
+  readonly groups?: readonly string[];
+  readonly extra?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** A non-resource rule bound to a user or a group, as RBAC's nonResourceURLs. */
+export interface NonResourceGrant {
+  /** A username, or `group:NAME`. */
+  readonly subject: string;
+  /** An exact path, or a prefix ending in `*`. */
+  readonly path: string;
+  readonly verbs: readonly string[];
+}
+
 export interface FakeApiServer {
   readonly url: string;
   readonly port: number;
@@ -195,6 +212,14 @@ export interface FakeApiServer {
   /** Every Event POST/PATCH received, answered or not. */
   eventWrites(): EventWrite[];
   requests(): RequestInfo[];
+  /** Makes TokenReviews of `token` authenticate `user`; other tokens are not authenticated. */
+  addTokenUser(token: string, user: FakeUser): void;
+  /** Lets a subject `verbs` a non-resource URL in SubjectAccessReviews (RBAC nonResourceURLs). */
+  grantNonResource(grant: NonResourceGrant): void;
+  /** TokenReview (`tokenreviews`) or SubjectAccessReview (`subjectaccessreviews`) creations. */
+  reviewCount(kind: 'tokenreviews' | 'subjectaccessreviews'): number;
+  /** The spec of every SubjectAccessReview received, in order. */
+  accessReviewSpecs(): K8sObject[];
   /** Open watch streams. */
   watcherCount(resource?: ResourceName): number;
   close(): Promise<void>;
@@ -224,6 +249,9 @@ class FakeApiServerImpl implements FakeApiServer {
   private readonly requestLog: RequestInfo[] = [];
   private readonly writes: EventWrite[] = [];
   private readonly tempDirs: string[] = [];
+  private readonly tokenUsers = new Map<string, FakeUser>();
+  private readonly grants: NonResourceGrant[] = [];
+  private readonly accessReviews: K8sObject[] = [];
   private latency: { ms: number; match?: (request: RequestInfo) => boolean } = { ms: 0 };
   private rv = 1000;
   private compactedRv = 0;
@@ -405,6 +433,24 @@ class FakeApiServerImpl implements FakeApiServer {
     return [...this.requestLog];
   }
 
+  addTokenUser(token: string, user: FakeUser): void {
+    this.tokenUsers.set(token, user);
+  }
+
+  grantNonResource(grant: NonResourceGrant): void {
+    this.grants.push(grant);
+  }
+
+  reviewCount(kind: 'tokenreviews' | 'subjectaccessreviews'): number {
+    return this.requestLog.filter(
+      (request) => request.method === 'POST' && request.path === REVIEW_PATHS[kind],
+    ).length;
+  }
+
+  accessReviewSpecs(): K8sObject[] {
+    return structuredClone(this.accessReviews);
+  }
+
   watcherCount(resource?: ResourceName): number {
     return [...this.watchers].filter((watcher) => !resource || watcher.resource === resource)
       .length;
@@ -500,6 +546,14 @@ class FakeApiServerImpl implements FakeApiServer {
     res: ServerResponse,
   ): Promise<void> {
     const watch = info.watch;
+    if (req.method === 'POST' && info.path === REVIEW_PATHS.tokenreviews) {
+      this.tokenReview(body, res);
+      return;
+    }
+    if (req.method === 'POST' && info.path === REVIEW_PATHS.subjectaccessreviews) {
+      this.subjectAccessReview(body, res);
+      return;
+    }
     if (!route) {
       sendStatus(res, 404, 'NotFound', 'the server could not find the requested resource');
       return;
@@ -540,6 +594,102 @@ class FakeApiServerImpl implements FakeApiServer {
       'MethodNotAllowed',
       `the server does not allow this method on the requested resource`,
     );
+  }
+
+  /**
+   * As kube-apiserver answers a TokenReview: 201 with the spec echoed and status.authenticated
+   * and status.user for a known token; for an unknown one, no `authenticated` (false is
+   * omitted), an empty user and an error.
+   */
+  private tokenReview(body: string, res: ServerResponse): void {
+    const review = parseJson(body);
+    if (review?.kind !== 'TokenReview' || review.apiVersion !== 'authentication.k8s.io/v1') {
+      sendStatus(res, 400, 'BadRequest', 'the object provided is unrecognized');
+      return;
+    }
+    const token = String(review.spec?.token ?? '');
+    const user = token ? this.tokenUsers.get(token) : undefined;
+    const status: K8sObject = user
+      ? {
+          authenticated: true,
+          user: {
+            username: user.username,
+            ...(user.uid ? { uid: user.uid } : {}),
+            ...(user.groups ? { groups: [...user.groups, 'system:authenticated'] } : {}),
+            ...(user.extra ? { extra: user.extra } : {}),
+          },
+          audiences: ['https://kubernetes.default.svc.cluster.local'],
+        }
+      : { user: {}, error: '[invalid bearer token, token lookup failed]' };
+    sendJson(res, 201, {
+      kind: 'TokenReview',
+      apiVersion: 'authentication.k8s.io/v1',
+      metadata: { creationTimestamp: null },
+      spec: review.spec ?? {},
+      status,
+    });
+  }
+
+  /**
+   * As kube-apiserver answers a SubjectAccessReview: 422 unless exactly one of
+   * resourceAttributes/nonResourceAttributes and a user or group are given; else 201 with
+   * status.allowed (always present) and, when allowed, RBAC's reason.
+   */
+  private subjectAccessReview(body: string, res: ServerResponse): void {
+    const review = parseJson(body);
+    if (review?.kind !== 'SubjectAccessReview' || review.apiVersion !== 'authorization.k8s.io/v1') {
+      sendStatus(res, 400, 'BadRequest', 'the object provided is unrecognized');
+      return;
+    }
+    const spec: K8sObject = review.spec ?? {};
+    this.accessReviews.push(structuredClone(spec));
+    const problems: string[] = [];
+    if (Boolean(spec.resourceAttributes) === Boolean(spec.nonResourceAttributes)) {
+      problems.push(
+        'spec.nonResourceAttributes: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+      );
+    }
+    if (!spec.user && !(Array.isArray(spec.groups) && spec.groups.length > 0)) {
+      problems.push(
+        'spec.user: Invalid value: "": at least one of user or group must be specified',
+      );
+    }
+    if (problems.length > 0) {
+      sendStatus(
+        res,
+        422,
+        'Invalid',
+        `SubjectAccessReview.authorization.k8s.io "" is invalid: ${problems.join(', ')}`,
+      );
+      return;
+    }
+    const subjects = new Set<string>([
+      String(spec.user ?? ''),
+      ...((spec.groups ?? []) as string[]).map((group) => `group:${group}`),
+    ]);
+    const path = String(spec.nonResourceAttributes?.path ?? '');
+    const verb = String(spec.nonResourceAttributes?.verb ?? '');
+    const grant = spec.nonResourceAttributes
+      ? this.grants.find(
+          (candidate) =>
+            subjects.has(candidate.subject) &&
+            (candidate.verbs.includes(verb) || candidate.verbs.includes('*')) &&
+            (candidate.path === path ||
+              (candidate.path.endsWith('*') && path.startsWith(candidate.path.slice(0, -1)))),
+        )
+      : undefined;
+    sendJson(res, 201, {
+      kind: 'SubjectAccessReview',
+      apiVersion: 'authorization.k8s.io/v1',
+      metadata: { creationTimestamp: null },
+      spec,
+      status: grant
+        ? {
+            allowed: true,
+            reason: `RBAC: allowed by ClusterRoleBinding "fake" of ClusterRole "fake" to ${grant.subject}`,
+          }
+        : { allowed: false },
+    });
   }
 
   private serveList(
@@ -786,6 +936,11 @@ class FakeApiServerImpl implements FakeApiServer {
     });
   }
 }
+
+const REVIEW_PATHS = {
+  tokenreviews: '/apis/authentication.k8s.io/v1/tokenreviews',
+  subjectaccessreviews: '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+} as const;
 
 interface Route {
   readonly resource: ResourceName;

@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Lifecycle } from '../../shared/lifecycle.js';
+import type { AuthDecision } from './metrics-auth.js';
 
 export interface Readiness {
   ready: boolean;
@@ -14,16 +16,30 @@ export interface MetricsServerOptions {
   port: number;
   registry: Registry;
   readiness: () => Readiness;
+  /** PEM certificate and key: the server then speaks only TLS (plain HTTP is not answered). */
+  tls?: { readonly cert: string; readonly key: string };
+  /**
+   * Decides who may read /metrics from the request's `Authorization` header; absent, anyone
+   * may. /healthz and /readyz stay open: the kubelet probes them without a token.
+   */
+  authorize?: (authorization: string | undefined) => Promise<AuthDecision>;
+  /** Told of a refused or failed authorization (not of each allowed scrape). */
+  onAuthRefused?: (decision: Exclude<AuthDecision, { status: 200 }>) => void;
 }
 
 /** Serves /metrics, /healthz (the process answers) and /readyz (probes attached, API synced). */
 export class MetricsServer implements Lifecycle {
   readonly name = 'http';
-  private readonly server: Server;
+  private readonly server: Server | TlsServer;
   private listening = false;
 
   constructor(private readonly options: MetricsServerOptions) {
-    this.server = createServer((request, response) => this.respond(request, response));
+    const handler = (request: IncomingMessage, response: ServerResponse): void =>
+      this.respond(request, response);
+    // Throws on a certificate or key that is not PEM, or a key that does not match.
+    this.server = options.tls
+      ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler)
+      : createServer(handler);
     // Scrapes use keep-alive; without this, close() would wait for idle scrape connections.
     this.server.keepAliveTimeout = 5_000;
   }
@@ -61,16 +77,17 @@ export class MetricsServer implements Lifecycle {
     }
     switch (path) {
       case '/metrics':
-        this.options.registry.metrics().then(
-          (body) => {
-            response
-              .writeHead(200, { 'content-type': this.options.registry.contentType })
-              .end(body);
-          },
-          (error: unknown) => {
-            response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
-          },
-        );
+        if (this.options.authorize) {
+          this.options.authorize(request.headers.authorization).then(
+            (decision) => {
+              if (decision.status === 200) this.serveMetrics(response);
+              else this.refuse(response, decision);
+            },
+            (error: unknown) => this.refuse(response, { status: 500, reason: String(error) }),
+          );
+          return;
+        }
+        this.serveMetrics(response);
         return;
       case '/healthz':
         response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
@@ -85,5 +102,25 @@ export class MetricsServer implements Lifecycle {
       default:
         response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
+  }
+
+  private serveMetrics(response: ServerResponse): void {
+    this.options.registry.metrics().then(
+      (body) => {
+        response.writeHead(200, { 'content-type': this.options.registry.contentType }).end(body);
+      },
+      (error: unknown) => {
+        response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
+      },
+    );
+  }
+
+  /** The answer names the status only: why a token failed is for the agent's log, not the caller. */
+  private refuse(response: ServerResponse, decision: Exclude<AuthDecision, { status: 200 }>): void {
+    this.options.onAuthRefused?.(decision);
+    const text = { 401: 'Unauthorized', 403: 'Forbidden', 500: 'Internal Server Error' };
+    const headers: Record<string, string> = { 'content-type': 'text/plain' };
+    if (decision.status === 401) headers['www-authenticate'] = 'Bearer realm="metrics"';
+    response.writeHead(decision.status, headers).end(`${text[decision.status]}\n`);
   }
 }
