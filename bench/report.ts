@@ -251,7 +251,7 @@ export function renderKubernetesSection(runs: readonly KubernetesScaleRun[]): st
     '--kubeconfig … --node-name …`: no bpftrace, the Kubernetes side alone) against the fake API',
     'server of `test/support/fake-apiserver.ts` (real HTTP and Kubernetes JSON) holding',
     shape
-      ? `${int(shape.services)} Services and ${int(shape.endpointSlices)} EndpointSlices of ${shape.endpointsPerSlice} endpoints (with the managedFields and annotations a real server returns) and ${shape.podsOnNode} pods on the node.`
+      ? `${int(shape.services)} Services and ${int(shape.endpointSlices)} EndpointSlices of ${shape.endpointsPerSlice} endpoints (with the managedFields and annotations a\nreal server returns) and ${shape.podsOnNode} pods on the node.`
       : '',
     'Ready = start of the process to `/readyz` 200; RSS (VmRSS) and heap (V8 heap used) after the',
     'settle window; calls = list and watch requests the fake server received. Then the server',
