@@ -85,9 +85,10 @@ export class EndpointSliceIndex {
       );
       if (match) return backendOf(match);
     }
-    if (all.length === 1) return backendOf(all[0]!);
+    const [first] = all;
+    if (!first) return undefined;
+    if (all.length === 1) return backendOf(first);
     // Several Services share the address: the pod is still known, the Service is not.
-    const first = all[0]!;
     const pod = podOf(first);
     return pod && all.every((e) => e.podUid === first.podUid && e.podName === first.podName)
       ? { pod }
@@ -114,7 +115,7 @@ export class EndpointSliceIndex {
     }
     const kept = held.filter((e) => e.slice !== sliceKey);
     if (kept.length === 0) this.byIp.delete(ip);
-    else this.byIp.set(ip, kept.length === 1 ? kept[0]! : kept);
+    else this.byIp.set(ip, kept.length === 1 && kept[0] ? kept[0] : kept);
   }
 }
 
