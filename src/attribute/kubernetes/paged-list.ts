@@ -12,7 +12,7 @@ export type ListPageFn<T extends KubernetesObject> = (
 ) => Promise<KubernetesListObject<T>>;
 
 export interface PagedListOptions<T extends KubernetesObject> {
-  /** Items per page: 500, as client-go's reflector asks. */
+  /** Items per page (the informer asks for 100; client-go's reflector for 500). */
   readonly pageSize: number;
   /** Applied to each item as its page arrives, so only the lean form outlives the page. */
   readonly transform: (object: T) => T;
