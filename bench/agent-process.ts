@@ -31,13 +31,30 @@ async function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+export interface BuiltAgentOptions {
+  /** `dist/main.js` of this tree unless given. */
+  readonly mainPath?: string;
+  readonly probeMode?: 'tracepoint' | 'kprobe' | 'counters-only';
+  readonly readyTimeoutMs?: number;
+}
+
 /** Starts the built agent (`node dist/main.js`) and waits until /readyz answers 200. */
-export async function startBuiltAgent(extraArgs: readonly string[] = []): Promise<AgentProcess> {
+export async function startBuiltAgent(
+  extraArgs: readonly string[] = [],
+  options: BuiltAgentOptions = {},
+): Promise<AgentProcess> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const child: ResultPromise = execa(
     'node',
-    [mainPath, '--listen', `127.0.0.1:${port}`, '--probe-mode', 'tracepoint', ...extraArgs],
+    [
+      options.mainPath ?? mainPath,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--probe-mode',
+      options.probeMode ?? 'tracepoint',
+      ...extraArgs,
+    ],
     { reject: false, stdout: 'ignore', stderr: 'pipe', env: { LOG_LEVEL: 'warn' } },
   );
   const pid = child.pid;
@@ -54,7 +71,8 @@ export async function startBuiltAgent(extraArgs: readonly string[] = []): Promis
       if (isAlive(leftover)) process.kill(leftover, 'SIGKILL');
     }
   };
-  const deadline = Date.now() + 60_000;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const deadline = Date.now() + readyTimeoutMs;
   try {
     for (;;) {
       if (child.exitCode !== null)
@@ -64,7 +82,8 @@ export async function startBuiltAgent(extraArgs: readonly string[] = []): Promis
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error('the agent was not ready within 60 s');
+      if (Date.now() > deadline)
+        throw new Error(`the agent was not ready within ${readyTimeoutMs / 1000} s`);
       await sleep(200);
     }
   } catch (error) {

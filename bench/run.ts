@@ -3,6 +3,9 @@
  * docs/benchmarks.md. Each benchmark cleans up after itself, also when it fails.
  * `npm run bench -- --only series` runs the series benchmark alone (no root) and prints its
  * section without writing the report: a partial run cannot stand for the whole one.
+ * `npm run bench -- --only kubernetes [--agent-main PATH] [--label TEXT]` runs the Kubernetes
+ * scale benchmark alone (no root; it needs `npm run build` first), against this tree's
+ * dist/main.js or another build's, and prints its section.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -12,15 +15,27 @@ import { buildBenchPrograms } from './build-c.js';
 import { measureDecodeThroughput } from './decode-throughput.js';
 import { measureEmitRate, type EmitRate } from './emit-rate.js';
 import { measureIdleCost, type IdleCost } from './idle-cost.js';
+import { measureKubernetesScale } from './kubernetes-scale.js';
 import { machineFacts } from './machine.js';
-import { renderReport, renderSeriesSection, seriesFlat, type DecodeFigures } from './report.js';
+import {
+  renderKubernetesSection,
+  renderReport,
+  renderSeriesSection,
+  seriesFlat,
+  type DecodeFigures,
+} from './report.js';
 import { measureSeriesRetention } from './series-retention.js';
 import { median } from './stats.js';
 import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-const SECTIONS_RUN_ALONE = ['series'] as const;
+const SECTIONS_RUN_ALONE = ['series', 'kubernetes'] as const;
+
+function flagValue(argv: readonly string[], flag: string): string | undefined {
+  const at = argv.indexOf(flag);
+  return at === -1 ? undefined : argv[at + 1];
+}
 
 function onlySection(argv: readonly string[]): string | undefined {
   const at = argv.indexOf('--only');
@@ -35,7 +50,18 @@ function onlySection(argv: readonly string[]): string | undefined {
 }
 
 async function main(): Promise<void> {
-  if (onlySection(process.argv.slice(2)) === 'series') {
+  const argv = process.argv.slice(2);
+  if (onlySection(argv) === 'kubernetes') {
+    log('6. Kubernetes mode at scale (the built agent, counters-only)');
+    const run = await measureKubernetesScale({
+      mainPath: flagValue(argv, '--agent-main'),
+      label: flagValue(argv, '--label') ?? 'this build',
+    });
+    log(`   ${JSON.stringify(run)}`);
+    log(renderKubernetesSection([run]));
+    return;
+  }
+  if (onlySection(argv) === 'series') {
     log('5. bounded series: 100,000 client addresses over time');
     const series = await measureSeriesRetention();
     log(renderSeriesSection(series));
@@ -80,6 +106,8 @@ async function main(): Promise<void> {
   }
   log('5. bounded series: 100,000 client addresses over time');
   const series = await measureSeriesRetention();
+  log('6. Kubernetes mode at scale (the built agent, counters-only)');
+  const kubernetes = await measureKubernetesScale({ label: 'this build' });
   const wallSeconds = (Date.now() - started) / 1000;
   const report = renderReport({
     date: new Date(),
@@ -89,6 +117,7 @@ async function main(): Promise<void> {
     idle,
     udp,
     series,
+    kubernetes,
     wallSeconds,
     loadAtEnd: loadavg()[0] ?? Number.NaN,
   });

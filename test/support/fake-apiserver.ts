@@ -152,6 +152,12 @@ export interface EventWrite {
   readonly status: number;
 }
 
+export interface CallCounts {
+  readonly lists: number;
+  readonly pages: number;
+  readonly watches: number;
+}
+
 export interface FakeApiServerOptions {
   readonly pods?: readonly K8sObject[];
   readonly services?: readonly K8sObject[];
@@ -222,6 +228,11 @@ export interface FakeApiServer {
   accessReviewSpecs(): K8sObject[];
   /** Open watch streams. */
   watcherCount(resource?: ResourceName): number;
+  /**
+   * List and watch requests so far (of `resource`, or all): `lists` counts first pages (a
+   * whole list), `pages` every list request, `watches` every watch request.
+   */
+  callCounts(resource?: ResourceName): CallCounts;
   close(): Promise<void>;
 }
 
@@ -255,6 +266,13 @@ class FakeApiServerImpl implements FakeApiServer {
   private latency: { ms: number; match?: (request: RequestInfo) => boolean } = { ms: 0 };
   private rv = 1000;
   private compactedRv = 0;
+  /** Paginated lists in progress: the snapshot each continue token reads from. */
+  private readonly snapshots = new Map<number, { items: K8sObject[]; rv: number }>();
+  private nextSnapshot = 1;
+  private readonly counts = new Map<
+    ResourceName,
+    { lists: number; pages: number; watches: number }
+  >();
 
   constructor(readonly token: string) {
     for (const resource of Object.keys(RESOURCES) as ResourceName[])
@@ -451,6 +469,17 @@ class FakeApiServerImpl implements FakeApiServer {
     return structuredClone(this.accessReviews);
   }
 
+  callCounts(resource?: ResourceName): CallCounts {
+    const total = { lists: 0, pages: 0, watches: 0 };
+    for (const [name, counts] of this.counts) {
+      if (resource && name !== resource) continue;
+      total.lists += counts.lists;
+      total.pages += counts.pages;
+      total.watches += counts.watches;
+    }
+    return total;
+  }
+
   watcherCount(resource?: ResourceName): number {
     return [...this.watchers].filter((watcher) => !resource || watcher.resource === resource)
       .length;
@@ -506,6 +535,15 @@ class FakeApiServerImpl implements FakeApiServer {
       watch,
     };
     this.requestLog.push(info);
+    if (route && info.method === 'GET' && route.name === undefined) {
+      const counts = this.counts.get(route.resource) ?? { lists: 0, pages: 0, watches: 0 };
+      if (watch) counts.watches += 1;
+      else {
+        counts.pages += 1;
+        if (!url.searchParams.get('continue')) counts.lists += 1;
+      }
+      this.counts.set(route.resource, counts);
+    }
     const body = await readBody(req);
     // unref: a request held back longer than a test runs must not keep jest waiting for it.
     if (this.latency.ms > 0 && (!this.latency.match || this.latency.match(info)))
@@ -703,17 +741,44 @@ class FakeApiServerImpl implements FakeApiServer {
       sendStatus(res, 400, 'BadRequest', selector.message);
       return;
     }
-    const items = [...this.store.get(resource)!.values()]
-      .filter((object) => namespace === undefined || object.metadata?.namespace === namespace)
-      .filter((object) => matchesSelector(object, selector))
-      .sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
     const { kind, apiVersion } = RESOURCES[resource];
+    const limit = Number(query.get('limit') ?? '');
+    const token = query.get('continue');
+    let snapshot: { items: K8sObject[]; rv: number } | undefined;
+    let offset = 0;
+    let id = 0;
+    if (token) {
+      const parsed = parseContinue(token);
+      snapshot = parsed ? this.snapshots.get(parsed.id) : undefined;
+      if (!parsed || !snapshot) {
+        sendStatus(res, 410, 'Expired', 'The provided continue parameter is too old');
+        return;
+      }
+      ({ id, offset } = parsed);
+    } else {
+      const items = [...this.store.get(resource)!.values()]
+        .filter((object) => namespace === undefined || object.metadata?.namespace === namespace)
+        .filter((object) => matchesSelector(object, selector))
+        .sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
+      snapshot = { items, rv: this.rv };
+    }
+    // Without a limit, everything at once; with one, a page of the snapshot the first page took.
+    const end = Number.isInteger(limit) && limit > 0 ? offset + limit : snapshot.items.length;
+    const more = end < snapshot.items.length;
+    if (more && id === 0) {
+      id = this.nextSnapshot++;
+      this.snapshots.set(id, snapshot);
+    }
+    if (!more && id !== 0) this.snapshots.delete(id);
     // Items of a real list carry no kind/apiVersion: only the list does.
     sendJson(res, 200, {
       kind: `${kind}List`,
       apiVersion,
-      metadata: { resourceVersion: String(this.rv) },
-      items,
+      metadata: {
+        resourceVersion: String(snapshot.rv),
+        ...(more ? { continue: formatContinue({ id, offset: end }) } : {}),
+      },
+      items: snapshot.items.slice(offset, end),
     });
   }
 
@@ -946,6 +1011,29 @@ interface Route {
   readonly resource: ResourceName;
   readonly namespace?: string;
   readonly name?: string;
+}
+
+/** Continue tokens are opaque to clients; here they name a snapshot and an offset in it. */
+function formatContinue(position: { id: number; offset: number }): string {
+  return Buffer.from(JSON.stringify(position)).toString('base64url');
+}
+
+function parseContinue(token: string): { id: number; offset: number } | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(token, 'base64url').toString()) as unknown;
+    if (
+      typeof value === 'object' &&
+      value !== null &&
+      'id' in value &&
+      'offset' in value &&
+      typeof value.id === 'number' &&
+      typeof value.offset === 'number'
+    )
+      return { id: value.id, offset: value.offset };
+  } catch {
+    // not a token of this server
+  }
+  return undefined;
 }
 
 function parseRoute(pathname: string): Route | undefined {

@@ -13,9 +13,25 @@ import type { Clock } from '../../shared/clock.js';
 import { InformerMetrics } from './informer-metrics.js';
 import type { KubernetesIndexes } from './kubernetes-resolver.js';
 import type { Delay } from '../../shared/delay.js';
+import { leanEndpointSlice, leanNode, leanPod, leanService } from './lean-objects.js';
 import { ResilientInformer } from './resilient-informer.js';
 
 export const INFORMER_RESOURCES = ['pods', 'services', 'endpointslices', 'nodes'] as const;
+export type InformerResource = (typeof INFORMER_RESOURCES)[number];
+
+/**
+ * Objects each informer holds at most (see ResilientInformerOptions.maxObjects for what happens
+ * at the bound). Far above what a conformant cluster holds (110 pods per node by default, the
+ * scalability envelope's 10,000 Services), low enough that a runaway collection cannot take the
+ * node's memory: a lean EndpointSlice of 10 endpoints costs ~3 KB in the cache and the indexes
+ * (docs/benchmarks.md, section 6), so 100,000 of them stay within ~300 MB.
+ */
+export const DEFAULT_MAX_OBJECTS: Readonly<Record<InformerResource, number>> = {
+  pods: 5_000,
+  services: 50_000,
+  endpointslices: 100_000,
+  nodes: 10,
+};
 
 export interface ClusterInformersOptions {
   readonly kubeConfig: KubeConfig;
@@ -32,6 +48,11 @@ export interface ClusterInformersOptions {
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
   readonly watchTimeoutSeconds?: number;
+  /** Items per list page. */
+  readonly pageSize?: number;
+  readonly maxObjects?: Partial<Record<InformerResource, number>>;
+  /** Randomness for the backoff and watch-timeout jitter. */
+  readonly random?: () => number;
 }
 
 /**
@@ -58,7 +79,11 @@ export class ClusterInformers {
       initialBackoffMs: options.initialBackoffMs,
       maxBackoffMs: options.maxBackoffMs,
       watchTimeoutSeconds: options.watchTimeoutSeconds,
+      pageSize: options.pageSize,
+      random: options.random,
     };
+    const bound = (resource: InformerResource) =>
+      options.maxObjects?.[resource] ?? DEFAULT_MAX_OBJECTS[resource];
     const podSelector = `spec.nodeName=${options.nodeName}`;
     const nodeSelector = `metadata.name=${options.nodeName}`;
     const pods = new ResilientInformer<V1Pod>({
@@ -66,7 +91,14 @@ export class ClusterInformers {
       resource: 'pods',
       path: '/api/v1/pods',
       fieldSelector: podSelector,
-      list: () => core.listPodForAllNamespaces({ fieldSelector: podSelector }),
+      listPage: (page) =>
+        core.listPodForAllNamespaces({
+          fieldSelector: podSelector,
+          limit: page.limit,
+          _continue: page.continueToken,
+        }),
+      transform: leanPod,
+      maxObjects: bound('pods'),
       handlers: {
         upsert: (pod) => {
           indexes.pods.upsert(pod, clock.nowMs());
@@ -82,7 +114,10 @@ export class ClusterInformers {
       ...common,
       resource: 'services',
       path: '/api/v1/services',
-      list: () => core.listServiceForAllNamespaces(),
+      listPage: (page) =>
+        core.listServiceForAllNamespaces({ limit: page.limit, _continue: page.continueToken }),
+      transform: leanService,
+      maxObjects: bound('services'),
       handlers: {
         upsert: (s) => indexes.services.upsert(s),
         remove: (s) => indexes.services.remove(s),
@@ -92,7 +127,13 @@ export class ClusterInformers {
       ...common,
       resource: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: () => discovery.listEndpointSliceForAllNamespaces(),
+      listPage: (page) =>
+        discovery.listEndpointSliceForAllNamespaces({
+          limit: page.limit,
+          _continue: page.continueToken,
+        }),
+      transform: leanEndpointSlice,
+      maxObjects: bound('endpointslices'),
       handlers: {
         upsert: (slice) => indexes.endpointSlices.upsert(slice),
         remove: (slice) => indexes.endpointSlices.remove(slice),
@@ -103,7 +144,14 @@ export class ClusterInformers {
       resource: 'nodes',
       path: '/api/v1/nodes',
       fieldSelector: nodeSelector,
-      list: () => core.listNode({ fieldSelector: nodeSelector }),
+      listPage: (page) =>
+        core.listNode({
+          fieldSelector: nodeSelector,
+          limit: page.limit,
+          _continue: page.continueToken,
+        }),
+      transform: leanNode,
+      maxObjects: bound('nodes'),
       handlers: { upsert: (n) => indexes.node.upsert(n), remove: (n) => indexes.node.remove(n) },
     });
     this.informers = [pods, services, endpointSlices, node] as typeof this.informers;
