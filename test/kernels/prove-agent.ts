@@ -93,6 +93,19 @@ async function settledCount(
   return read();
 }
 
+/** Waits (at most 30 s) until the agent's DNS-drop counts have not moved for three reads. */
+async function dnsCountsQuiet(proof: { metrics(): Promise<Sample[]> }): Promise<void> {
+  const read = async () => sumOf(await proof.metrics(), 'conntrack_observer_dns_drops_total');
+  const deadline = Date.now() + 30_000;
+  let last = await read();
+  for (let still = 0; still < 3 && Date.now() < deadline;) {
+    await sleep(700);
+    const next = await read();
+    still = next === last ? still + 1 : 0;
+    last = next;
+  }
+}
+
 function equalCheck(name: string, agent: number, expected: number, what: string): ProofCheck {
   const passed = agent === expected;
   return {
@@ -478,6 +491,9 @@ class Scenarios {
     scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>,
   ): Promise<void> {
     const started = Date.now();
+    // DNS drops are counted in the kernel and printed once a second: the window starts once
+    // the counts of the phase before it (a race drops DNS queries too) have all arrived.
+    await Promise.all(this.agents.map((a) => dnsCountsQuiet(a)));
     const before = await Promise.all(this.agents.map((a) => a.metrics()));
     const { dropped, sent, labCount } = await scenario();
     const index = (proof: AgentProof): number => this.agents.indexOf(proof);
