@@ -92,6 +92,79 @@ const container = {
   additionalProperties: false,
 } as const;
 
+/** `--reproduce`: the lab's scenarios and the verdict on each (optional section). */
+const reproduce = {
+  type: 'object',
+  required: ['namespaces', 'staleRemoved', 'secondsPerScenario', 'generators', 'scenarios'],
+  properties: {
+    namespaces: { type: 'array', items: { type: 'string', pattern: '^cro-repro-' } },
+    staleRemoved: { type: 'array', items: { type: 'string', pattern: '^cro-repro-' } },
+    secondsPerScenario: { type: 'integer', minimum: 1 },
+    generators: {
+      type: 'object',
+      required: ['origin', 'dir'],
+      properties: { origin: { enum: ['installed', 'built'] }, dir: { type: 'string' } },
+      additionalProperties: false,
+    },
+    scenarios: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: [
+          'scenario',
+          'rounds',
+          'batches',
+          'durationMs',
+          'datagramsSent',
+          'sendErrors',
+          'dropped',
+          'resolved',
+          'kernel',
+          'hasClashResolveCounter',
+          'enough',
+          'verdict',
+          'remedies',
+          'notes',
+        ],
+        properties: {
+          scenario: { enum: ['snat-race', 'dnat-clash'] },
+          rounds: { type: 'integer', minimum: 0 },
+          batches: { type: 'integer', minimum: 0 },
+          durationMs: { type: 'number', minimum: 0 },
+          datagramsSent: { type: 'integer', minimum: 0 },
+          sendErrors: { type: 'integer', minimum: 0 },
+          dropped: { type: 'integer', minimum: 0 },
+          resolved: { type: 'integer', minimum: 0 },
+          kernel: { type: 'object', additionalProperties: { type: 'integer' } },
+          hasClashResolveCounter: { type: 'boolean' },
+          enough: { type: 'boolean' },
+          verdict: {
+            type: 'object',
+            required: ['id', 'text'],
+            properties: {
+              id: {
+                enum: [
+                  'drops-snat-races',
+                  'no-snat-drop-seen',
+                  'drops-dnat-clashes',
+                  'resolves-dnat-clashes',
+                  'no-dnat-clash-seen',
+                ],
+              },
+              text: { type: 'string' },
+            },
+            additionalProperties: false,
+          },
+          remedies: { type: 'array', items: remedy },
+          notes: { type: 'array', items: { type: 'string' } },
+        },
+        additionalProperties: false,
+      },
+    },
+  },
+  additionalProperties: false,
+} as const;
+
 export const doctorReportSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://github.com/conntrack-race-observer/doctor-report.schema.json',
@@ -190,6 +263,7 @@ export const doctorReportSchema = {
       },
       additionalProperties: false,
     },
+    reproduce,
     pods: {
       type: 'array',
       items: {
