@@ -171,7 +171,9 @@ function failure(detail: string): ReproduceError {
     denied ? 'REPRODUCE_NOT_PERMITTED' : 'REPRODUCE_LAB_FAILED',
     denied
       ? `building the lab needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): ${detail}`
-      : `could not build the lab: ${detail}`,
+      : /Read-only file system/i.test(detail)
+        ? `could not build the lab: ip netns needs a writable /run (/run/netns): ${detail}`
+        : `could not build the lab: ${detail}`,
   );
 }
 
