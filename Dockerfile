@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# conntrack-race-observer: build the TypeScript in one stage, install Debian's bpftrace on the
-# same base in another and trim it to what runs, then flatten that file system into the runtime
-# image. Both first stages share one base so that node_modules built in the first runs beside the
-# node binary of the second.
+# conntrack-race-observer: build the TypeScript in one stage, the doctor's C race generators in
+# another, install Debian's bpftrace on the same base in a third and trim it to what runs, then
+# flatten that file system into the runtime image. The first three stages share one base so that
+# node_modules built in the first, and the generators built in the second, run beside the node
+# binary and the glibc of the third.
 #
 # The base is pinned by exact version tag and by the digest of its multi-arch index; bump both
 # together (`docker buildx imagetools inspect node:20.20.2-bookworm-slim`).
@@ -27,6 +28,20 @@ RUN npm run build
 # read at run time (the agent runs without --enable-source-maps and without a compiler).
 RUN npm prune --omit=dev \
     && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
+
+# The race generators of `doctor --reproduce` are C (a busy-wait on a shared start time, one
+# thread per CPU): compiled on the same base as the runtime, so that they link the glibc it
+# ships, and copied to where the doctor looks for them. The compiler stays in this stage.
+FROM ${NODE_IMAGE} AS generators
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc=4:12.2.0-3 libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY generators ./generators
+RUN mkdir -p /out \
+    && for generator in snat-race dnat-clash; do \
+        gcc -O2 -Wall -Wextra -Werror -pthread -o "/out/$generator" "generators/$generator.c"; \
+    done
 
 FROM ${NODE_IMAGE} AS system
 # Documentation, manual pages and translations of the packages installed below are never read
@@ -92,6 +107,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY probes ./probes
+# `doctor --reproduce` finds its race generators here (src/diagnose/reproduce/generators.ts).
+COPY --from=generators /out/ /usr/local/lib/conntrack-race-observer/
 
 # The agent runs as root on purpose. Loading eBPF programs needs CAP_BPF and CAP_PERFMON (or
 # CAP_SYS_ADMIN before 5.8), and Kubernetes grants added capabilities only to uid 0: it has no

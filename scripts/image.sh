@@ -296,6 +296,18 @@ check_no_build_ca() {
   log "no build CA in the image's configuration or files"
 }
 
+# `doctor --reproduce` runs these from the image; each prints its usage and exits 2 without
+# arguments, which proves it is there, executable and links against the image's libraries.
+check_generators() {
+  local generator status
+  for generator in snat-race dnat-clash; do
+    status=0
+    in_image "/usr/local/lib/conntrack-race-observer/$generator" >/dev/null 2>&1 || status=$?
+    [ "$status" -eq 2 ] || die "race generator $generator does not run in the image (exit $status)"
+  done
+  log "race generators of doctor --reproduce: present and runnable"
+}
+
 image_size_mb=''
 cmd_build() {
   local rebuild_base=$1 started=$SECONDS
@@ -304,6 +316,7 @@ cmd_build() {
   have_docker_engine || mount_image
   have_docker_engine || check_no_build_ca
   check_bpftrace
+  check_generators
   report_size
 }
 

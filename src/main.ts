@@ -21,7 +21,24 @@ const packageJson = JSON.parse(
 async function main(): Promise<void> {
   if (process.argv[2] === 'doctor') {
     const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
-    process.exitCode = await runDoctor(process.argv.slice(3), doctorIo, await doctorSystem());
+    // SIGINT/SIGTERM stop a --reproduce race and let it remove its lab; a second one exits.
+    const interrupt = new AbortController();
+    const onSignal = (): void => {
+      if (interrupt.signal.aborted) process.exit(130);
+      interrupt.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      process.exitCode = await runDoctor(
+        process.argv.slice(3),
+        doctorIo,
+        await doctorSystem(interrupt.signal),
+      );
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     return;
   }
   const parsed = parseOptions(process.argv.slice(2), process.env, packageJson.version);
@@ -127,7 +144,7 @@ const doctorIo = {
   stderr: (text: string) => process.stderr.write(text),
 };
 
-async function doctorSystem() {
+async function doctorSystem(signal: AbortSignal) {
   const { createHostFiles } = await import('./diagnose/host-files.js');
   const system = await systemDependencies();
   return {
@@ -136,6 +153,34 @@ async function doctorSystem() {
     run: system.runCommand,
     clock: system.clock,
     procRoot: system.procRoot,
+    reproduceLab: await reproduceDependencies(system.procRoot, signal),
+  };
+}
+
+async function reproduceDependencies(procRoot: string, signal: AbortSignal) {
+  const { randomBytes } = await import('node:crypto');
+  const { homedir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  const { createExecaLabRunner } = await import('./diagnose/reproduce/lab-runner.js');
+  const { createIsRunning } = await import('./diagnose/reproduce/process-liveness.js');
+  const { GENERATOR_SOURCE_DIR, INSTALLED_GENERATOR_DIR } =
+    await import('./diagnose/reproduce/generators.js');
+  const cacheHome = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
+  return {
+    run: createExecaLabRunner(),
+    pid: process.pid,
+    labId: () => randomBytes(3).toString('hex'),
+    kill: (pid: number, killSignal: NodeJS.Signals) => process.kill(pid, killSignal),
+    isAlive: createIsRunning(procRoot),
+    sleep: (ms: number) => sleep(ms),
+    nowMs: () => performance.now(),
+    signal,
+    generators: {
+      installedDir: INSTALLED_GENERATOR_DIR,
+      sourceDir: GENERATOR_SOURCE_DIR,
+      cacheDir: join(cacheHome, 'conntrack-race-observer'),
+    },
   };
 }
 

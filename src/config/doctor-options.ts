@@ -1,6 +1,19 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
 
+/** Bounds of `--reproduce-seconds`, per scenario. */
+export const REPRODUCE_SECONDS = { default: 20, min: 1, max: 120 } as const;
+
+function reproduceSeconds(value: string): number {
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || number < REPRODUCE_SECONDS.min || number > REPRODUCE_SECONDS.max) {
+    throw new InvalidArgumentError(
+      `expected whole seconds between ${REPRODUCE_SECONDS.min} and ${REPRODUCE_SECONDS.max}`,
+    );
+  }
+  return number;
+}
+
 export interface DoctorOptions {
   json: boolean;
   /** Between the two readings of the kernel counters. */
@@ -9,6 +22,8 @@ export interface DoctorOptions {
   bpftrace: string;
   nodeLocalDns: string[];
   clusterDns: string[];
+  /** `--reproduce`: race in a throw-away lab for this long per scenario; undefined: no lab. */
+  reproduceSeconds?: number;
 }
 
 export type ParsedDoctorOptions =
@@ -70,6 +85,17 @@ export function buildDoctorCommand(): Command {
         .default([], 'none')
         .argParser(ipv4List),
     )
+    .addOption(
+      new Option(
+        '--reproduce',
+        'also race in a throw-away network-namespace lab on this node (root): does this kernel drop SNAT races, resolve DNAT clashes?',
+      ).default(false),
+    )
+    .addOption(
+      new Option('--reproduce-seconds <seconds>', 'time bound of each lab scenario')
+        .default(REPRODUCE_SECONDS.default, String(REPRODUCE_SECONDS.default))
+        .argParser(reproduceSeconds),
+    )
     .allowExcessArguments(false);
 }
 
@@ -78,8 +104,18 @@ export function parseDoctorOptions(argv: readonly string[]): ParsedDoctorOptions
   const command = buildDoctorCommand().name('conntrack-race-observer doctor');
   const parsed = parseCommandLine(command, argv);
   if (parsed.kind !== 'parsed') return parsed;
-  const { interval, ...rest } = command.opts<
-    Omit<DoctorOptions, 'intervalMs'> & { interval: number }
+  const { interval, reproduce, reproduceSeconds, ...rest } = command.opts<
+    Omit<DoctorOptions, 'intervalMs' | 'reproduceSeconds'> & {
+      interval: number;
+      reproduce: boolean;
+      reproduceSeconds: number;
+    }
   >();
-  return { kind: 'run', options: { ...rest, intervalMs: interval } };
+  if (!reproduce && command.getOptionValueSource('reproduceSeconds') === 'cli') {
+    return { kind: 'error', message: '--reproduce-seconds needs --reproduce' };
+  }
+  return {
+    kind: 'run',
+    options: { ...rest, intervalMs: interval, ...(reproduce ? { reproduceSeconds } : {}) },
+  };
 }

@@ -1,4 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
+import {
+  INSTALLED_GENERATOR_DIR,
+  RACE_GENERATORS,
+} from '../../src/diagnose/reproduce/generators.js';
 import { readRepoFile, repoPath } from './support/repo-paths.js';
 import { parseDocument } from './support/yaml.js';
 
@@ -101,7 +105,12 @@ function ignored(path: string): boolean {
 // Built and run for real by `scripts/image.sh test`; these checks need no engine at all.
 describe('Dockerfile, statically', () => {
   it('builds in one stage, installs the system in another and runs a flattened copy of it', () => {
-    expect(dockerfile.stages.map((s) => s.name)).toEqual(['build', 'system', 'runtime']);
+    expect(dockerfile.stages.map((s) => s.name)).toEqual([
+      'build',
+      'generators',
+      'system',
+      'runtime',
+    ]);
     expect(stage('runtime').base).toBe('scratch');
     // The whole system stage first, then the agent: what the system stage deleted stays out.
     expect(copies(stage('runtime'))[0]).toEqual({
@@ -117,7 +126,7 @@ describe('Dockerfile, statically', () => {
 
   it('pins every base image by exact version tag and digest, and never to latest', () => {
     const pulled = dockerfile.stages.filter((s) => s.base !== 'scratch');
-    expect(pulled.map((s) => s.name)).toEqual(['build', 'system']);
+    expect(pulled.map((s) => s.name)).toEqual(['build', 'generators', 'system']);
     for (const { base } of pulled) {
       expect(base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
       expect(base).not.toContain('latest');
@@ -162,7 +171,13 @@ describe('Dockerfile, statically', () => {
       '/app/node_modules',
     ];
     const fromStages = copies(stage('runtime')).filter((copy) => copy.from !== undefined);
-    expect(fromStages.map((copy) => copy.from)).toEqual(['system', 'build', 'build', 'build']);
+    expect(fromStages.map((copy) => copy.from)).toEqual([
+      'system',
+      'build',
+      'build',
+      'build',
+      'generators',
+    ]);
     for (const copy of fromStages.filter((c) => c.from === 'build')) {
       for (const source of copy.sources) {
         expect(produced.some((path) => source === path || source.startsWith(`${path}/`))).toBe(
@@ -247,5 +262,30 @@ describe('Dockerfile, statically', () => {
     const daemonSet = readFileSync(repoPath('deploy', 'base', 'daemonset.yaml'), 'utf8');
     expect(daemonSet).toMatch(/- --probes-dir\n\s+- \/app\/probes/);
     expect(parseDocument(daemonSet)).toBeDefined();
+  });
+
+  it('compiles every race generator of doctor --reproduce in its own stage and ships them where the doctor looks', () => {
+    const generators = stage('generators');
+    const install = generators.instructions.find((i) => /apt-get install/.test(i.args));
+    expect(install?.args).toMatch(/--no-install-recommends gcc=\S+ libc6-dev/);
+    expect(copies(generators)).toContainEqual({
+      from: undefined,
+      sources: ['generators'],
+      destination: './generators',
+    });
+    const compile = generators.instructions.find((i) => /\bgcc -O2\b/.test(i.args));
+    for (const name of RACE_GENERATORS) {
+      expect(compile?.args).toContain(name);
+      expect(existsSync(repoPath('generators', `${name}.c`))).toBe(true);
+    }
+    expect(compile?.args).toContain('"/out/$generator" "generators/$generator.c"');
+    expect(copies(stage('runtime'))).toContainEqual({
+      from: 'generators',
+      sources: ['/out/'],
+      destination: `${INSTALLED_GENERATOR_DIR}/`,
+    });
+    // The compiler is a build tool: nothing of the generators stage but /out reaches the image.
+    const system = stage('system').instructions.find((i) => /apt-get install/.test(i.args));
+    expect(system?.args).not.toMatch(/\bgcc\b/);
   });
 });

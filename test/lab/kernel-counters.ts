@@ -1,7 +1,8 @@
+import type { ConntrackStats } from '../../src/diagnose/reproduce/race-until.js';
 import { runIn } from './netns.js';
 
-/** Conntrack statistics of one namespace, summed over CPUs, as `conntrack -S` names them. */
-export type ConntrackStats = Readonly<Record<string, number>>;
+export { counterDelta } from '../../src/diagnose/reproduce/race-until.js';
+export type { ConntrackStats };
 
 /**
  * Reads the counters with conntrack(8), deliberately not with the agent's own parser of
@@ -19,14 +20,6 @@ export async function readConntrackStats(netns: string): Promise<ConntrackStats>
     }
   }
   return totals;
-}
-
-export function counterDelta(before: ConntrackStats, after: ConntrackStats): ConntrackStats {
-  const delta: Record<string, number> = {};
-  for (const key of Object.keys(after)) {
-    delta[key] = (after[key] ?? 0) - (before[key] ?? 0);
-  }
-  return delta;
 }
 
 /** One counter of /proc/net/snmp (e.g. Udp NoPorts) in a namespace. */

@@ -10,6 +10,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
+import { raceLabAddresses } from '../../src/diagnose/reproduce/race-lab.js';
 import { generatorPath, defaultBuildDir } from './generators.js';
 import { readConntrackStats, type ConntrackStats } from './kernel-counters.js';
 import { labIdOf, newLabId } from './lab-names.js';
@@ -25,16 +26,12 @@ import {
   type RunOptions,
 } from './netns.js';
 
-/** Fixed addresses of the lab; all inside 10.244.0.0/16, 10.96.0.0/12 and 192.0.2.0/24. */
+/**
+ * Fixed addresses of the lab: the doctor's reproduce lab's (pods, node, ClusterIP, backends),
+ * plus two upstream addresses only these tests use.
+ */
 export const labAddresses = {
-  bridge: '10.244.0.1',
-  podSubnet: '10.244.0.0/24',
-  /** The node's address on the upstream link: every pod flow is masqueraded to it. */
-  nodeUpstream: '192.0.2.1',
-  upstreamHost: '192.0.2.2',
-  clusterDns: '10.96.0.10',
-  /** Two real dnsmasq backends of the ClusterIP, in the upstream namespace. */
-  dnsBackends: ['192.0.2.53', '192.0.2.54'] as const,
+  ...raceLabAddresses,
   /** The node's firewall drops UDP/53 to this address (FORWARD and OUTPUT). */
   blockedDns: '192.0.2.66',
   /** Assigned in the upstream namespace, nothing listens on it. */

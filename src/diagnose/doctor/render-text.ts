@@ -1,3 +1,4 @@
+import type { ReproduceReport } from '../reproduce/run-reproduce.js';
 import type { DoctorReport } from './report.js';
 
 /** The report for a person at a terminal: the node first, then each pod, then what to do. */
@@ -37,6 +38,7 @@ export function renderDoctorText(report: DoctorReport): string {
   for (const source of node.natSources.filter((s) => !s.read)) {
     lines.push(`              (${source.backend} not read: ${source.detail ?? 'unknown'})`);
   }
+  if (report.reproduce) lines.push('', ...renderReproduce(report.reproduce));
   lines.push('', `Pods          ${report.pods.length} network namespace(s) with a resolver`);
   for (const pod of report.pods)
     lines.push(`  ${pod.subject}: ${pod.summary.replace(/^diagnosis: /, '')}`);
@@ -64,4 +66,27 @@ export function renderDoctorText(report: DoctorReport): string {
 
 function yes(value: boolean): string {
   return value ? 'yes' : 'no';
+}
+
+/** The lab's verdicts, one scenario per line with the counter deltas they rest on. */
+export function renderReproduce(reproduce: ReproduceReport): string[] {
+  const lines = [
+    `Reproduced    in a throw-away lab (${reproduce.namespaces.length} namespaces, removed), at most ${reproduce.secondsPerScenario} s per scenario; race generators ${reproduce.generators.origin} in ${reproduce.generators.dir}`,
+  ];
+  if (reproduce.staleRemoved.length > 0) {
+    lines.push(
+      `              removed first what a killed run left: ${reproduce.staleRemoved.join(', ')}`,
+    );
+  }
+  for (const scenario of reproduce.scenarios) {
+    const counters = Object.entries(scenario.kernel)
+      .map(([name, value]) => `${name} +${value}`)
+      .join(', ');
+    lines.push(
+      `  ${scenario.scenario.padEnd(11)} ${scenario.verdict.text}`,
+      `              dropped ${scenario.dropped}, resolved ${scenario.resolved} (lab node: ${counters}); ${scenario.datagramsSent} datagrams sent${scenario.enough ? '' : '; stopped at the time bound'}`,
+    );
+    for (const note of scenario.notes) lines.push(`              ${note}`);
+  }
+  return lines;
 }

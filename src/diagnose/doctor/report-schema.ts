@@ -22,6 +22,7 @@ import type {
 } from '../../events/diagnosis.js';
 import type { Remedy } from '../remedies.js';
 import type { CounterRates, DoctorPod, DoctorReport, Finding } from './report.js';
+import type { ReproduceReport } from '../reproduce/run-reproduce.js';
 
 const strings = { type: 'array', items: { type: 'string' } } as const;
 
@@ -288,6 +289,83 @@ const finding: JSONSchemaType<Finding> = {
   additionalProperties: false,
 };
 
+/** `--reproduce`: the lab's scenarios and the verdict on each (optional section). */
+const reproduce: JSONSchemaType<ReproduceReport> = {
+  type: 'object',
+  required: ['namespaces', 'staleRemoved', 'secondsPerScenario', 'generators', 'scenarios'],
+  properties: {
+    namespaces: { type: 'array', items: { type: 'string', pattern: '^cro-repro-' } },
+    staleRemoved: { type: 'array', items: { type: 'string', pattern: '^cro-repro-' } },
+    secondsPerScenario: { type: 'integer', minimum: 1 },
+    generators: {
+      type: 'object',
+      required: ['origin', 'dir'],
+      properties: {
+        origin: { type: 'string', enum: ['installed', 'built'] },
+        dir: { type: 'string' },
+      },
+      additionalProperties: false,
+    },
+    scenarios: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: [
+          'scenario',
+          'rounds',
+          'batches',
+          'durationMs',
+          'datagramsSent',
+          'sendErrors',
+          'dropped',
+          'resolved',
+          'kernel',
+          'hasClashResolveCounter',
+          'enough',
+          'verdict',
+          'remedies',
+          'notes',
+        ],
+        properties: {
+          scenario: { type: 'string', enum: ['snat-race', 'dnat-clash'] },
+          rounds: { type: 'integer', minimum: 0 },
+          batches: { type: 'integer', minimum: 0 },
+          durationMs: { type: 'number', minimum: 0 },
+          datagramsSent: { type: 'integer', minimum: 0 },
+          sendErrors: { type: 'integer', minimum: 0 },
+          dropped: { type: 'integer', minimum: 0 },
+          resolved: { type: 'integer', minimum: 0 },
+          kernel: { type: 'object', required: [], additionalProperties: { type: 'integer' } },
+          hasClashResolveCounter: { type: 'boolean' },
+          enough: { type: 'boolean' },
+          verdict: {
+            type: 'object',
+            required: ['id', 'text'],
+            properties: {
+              id: {
+                type: 'string',
+                enum: [
+                  'drops-snat-races',
+                  'no-snat-drop-seen',
+                  'drops-dnat-clashes',
+                  'resolves-dnat-clashes',
+                  'no-dnat-clash-seen',
+                ],
+              },
+              text: { type: 'string' },
+            },
+            additionalProperties: false,
+          },
+          remedies: { type: 'array', items: remedy },
+          notes: { type: 'array', items: { type: 'string' } },
+        },
+        additionalProperties: false,
+      },
+    },
+  },
+  additionalProperties: false,
+};
+
 export const doctorReportSchema: JSONSchemaType<DoctorReport> = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://github.com/conntrack-race-observer/doctor-report.schema.json',
@@ -310,6 +388,7 @@ export const doctorReportSchema: JSONSchemaType<DoctorReport> = {
     counters: { ...counterRates, nullable: true },
     pods: { type: 'array', items: doctorPod },
     findings: { type: 'array', items: finding },
+    reproduce: { ...reproduce, nullable: true },
   },
   additionalProperties: false,
 };

@@ -10,6 +10,7 @@ import { diagnoseNode } from '../node-diagnoser.js';
 import { diagnosePod } from '../pod-diagnoser.js';
 import { listPids, netnsInodeOfPid } from '../pod-processes.js';
 import { adviceFor, summaryOf, type Remedy } from '../remedies.js';
+import type { ReproduceReport } from '../reproduce/run-reproduce.js';
 
 export const DOCTOR_REPORT_VERSION = 1;
 
@@ -44,6 +45,8 @@ export interface DoctorReport {
     | { readonly mode: 'none'; readonly reason: string };
   readonly node: NodeDiagnosis;
   readonly counters?: CounterRates;
+  /** `--reproduce`: what this kernel did in a throw-away lab. */
+  readonly reproduce?: ReproduceReport;
   readonly pods: readonly DoctorPod[];
   readonly findings: readonly Finding[];
 }
@@ -61,6 +64,8 @@ export interface DoctorDependencies {
   readonly nodeLocalDnsIps: readonly string[];
   readonly clusterDnsIps: readonly string[];
   readonly intervalMs: number;
+  /** Runs the lab experiment once the node is diagnosed (`--reproduce`); absent: no lab. */
+  readonly reproduce?: (node: NodeDiagnosis) => Promise<ReproduceReport>;
 }
 
 const RATE_COLUMNS = ['insert_failed', 'drop', 'early_drop', 'clash_resolve'] as const;
@@ -80,14 +85,20 @@ export async function buildDoctorReport(deps: DoctorDependencies): Promise<Docto
   const node = await diagnoseNode({ ...deps });
   const counters = await readRates(deps);
   const pods = await diagnosePods(deps, node);
+  const reproduce = await deps.reproduce?.(node);
   return {
     version: DOCTOR_REPORT_VERSION,
     generatedAt: new Date(deps.clock.nowMs()).toISOString(),
     probeMode,
     node,
     ...(counters ? { counters } : {}),
+    ...(reproduce ? { reproduce } : {}),
     pods,
-    findings: [...nodeFindings(node, counters), ...pods.flatMap(podFindings)],
+    findings: [
+      ...nodeFindings(node, counters),
+      ...pods.flatMap(podFindings),
+      ...reproduceFindings(reproduce),
+    ],
   };
 }
 
@@ -246,4 +257,16 @@ function podFindings(pod: DoctorPod): Finding[] {
     }
   }
   return findings;
+}
+
+/** A drop seen in the lab is a finding: this kernel does it, whatever the pods do today. */
+function reproduceFindings(reproduce: ReproduceReport | undefined): Finding[] {
+  return (reproduce?.scenarios ?? [])
+    .filter((scenario) => scenario.dropped > 0)
+    .map((scenario) => ({
+      id: `reproduced-${scenario.verdict.id}`,
+      subject: `lab (${scenario.scenario})`,
+      text: scenario.verdict.text,
+      remedies: scenario.remedies,
+    }));
 }
