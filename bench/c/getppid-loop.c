@@ -5,7 +5,7 @@
  * prints {"calls":N,"seconds":S}
  */
 /* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
-#include "../../test/lab/c/lab-common.h"
+#include "../../generators/lab-common.h"
 #include <sys/syscall.h>
 
 static double seconds_now(void) { return (double)monotonic_ns() / 1e9; }

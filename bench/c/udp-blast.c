@@ -7,7 +7,7 @@
  * reported as ECONNREFUSED on the next send, so every datagram leaves.
  */
 /* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
-#include "../../test/lab/c/lab-common.h"
+#include "../../generators/lab-common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

@@ -4,7 +4,7 @@
  * prints {"event":"listening"} once bound, then {"received":N,"bytes":N} on exit.
  */
 /* The lab's helpers: die(), exit_with_parent(), monotonic_ns(). */
-#include "../../test/lab/c/lab-common.h"
+#include "../../generators/lab-common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
