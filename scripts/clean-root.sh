@@ -77,6 +77,9 @@ timestamped() {
 
 host_main() {
   [ "$(id -u)" -eq 0 ] || fail "must run as root (debootstrap, mount, chroot)"
+  # shellcheck source=scripts/lib/ensure-packages.sh
+  . "$(dirname "$script")/lib/ensure-packages.sh"
+  ensure_packages clean-root debootstrap util-linux git
   local tool
   for tool in debootstrap unshare chroot flock git; do
     command -v "$tool" >/dev/null || fail "'$tool' is required (apt-get install debootstrap util-linux git)"

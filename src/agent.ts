@@ -7,6 +7,7 @@ import type { AgentOptions } from './config/options.js';
 import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
 import { createLineDecoder } from './decode/decode.js';
 import { DnsDropCounts } from './decode/dns-drop-counts.js';
+import { InsertFailureCounts } from './decode/insert-failure-counts.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
@@ -187,7 +188,7 @@ export async function startAgent(
   // those of other namespaces are not.
   const onEvent = (event: ProbeEvent): void => {
     if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
-      crossCheck?.recordObserved();
+      crossCheck?.recordObserved(event.count ?? 1);
     }
     pipeline.handle(event);
   };
@@ -391,9 +392,9 @@ function probeDefinitions(
 }
 
 /**
- * The probes' printed count maps, turned into events by one DnsDropCounts per probe (a new
- * bpftrace run starts it over); drops the kernel counted without room for their key are
- * counted as such.
+ * The probes' printed count maps, turned into events by the trackers of each probe (a new
+ * bpftrace run starts them over; each reads only its own maps); occurrences the kernel counted
+ * without room for their key are counted as such.
  */
 function countsHandler(parts: {
   dropReasons: DropReasonTable;
@@ -402,28 +403,38 @@ function countsHandler(parts: {
   eventMetrics: EventMetrics;
   logger: Logger;
 }): (record: MapRecord, probe: string, run: number) => void {
-  const trackers = new Map<string, { run: number; counts: DnsDropCounts }>();
+  const monotonicNs = (): bigint => parts.clock.monotonicNs();
+  const trackersOf = (probe: string) => ({
+    dnsDrops: new DnsDropCounts({
+      probe,
+      reasonName: (code) => parts.dropReasons.nameOf(code),
+      monotonicNs,
+    }),
+    insertFailures: new InsertFailureCounts({ probe, monotonicNs }),
+  });
+  const byProbe = new Map<string, { run: number; trackers: ReturnType<typeof trackersOf> }>();
   return (record, probe, run) => {
-    let tracker = trackers.get(probe);
-    if (tracker === undefined || tracker.run !== run) {
-      tracker = {
-        run,
-        counts: new DnsDropCounts({
-          probe,
-          reasonName: (code) => parts.dropReasons.nameOf(code),
-          monotonicNs: () => parts.clock.monotonicNs(),
-        }),
-      };
-      trackers.set(probe, tracker);
+    let state = byProbe.get(probe);
+    if (state === undefined || state.run !== run) {
+      state = { run, trackers: trackersOf(probe) };
+      byProbe.set(probe, state);
     }
+    const { dnsDrops, insertFailures } = state.trackers;
+    const owner = dnsDrops.owns(record.map)
+      ? dnsDrops
+      : insertFailures.owns(record.map)
+        ? insertFailures
+        : undefined;
+    if (owner === undefined) return;
     if (record.type === 'map_cleared') {
-      tracker.counts.cleared(record.map);
+      owner.cleared(record.map);
       return;
     }
-    const update = tracker.counts.observe(record.map, record.entries);
+    const update = owner.observe(record.map, record.entries);
     for (const event of update.events) parts.onEvent(event);
-    for (const [reason, count] of update.uncounted) {
-      parts.eventMetrics.recordUncountedDnsDrops(reason, count);
+    for (const [name, count] of update.uncounted) {
+      if (owner === dnsDrops) parts.eventMetrics.recordUncountedDnsDrops(name, count);
+      else parts.eventMetrics.recordUncountedInsertFailures(name, count);
     }
     if (update.rejectedKeys.length > 0) {
       parts.eventMetrics.recordRejectedKeys(probe, update.rejectedKeys.length);

@@ -91,9 +91,10 @@ describe('the agent with Kubernetes against a real kernel', () => {
     expect(pod).toBeDefined();
     expect(event.involvedObject).toMatchObject({ namespace: pod!.namespace, name: pod!.name });
     expect(event.metadata.namespace).toBe(pod!.namespace);
-    expect(event.message).toContain(`${pod!.ip}:`);
+    // Counted in the kernel by address, not client port: the message names the client alone.
+    expect(event.message).toContain(`${pod!.ip} → `);
     expect(event.message).toContain('SNAT port-allocation race');
-    expect(event.message).toContain(`SNAT to ${labAddresses.nodeUpstream}:`);
+    expect(event.message).toContain(`SNAT to ${labAddresses.nodeUpstream} `);
     expect(event.message).toContain('--random-fully');
     expect(event.message).toContain('NodeLocal DNSCache');
     expect(event.reportingComponent).toBe('conntrack-race-observer');
@@ -101,6 +102,20 @@ describe('the agent with Kubernetes against a real kernel', () => {
   }
 
   /** Insert failures by losing pod IP, from the probe's own tuples in the agent's log. */
+  /** Insert failures counted per client address (the probe's original source) between two scrapes. */
+  function lossesByIp(before: Sample[], after: Sample[]): Map<string, number> {
+    const losses = new Map<string, number>();
+    for (const pod of cluster.pods) {
+      const where = { source_ip: pod.ip };
+      const lost =
+        sumOf(after, 'conntrack_observer_insert_failures_total', where) -
+        sumOf(before, 'conntrack_observer_insert_failures_total', where);
+      if (lost > 0) losses.set(pod.ip, lost);
+    }
+    return losses;
+  }
+
+  /** The client addresses of the insert failures the agent logged, one line per example. */
   function lossesByIpIn(records: readonly Record<string, unknown>[]): Map<string, number> {
     const losses = new Map<string, number>();
     for (const record of records) {
@@ -157,12 +172,12 @@ describe('the agent with Kubernetes against a real kernel', () => {
       const lossesPerPod = 2;
       const race = await snatRaceUntil(lab, {
         needed: lossesPerPod * cluster.pods.length,
-        stillMissing: () => {
-          const losses = lossesByIpIn(agent.logs.slice(logsBefore));
+        stillMissing: async () => {
+          const losses = lossesByIp(before, await scrape(agent.baseUrl));
           const short = cluster.pods.filter((pod) => (losses.get(pod.ip) ?? 0) < lossesPerPod);
           if (short.length === 0) return undefined;
           const lost = short.map((pod) => `${pod.name} lost ${losses.get(pod.ip) ?? 0}`);
-          return `${lost.join(', ')} of ${lossesPerPod} each, by the agent's log`;
+          return `${lost.join(', ')} of ${lossesPerPod} each, by the agent's counts`;
         },
       });
       const kernelFailures = race.kernel.insert_failed ?? 0;
@@ -174,10 +189,14 @@ describe('the agent with Kubernetes against a real kernel', () => {
       );
       expect(labelled).toBe(kernelFailures);
 
-      // Which pod lost each race, from the probe's own tuple rather than the resolver.
-      const lossesByIp = lossesByIpIn(agent.logs.slice(logsBefore));
-      expect([...lossesByIp.values()].reduce((a, b) => a + b, 0)).toBe(kernelFailures);
-      expect([...lossesByIp.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
+      // Which pod lost each race, from the probe's own tuple (source_ip) rather than the resolver.
+      const losses = lossesByIp(before, await scrape(agent.baseUrl));
+      expect([...losses.values()].reduce((a, b) => a + b, 0)).toBe(kernelFailures);
+      expect([...losses.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
+      // The log has examples of them, with both tuples, each from a racing pod.
+      const examples = lossesByIpIn(agent.logs.slice(logsBefore));
+      expect(examples.size).toBeGreaterThan(0);
+      expect([...examples.keys()].every((ip) => podAt(ip) !== undefined)).toBe(true);
 
       // The first occurrence is posted at once; the rest follow in one patch per patch interval.
       const countedSince = () =>
@@ -192,17 +211,17 @@ describe('the agent with Kubernetes against a real kernel', () => {
       events.forEach(expectInsertFailedEvent);
       const after = await scrape(agent.baseUrl);
       for (const pod of cluster.pods) {
-        const losses = lossesByIp.get(pod.ip) ?? 0;
-        expect(losses).toBeGreaterThanOrEqual(lossesPerPod);
+        const podLosses = losses.get(pod.ip) ?? 0;
+        expect(podLosses).toBeGreaterThanOrEqual(lossesPerPod);
         // One aggregated Event per losing pod, not one per drop.
         const onPod = events.filter((event) => event.involvedObject.uid === pod.uid);
         expect(onPod).toHaveLength(1);
-        expect(countSince(onPod[0]!, eventsBefore)).toBe(losses);
+        expect(countSince(onPod[0]!, eventsBefore)).toBe(podLosses);
         const labels = { race: 'snat', namespace: pod.namespace, pod: pod.name };
         expect(
           sumOf(after, 'conntrack_observer_insert_failures_total', labels) -
             sumOf(before, 'conntrack_observer_insert_failures_total', labels),
-        ).toBe(losses);
+        ).toBe(podLosses);
       }
       expect(
         fake

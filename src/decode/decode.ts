@@ -267,7 +267,14 @@ function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
 
 /** Field counts by record and schema version. */
 const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map([
-  ['insert_failed', new Map([['1', CONNTRACK_FIELD_COUNT]])],
+  [
+    'insert_failed',
+    new Map([
+      ['1', CONNTRACK_FIELD_COUNT],
+      // Schema 2: the same fields, an example of failures the probe counts in the kernel.
+      ['2', CONNTRACK_FIELD_COUNT],
+    ]),
+  ],
   ['clash_resolved', new Map([['1', CONNTRACK_FIELD_COUNT]])],
   [
     'dns_drop',
@@ -313,7 +320,9 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
         ? dnsDropEvent(fields, probe, reasonName)
         : record === 'snat_port_alloc'
           ? snatPortAllocationEvent(fields, probe)
-          : conntrackEvent(record as 'insert_failed' | 'clash_resolved', fields, probe);
+          : record === 'insert_failed' && fields[1] === '2'
+            ? { ...conntrackEvent('insert_failed', fields, probe), count: 0 }
+            : conntrackEvent(record as 'insert_failed' | 'clash_resolved', fields, probe);
     return { type: 'event', event };
   } catch (error) {
     if (error instanceof FieldError) return rejected('bad_field', `${record}: ${error.message}`);

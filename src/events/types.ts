@@ -42,6 +42,12 @@ export interface InsertFailureEvent extends ProbeEventBase {
   readonly original: FlowTuple;
   readonly reply: FlowTuple;
   readonly race: RaceKind;
+  /**
+   * How many failures this event stands for, as for DnsDropEvent: absent, one seen alone; 0,
+   * an example printed with both tuples (the kernel's counts carry it); above 0, the growth
+   * of one key of the probe's in-kernel counts, whose client ports are not kept (0).
+   */
+  readonly count?: number;
 }
 
 /** The kernel resolved a clash without dropping (kprobe mode only). */

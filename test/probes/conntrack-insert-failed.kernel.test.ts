@@ -1,4 +1,5 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
+import { InsertFailureCounts } from '../../src/decode/insert-failure-counts.js';
 import type { InsertFailureEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
@@ -19,8 +20,10 @@ let probe: ProbeRun;
 
 beforeAll(async () => {
   lab = await createLab();
+  // A generation period of 3 s: the races span several swaps and clearings of the maps.
   probe = await startProbe('tracepoint/conntrack-insert-failed.bt', [
     String(dropReason(reasons, 'NETFILTER_DROP')),
+    '3',
   ]);
 }, timeoutMs);
 
@@ -29,47 +32,90 @@ afterAll(async () => {
   await lab?.destroy();
 }, timeoutMs);
 
-/** The insert failures the probe reported in the lab's node namespace (other labs may run). */
-function nodeInsertFailures(): InsertFailureEvent[] {
+/** The examples the probe printed in the lab's node namespace, with both tuples; they count nothing. */
+function nodeExamples(): InsertFailureEvent[] {
   return probe.lines.flatMap((line) => {
     const decoded = decode(line);
     return decoded.type === 'event' &&
       decoded.event.kind === 'insert_failed' &&
+      decoded.event.count === 0 &&
       decoded.event.netnsInode === lab.node.netnsInode
       ? [decoded.event]
       : [];
   });
 }
 
+/** Every failure the probe counted in the kernel so far, read from its maps as the agent reads them. */
+function countedFailures(): InsertFailureEvent[] {
+  const counts = new InsertFailureCounts({ probe: probeName, monotonicNs: () => 0n });
+  const counted: InsertFailureEvent[] = [];
+  for (const line of probe.lines) {
+    const decoded = decode(line);
+    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
+    if (decoded.type !== 'counts') continue;
+    const update = counts.observe(decoded.map, decoded.entries);
+    expect(update.rejectedKeys).toEqual([]);
+    expect(update.uncounted).toEqual(new Map());
+    counted.push(...update.events);
+  }
+  return counted;
+}
+
+const inNode = (events: InsertFailureEvent[]): InsertFailureEvent[] =>
+  events.filter((event) => event.netnsInode === lab.node.netnsInode);
+const total = (events: InsertFailureEvent[]): number =>
+  events.reduce((sum, event) => sum + (event.count ?? 0), 0);
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * The events reported since `already`, once `expected` of them arrived (or 5 s passed), plus
- * a quiet half-second so that an extra one would be caught too.
+ * What the probe counted in the node namespace while `run` ran, once it reaches `expected` (or
+ * 5 s passed) and one more print showed nothing more; and the examples it printed of them.
  */
-async function eventsSince(already: number, expected: number): Promise<InsertFailureEvent[]> {
+async function countedDuring(run: () => Promise<number>): Promise<{
+  kernel: number;
+  count: number;
+  counted: InsertFailureEvent[];
+  examples: InsertFailureEvent[];
+}> {
+  // The lines only grow, so the failures counted before are a prefix of those counted after.
+  const countedBefore = countedFailures().length;
+  const examplesBefore = nodeExamples().length;
+  const kernel = await run();
+  const since = () => inNode(countedFailures().slice(countedBefore));
   const deadline = Date.now() + 5000;
-  while (nodeInsertFailures().length < already + expected && Date.now() < deadline) {
-    await sleep(50);
-  }
-  await sleep(500);
-  return nodeInsertFailures().slice(already);
+  while (total(since()) < kernel && Date.now() < deadline) await sleep(200);
+  await sleep(1200);
+  const counted = since();
+  return { kernel, count: total(counted), counted, examples: nodeExamples().slice(examplesBefore) };
 }
 
 describe('tracepoint/conntrack-insert-failed.bt', () => {
   it(
     'reports exactly the insert failures the kernel counts in the node namespace, each with the pod tuple and the SNAT reply tuple',
     async () => {
-      const already = nodeInsertFailures().length;
+      // Enough losses for "exactly" to mean something.
+      const { kernel, count, counted, examples } = await countedDuring(
+        async () => (await snatRaceUntil(lab, { needed: 20 })).kernel['insert_failed'] ?? 0,
+      );
 
-      // Enough losses for "exactly" to mean something; each one is checked below.
-      const race = await snatRaceUntil(lab, { needed: 20 });
-      const events = await eventsSince(already, race.kernel['insert_failed'] ?? 0);
-
-      expect(race.kernel['insert_failed']).toBeGreaterThanOrEqual(20);
-      expect(events).toHaveLength(race.kernel['insert_failed']!);
+      expect(kernel).toBeGreaterThanOrEqual(20);
+      expect(count).toBe(kernel);
       const podIps = lab.pods.map((pod) => pod.ip);
-      for (const event of events) {
+      for (const event of counted) {
+        expect(podIps).toContain(event.original.srcIp);
+        expect(event.original).toMatchObject({ dstIp: labAddresses.dnsBackends[0], dstPort: 53 });
+        expect(event.reply).toMatchObject({
+          srcIp: labAddresses.dnsBackends[0],
+          srcPort: 53,
+          dstIp: labAddresses.nodeUpstream,
+        });
+        expect(event.race).toBe('snat');
+        expect(event.protocol).toBe('udp');
+      }
+      // The first few of each second are printed with both tuples, ports included.
+      expect(examples.length).toBeGreaterThan(0);
+      for (const event of examples) {
         expect(podIps).toContain(event.original.srcIp);
         expect(event.original).toMatchObject({ dstIp: labAddresses.dnsBackends[0], dstPort: 53 });
         // Masqueraded to the node's upstream address, the pod's source port kept.
@@ -91,14 +137,17 @@ describe('tracepoint/conntrack-insert-failed.bt', () => {
   it(
     'never reports a firewall drop, forwarded or sent by the node itself',
     async () => {
-      const already = nodeInsertFailures().length;
+      let firewallDrops = 0;
+      const { count, examples } = await countedDuring(async () => {
+        const forwarded = await runDnsBlocked(lab, { queries: 20, from: 'pod' });
+        const local = await runDnsBlocked(lab, { queries: 20, from: 'node' });
+        firewallDrops = forwarded.firewallDrops + local.firewallDrops;
+        return 0;
+      });
 
-      const forwarded = await runDnsBlocked(lab, { queries: 20, from: 'pod' });
-      const local = await runDnsBlocked(lab, { queries: 20, from: 'node' });
-
-      expect(forwarded.firewallDrops).toBe(20);
-      expect(local.firewallDrops).toBe(20);
-      expect(await eventsSince(already, 0)).toEqual([]);
+      expect(firewallDrops).toBe(40);
+      expect(count).toBe(0);
+      expect(examples).toEqual([]);
     },
     timeoutMs,
   );
@@ -132,9 +181,12 @@ describe('tracepoint/conntrack-insert-failed.bt', () => {
         'counter',
         'drop',
       ]);
-      const already = nodeInsertFailures().length;
       try {
-        const burst = await sendQueries(lab, lab.pods[0]!.netns, labAddresses.silentDns, 15, 100);
+        let sent = 0;
+        const { count, examples } = await countedDuring(async () => {
+          sent = (await sendQueries(lab, lab.pods[0]!.netns, labAddresses.silentDns, 15, 100)).sent;
+          return 0;
+        });
         const { stdout } = await lab.exec(lab.node.netns, 'nft', [
           'list',
           'chain',
@@ -143,9 +195,10 @@ describe('tracepoint/conntrack-insert-failed.bt', () => {
           'post',
         ]);
 
-        expect(burst.sent).toBe(15);
+        expect(sent).toBe(15);
         expect(stdout).toMatch(/counter packets 15 /);
-        expect(await eventsSince(already, 0)).toEqual([]);
+        expect(count).toBe(0);
+        expect(examples).toEqual([]);
       } finally {
         await lab.exec(lab.node.netns, 'nft', ['delete', 'table', 'ip', table]);
       }
@@ -156,17 +209,18 @@ describe('tracepoint/conntrack-insert-failed.bt', () => {
   it(
     'stays silent while the kernel resolves DNAT clashes',
     async () => {
-      const already = nodeInsertFailures().length;
+      let clash: Awaited<ReturnType<typeof dnatClashUntil>> | undefined;
+      const { count } = await countedDuring(async () => {
+        clash = await dnatClashUntil(lab, { needed: 20 });
+        return clash.kernel['insert_failed'] ?? 0;
+      });
 
-      const clash = await dnatClashUntil(lab, { needed: 20 });
-      const events = await eventsSince(already, clash.kernel['insert_failed'] ?? 0);
-
-      expect(clash.kernel['clash_resolve']).toBeGreaterThanOrEqual(20);
+      expect(clash!.kernel['clash_resolve']).toBeGreaterThanOrEqual(20);
       // Resolved clashes are never reported. A clash the kernel fails to resolve (its reply
       // tuple taken by an older entry: rare, seen once in some 10,000 resolved ones) is a real
       // insert failure, and then it must be reported: the count follows the kernel's.
-      expect(events).toHaveLength(clash.kernel['insert_failed']!);
-      expect(clash.kernel['insert_failed']! * 10).toBeLessThan(clash.kernel['clash_resolve']!);
+      expect(count).toBe(clash!.kernel['insert_failed']);
+      expect(clash!.kernel['insert_failed']! * 10).toBeLessThan(clash!.kernel['clash_resolve']!);
     },
     timeoutMs,
   );

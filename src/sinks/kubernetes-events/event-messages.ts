@@ -44,7 +44,7 @@ const RACE_TEXT: Record<RaceKind, { name: string; how: (e: InsertFailureEvent) =
   snat: {
     name: 'SNAT port-allocation race when leaving the node',
     how: (e) =>
-      `Another flow leaving the node at the same instant was given the same source ${e.reply.dstIp}:${e.reply.dstPort} after SNAT and won the conntrack insert.`,
+      `Another flow leaving the node at the same instant was given the same source ${endpoint(e.reply.dstIp, e.reply.dstPort)} after SNAT and won the conntrack insert.`,
   },
   dnat: {
     name: 'DNAT race towards a ClusterIP',
@@ -160,12 +160,12 @@ export function describeFlow(
   let text = `${protocol.toUpperCase()} ${noun} ${srcName}${endpoint(original.srcIp, original.srcPort)} → ${dstName}${endpoint(original.dstIp, original.dstPort)}`;
   if (reply && (race === 'dnat' || race === 'snat_dnat')) {
     const backend = attribution.backendPod ? ` (${shortName(attribution.backendPod.name)})` : '';
-    text += `, DNAT to ${reply.srcIp}:${reply.srcPort}${backend}`;
+    text += `, DNAT to ${endpoint(reply.srcIp, reply.srcPort)}${backend}`;
   } else if (!reply && attribution.backendPod) {
     text += ` (backend ${shortName(attribution.backendPod.name)})`;
   }
   if (reply && (race === 'snat' || race === 'snat_dnat'))
-    text += `, SNAT to ${reply.dstIp}:${reply.dstPort}`;
+    text += `, SNAT to ${endpoint(reply.dstIp, reply.dstPort)}`;
   return text;
 }
 

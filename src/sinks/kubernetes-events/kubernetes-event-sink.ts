@@ -54,7 +54,7 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
       // Counted in the kernel: the Event counts what the counts say, not the examples.
-      const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
+      const occurrences = event.count ?? 1;
       if (occurrences === 0) return;
       const pod = attribution.pod;
       const hostNetwork = !pod && this.options.isNodeAddress(attribution.sourceIp);

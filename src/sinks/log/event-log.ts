@@ -48,7 +48,8 @@ export class EventLog {
     // The growth of a probe's in-kernel counts: the metrics hold it, and the probe's examples
     // of those drops (count 0) are what is logged, with their ports and times.
     const { event } = attributed;
-    if (event.kind === 'dns_drop' && event.count !== undefined && event.count > 0) return;
+    if ((event.kind === 'dns_drop' || event.kind === 'insert_failed') && (event.count ?? 0) > 0)
+      return;
     this.rollWindowIfDue();
     if (this.linesInWindow < this.options.maxLinesPerWindow) {
       this.linesInWindow += 1;

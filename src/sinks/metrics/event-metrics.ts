@@ -185,9 +185,9 @@ export class EventMetrics {
       this.snatAllocationAttempts.observe(event.attempts);
       return;
     }
-    // A DNS drop stands for as many datagrams as its count: 0 for an example of drops the
-    // probe counts in the kernel, which the count's own event carries.
-    const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
+    // A drop stands for as many packets as its count: 0 for an example of drops the probe
+    // counts in the kernel, which the count's own event carries.
+    const occurrences = occurrencesOf(event);
     if (occurrences === 0) return;
     const { pod, service } = attribution;
     const namespace = pod?.namespace ?? '';
@@ -244,6 +244,24 @@ export class EventMetrics {
       this.createSeries(key, this.dnsDrops, {
         reason,
         direction: 'unknown',
+        source_ip: '',
+        namespace: '',
+        pod: '',
+        service: '',
+      });
+    this.count(series, count);
+  }
+
+  /**
+   * Insert failures the kernel counted in its totals but had no room to key: counted under
+   * their race kind with no client, so that the sum is still every failure.
+   */
+  recordUncountedInsertFailures(race: string, count: number): void {
+    const key = 'i' + SEPARATOR + race + SEPARATOR + 'uncounted';
+    const series =
+      this.series.get(key) ??
+      this.createSeries(key, this.insertFailures, {
+        race,
         source_ip: '',
         namespace: '',
         pod: '',
@@ -345,6 +363,11 @@ export class EventMetrics {
     this.series.delete(series.key);
     this.sourceSeries.delete(series.key);
   }
+}
+
+/** How many packets an event stands for (docs/probe-events.md, "Counted in the kernel"). */
+export function occurrencesOf(event: AttributedEvent['event']): number {
+  return event.kind === 'dns_drop' || event.kind === 'insert_failed' ? (event.count ?? 1) : 1;
 }
 
 function isMeasurement(value: number): boolean {

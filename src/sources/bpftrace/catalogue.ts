@@ -109,21 +109,24 @@ function requireReason(context: ProbeArgumentContext, name: string): string {
 const noArgs = (): string[] => [];
 
 /**
- * The DNS-drop probe counts in the kernel (docs/probe-events.md): its detailed maps swap
- * generations this often, so keys of departed pods and flows leave within two periods.
+ * The DNS-drop and insert-failure probes count in the kernel (docs/probe-events.md): their
+ * detailed maps swap generations this often, so keys of departed pods and flows leave within
+ * two periods.
  */
-export const DNS_DROP_GENERATION_SECONDS = 300;
+export const COUNT_MAP_GENERATION_SECONDS = 300;
 /**
- * Keys per map (bpftrace's own default is 4,096). A key is one client, server, reason and
- * namespace — not one port — so a node's DNS drops need far fewer; past it the kernel still
- * counts the drop in its totals and the agent reports it uncounted. 8,192 keys of two
- * generations cost about 1.5 MB of keys plus 8 bytes per CPU and key.
+ * Keys per map (bpftrace's own default is 4,096). A key is one client, server, reason or race
+ * and namespace — not one client port — so a node needs far fewer; past it the kernel still
+ * counts the occurrence in its totals and the agent reports it uncounted. 8,192 keys of two
+ * generations cost about 1.5 MB of keys plus 8 bytes per CPU and key, per probe.
  */
-export const DNS_DROP_MAP_KEYS = 8192;
+export const COUNT_MAP_KEYS = 8192;
+
+const countMapEnv = { BPFTRACE_MAP_KEYS_MAX: String(COUNT_MAP_KEYS) };
 
 const dnsDropCounting = {
-  positionalArgs: (): string[] => [String(DNS_DROP_GENERATION_SECONDS)],
-  env: { BPFTRACE_MAP_KEYS_MAX: String(DNS_DROP_MAP_KEYS) },
+  positionalArgs: (): string[] => [String(COUNT_MAP_GENERATION_SECONDS)],
+  env: countMapEnv,
 };
 
 export const probeCatalogue: readonly ProbeSpec[] = [
@@ -141,7 +144,11 @@ export const probeCatalogue: readonly ProbeSpec[] = [
           dropReasons: ['NETFILTER_DROP'],
           structs: ['sk_buff', 'nf_conn'],
         },
-        positionalArgs: (context) => [requireReason(context, 'NETFILTER_DROP')],
+        positionalArgs: (context) => [
+          requireReason(context, 'NETFILTER_DROP'),
+          String(COUNT_MAP_GENERATION_SECONDS),
+        ],
+        env: countMapEnv,
       },
     ],
   },
@@ -155,7 +162,8 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       {
         script: 'kprobe/conntrack-confirm.bt',
         requires: { kprobes: 'conntrack-confirm', structs: ['sk_buff', 'nf_conn'] },
-        positionalArgs: noArgs,
+        positionalArgs: (): string[] => [String(COUNT_MAP_GENERATION_SECONDS)],
+        env: countMapEnv,
       },
     ],
   },

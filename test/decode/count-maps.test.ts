@@ -1,6 +1,7 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import type { DecodedLine } from '../../src/decode/decoded-line.js';
 import { DnsDropCounts } from '../../src/decode/dns-drop-counts.js';
+import { InsertFailureCounts } from '../../src/decode/insert-failure-counts.js';
 
 const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
 const reasonName = (code: number): string => reasonNames[code] ?? `UNKNOWN_${code}`;
@@ -165,5 +166,60 @@ describe('DnsDropCounts: cumulative kernel counts to events', () => {
     observe(counter, '@dns_drops_0', { [firewallKey]: 5 });
     counter.reset();
     expect(observe(counter, '@dns_drops_0', { [firewallKey]: 5 }).events[0]?.count).toBe(5);
+  });
+});
+
+describe('InsertFailureCounts: the insert-failure probes kernel counts to events', () => {
+  const counter = () =>
+    new InsertFailureCounts({ probe: 'tracepoint/conntrack-insert-failed', monotonicNs: () => 9n });
+  // Server ports as the tuple holds them, network order read little-endian: 53 is 0x3500.
+  const port53 = 0x3500;
+
+  it('reads the race kind, both addresses of each side and the server ports', () => {
+    const tracker = counter();
+    const snat = key([NETNS, 1, 17, POD, UPSTREAM, port53, UPSTREAM, port53, NODE]);
+    const record = counts(mapLine('@insert_failures_1', { [snat]: 4 }));
+    const { events } = tracker.observe(record.map, record.entries);
+    expect(events).toEqual([
+      {
+        kind: 'insert_failed',
+        probe: 'tracepoint/conntrack-insert-failed',
+        monotonicNs: 9n,
+        cpu: 0,
+        netnsInode: NETNS,
+        protocol: 'udp',
+        ctStatus: 0x180,
+        original: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '192.0.2.53', dstPort: 53 },
+        reply: { srcIp: '192.0.2.53', srcPort: 53, dstIp: '192.0.2.1', dstPort: 0 },
+        race: 'snat',
+        count: 4,
+      },
+    ]);
+  });
+
+  it('reports a full map by race kind, and rejects a race code it does not know', () => {
+    const tracker = counter();
+    const observeLine = (map: string, entries: Record<string, number>) => {
+      const record = counts(mapLine(map, entries));
+      return tracker.observe(record.map, record.entries);
+    };
+    observeLine('@insert_failure_totals', { '3': 2 });
+    observeLine('@insert_failures_0', {});
+    expect(observeLine('@insert_failure_totals', { '3': 2 }).uncounted).toEqual(
+      new Map([['snat_dnat', 2]]),
+    );
+    const bad = key([NETNS, 4, 17, POD, UPSTREAM, port53, UPSTREAM, port53, NODE]);
+    expect(observeLine('@insert_failures_0', { [bad]: 1 }).rejectedKeys).toEqual([bad]);
+  });
+
+  it('reads a schema-2 insert_failed line as an example that counts nothing', () => {
+    const line = JSON.stringify({
+      type: 'printf',
+      data: 'insert_failed 2 5036542919870 1 4026532420 0x190 17 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000 nf_hook_slow\n',
+    });
+    expect(decode(line)).toMatchObject({
+      type: 'event',
+      event: { kind: 'insert_failed', race: 'snat', count: 0 },
+    });
   });
 });
