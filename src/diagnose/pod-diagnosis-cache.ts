@@ -80,6 +80,11 @@ export class PodDiagnosisCache {
     return NOT_YET;
   }
 
+  /** The last reading of a pod by uid, without asking for one (read-only views). */
+  peek(uid: string): PodDiagnosisResult | undefined {
+    return this.entries.get(`uid:${uid}`)?.result;
+  }
+
   /** Resolves once nothing waits to be read (tests, the doctor). */
   async idle(): Promise<void> {
     while (this.working) await this.working;

@@ -46,15 +46,26 @@ export function podFactsOf(pod: V1Pod): PodFacts | undefined {
 /** The DNS settings and container ids of this node's pods, by uid, as the informer sees them. */
 export class PodFactsIndex {
   private readonly byUid = new Map<string, PodFacts>();
+  /** namespace/name → uid. */
+  private readonly uidByName = new Map<string, string>();
 
   upsert(pod: V1Pod): void {
     const facts = podFactsOf(pod);
-    if (facts) this.byUid.set(facts.uid, facts);
+    if (!facts) return;
+    this.byUid.set(facts.uid, facts);
+    this.uidByName.set(`${pod.metadata?.namespace}/${pod.metadata?.name}`, facts.uid);
   }
 
   remove(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (uid) this.byUid.delete(uid);
+    const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+    if (this.uidByName.get(key) === uid) this.uidByName.delete(key);
+  }
+
+  /** The uid of a pod of this node known by name. */
+  uidOf(namespace: string, name: string): string | undefined {
+    return this.uidByName.get(`${namespace}/${name}`);
   }
 
   get(uid: string): PodFacts | undefined {
