@@ -84,10 +84,10 @@ export class MetricsServer implements Lifecycle {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    const pod = path === undefined ? null : POD_PATH.exec(path);
-    if (pod && this.options.podStory) {
-      const lookup = this.options.podStory;
-      this.authorized(request, response, () => this.servePod(response, lookup, pod[1]!, pod[2]!));
+    const [, namespace, name] = (path === undefined ? null : POD_PATH.exec(path)) ?? [];
+    const lookup = this.options.podStory;
+    if (namespace !== undefined && name !== undefined && lookup) {
+      this.authorized(request, response, () => this.servePod(response, lookup, namespace, name));
       return;
     }
     switch (path) {
