@@ -20,7 +20,7 @@ function countedMetrics(registry: Registry): EventMetrics {
   metrics.record(attributed(insertFailure({ race: 'snat' }), podA), true);
   metrics.record(attributed(insertFailure({ race: 'dnat' }), podA), true);
   metrics.record(attributed(dnsDrop({ count: 5 }), podA), true);
-  metrics.record(attributed(dnsDrop({ direction: 'reply', count: 2 }), podA), true);
+  metrics.record(attributed(dnsDrop({ direction: 'response', count: 2 }), podA), true);
   metrics.record(attributed(insertFailure({ race: 'snat' })), true);
   return metrics;
 }
