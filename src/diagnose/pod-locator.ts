@@ -1,6 +1,5 @@
-import type { PodDiagnosis, PodDiagnosisResult } from '../events/diagnosis.js';
+import type { PodDiagnosis, PodDiagnosisResult, PodDnsSpec } from '../events/diagnosis.js';
 import type { PodDiagnosisRequest } from './pod-diagnoser.js';
-import type { PodFacts } from './pod-diagnosis-cache.js';
 
 export interface PodLocatorDependencies {
   /** Reads one pod; undefined when none of its processes is visible. */
@@ -14,7 +13,11 @@ export interface PodToLocate {
   readonly pod?: { readonly uid: string; readonly namespace: string; readonly name: string };
   /** The address its traffic came from (standalone) or its status.podIP; may be empty. */
   readonly ip: string;
-  readonly facts?: PodFacts;
+  /** What the API says of the pod (PodFacts): its DNS spec and container names. */
+  readonly facts?: {
+    readonly spec: PodDnsSpec;
+    readonly containerNames: ReadonlyMap<string, string>;
+  };
 }
 
 /**
