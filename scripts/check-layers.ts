@@ -21,6 +21,8 @@ export const SRC_LAYERS: readonly (readonly string[])[] = [
   ['diagnose'],
   ['event-pipeline.ts'],
   ['sinks'],
+  // The kubectl plugin: reads what the agent serves, runs apart from it.
+  ['kubectl'],
   // The composition root: only these wire the stages together.
   ['kubernetes-parts.ts', 'agent.ts', 'system-dependencies.ts', 'main.ts'],
 ];

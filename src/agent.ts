@@ -43,6 +43,7 @@ import { EventMetrics } from './sinks/metrics/event-metrics.js';
 import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
 import { metricsSecurity, type MetricsSecurity } from './sinks/metrics/metrics-security.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
+import { podStoryLookup } from './sinks/metrics/pod-story.js';
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
 export interface AgentDependencies {
@@ -230,6 +231,12 @@ export async function startAgent(
     registry,
     readiness,
     ...security,
+    podStory: podStoryLookup({
+      nodeName: plan.nodeName ?? '',
+      counts: (namespace, name) => eventMetrics.podCounts(namespace, name),
+      ...(kubernetes ? { uidOf: (ns, name) => kubernetes.podFacts.uidOf(ns, name) } : {}),
+      diagnosisOf: (uid) => diagnosis.diagnosisOfPod(uid),
+    }),
     // A refused token is the scraper's business; a review that failed is the operator's.
     onAuthRefused: (decision) =>
       'reason' in decision && / failed: /.test(decision.reason)

@@ -154,6 +154,12 @@ async function doctorSystem(signal: AbortSignal) {
     clock: system.clock,
     procRoot: system.procRoot,
     reproduceLab: await reproduceDependencies(system.procRoot, signal),
+    env: {
+      NODE_NAME: process.env.NODE_NAME,
+      KUBECONFIG: process.env.KUBECONFIG,
+      KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST,
+      KUBERNETES_SERVICE_PORT: process.env.KUBERNETES_SERVICE_PORT,
+    },
   };
 }
 

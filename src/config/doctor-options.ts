@@ -24,6 +24,15 @@ export interface DoctorOptions {
   clusterDns: string[];
   /** `--reproduce`: race in a throw-away lab for this long per scenario; undefined: no lab. */
   reproduceSeconds?: number;
+  /** `--kubeconfig`: resolved with KUBECONFIG and in-cluster as the agent does. */
+  kubeconfig?: string;
+  /** `--node-name`, else NODE_NAME: whose pods to list. */
+  nodeName?: string;
+}
+
+/** What the doctor's options read from the environment (the entry point passes it). */
+export interface DoctorEnv {
+  readonly NODE_NAME?: string;
 }
 
 export type ParsedDoctorOptions =
@@ -45,7 +54,7 @@ function ipv4List(value: string): string[] {
 }
 
 /** `conntrack-race-observer doctor`: a one-shot report of the node and its pods. */
-export function buildDoctorCommand(): Command {
+export function buildDoctorCommand(env: DoctorEnv = {}): Command {
   return new Command('doctor')
     .description(
       'One-shot report: is this node affected by conntrack NAT races, and what should change? Exit 0: nothing at risk; 1: findings; 2: bad usage.',
@@ -96,12 +105,27 @@ export function buildDoctorCommand(): Command {
         .default(REPRODUCE_SECONDS.default, String(REPRODUCE_SECONDS.default))
         .argParser(reproduceSeconds),
     )
+    .addOption(
+      new Option(
+        '--kubeconfig <file>',
+        "kubeconfig to read this node's pods with (else KUBECONFIG, else in-cluster, else none)",
+      ),
+    )
+    .addOption(
+      new Option(
+        '--node-name <name>',
+        'this node, whose pods are listed (default: NODE_NAME)',
+      ).default(env.NODE_NAME || undefined),
+    )
     .allowExcessArguments(false);
 }
 
 /** Parses the arguments after `doctor`. Never exits, never throws. */
-export function parseDoctorOptions(argv: readonly string[]): ParsedDoctorOptions {
-  const command = buildDoctorCommand().name('conntrack-race-observer doctor');
+export function parseDoctorOptions(
+  argv: readonly string[],
+  env: DoctorEnv = {},
+): ParsedDoctorOptions {
+  const command = buildDoctorCommand(env).name('conntrack-race-observer doctor');
   const parsed = parseCommandLine(command, argv);
   if (parsed.kind !== 'parsed') return parsed;
   const { interval, reproduce, reproduceSeconds, ...rest } = command.opts<
@@ -111,6 +135,8 @@ export function parseDoctorOptions(argv: readonly string[]): ParsedDoctorOptions
       reproduceSeconds: number;
     }
   >();
+  if (rest.kubeconfig === '') return { kind: 'error', message: '--kubeconfig needs a file' };
+  if (rest.nodeName === '') return { kind: 'error', message: '--node-name needs a name' };
   if (!reproduce && command.getOptionValueSource('reproduceSeconds') === 'cli') {
     return { kind: 'error', message: '--reproduce-seconds needs --reproduce' };
   }

@@ -111,6 +111,12 @@ export class DiagnosisStage implements Lifecycle {
     return { pod: this.pods.lookup(attributed.attribution), node: this.node };
   }
 
+  /** A pod's last diagnosis and the node's, without reading anything (the /pods endpoint). */
+  diagnosisOfPod(uid: string): EventDiagnosis | undefined {
+    const pod = this.pods.peek(uid);
+    return pod ? { pod, node: this.node } : undefined;
+  }
+
   /** Resolves once the node has been read and no pod waits to be (tests). */
   async idle(): Promise<void> {
     await this.nodeReading;

@@ -2,6 +2,7 @@ import type { Attribution } from '../events/types.js';
 import type { PodDiagnosis, PodDiagnosisResult, PodDnsSpec } from '../events/diagnosis.js';
 import type { Clock } from '../shared/clock.js';
 import type { PodDiagnosisRequest } from './pod-diagnoser.js';
+import { locateAndDiagnosePod } from './pod-locator.js';
 
 /** What the Kubernetes informers know of a pod on this node, for its diagnosis. */
 export interface PodFacts {
@@ -79,6 +80,11 @@ export class PodDiagnosisCache {
     return NOT_YET;
   }
 
+  /** The last reading of a pod by uid, without asking for one (read-only views). */
+  peek(uid: string): PodDiagnosisResult | undefined {
+    return this.entries.get(`uid:${uid}`)?.result;
+  }
+
   /** Resolves once nothing waits to be read (tests, the doctor). */
   async idle(): Promise<void> {
     while (this.working) await this.working;
@@ -121,32 +127,12 @@ export class PodDiagnosisCache {
   private async read(attribution: Attribution): Promise<Omit<Entry, 'readAtMs'>> {
     const pod = attribution.pod;
     const facts = pod ? this.options.podFacts?.(pod.uid) : undefined;
-    const base = facts ? { spec: facts.spec, containerNames: facts.containerNames } : {};
-    const resourceVersion = facts?.resourceVersion;
-    if (pod) {
-      const byUid = await this.options.diagnose({
-        ...base,
-        target: { by: 'pod-uid', uid: pod.uid },
-        foundBy: 'pod-uid',
-      });
-      if (byUid) return { result: byUid, resourceVersion };
-    }
-    const inode = await this.options.namespaceOfIp(attribution.sourceIp);
-    if (inode !== undefined) {
-      const byIp = await this.options.diagnose({
-        ...base,
-        target: { by: 'netns', inode },
-        foundBy: pod ? 'pod-ip' : 'netns',
-      });
-      if (byIp) return { result: byIp, resourceVersion };
-    }
-    return {
-      result: {
-        status: 'unknown',
-        reason: `no process of ${pod ? `pod ${pod.namespace}/${pod.name}` : attribution.sourceIp} is visible from the node (hostPID needed)`,
-      },
-      resourceVersion,
-    };
+    const result = await locateAndDiagnosePod(this.options, {
+      ip: attribution.sourceIp,
+      ...(pod ? { pod } : {}),
+      ...(facts ? { facts } : {}),
+    });
+    return { result, resourceVersion: facts?.resourceVersion };
   }
 
   private store(key: string, entry: Omit<Entry, 'readAtMs'>): void {

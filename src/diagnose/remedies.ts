@@ -9,6 +9,7 @@ import type {
   EventDiagnosis,
   NodeDiagnosis,
   PodDiagnosis,
+  PodDnsSpec,
 } from '../events/diagnosis.js';
 import type { DnsDropEvent, InsertFailureEvent, RaceKind } from '../events/types.js';
 
@@ -284,7 +285,11 @@ function toYaml(value: object): string {
 
 /** The pod's dnsConfig options with single-request-reopen added. */
 function withSingleRequestReopen(pod: PodDiagnosis | undefined): DnsOption[] {
-  return [...existingOptions(pod), { name: 'single-request-reopen' }].map((option) =>
+  return withSingleRequestReopenIn(pod?.spec);
+}
+
+function withSingleRequestReopenIn(spec: PodDnsSpec | undefined): DnsOption[] {
+  return [...existingOptions(spec), { name: 'single-request-reopen' }].map((option) =>
     option.value === undefined ? { name: option.name } : { name: option.name, value: option.value },
   );
 }
@@ -300,8 +305,16 @@ function flowYaml(pod: PodDiagnosis): string {
   return dump({ dnsConfig: { options } }, { ...YAML_STYLE, flowLevel: 1 }).trimEnd();
 }
 
-function existingOptions(pod: PodDiagnosis | undefined): readonly DnsOption[] {
-  return (pod?.spec?.dnsConfig?.options ?? []).filter((o) => o.name !== 'single-request-reopen');
+/**
+ * The pod spec fragment adding single-request-reopen to a spec's dnsConfig options, keeping the
+ * others: the options list has no merge key, so a patch replaces it whole.
+ */
+export function singleRequestReopenYaml(spec: PodDnsSpec | undefined): string {
+  return toYaml({ spec: { dnsConfig: { options: withSingleRequestReopenIn(spec) } } });
+}
+
+function existingOptions(spec: PodDnsSpec | undefined): readonly DnsOption[] {
+  return (spec?.dnsConfig?.options ?? []).filter((o) => o.name !== 'single-request-reopen');
 }
 
 function names(containers: readonly ContainerDiagnosis[]): string {

@@ -226,6 +226,12 @@ export interface FakeApiServer {
   reviewCount(kind: 'tokenreviews' | 'subjectaccessreviews'): number;
   /** The spec of every SubjectAccessReview received, in order. */
   accessReviewSpecs(): K8sObject[];
+  /**
+   * Answers `GET /api/v1/namespaces/<ns>/pods/[<scheme>:]<name>:<port>/proxy/<path>` by
+   * forwarding to `target` (e.g. `http://127.0.0.1:<port>` of a server the test runs), as the
+   * API server's pod proxy does. The caller's Authorization header is not forwarded.
+   */
+  proxyPod(namespace: string, name: string, port: number, target: string): void;
   /** Open watch streams. */
   watcherCount(resource?: ResourceName): number;
   /**
@@ -263,6 +269,7 @@ class FakeApiServerImpl implements FakeApiServer {
   private readonly tokenUsers = new Map<string, FakeUser>();
   private readonly grants: NonResourceGrant[] = [];
   private readonly accessReviews: K8sObject[] = [];
+  private readonly podProxies = new Map<string, string>();
   private latency: { ms: number; match?: (request: RequestInfo) => boolean } = { ms: 0 };
   private rv = 1000;
   private compactedRv = 0;
@@ -592,6 +599,11 @@ class FakeApiServerImpl implements FakeApiServer {
       this.subjectAccessReview(body, res);
       return;
     }
+    const proxy = POD_PROXY.exec(info.path);
+    if (proxy && req.method === 'GET') {
+      await this.forwardToPod(proxy, url, res);
+      return;
+    }
     if (!route) {
       sendStatus(res, 404, 'NotFound', 'the server could not find the requested resource');
       return;
@@ -632,6 +644,34 @@ class FakeApiServerImpl implements FakeApiServer {
       'MethodNotAllowed',
       `the server does not allow this method on the requested resource`,
     );
+  }
+
+  proxyPod(namespace: string, name: string, port: number, target: string): void {
+    this.podProxies.set(`${namespace}/${name}:${port}`, target);
+  }
+
+  private async forwardToPod(match: RegExpExecArray, url: URL, res: ServerResponse): Promise<void> {
+    const [, namespace = '', scheme, name = '', port = '', rest = ''] = match;
+    const pod = this.get('pods', namespace, decodeURIComponent(name));
+    if (!pod) {
+      sendStatus(res, 404, 'NotFound', notFoundMessage('pods', name));
+      return;
+    }
+    const target = this.podProxies.get(`${namespace}/${decodeURIComponent(name)}:${port}`);
+    if (!target || (scheme !== undefined && !target.startsWith(`${scheme}:`))) {
+      sendStatus(
+        res,
+        503,
+        'ServiceUnavailable',
+        `error trying to reach service: dial tcp ${pod.status?.podIP ?? ''}:${port}: connect: connection refused`,
+      );
+      return;
+    }
+    const answer = await fetch(`${target}/${rest}${url.search}`);
+    const headers: Record<string, string> = {};
+    const type = answer.headers.get('content-type');
+    if (type) headers['content-type'] = type;
+    res.writeHead(answer.status, headers).end(await answer.text());
   }
 
   /**
@@ -759,6 +799,7 @@ class FakeApiServerImpl implements FakeApiServer {
       const items = [...this.store.get(resource)!.values()]
         .filter((object) => namespace === undefined || object.metadata?.namespace === namespace)
         .filter((object) => matchesSelector(object, selector))
+        .filter((object) => matchesLabels(object, query.get('labelSelector')))
         .sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
       snapshot = { items, rv: this.rv };
     }
@@ -1036,6 +1077,10 @@ function parseContinue(token: string): { id: number; offset: number } | undefine
   return undefined;
 }
 
+/** `/api/v1/namespaces/<ns>/pods/[<scheme>:]<name>[:<port>]/proxy/<path>`. */
+const POD_PROXY =
+  /^\/api\/v1\/namespaces\/([^/]+)\/pods\/(?:(https?):)?([^/:]+):(\d+)\/proxy\/(.*)$/;
+
 function parseRoute(pathname: string): Route | undefined {
   for (const resource of Object.keys(RESOURCES) as ResourceName[]) {
     const { prefix, namespaced } = RESOURCES[resource];
@@ -1069,6 +1114,18 @@ function parseSelector(resource: ResourceName, raw: string | null): FieldRequire
     requirements.push({ field, value, equals: op !== '!=' });
   }
   return requirements;
+}
+
+/** Equality-based label selectors (`a=b,c==d,e!=f`), the form the agent's tools send. */
+function matchesLabels(object: K8sObject, raw: string | null): boolean {
+  if (!raw) return true;
+  const labels: Record<string, string> = object.metadata?.labels ?? {};
+  return raw.split(',').every((term) => {
+    const match = /^([^!=]+)(!=|==|=)(.*)$/.exec(term.trim());
+    if (!match) return false;
+    const [, key = '', op, value] = match;
+    return (labels[key] === value) === (op !== '!=');
+  });
 }
 
 function matchesSelector(object: K8sObject, selector: readonly FieldRequirement[]): boolean {

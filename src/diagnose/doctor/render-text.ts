@@ -1,4 +1,5 @@
 import type { ReproduceReport } from '../reproduce/run-reproduce.js';
+import type { DoctorKubernetes } from './kubernetes-pods.js';
 import type { DoctorReport } from './report.js';
 
 /** The report for a person at a terminal: the node first, then each pod, then what to do. */
@@ -42,6 +43,7 @@ export function renderDoctorText(report: DoctorReport): string {
   lines.push('', `Pods          ${report.pods.length} network namespace(s) with a resolver`);
   for (const pod of report.pods)
     lines.push(`  ${pod.subject}: ${pod.summary.replace(/^diagnosis: /, '')}`);
+  if (report.kubernetes) lines.push('', ...renderKubernetes(report.kubernetes));
   lines.push('');
   if (report.findings.length === 0) {
     lines.push('No findings: nothing on this node is at risk of these races.');
@@ -87,6 +89,48 @@ export function renderReproduce(reproduce: ReproduceReport): string[] {
       `              dropped ${scenario.dropped}, resolved ${scenario.resolved} (lab node: ${counters}); ${scenario.datagramsSent} datagrams sent${scenario.enough ? '' : '; stopped at the time bound'}`,
     );
     for (const note of scenario.notes) lines.push(`              ${note}`);
+  }
+  return lines;
+}
+
+/** Per pod of the node: what its spec asks for, what its containers use, what to change. */
+export function renderKubernetes(kubernetes: DoctorKubernetes): string[] {
+  const lines = [
+    `Kubernetes    ${kubernetes.pods.length} pod(s) on node ${kubernetes.nodeName} (${kubernetes.server}, ${kubernetes.source})`,
+  ];
+  for (const pod of kubernetes.pods) {
+    const { spec } = pod;
+    const config = spec.dnsConfig;
+    const asked = [
+      `dnsPolicy ${spec.dnsPolicy ?? 'ClusterFirst'}`,
+      spec.hostNetwork ? 'hostNetwork' : '',
+      config?.nameservers?.length ? `nameservers ${config.nameservers.join(', ')}` : '',
+      config?.searches?.length ? `searches ${config.searches.join(', ')}` : '',
+      config?.options?.length
+        ? `options ${config.options.map((o) => (o.value === undefined ? o.name : `${o.name}:${o.value}`)).join(', ')}`
+        : '',
+    ].filter((part) => part !== '');
+    lines.push(`  ${pod.namespace}/${pod.name}`, `      spec:     ${asked.join('; ')}`);
+    if (!pod.read) lines.push(`      uses:     not read (${pod.notRead ?? 'unknown'})`);
+    for (const container of pod.containers) {
+      const conf = container.resolvConf;
+      const libc = `${container.libc.kind}${container.libc.version ? ` ${container.libc.version}` : ''}`;
+      const detail = conf
+        ? `nameserver ${container.nameservers.map((n) => `${n.address} (${n.kind})`).join(', ') || 'none'}; search ${conf.search.join(' ') || 'none'}; ndots:${conf.options.ndots}${conf.options.singleRequestReopen ? ', single-request-reopen' : ''}${conf.options.singleRequest ? ', single-request' : ''}${conf.options.useVc ? ', use-vc' : ''}`
+        : 'resolv.conf not read';
+      lines.push(`      uses:     ${container.name}: ${libc}, ${detail}`);
+    }
+    for (const note of pod.notes) lines.push(`      note:     ${note}`);
+    for (const remedy of pod.remedies) {
+      lines.push(`      remedy:   ${remedy.text}`);
+      if (remedy.yaml)
+        lines.push(
+          ...remedy.yaml
+            .trimEnd()
+            .split('\n')
+            .map((l) => `          ${l}`),
+        );
+    }
   }
   return lines;
 }

@@ -23,6 +23,7 @@ import type {
 import type { Remedy } from '../remedies.js';
 import type { CounterRates, DoctorPod, DoctorReport, Finding } from './report.js';
 import type { ReproduceReport } from '../reproduce/run-reproduce.js';
+import type { DoctorKubernetes, DoctorKubernetesPod } from './kubernetes-pods.js';
 
 const strings = { type: 'array', items: { type: 'string' } } as const;
 
@@ -366,6 +367,48 @@ const reproduce: JSONSchemaType<ReproduceReport> = {
   additionalProperties: false,
 };
 
+const kubernetesPod: JSONSchemaType<DoctorKubernetesPod> = {
+  type: 'object',
+  required: [
+    'namespace',
+    'name',
+    'uid',
+    'spec',
+    'read',
+    'containers',
+    'summary',
+    'remedies',
+    'notes',
+  ],
+  properties: {
+    namespace: { type: 'string' },
+    name: { type: 'string' },
+    uid: { type: 'string' },
+    spec: podDnsSpec,
+    read: { type: 'boolean' },
+    foundBy: { type: 'string', enum: ['pod-uid', 'pod-ip', 'netns'], nullable: true },
+    notRead: { type: 'string', nullable: true },
+    containers: { type: 'array', items: container },
+    summary: { type: 'string' },
+    remedies: { type: 'array', items: remedy },
+    notes: strings,
+  },
+  additionalProperties: false,
+};
+
+/** `--kubeconfig` or in-cluster: this node's pods from the API (optional section). */
+const kubernetes: JSONSchemaType<DoctorKubernetes> = {
+  type: 'object',
+  required: ['nodeName', 'source', 'server', 'pods'],
+  properties: {
+    nodeName: { type: 'string', minLength: 1 },
+    source: { type: 'string', enum: ['flag', 'env', 'in-cluster'] },
+    server: { type: 'string' },
+    pods: { type: 'array', items: kubernetesPod },
+  },
+  additionalProperties: false,
+};
+
 export const doctorReportSchema: JSONSchemaType<DoctorReport> = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://github.com/conntrack-race-observer/doctor-report.schema.json',
@@ -389,6 +432,7 @@ export const doctorReportSchema: JSONSchemaType<DoctorReport> = {
     pods: { type: 'array', items: doctorPod },
     findings: { type: 'array', items: finding },
     reproduce: { ...reproduce, nullable: true },
+    kubernetes: { ...kubernetes, nullable: true },
   },
   additionalProperties: false,
 };

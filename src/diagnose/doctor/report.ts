@@ -5,12 +5,18 @@ import type { NodeDiagnosis, PodDiagnosis } from '../../events/diagnosis.js';
 import type { Clock } from '../../shared/clock.js';
 import { parseConntrackStatFile } from '../../sources/kernel-stats/conntrack-stat-file.js';
 import type { HostFiles } from '../host-files.js';
+import type { NameserverContext } from '../nameserver-kind.js';
 import { localAddressesOfFibTrie } from '../netns-addresses.js';
 import { diagnoseNode } from '../node-diagnoser.js';
 import { diagnosePod } from '../pod-diagnoser.js';
 import { listPids, netnsInodeOfPid } from '../pod-processes.js';
 import { adviceFor, summaryOf, type Remedy } from '../remedies.js';
 import type { ReproduceReport } from '../reproduce/run-reproduce.js';
+import {
+  readKubernetesPods,
+  type DoctorKubernetes,
+  type NodePodLister,
+} from './kubernetes-pods.js';
 
 export const DOCTOR_REPORT_VERSION = 1;
 
@@ -48,7 +54,17 @@ export interface DoctorReport {
   /** `--reproduce`: what this kernel did in a throw-away lab. */
   readonly reproduce?: ReproduceReport;
   readonly pods: readonly DoctorPod[];
+  /** `--kubeconfig`/in-cluster: this node's pods as the API has them, beside what they use. */
+  readonly kubernetes?: DoctorKubernetes;
   readonly findings: readonly Finding[];
+}
+
+/** How the doctor reaches the API server, when it does. */
+export interface DoctorKubernetesAccess {
+  readonly nodeName: string;
+  readonly source: string;
+  readonly server: string;
+  readonly listPods: NodePodLister;
 }
 
 export interface DoctorDependencies {
@@ -66,6 +82,8 @@ export interface DoctorDependencies {
   readonly intervalMs: number;
   /** Runs the lab experiment once the node is diagnosed (`--reproduce`); absent: no lab. */
   readonly reproduce?: (node: NodeDiagnosis) => Promise<ReproduceReport>;
+  /** Lists this node's pods; absent: no Kubernetes section. */
+  readonly kubernetes?: DoctorKubernetesAccess;
 }
 
 const RATE_COLUMNS = ['insert_failed', 'drop', 'early_drop', 'clash_resolve'] as const;
@@ -85,6 +103,9 @@ export async function buildDoctorReport(deps: DoctorDependencies): Promise<Docto
   const node = await diagnoseNode({ ...deps });
   const counters = await readRates(deps);
   const pods = await diagnosePods(deps, node);
+  const kubernetes = deps.kubernetes
+    ? await readKubernetes(deps, deps.kubernetes, node)
+    : undefined;
   const reproduce = await deps.reproduce?.(node);
   return {
     version: DOCTOR_REPORT_VERSION,
@@ -94,11 +115,38 @@ export async function buildDoctorReport(deps: DoctorDependencies): Promise<Docto
     ...(counters ? { counters } : {}),
     ...(reproduce ? { reproduce } : {}),
     pods,
+    ...(kubernetes ? { kubernetes } : {}),
     findings: [
       ...nodeFindings(node, counters),
       ...pods.flatMap(podFindings),
       ...reproduceFindings(reproduce),
     ],
+  };
+}
+
+async function readKubernetes(
+  deps: DoctorDependencies,
+  access: DoctorKubernetesAccess,
+  node: NodeDiagnosis,
+): Promise<DoctorKubernetes> {
+  const pods = await readKubernetesPods(
+    {
+      files: deps.files,
+      procRoot: deps.procRoot,
+      clock: deps.clock,
+      nodeName: access.nodeName,
+      listPods: access.listPods,
+      nameserverContext: nameserverContext(deps, node),
+    },
+    node,
+  );
+  return { nodeName: access.nodeName, source: access.source, server: access.server, pods };
+}
+
+function nameserverContext(deps: DoctorDependencies, node: NodeDiagnosis): NameserverContext {
+  return {
+    clusterDnsIps: new Set(deps.clusterDnsIps),
+    nodeLocalDnsIps: new Set([...deps.nodeLocalDnsIps, ...node.nodeLocalDns.addresses]),
   };
 }
 
@@ -140,10 +188,7 @@ async function diagnosePods(deps: DoctorDependencies, node: NodeDiagnosis): Prom
         files: deps.files,
         procRoot: deps.procRoot,
         clock: deps.clock,
-        nameserverContext: () => ({
-          clusterDnsIps: new Set(deps.clusterDnsIps),
-          nodeLocalDnsIps: new Set([...deps.nodeLocalDnsIps, ...node.nodeLocalDns.addresses]),
-        }),
+        nameserverContext: () => nameserverContext(deps, node),
       },
       { target: { by: 'netns', inode }, foundBy: 'netns' },
     );

@@ -11,6 +11,8 @@ interface Series {
   readonly counter: Counter;
   readonly labels: Labels;
   pending: number;
+  /** Every occurrence counted since the series was created (`podCounts`). */
+  total: number;
   /** When an event last counted in it after a scrape (clock ms); see `count`. */
   lastCountedMs: number;
 }
@@ -39,6 +41,13 @@ export interface EventMetricsOptions {
   /** Wall-clock milliseconds; the injected clock's `nowMs`. */
   readonly nowMs?: () => number;
   readonly retention?: SourceSeriesRetention;
+}
+
+/** One pod's event counts, by race or drop reason. */
+export interface PodEventCounts {
+  readonly insertFailures: Readonly<Record<string, number>>;
+  readonly clashesResolved: Readonly<Record<string, number>>;
+  readonly dnsDrops: Readonly<Record<string, number>>;
 }
 
 export type SeriesForgottenReason = 'idle' | 'limit';
@@ -305,6 +314,29 @@ export class EventMetrics {
     return forgotten;
   }
 
+  /**
+   * A pod's counts as its series hold them (read-only): insert failures and resolved clashes by
+   * race, DNS drops by reason (both directions summed). Empty objects for a pod with none.
+   */
+  podCounts(namespace: string, name: string): PodEventCounts {
+    const counts = { insertFailures: {}, clashesResolved: {}, dnsDrops: {} } as {
+      [K in keyof PodEventCounts]: Record<string, number>;
+    };
+    for (const key of this.seriesKeysByPod.get(`${namespace}/${name}`) ?? []) {
+      const series = this.series.get(key);
+      if (series === undefined) continue;
+      const [group, label] =
+        series.counter === this.insertFailures
+          ? [counts.insertFailures, series.labels.race]
+          : series.counter === this.clashesResolved
+            ? [counts.clashesResolved, series.labels.race]
+            : [counts.dnsDrops, series.labels.reason];
+      if (label === undefined) continue;
+      group[label] = (group[label] ?? 0) + series.total;
+    }
+    return counts;
+  }
+
   /** How many series the cache holds: bounded like the exported ones. */
   cachedSeries(): number {
     return this.series.size;
@@ -333,10 +365,11 @@ export class EventMetrics {
       }
     }
     series.pending += occurrences;
+    series.total += occurrences;
   }
 
   private createSeries(key: string, counter: Counter, labels: Labels): Series {
-    const series: Series = { key, counter, labels, pending: 0, lastCountedMs: 0 };
+    const series: Series = { key, counter, labels, pending: 0, total: 0, lastCountedMs: 0 };
     this.series.set(key, series);
     if (labels.pod) {
       const podKey = `${labels.namespace}/${labels.pod}`;

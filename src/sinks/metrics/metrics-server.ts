@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { AuthDecision } from './metrics-auth.js';
+import type { PodStoryLookup } from './pod-story.js';
 
 export interface Readiness {
   ready: boolean;
@@ -25,7 +26,15 @@ export interface MetricsServerOptions {
   authorize?: (authorization: string | undefined) => Promise<AuthDecision>;
   /** Told of a refused or failed authorization (not of each allowed scrape). */
   onAuthRefused?: (decision: Exclude<AuthDecision, { status: 200 }>) => void;
+  /**
+   * Serves `GET /pods/<namespace>/<name>`: a pod's counts, diagnosis and remedies as JSON,
+   * behind the same authorization as /metrics. Absent: 404.
+   */
+  podStory?: PodStoryLookup;
 }
+
+/** `/pods/<namespace>/<name>`: DNS-label names, percent-decoded. */
+const POD_PATH = /^\/pods\/([^/]+)\/([^/]+)$/;
 
 /** Serves /metrics, /healthz (the process answers) and /readyz (probes attached, API synced). */
 export class MetricsServer implements Lifecycle {
@@ -75,19 +84,15 @@ export class MetricsServer implements Lifecycle {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
+    const [, namespace, name] = (path === undefined ? null : POD_PATH.exec(path)) ?? [];
+    const lookup = this.options.podStory;
+    if (namespace !== undefined && name !== undefined && lookup) {
+      this.authorized(request, response, () => this.servePod(response, lookup, namespace, name));
+      return;
+    }
     switch (path) {
       case '/metrics':
-        if (this.options.authorize) {
-          this.options.authorize(request.headers.authorization).then(
-            (decision) => {
-              if (decision.status === 200) this.serveMetrics(response);
-              else this.refuse(response, decision);
-            },
-            (error: unknown) => this.refuse(response, { status: 500, reason: String(error) }),
-          );
-          return;
-        }
-        this.serveMetrics(response);
+        this.authorized(request, response, () => this.serveMetrics(response));
         return;
       case '/healthz':
         response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
@@ -102,6 +107,46 @@ export class MetricsServer implements Lifecycle {
       default:
         response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
+  }
+
+  /** Serves when the request may read /metrics (anyone, without an authorizer). */
+  private authorized(request: IncomingMessage, response: ServerResponse, serve: () => void): void {
+    if (!this.options.authorize) {
+      serve();
+      return;
+    }
+    this.options.authorize(request.headers.authorization).then(
+      (decision) => {
+        if (decision.status === 200) serve();
+        else this.refuse(response, decision);
+      },
+      (error: unknown) => this.refuse(response, { status: 500, reason: String(error) }),
+    );
+  }
+
+  private servePod(
+    response: ServerResponse,
+    lookup: PodStoryLookup,
+    rawNamespace: string,
+    rawName: string,
+  ): void {
+    let story;
+    try {
+      story = lookup(decodeURIComponent(rawNamespace), decodeURIComponent(rawName));
+    } catch (error) {
+      const status = error instanceof URIError ? 400 : 500;
+      response.writeHead(status, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
+      return;
+    }
+    if (!story) {
+      response
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(`${JSON.stringify({ error: 'pod not known to this agent' })}\n`);
+      return;
+    }
+    response
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(`${JSON.stringify(story)}\n`);
   }
 
   private serveMetrics(response: ServerResponse): void {
