@@ -168,7 +168,11 @@ export async function startAgent(
   const kernelLogger = logger.child({ component: 'kernel' });
   const crossCheck =
     plan.probes.length > 0
-      ? new UnexplainedInsertFailures({ registry, logger: kernelLogger })
+      ? new UnexplainedInsertFailures({
+          registry,
+          logger: kernelLogger,
+          nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
+        })
       : undefined;
   const tableFull = new TableFullDetector();
   const counters = new ConntrackCounters({

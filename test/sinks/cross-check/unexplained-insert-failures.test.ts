@@ -25,7 +25,13 @@ function reading(
 function setup() {
   const registry = new Registry();
   const { logger, records } = capturingLogger();
-  const check = new UnexplainedInsertFailures({ registry, logger });
+  // Each kernel reading is one poll of the agent's default period (5 s) after the one before.
+  let nowMs = 0;
+  const check = new UnexplainedInsertFailures({
+    registry,
+    logger,
+    nowMs: () => (nowMs += 5_000),
+  });
   const unexplained = () =>
     metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
   const coverage = () => metricValue(registry, 'conntrack_observer_probe_coverage_ratio', {});
@@ -130,5 +136,33 @@ describe('unexplained insert failures', () => {
     const { check, overReporting } = setup();
     check.observeKernel(reading(0));
     expect(await overReporting()).toBe(0);
+  });
+});
+
+describe('UnexplainedInsertFailures with polls faster than the probes print their counts', () => {
+  it('waits out the grace time before a shortfall counts, however many polls it spans', async () => {
+    const registry = new Registry();
+    const { logger } = capturingLogger();
+    let nowMs = 0;
+    const check = new UnexplainedInsertFailures({
+      registry,
+      logger,
+      graceMs: 3_000,
+      nowMs: () => (nowMs += 500),
+    });
+    const unexplained = () =>
+      metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
+    check.observeKernel(reading(0));
+    // Five failures the counts will bring a second later: four polls of 0.5 s see them missing.
+    for (let poll = 0; poll < 4; poll += 1) check.observeKernel(reading(5));
+    expect(await unexplained()).toBe(0);
+    check.recordObserved(5);
+    for (let poll = 0; poll < 10; poll += 1) check.observeKernel(reading(5));
+    expect(await unexplained()).toBe(0);
+    // Two that never arrive: counted once they have lasted the grace time.
+    for (let poll = 0; poll < 6; poll += 1) check.observeKernel(reading(7));
+    expect(await unexplained()).toBe(0);
+    for (let poll = 0; poll < 2; poll += 1) check.observeKernel(reading(7));
+    expect(await unexplained()).toBe(2);
   });
 });
