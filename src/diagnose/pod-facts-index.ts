@@ -5,6 +5,9 @@ import type { PodFacts } from './pod-diagnosis-cache.js';
 export class PodFactsIndex {
   private readonly byUid = new Map<string, PodFacts>();
 
+  /** `onChange` is told each pod listed or changed, e.g. to diagnose it before its first event. */
+  constructor(private readonly onChange?: (facts: PodFacts) => void) {}
+
   upsert(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
@@ -18,8 +21,11 @@ export class PodFactsIndex {
       if (id) containerNames.set(id, status.name);
     }
     const dnsConfig = pod.spec?.dnsConfig;
-    this.byUid.set(uid, {
+    const facts: PodFacts = {
       uid,
+      namespace: pod.metadata?.namespace ?? '',
+      name: pod.metadata?.name ?? '',
+      ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
       resourceVersion: pod.metadata?.resourceVersion ?? '',
       ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
       spec: {
@@ -43,7 +49,9 @@ export class PodFactsIndex {
           : {}),
       },
       containerNames,
-    });
+    };
+    this.byUid.set(uid, facts);
+    this.onChange?.(facts);
   }
 
   remove(pod: V1Pod): void {
