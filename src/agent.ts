@@ -132,6 +132,9 @@ export async function startAgent(
         clock,
         delay: realDelay,
         forgetPod: (namespace, name) => eventMetrics.forgetPod(namespace, name),
+        // Called once the informers run, after `diagnosis` below exists.
+        onPodFacts: (facts) => diagnosis.podSeen(facts),
+        whenDiagnosed: (attributed) => diagnosis.whenDiagnosed(attributed),
       })
     : undefined;
   const resolver: AttributionResolver = kubernetes?.cluster.resolver ?? standaloneResolver;
@@ -140,7 +143,7 @@ export async function startAgent(
     { name: 'log', handle: (e) => eventLog.record(e) },
   ];
   if (kubernetes) sinks.push(kubernetes.events);
-  const diagnosis = new DiagnosisStage({
+  const diagnosis: DiagnosisStage = new DiagnosisStage({
     files: createHostFiles(),
     procRoot: deps.procRoot,
     netnsPid: plan.watchedPid,
@@ -155,6 +158,8 @@ export async function startAgent(
     nodeLocalDnsIps: options.nodeLocalDns,
     podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
     clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
+    // Standalone, the pods are found as network namespaces; with Kubernetes, by the informer.
+    discoverNamespaces: kubernetes ? undefined : { delay: realDelay },
   });
   const pipeline = new EventPipeline({
     resolver: () => resolver,

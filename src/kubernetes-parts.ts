@@ -10,9 +10,13 @@ import {
   type EventRecorderOptions,
 } from './sinks/kubernetes-events/event-recorder.js';
 import { coreV1EventsApi, type EventsApi } from './sinks/kubernetes-events/events-api.js';
-import { KubernetesEventSink } from './sinks/kubernetes-events/kubernetes-event-sink.js';
+import {
+  KubernetesEventSink,
+  type KubernetesEventSinkOptions,
+} from './sinks/kubernetes-events/kubernetes-event-sink.js';
 import { PodSeriesJanitor } from './sinks/metrics/pod-series-janitor.js';
 import { PodFactsIndex } from './diagnose/pod-facts-index.js';
+import type { PodFacts } from './diagnose/pod-diagnosis-cache.js';
 
 export interface KubernetesPartsOptions {
   readonly kubeConfig: KubeConfig;
@@ -23,6 +27,10 @@ export interface KubernetesPartsOptions {
   readonly delay: Delay;
   /** Removes a deleted pod's metric series once its grace period has passed. */
   readonly forgetPod: (namespace: string, name: string) => void;
+  /** Told each pod of this node listed or changed, to diagnose it before its first event. */
+  readonly onPodFacts?: (facts: PodFacts) => void;
+  /** The diagnosis a new Event waits for (KubernetesEventSinkOptions.whenDiagnosed). */
+  readonly whenDiagnosed?: KubernetesEventSinkOptions['whenDiagnosed'];
   /** Defaults to CoreV1Api on `kubeConfig`. */
   readonly eventsApi?: EventsApi;
   /** Shorter timings for tests; the defaults are config/tuning.ts's. */
@@ -70,7 +78,7 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
     onError: (error, namespace, pod) =>
       logger.error({ err: error, namespace, pod }, 'forgetting pod series failed'),
   });
-  const podFacts = new PodFactsIndex();
+  const podFacts = new PodFactsIndex(options.onPodFacts);
   const cluster = new ClusterAttribution({
     podObjects: podFacts,
     kubeConfig: options.kubeConfig,
@@ -100,6 +108,7 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
     isNodeAddress: (ip) => cluster.resolver.isNodeAddress(ip),
     logger,
     flushTimeoutMs: tuning.eventFlushMs ?? SHUTDOWN_BUDGET.eventFlushMs,
+    whenDiagnosed: options.whenDiagnosed,
   });
   return { janitor, events, cluster, podFacts };
 }

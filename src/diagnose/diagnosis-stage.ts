@@ -3,12 +3,15 @@ import type { CommandRunner } from '../detect/capabilities.js';
 import type { EventDiagnosis, NodeDiagnosisResult } from '../events/diagnosis.js';
 import type { AttributedEvent } from '../events/types.js';
 import type { Clock } from '../shared/clock.js';
+import type { Delay } from '../shared/delay.js';
 import type { Lifecycle } from '../shared/lifecycle.js';
 import type { HostFiles } from './host-files.js';
 import { NetnsAddressMap } from './netns-addresses.js';
+import { NetnsDiscovery } from './netns-discovery.js';
 import { diagnoseNode } from './node-diagnoser.js';
 import { diagnosePod } from './pod-diagnoser.js';
 import { PodDiagnosisCache, type PodFacts } from './pod-diagnosis-cache.js';
+import { netnsInodeOfPid } from './pod-processes.js';
 
 export interface DiagnosisTuning {
   readonly nodeRefreshMs: number;
@@ -17,6 +20,12 @@ export interface DiagnosisTuning {
   readonly maxPods: number;
   readonly maxPending: number;
   readonly netnsScanMaxAgeMs: number;
+  /** Standalone: time between two looks for new network namespaces (pods) in /proc. */
+  readonly discoveryIntervalMs: number;
+  /** Pods read at once. */
+  readonly concurrency: number;
+  /** Bound on how long /readyz waits for the pods found at start to be read. */
+  readonly startupReadMaxMs: number;
 }
 
 export const DEFAULT_DIAGNOSIS_TUNING: DiagnosisTuning = {
@@ -26,6 +35,10 @@ export const DEFAULT_DIAGNOSIS_TUNING: DiagnosisTuning = {
   maxPods: 2_000,
   maxPending: 256,
   netnsScanMaxAgeMs: 30_000,
+  discoveryIntervalMs: 30_000,
+  // Two: each read walks /proc (one file per process), and the node has two CPUs to spare at best.
+  concurrency: 2,
+  startupReadMaxMs: 30_000,
 };
 
 export interface DiagnosisStageOptions {
@@ -42,12 +55,19 @@ export interface DiagnosisStageOptions {
   /** The kube-dns ClusterIPs, when known. */
   readonly clusterDnsIps?: () => ReadonlySet<string>;
   readonly tuning?: Partial<DiagnosisTuning>;
+  /**
+   * Standalone: look for new network namespaces in /proc and read each one's pod ahead of its
+   * first event (Kubernetes mode reads pods from the informer instead, through `podSeen`).
+   */
+  readonly discoverNamespaces?: { readonly delay: Delay };
 }
 
 /**
  * The diagnosis stage of the pipeline: a synchronous lookup per event from caches that are
- * filled in the background (the node every few minutes, each pod when its first event comes
- * and again when it changes). Never blocks the event path on a file read or a command.
+ * filled in the background: the node every few minutes, each pod when it appears (the
+ * informer's add, or a new network namespace standalone) and again when it changes, or at its
+ * first event if it was missed. Never blocks the event path on a file read or a command; a
+ * sink that can wait asks `whenDiagnosed`.
  */
 export class DiagnosisStage implements Lifecycle {
   readonly name = 'diagnosis';
@@ -56,6 +76,8 @@ export class DiagnosisStage implements Lifecycle {
   private timer: NodeJS.Timeout | undefined;
   private nodeReading: Promise<void> | undefined;
   private readonly tuning: DiagnosisTuning;
+  private readonly discovery: NetnsDiscovery | undefined;
+  private startedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: DiagnosisStageOptions) {
     this.tuning = { ...DEFAULT_DIAGNOSIS_TUNING, ...options.tuning };
@@ -89,22 +111,84 @@ export class DiagnosisStage implements Lifecycle {
       refreshMs: this.tuning.podRefreshMs,
       retryMs: this.tuning.podRetryMs,
       maxPending: this.tuning.maxPending,
+      concurrency: this.tuning.concurrency,
       onError: (error) => options.logger.warn({ err: error }, 'diagnosing a pod failed'),
     });
+    const discover = options.discoverNamespaces;
+    this.discovery = discover
+      ? new NetnsDiscovery({
+          files: options.files,
+          procRoot: options.procRoot,
+          delay: discover.delay,
+          intervalMs: this.tuning.discoveryIntervalMs,
+          maxNamespaces: this.tuning.maxPods,
+          // The node's own namespace, when the agent watches one other than pid 1's.
+          ignoreInodes: () => (this.nodeNetnsInode === undefined ? [] : [this.nodeNetnsInode]),
+          onNamespace: ({ inode, addresses }) => {
+            for (const sourceIp of addresses)
+              this.pods.ahead({ sourceIp, netnsInode: inode }, inode);
+          },
+          onError: (error) =>
+            options.logger.warn({ err: error }, 'listing network namespaces failed'),
+        })
+      : undefined;
   }
 
-  /** Starts reading the node in the background; returns at once. */
-  start(): void {
+  private nodeNetnsInode: number | undefined;
+
+  /** Starts reading the node (and standalone, finding the pods) in the background. */
+  async start(signal?: AbortSignal): Promise<void> {
+    this.startedAtMs = this.options.clock.nowMs();
     this.readNode();
     // unref: a pending refresh must never hold the process open.
     this.timer = setInterval(() => this.readNode(), this.tuning.nodeRefreshMs).unref();
+    if (this.discovery) {
+      if (this.options.netnsPid !== 'self') {
+        this.nodeNetnsInode = await netnsInodeOfPid(
+          this.options.files,
+          this.options.procRoot,
+          this.options.netnsPid,
+        );
+      }
+      this.discovery.start(signal);
+    }
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    await this.discovery?.stop();
     this.pods.stop();
     await this.nodeReading;
+  }
+
+  /**
+   * Until the node and the pods present at start have been read (at most
+   * `startupReadMaxMs`), events would carry generic advice: /readyz says so.
+   */
+  waitingFor(): string | undefined {
+    if (this.options.clock.nowMs() - this.startedAtMs >= this.tuning.startupReadMaxMs)
+      return undefined;
+    const waiting: string[] = [];
+    if (this.node.status === 'unknown' && this.nodeReading) waiting.push('the node');
+    const scanning = this.discovery?.waitingFor();
+    if (scanning) waiting.push('the network namespaces');
+    if (this.pods.pendingCount > 0) waiting.push(`${this.pods.pendingCount} pods`);
+    return waiting.length > 0 ? `diagnosis: reading ${waiting.join(', ')}` : undefined;
+  }
+
+  /**
+   * A pod of this node was listed or changed (Kubernetes): reads it now, so that its first
+   * event carries advice for it. Pods without an address or processes are left for later.
+   */
+  podSeen(facts: PodFacts): void {
+    if (facts.spec.hostNetwork || facts.ip === undefined) return;
+    if (facts.phase !== undefined && facts.phase !== 'Running') return;
+    this.pods.ahead({
+      sourceIp: facts.ip,
+      netnsInode: 0,
+      pod: { namespace: facts.namespace, name: facts.name, uid: facts.uid, hostNetwork: false },
+    });
   }
 
   diagnose(attributed: Pick<AttributedEvent, 'attribution'>): EventDiagnosis {
@@ -115,6 +199,25 @@ export class DiagnosisStage implements Lifecycle {
   diagnosisOfPod(uid: string): EventDiagnosis | undefined {
     const pod = this.pods.peek(uid);
     return pod ? { pod, node: this.node } : undefined;
+  }
+
+  /**
+   * When the diagnosis of this event's pod or of the node is being read: resolves with the
+   * diagnosis once it is. Undefined when nothing is being read (the diagnosis is final).
+   */
+  whenDiagnosed(
+    attributed: Pick<AttributedEvent, 'attribution' | 'diagnosis'>,
+  ): Promise<EventDiagnosis> | undefined {
+    // A diagnosis the event already has is not waited for again while it is refreshed.
+    const known = attributed.diagnosis;
+    const pod =
+      known?.pod.status === 'diagnosed' ? undefined : this.pods.settled(attributed.attribution);
+    const node =
+      known?.node.status === 'diagnosed' || this.node.status === 'diagnosed'
+        ? undefined
+        : this.nodeReading;
+    if (!pod && !node) return undefined;
+    return Promise.all([pod, node]).then(() => this.diagnose(attributed));
   }
 
   /** Resolves once the node has been read and no pod waits to be (tests). */

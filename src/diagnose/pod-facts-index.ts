@@ -17,6 +17,9 @@ export function podFactsOf(pod: V1Pod): PodFacts | undefined {
   const dnsConfig = pod.spec?.dnsConfig;
   return {
     uid,
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
     resourceVersion: pod.metadata?.resourceVersion ?? '',
     ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
     spec: {
@@ -49,11 +52,15 @@ export class PodFactsIndex {
   /** namespace/name → uid. */
   private readonly uidByName = new Map<string, string>();
 
+  /** `onChange` is told each pod listed or changed, e.g. to diagnose it before its first event. */
+  constructor(private readonly onChange?: (facts: PodFacts) => void) {}
+
   upsert(pod: V1Pod): void {
     const facts = podFactsOf(pod);
     if (!facts) return;
     this.byUid.set(facts.uid, facts);
     this.uidByName.set(`${pod.metadata?.namespace}/${pod.metadata?.name}`, facts.uid);
+    this.onChange?.(facts);
   }
 
   remove(pod: V1Pod): void {

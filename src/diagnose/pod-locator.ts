@@ -13,6 +13,8 @@ export interface PodToLocate {
   readonly pod?: { readonly uid: string; readonly namespace: string; readonly name: string };
   /** The address its traffic came from (standalone) or its status.podIP; may be empty. */
   readonly ip: string;
+  /** The network namespace holding it, when already known (standalone discovery). */
+  readonly netnsInode?: number;
   /** What the API says of the pod (PodFacts): its DNS spec and container names. */
   readonly facts?: {
     readonly spec: PodDnsSpec;
@@ -39,7 +41,7 @@ export async function locateAndDiagnosePod(
     });
     if (byUid) return byUid;
   }
-  const inode = target.ip ? await deps.namespaceOfIp(target.ip) : undefined;
+  const inode = target.netnsInode ?? (target.ip ? await deps.namespaceOfIp(target.ip) : undefined);
   if (inode !== undefined) {
     const byIp = await deps.diagnose({
       ...base,

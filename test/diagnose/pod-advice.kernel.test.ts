@@ -95,8 +95,8 @@ describe('advice tailored to each pod, from its own root file system', () => {
     const binary = await generatorPath('snat-race', lab.buildDir);
     const [musl, glibc, reopen] = lab.pods;
     const deadline = Date.now() + 90_000;
-    // Rounds until every pod has lost a race after its diagnosis was read (the first events of
-    // a pod go out with the generic advice while it is read in the background).
+    // Rounds until every pod has lost a race after its diagnosis was read (the pods are read
+    // ahead, so this is normally the first race; first-advice.kernel.test.ts checks that).
     while (!lab.pods.every((pod) => diagnosedLine(pod.ip))) {
       if (Date.now() > deadline) {
         throw new Error(

@@ -55,6 +55,16 @@ export interface FakeProcess {
   readonly comm?: string;
   /** Path of the executable inside the root, if any. */
   readonly exe?: string;
+  /** Local addresses of its network namespace, written as /proc/<pid>/net/fib_trie. */
+  readonly addresses?: readonly string[];
+}
+
+/** The Local table of /proc/<pid>/net/fib_trie holding these addresses (and loopback). */
+export function fibTrieOf(addresses: readonly string[]): string {
+  const leaves = ['127.0.0.1', ...addresses].map(
+    (address) => `        |-- ${address}\n           /32 host LOCAL\n`,
+  );
+  return `Main:\n  +-- 0.0.0.0/0 3 0 5\nLocal:\n  +-- 0.0.0.0/0 3 0 5\n${leaves.join('')}`;
 }
 
 /** A /proc tree with the files the diagnosis reads, its links pointing at the given roots. */
@@ -76,6 +86,7 @@ export function makeProcTree(
     writeFileSync(join(dir, 'comm'), `${process.comm ?? 'app'}\n`);
     writeFileSync(join(dir, 'cgroup'), process.cgroup ?? '0::/\n');
     if (process.exe) symlinkSync(join(process.root, process.exe), join(dir, 'exe'));
+    if (process.addresses) writeFileSync(join(dir, 'net/fib_trie'), fibTrieOf(process.addresses));
   }
   return proc;
 }

@@ -30,6 +30,19 @@ export interface EventOccurrence {
   readonly wallTimeMs: number;
   /** How many times it happened (counted elsewhere, e.g. in the kernel); default 1. */
   readonly occurrences?: number;
+  /** The message is about to improve (what it is written from is being read): see EventHold. */
+  readonly hold?: EventHold;
+}
+
+/**
+ * Holds the first write of a new Event until `until` settles, at most `maxWaitMs`, then writes
+ * `message()` instead of the occurrence's message. Only an Event not yet created is held: the
+ * first message is the one read, and exporters forward the create.
+ */
+export interface EventHold {
+  readonly until: Promise<unknown>;
+  readonly maxWaitMs: number;
+  readonly message: () => string;
 }
 
 export type RecordOutcome = 'queued' | 'aggregated' | 'dropped';
@@ -87,6 +100,8 @@ interface EventState {
   firstMs: number;
   lastMs: number;
   message: string;
+  /** Set while the latest occurrence's message may still improve (EventHold). */
+  refine: (() => string) | undefined;
   writtenCount: number;
   pending: number;
   lastOccurrenceMs: number;
@@ -170,7 +185,10 @@ export class EventRecorder {
     state.firstMs = Math.min(state.firstMs, occurrence.wallTimeMs);
     state.lastMs = Math.max(state.lastMs, occurrence.wallTimeMs);
     state.message = occurrence.message;
+    state.refine = occurrence.hold?.message;
     state.lastOccurrenceMs = now;
+    // Only a new Event is held, once: later occurrences must not push its write further away.
+    if (occurrence.hold && outcome === 'queued') this.hold(state, occurrence.hold, now);
     if (!state.queued && !state.inFlight) this.enqueue(state, now);
     return outcome;
   }
@@ -216,6 +234,19 @@ export class EventRecorder {
     return pending;
   }
 
+  /** Delays the create until the hold settles or expires, whichever comes first. */
+  private hold(state: EventState, hold: EventHold, now: number): void {
+    const releaseAtMs = Math.max(state.readyAtMs, now + hold.maxWaitMs);
+    state.readyAtMs = releaseAtMs;
+    const release = (): void => {
+      // Only the hold still in force is released: a retry's backoff is not cut short.
+      if (state.created || state.readyAtMs !== releaseAtMs) return;
+      state.readyAtMs = this.options.clock.nowMs();
+      this.wake();
+    };
+    hold.until.then(release, release);
+  }
+
   private newState(key: string, occurrence: EventOccurrence, now: number): EventState {
     const { involvedObject } = occurrence;
     return {
@@ -228,6 +259,7 @@ export class EventRecorder {
       firstMs: occurrence.wallTimeMs,
       lastMs: occurrence.wallTimeMs,
       message: occurrence.message,
+      refine: undefined,
       writtenCount: 0,
       pending: 0,
       lastOccurrenceMs: now,
@@ -349,6 +381,10 @@ export class EventRecorder {
     const sending = state.pending;
     const count = state.writtenCount + sending;
     const operation = state.created ? 'patch' : 'create';
+    if (state.refine) {
+      state.message = state.refine();
+      state.refine = undefined;
+    }
     try {
       if (state.created) {
         await this.options.api.patch(

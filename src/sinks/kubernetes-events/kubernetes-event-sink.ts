@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
+import type { EventDiagnosis } from '../../events/diagnosis.js';
 import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
 import { explainDnsDrop, explainInsertFailure, explainTableFull } from './event-messages.js';
-import type { EventRecorder, InvolvedObject } from './event-recorder.js';
+import type { EventHold, EventRecorder, InvolvedObject } from './event-recorder.js';
 
 export interface TableFullReport {
   readonly entries: number;
@@ -24,7 +25,21 @@ export interface KubernetesEventSinkOptions {
   readonly logger: Logger;
   /** How long stop() may spend writing what is still waiting. */
   readonly flushTimeoutMs: number;
+  /**
+   * When the diagnosis of an event's pod or node is still being read: resolves with it once
+   * read. A new Event waits for it (at most `diagnosisWaitMs`) so that it carries the pod's own
+   * advice from its first write.
+   */
+  readonly whenDiagnosed?: (attributed: AttributedEvent) => Promise<EventDiagnosis> | undefined;
+  /** Bound on that wait; default 2 s. */
+  readonly diagnosisWaitMs?: number;
 }
+
+/**
+ * Long enough for one pod's read (a /proc walk and a few small files: tens of milliseconds,
+ * a few hundred on a busy node), short next to the seconds an Event takes to be looked at.
+ */
+const DEFAULT_DIAGNOSIS_WAIT_MS = 2_000;
 
 /**
  * Turns attributed drops into Warning Events: on the pod they came from, or on the Node for the
@@ -62,11 +77,12 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const involvedObject: InvolvedObject = pod
         ? { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid }
         : this.nodeRef();
-      const context = { hostNetwork, diagnosis: attributed.diagnosis };
-      const explanation =
-        event.kind === 'insert_failed'
+      const explain = (diagnosis: EventDiagnosis | undefined) => {
+        const context = { hostNetwork, diagnosis };
+        return event.kind === 'insert_failed'
           ? explainInsertFailure(event, attribution, context)
           : explainDnsDrop(event, attribution, context);
+      };
       const aggregationKey =
         event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
       this.options.recorder.record({
@@ -74,7 +90,8 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         aggregationKey,
         wallTimeMs,
         occurrences,
-        ...explanation,
+        ...explain(attributed.diagnosis),
+        ...this.holdFor(attributed, explain),
       });
     });
   }
@@ -90,6 +107,29 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         ...explanation,
       });
     });
+  }
+
+  /** A hold on the Event's first write while its diagnosis is read; nothing when it is read. */
+  private holdFor(
+    attributed: AttributedEvent,
+    explain: (diagnosis: EventDiagnosis | undefined) => { message: string },
+  ): { hold?: EventHold } {
+    const until = this.options.whenDiagnosed?.(attributed);
+    if (!until) return {};
+    let latest = attributed.diagnosis;
+    const read = until.then(
+      (diagnosis) => {
+        latest = diagnosis;
+      },
+      () => undefined,
+    );
+    return {
+      hold: {
+        until: read,
+        maxWaitMs: this.options.diagnosisWaitMs ?? DEFAULT_DIAGNOSIS_WAIT_MS,
+        message: () => explain(latest).message,
+      },
+    };
   }
 
   private nodeRef(): InvolvedObject {
