@@ -7,6 +7,7 @@ import type { AgentOptions } from './config/options.js';
 import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
 import { createLineDecoder } from './decode/decode.js';
 import { DnsDropCounts } from './decode/dns-drop-counts.js';
+import { DnsQueryCounts, isDnsQueryMap } from './decode/dns-query-counts.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
@@ -402,7 +403,10 @@ function countsHandler(parts: {
   eventMetrics: EventMetrics;
   logger: Logger;
 }): (record: MapRecord, probe: string, run: number) => void {
-  const trackers = new Map<string, { run: number; counts: DnsDropCounts }>();
+  const trackers = new Map<
+    string,
+    { run: number; counts: DnsDropCounts; queries: DnsQueryCounts }
+  >();
   return (record, probe, run) => {
     let tracker = trackers.get(probe);
     if (tracker === undefined || tracker.run !== run) {
@@ -413,6 +417,7 @@ function countsHandler(parts: {
           reasonName: (code) => parts.dropReasons.nameOf(code),
           monotonicNs: () => parts.clock.monotonicNs(),
         }),
+        queries: new DnsQueryCounts({ probe, monotonicNs: () => parts.clock.monotonicNs() }),
       };
       trackers.set(probe, tracker);
     }
@@ -420,17 +425,38 @@ function countsHandler(parts: {
       tracker.counts.cleared(record.map);
       return;
     }
+    if (isDnsQueryMap(record.map)) {
+      const queries = tracker.queries.observe(record.map, record.entries);
+      for (const event of queries.events) parts.onEvent(event);
+      if (queries.untracked > 0) parts.eventMetrics.recordUntrackedDnsQueries(queries.untracked);
+      const unanswered = queries.events.filter((event) => event.outcome === 'unanswered');
+      // One line a period, not one per query: the metrics and Events say who.
+      if (unanswered.length > 0) {
+        parts.logger.info(
+          {
+            probe,
+            unanswered: unanswered.reduce((sum, event) => sum + event.count, 0),
+            clients: unanswered.length,
+          },
+          'DNS queries left unanswered for a whole timeout period',
+        );
+      }
+      rejectedKeys(probe, record.map, queries.rejectedKeys);
+      return;
+    }
     const update = tracker.counts.observe(record.map, record.entries);
     for (const event of update.events) parts.onEvent(event);
     for (const [reason, count] of update.uncounted) {
       parts.eventMetrics.recordUncountedDnsDrops(reason, count);
     }
-    if (update.rejectedKeys.length > 0) {
-      parts.eventMetrics.recordRejectedKeys(probe, update.rejectedKeys.length);
-      parts.logger.warn(
-        { probe, map: record.map, keys: update.rejectedKeys.slice(0, 3) },
-        'count map keys not as the probe prints them; their counts are left out',
-      );
-    }
+    rejectedKeys(probe, record.map, update.rejectedKeys);
   };
+  function rejectedKeys(probe: string, map: string, keys: readonly string[]): void {
+    if (keys.length === 0) return;
+    parts.eventMetrics.recordRejectedKeys(probe, keys.length);
+    parts.logger.warn(
+      { probe, map, keys: keys.slice(0, 3) },
+      'count map keys not as the probe prints them; their counts are left out',
+    );
+  }
 }

@@ -52,6 +52,8 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const { event, attribution, wallTimeMs } = attributed;
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
+      // Queries' outcomes are told by their own Event (DNSQueryUnanswered), not here.
+      if (event.kind === 'dns_query') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
       // Counted in the kernel: the Event counts what the counts say, not the examples.
       const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
