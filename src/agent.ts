@@ -8,6 +8,7 @@ import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tunin
 import { createLineDecoder } from './decode/decode.js';
 import { DnsDropCounts } from './decode/dns-drop-counts.js';
 import { DnsQueryCounts, isDnsQueryMap } from './decode/dns-query-counts.js';
+import { UnansweredCauses } from './events/unanswered-cause.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
@@ -43,6 +44,15 @@ import { EventMetrics } from './sinks/metrics/event-metrics.js';
 import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
 import { metricsSecurity, type MetricsSecurity } from './sinks/metrics/metrics-security.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
+import { DNS_QUERY_TIMEOUT_SECONDS } from './sources/bpftrace/catalogue.js';
+
+/**
+ * A query is reported unanswered up to twice the probe's period plus a second after it was
+ * sent, and the drop that lost it is read within a second: a drop this recent can explain it.
+ */
+const UNANSWERED_CAUSE_WINDOW_MS = (2 * DNS_QUERY_TIMEOUT_SECONDS + 3) * 1000;
+/** Clients whose last drop is remembered; a storm from more keeps the most recent ones. */
+const UNANSWERED_CAUSE_CLIENTS = 10_000;
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
 export interface AgentDependencies {
@@ -184,13 +194,17 @@ export async function startAgent(
       }
     },
   });
+  const unansweredCauses = new UnansweredCauses({
+    windowMs: UNANSWERED_CAUSE_WINDOW_MS,
+    maxClients: UNANSWERED_CAUSE_CLIENTS,
+  });
   // Insert failures in the node's namespace are what the kernel's insert_failed must match;
   // those of other namespaces are not.
   const onEvent = (event: ProbeEvent): void => {
     if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
       crossCheck?.recordObserved();
     }
-    pipeline.handle(event);
+    pipeline.handle(unansweredCauses.link(event, clock.nowMs()));
   };
   const onCounts = countsHandler({
     dropReasons: plan.dropReasons,

@@ -98,6 +98,14 @@ export interface SnatPortAllocationEvent extends ProbeEventBase {
   readonly translatedPort: number;
 }
 
+/**
+ * Why a query went unanswered, from the drops this node saw of the same client: `race` (a
+ * conntrack insert race), `firewall` (netfilter dropped it otherwise), `no_socket` (nothing
+ * listened at the server), `other_drop` (another drop reason), `none` (no drop on this node:
+ * the query or its answer was lost elsewhere, or the server never answered).
+ */
+export type UnansweredCause = 'race' | 'firewall' | 'no_socket' | 'other_drop' | 'none';
+
 /** How a DNS answer came back: its rcode, with NOERROR without answer records apart. */
 export type DnsAnswerClass = 'NOERROR' | 'NODATA' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | 'OTHER';
 
@@ -120,6 +128,8 @@ export interface DnsQueryEvent extends ProbeEventBase {
   readonly latencyBucketSeconds?: number;
   /** How many queries this stands for (growth of a count, or unanswered queries of a period). */
   readonly count: number;
+  /** Unanswered only, once the agent linked it to the drops it saw (events/unanswered-cause.ts). */
+  readonly cause?: UnansweredCause;
 }
 
 export type ProbeEvent =

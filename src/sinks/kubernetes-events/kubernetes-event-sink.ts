@@ -2,7 +2,12 @@ import type { Logger } from 'pino';
 import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
-import { explainDnsDrop, explainInsertFailure, explainTableFull } from './event-messages.js';
+import {
+  explainDnsDrop,
+  explainInsertFailure,
+  explainTableFull,
+  explainUnansweredQueries,
+} from './event-messages.js';
 import type { EventRecorder, InvolvedObject } from './event-recorder.js';
 
 export interface TableFullReport {
@@ -24,6 +29,8 @@ export interface KubernetesEventSinkOptions {
   readonly logger: Logger;
   /** How long stop() may spend writing what is still waiting. */
   readonly flushTimeoutMs: number;
+  /** The DNS-query probe's period: how long an unanswered query went without an answer. */
+  readonly dnsQueryTimeoutSeconds?: number;
 }
 
 /**
@@ -52,11 +59,12 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const { event, attribution, wallTimeMs } = attributed;
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
-      // Queries' outcomes are told by their own Event (DNSQueryUnanswered), not here.
-      if (event.kind === 'dns_query') return;
+      // Answered queries tell the pod nothing it needs to act on: the metrics count them.
+      if (event.kind === 'dns_query' && event.outcome !== 'unanswered') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
       // Counted in the kernel: the Event counts what the counts say, not the examples.
-      const occurrences = event.kind === 'dns_drop' ? (event.count ?? 1) : 1;
+      const occurrences =
+        event.kind === 'dns_drop' || event.kind === 'dns_query' ? (event.count ?? 1) : 1;
       if (occurrences === 0) return;
       const pod = attribution.pod;
       const hostNetwork = !pod && this.options.isNodeAddress(attribution.sourceIp);
@@ -68,9 +76,20 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const explanation =
         event.kind === 'insert_failed'
           ? explainInsertFailure(event, attribution, context)
-          : explainDnsDrop(event, attribution, context);
+          : event.kind === 'dns_query'
+            ? explainUnansweredQueries(
+                event,
+                attribution,
+                context,
+                this.options.dnsQueryTimeoutSeconds ?? DEFAULT_DNS_QUERY_TIMEOUT_SECONDS,
+              )
+            : explainDnsDrop(event, attribution, context);
       const aggregationKey =
-        event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
+        event.kind === 'insert_failed'
+          ? event.race
+          : event.kind === 'dns_query'
+            ? `unanswered/${event.cause ?? 'none'}`
+            : `${event.reason}/${event.direction}`;
       this.options.recorder.record({
         involvedObject,
         aggregationKey,
@@ -121,6 +140,9 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
  * datagram freed unread from a closing socket (NOT_SPECIFIED) is a late answer the resolver
  * no longer wanted, not a drop on the network.
  */
+/** The resolvers' default timeout, which is the probe's default period. */
+const DEFAULT_DNS_QUERY_TIMEOUT_SECONDS = 5;
+
 function deservesDnsEvent(event: DnsDropEvent): boolean {
   if (event.conntrack?.lostInsertRace) return false;
   return event.reason !== 'NOT_SPECIFIED';

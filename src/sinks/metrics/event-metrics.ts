@@ -175,8 +175,8 @@ export class EventMetrics {
     });
     this.dnsUnanswered = new Counter({
       name: 'conntrack_observer_dns_unanswered_queries_total',
-      help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By client and the Service it asked.',
-      labelNames: ATTRIBUTION_LABELS,
+      help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
+      labelNames: ['cause', ...ATTRIBUTION_LABELS],
       registers: [registry],
       collect: this.beforeScrape,
     });
@@ -286,10 +286,12 @@ export class EventMetrics {
     let series: Series | undefined;
     if (event.outcome === 'unanswered') {
       const serviceName = service ? `${service.namespace}/${service.name}` : '';
-      const key = 'qu' + SEPARATOR + who + SEPARATOR + serviceName;
+      const cause = event.cause ?? 'none';
+      const key = 'qu' + SEPARATOR + cause + SEPARATOR + who + SEPARATOR + serviceName;
       series =
         this.series.get(key) ??
         this.createSeries(key, this.dnsUnanswered, {
+          cause,
           source_ip: attribution.sourceIp,
           namespace,
           pod: podName,

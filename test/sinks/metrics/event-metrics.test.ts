@@ -289,7 +289,12 @@ describe('DNS query metrics', () => {
   it('counts unanswered queries by client and the Service asked, apart from answered ones', async () => {
     const registry = new Registry();
     const metrics = new EventMetrics(registry);
-    const unanswered = dnsQuery({ outcome: 'unanswered', answer: undefined, count: 4 });
+    const unanswered = dnsQuery({
+      outcome: 'unanswered',
+      answer: undefined,
+      count: 4,
+      cause: 'firewall',
+    });
     metrics.record(
       {
         event: unanswered,
@@ -302,6 +307,7 @@ describe('DNS query metrics', () => {
       {
         value: 4,
         labels: {
+          cause: 'firewall',
           source_ip: '10.244.0.2',
           namespace: 'shop',
           pod: 'cart-7d9f',
