@@ -8,6 +8,8 @@ import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tunin
 import { createLineDecoder } from './decode/decode.js';
 import { DnsDropCounts } from './decode/dns-drop-counts.js';
 import { InsertFailureCounts } from './decode/insert-failure-counts.js';
+import { DnsQueryCounts, isDnsQueryMap } from './decode/dns-query-counts.js';
+import { UnansweredCauses } from './events/unanswered-cause.js';
 import {
   detectCapabilities,
   type CapabilityFiles,
@@ -44,6 +46,15 @@ import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
 import { metricsSecurity, type MetricsSecurity } from './sinks/metrics/metrics-security.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 import { podStoryLookup } from './sinks/metrics/pod-story.js';
+import { DNS_QUERY_TIMEOUT_SECONDS } from './sources/bpftrace/catalogue.js';
+
+/**
+ * A query is reported unanswered up to twice the probe's period plus a second after it was
+ * sent, and the drop that lost it is read within a second: a drop this recent can explain it.
+ */
+const UNANSWERED_CAUSE_WINDOW_MS = (2 * DNS_QUERY_TIMEOUT_SECONDS + 3) * 1000;
+/** Clients whose last drop is remembered; a storm from more keeps the most recent ones. */
+const UNANSWERED_CAUSE_CLIENTS = 10_000;
 
 /** Everything the agent touches outside itself, so that every part can be replaced in tests. */
 export interface AgentDependencies {
@@ -194,13 +205,17 @@ export async function startAgent(
       }
     },
   });
+  const unansweredCauses = new UnansweredCauses({
+    windowMs: UNANSWERED_CAUSE_WINDOW_MS,
+    maxClients: UNANSWERED_CAUSE_CLIENTS,
+  });
   // Insert failures in the node's namespace are what the kernel's insert_failed must match;
   // those of other namespaces are not.
   const onEvent = (event: ProbeEvent): void => {
     if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
       crossCheck?.recordObserved(event.count ?? 1);
     }
-    pipeline.handle(event);
+    pipeline.handle(unansweredCauses.link(event, clock.nowMs()));
   };
   const onCounts = countsHandler({
     dropReasons: plan.dropReasons,
@@ -427,6 +442,7 @@ function countsHandler(parts: {
       monotonicNs,
     }),
     insertFailures: new InsertFailureCounts({ probe, monotonicNs }),
+    queries: new DnsQueryCounts({ probe, monotonicNs }),
   });
   const byProbe = new Map<string, { run: number; trackers: ReturnType<typeof trackersOf> }>();
   return (record, probe, run) => {
@@ -435,7 +451,26 @@ function countsHandler(parts: {
       state = { run, trackers: trackersOf(probe) };
       byProbe.set(probe, state);
     }
-    const { dnsDrops, insertFailures } = state.trackers;
+    const { dnsDrops, insertFailures, queries } = state.trackers;
+    if (record.type !== 'map_cleared' && isDnsQueryMap(record.map)) {
+      const update = queries.observe(record.map, record.entries);
+      for (const event of update.events) parts.onEvent(event);
+      if (update.untracked > 0) parts.eventMetrics.recordUntrackedDnsQueries(update.untracked);
+      const unanswered = update.events.filter((event) => event.outcome === 'unanswered');
+      // One line a period, not one per query: the metrics and Events say who.
+      if (unanswered.length > 0) {
+        parts.logger.info(
+          {
+            probe,
+            unanswered: unanswered.reduce((sum, event) => sum + event.count, 0),
+            clients: unanswered.length,
+          },
+          'DNS queries left unanswered for a whole timeout period',
+        );
+      }
+      rejectedKeys(probe, record.map, update.rejectedKeys);
+      return;
+    }
     const owner = dnsDrops.owns(record.map)
       ? dnsDrops
       : insertFailures.owns(record.map)
@@ -452,12 +487,14 @@ function countsHandler(parts: {
       if (owner === dnsDrops) parts.eventMetrics.recordUncountedDnsDrops(name, count);
       else parts.eventMetrics.recordUncountedInsertFailures(name, count);
     }
-    if (update.rejectedKeys.length > 0) {
-      parts.eventMetrics.recordRejectedKeys(probe, update.rejectedKeys.length);
-      parts.logger.warn(
-        { probe, map: record.map, keys: update.rejectedKeys.slice(0, 3) },
-        'count map keys not as the probe prints them; their counts are left out',
-      );
-    }
+    rejectedKeys(probe, record.map, update.rejectedKeys);
   };
+  function rejectedKeys(probe: string, map: string, keys: readonly string[]): void {
+    if (keys.length === 0) return;
+    parts.eventMetrics.recordRejectedKeys(probe, keys.length);
+    parts.logger.warn(
+      { probe, map, keys: keys.slice(0, 3) },
+      'count map keys not as the probe prints them; their counts are left out',
+    );
+  }
 }

@@ -158,6 +158,28 @@ describe('the agent against a real kernel', () => {
     expect(insertFailures(await metrics())).toBe(insertFailures(before));
   });
 
+  it('counts the queries the firewall dropped as unanswered for the pod, with the firewall as their cause', async () => {
+    const pod = lab.pods[0]!.ip;
+    const unanswered = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_dns_unanswered_queries_total', { source_ip: pod });
+    // Queries of the tests before are reported up to 11 s after they were sent.
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    const before = await metrics();
+    const blocked = await runDnsBlocked(lab, { queries: 12 });
+    expect(blocked.firewallDrops).toBe(12);
+    expect(await settled((s) => unanswered(s) - unanswered(before), 12)).toBe(12);
+    // One more period: a count past the firewall's would show.
+    await new Promise((resolve) => setTimeout(resolve, 6_500));
+    const after = await metrics();
+    expect(unanswered(after) - unanswered(before)).toBe(12);
+    const firewall = (s: Sample[]) =>
+      sumOf(s, 'conntrack_observer_dns_unanswered_queries_total', {
+        source_ip: pod,
+        cause: 'firewall',
+      });
+    expect(firewall(after) - firewall(before)).toBe(12);
+  });
+
   it('counts DNS queries to an address where nothing listens as NO_SOCKET drops', async () => {
     const before = await metrics();
     const silent = await runNoListener(lab, { queries: 30 });

@@ -85,6 +85,8 @@ export const observations = {
   resolvedClashes: 'clashes the kernel resolved without a drop, per flow',
   snatPortAllocation: 'SNAT port allocation latency and attempts, per network namespace',
   dnsDrops: 'dropped UDP DNS queries and responses, with the kernel drop reason',
+  dnsQueries:
+    'UDP DNS queries per client: answered by class and latency, and those left unanswered',
   kernelCounters:
     'kernel conntrack counters per network namespace (insert_failed, drop, early_drop, invalid, entries)',
   clashResolveCounter: 'the kernel clash_resolve counter (clashres column)',
@@ -106,6 +108,7 @@ export const probeModeObservability: Readonly<
       observations.resolvedClashes,
       observations.snatPortAllocation,
       observations.dnsDrops,
+      observations.dnsQueries,
       observations.kernelCounters,
       observations.clashResolveCounter,
     ],
@@ -115,6 +118,7 @@ export const probeModeObservability: Readonly<
     observable: [
       observations.insertFailures,
       observations.dnsDrops,
+      observations.dnsQueries,
       observations.kernelCounters,
       observations.clashResolveCounter,
     ],
@@ -130,6 +134,7 @@ export const probeModeObservability: Readonly<
       `${observations.resolvedClashes}: only their number, where the kernel has the clash_resolve counter`,
       `${observations.snatPortAllocation}: no probe runs`,
       `${observations.dnsDrops}: no probe runs`,
+      `${observations.dnsQueries}: no probe runs`,
     ],
   },
 };

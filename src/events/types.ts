@@ -104,8 +104,42 @@ export interface SnatPortAllocationEvent extends ProbeEventBase {
   readonly translatedPort: number;
 }
 
+/**
+ * Why a query went unanswered, from the drops this node saw of the same client: `race` (a
+ * conntrack insert race), `firewall` (netfilter dropped it otherwise), `no_socket` (nothing
+ * listened at the server), `other_drop` (another drop reason), `none` (no drop on this node:
+ * the query or its answer was lost elsewhere, or the server never answered).
+ */
+export type UnansweredCause = 'race' | 'firewall' | 'no_socket' | 'other_drop' | 'none';
+
+/** How a DNS answer came back: its rcode, with NOERROR without answer records apart. */
+export type DnsAnswerClass = 'NOERROR' | 'NODATA' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | 'OTHER';
+
+/**
+ * DNS queries a client sent and what became of them, from the in-kernel counts of
+ * probes/tracepoint/dns-queries.bt: answered ones by class and latency bucket, or queries no
+ * answer matched within the probe's generation period (the client felt its timeout).
+ */
+export interface DnsQueryEvent extends ProbeEventBase {
+  readonly kind: 'dns_query';
+  /**
+   * The client and the server as the client addressed it (a ClusterIP before DNAT). Ports are
+   * not kept (0, and 53 on the server side); the server of answers is not kept (0.0.0.0).
+   */
+  readonly tuple: FlowTuple;
+  readonly outcome: 'answered' | 'unanswered';
+  /** Answered only. */
+  readonly answer?: DnsAnswerClass;
+  /** Answered only: the upper bound of the latency bucket, seconds; Infinity past the last. */
+  readonly latencyBucketSeconds?: number;
+  /** How many queries this stands for (growth of a count, or unanswered queries of a period). */
+  readonly count: number;
+  /** Unanswered only, once the agent linked it to the drops it saw (events/unanswered-cause.ts). */
+  readonly cause?: UnansweredCause;
+}
+
 export type ProbeEvent =
-  InsertFailureEvent | ClashResolvedEvent | DnsDropEvent | SnatPortAllocationEvent;
+  InsertFailureEvent | ClashResolvedEvent | DnsDropEvent | SnatPortAllocationEvent | DnsQueryEvent;
 
 /** Who an event is blamed on. Standalone it is an IP; with Kubernetes, a pod. */
 export interface Attribution {

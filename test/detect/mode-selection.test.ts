@@ -51,8 +51,13 @@ const ALL = [
   'kprobe/clash-resolved',
   'kprobe/snat-port-alloc',
   'tracepoint/dns-drops',
+  'tracepoint/dns-queries',
 ];
-const TRACEPOINT = ['tracepoint/conntrack-insert-failed', 'tracepoint/dns-drops'];
+const TRACEPOINT = [
+  'tracepoint/conntrack-insert-failed',
+  'tracepoint/dns-drops',
+  'tracepoint/dns-queries',
+];
 
 describe('selectProbeMode over recorded kernels', () => {
   // Expected mode, or `error` with a pattern the message must match, for each option.
@@ -190,6 +195,7 @@ describe('selectProbeMode on this machine (recorded)', () => {
     expect(selection.observable).toEqual([
       observations.insertFailures,
       observations.dnsDrops,
+      observations.dnsQueries,
       observations.kernelCounters,
       observations.clashResolveCounter,
     ]);
@@ -205,6 +211,7 @@ describe('selectProbeMode on older kernels (constructed)', () => {
       'kprobe/conntrack-confirm',
       'kprobe/snat-port-alloc',
       'tracepoint/dns-drops',
+      'tracepoint/dns-queries',
     ]);
     expect(selection.runs.map((run) => run.variant.script)).toContain(
       'tracepoint/dns-drops-no-reason.bt',
@@ -242,7 +249,10 @@ describe('selectProbeMode on older kernels (constructed)', () => {
     expect(selection.unavailable).toEqual([]);
     const btfPath = `${fixturePaths('5.10-headers-only').sysRoot}/kernel/btf/vmlinux`;
     const modules = `${fixturePaths('5.10-headers-only').modulesRoot}/5.10.0-32-amd64`;
-    for (const run of selection.runs) {
+    // The DNS-query probe reads no struct nf_conn: vmlinux BTF is all it needs.
+    const queries = selection.runs.find((run) => run.spec.name === 'tracepoint/dns-queries');
+    expect(queries?.env).toEqual({ BPFTRACE_BTF: btfPath });
+    for (const run of selection.runs.filter((run) => run !== queries)) {
       expect(run.env).toEqual({
         BPFTRACE_BTF: btfPath,
         BPFTRACE_KERNEL_SOURCE: `${modules}/source`,
@@ -262,6 +272,7 @@ describe('selectProbeMode on older kernels (constructed)', () => {
       observations.resolvedClashes,
       observations.snatPortAllocation,
       observations.dnsDrops,
+      observations.dnsQueries,
       observations.kernelCounters,
       observations.clashResolveCounter,
     ]);
@@ -291,6 +302,7 @@ describe('selectProbeMode on older kernels (constructed)', () => {
     expect(selected('6.1-btf', 'tracepoint').runs.map((run) => run.variant.script)).toEqual([
       'tracepoint/conntrack-insert-failed.bt',
       'tracepoint/dns-drops-no-rx-sk.bt',
+      'tracepoint/dns-queries.bt',
     ]);
   });
 

@@ -1,6 +1,7 @@
 import type {
   AttributedEvent,
   DnsDropEvent,
+  DnsQueryEvent,
   InsertFailureEvent,
   PodRef,
 } from '../../src/events/types.js';
@@ -33,6 +34,23 @@ export function dnsDrop(overrides: Partial<DnsDropEvent> = {}): DnsDropEvent {
     direction: 'query',
     tuple: { srcIp: '10.244.0.3', srcPort: 41234, dstIp: '10.96.0.10', dstPort: 53 },
     location: 'nft_do_chain',
+    ...overrides,
+  };
+}
+
+export function dnsQuery(overrides: Partial<DnsQueryEvent> = {}): DnsQueryEvent {
+  return {
+    kind: 'dns_query',
+    probe: 'tracepoint/dns-queries',
+    monotonicNs: 1_000_000_000n,
+    cpu: 0,
+    netnsInode: 4026532512,
+    protocol: 'udp',
+    tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+    outcome: 'answered',
+    answer: 'NOERROR',
+    latencyBucketSeconds: 0.005,
+    count: 1,
     ...overrides,
   };
 }

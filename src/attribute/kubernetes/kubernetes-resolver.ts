@@ -34,6 +34,10 @@ export class KubernetesResolver implements AttributionResolver {
         ? this.attributeDns(event.conntrack.original, 'query', event.netnsInode, wallTimeMs)
         : this.attributeDns(event.tuple, event.direction, event.netnsInode, wallTimeMs);
     }
+    if (event.kind === 'dns_query') {
+      // Seen in the client's own namespace, before DNAT: the server is the address it asked.
+      return this.attributeDns(event.tuple, 'query', event.netnsInode, wallTimeMs);
+    }
     if (event.kind === 'snat_port_alloc') {
       const reply = {
         srcIp: event.original.dstIp,

@@ -116,11 +116,15 @@ export class UnexplainedInsertFailures {
     const now = this.nowMs();
     this.shortfalls.push({ atMs: now, shortfall });
     // Keep one reading older than the grace span: the span's start.
-    while (this.shortfalls.length > 2 && now - this.shortfalls[1]!.atMs >= this.graceMs) {
+    for (;;) {
+      const second = this.shortfalls[1];
+      if (this.shortfalls.length <= 2 || second === undefined || now - second.atMs < this.graceMs)
+        break;
       this.shortfalls.shift();
     }
-    const first = this.shortfalls[0]!;
-    if (this.shortfalls.length < 2 || now - first.atMs < this.graceMs) return 0;
+    const first = this.shortfalls[0];
+    if (first === undefined || this.shortfalls.length < 2 || now - first.atMs < this.graceMs)
+      return 0;
     return Math.min(...this.shortfalls.map((reading) => reading.shortfall));
   }
 }

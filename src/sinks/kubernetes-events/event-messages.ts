@@ -5,18 +5,22 @@
 import type {
   Attribution,
   DnsDropEvent,
+  DnsQueryEvent,
   FlowTuple,
   InsertFailureEvent,
   RaceKind,
 } from '../../events/types.js';
 import type { EventDiagnosis } from '../../events/diagnosis.js';
-import { adviceForEvent, type Advice } from '../../diagnose/remedies.js';
+import { adviceFor, adviceForEvent, type Advice } from '../../diagnose/remedies.js';
+import type { UnansweredCause } from '../../events/unanswered-cause.js';
 
 export const EVENT_REASONS = {
   /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
   insertFailed: 'ConntrackInsertFailed',
   /** On a Pod (or the Node for host-network senders): a DNS datagram of it was dropped. */
   dnsDropped: 'DNSQueryDropped',
+  /** On a Pod (or the Node): DNS queries of it saw no answer within the resolver timeout. */
+  dnsUnanswered: 'DNSQueryUnanswered',
   /** On the Node: the conntrack table is full, new flows are dropped. */
   tableFull: 'ConntrackTableFull',
   /** On the Node: an insert race from the host network namespace, blamable on no pod. */
@@ -126,6 +130,48 @@ export function explainDnsDrop(
     ...adviceText(advice, checks),
   ]);
   return { reason: EVENT_REASONS.dnsDropped, message };
+}
+
+const UNANSWERED_CAUSE_TEXT: Record<UnansweredCause, string> = {
+  race: 'This node dropped DNS datagrams of this client in a conntrack insert race (see its ConntrackInsertFailed Events).',
+  firewall:
+    'This node dropped DNS datagrams of this client in netfilter: a firewall rule (a NetworkPolicy or an iptables/nftables DROP) or a NAT failure (see its DNSQueryDropped Events).',
+  no_socket:
+    'This node found nothing listening at the DNS server it sent to: the backend is gone or not ready, e.g. a stale conntrack entry to a deleted DNS pod.',
+  other_drop: 'This node dropped DNS datagrams of this client (see its DNSQueryDropped Events).',
+  none: 'No drop on this node explains it: the query or its answer was lost beyond the node, or the DNS server never answered (check its latency and upstreams).',
+};
+
+/**
+ * DNS queries of a pod that no answer matched within the probe's period: what the pod felt (a
+ * stall of its resolver timeout), the cause found in this node's drops, and the remedies.
+ */
+export function explainUnansweredQueries(
+  event: DnsQueryEvent,
+  attribution: Attribution,
+  context: ExplainContext,
+  timeoutSeconds: number,
+): Explanation {
+  const cause = event.cause ?? 'none';
+  const flow = describeFlow('udp', event.tuple, attribution);
+  const advice = adviceFor(
+    {
+      protocol: 'udp',
+      dns: true,
+      dnsRaceLike: cause !== 'none',
+      race: cause === 'race' ? 'dnat' : undefined,
+    },
+    context.diagnosis,
+  );
+  const plural = event.count === 1 ? 'query' : 'queries';
+  const message = assemble([
+    `${event.count} DNS ${plural} (${flow}) got no answer within ${timeoutSeconds} s.`,
+    `${subject(context)} stalled for its resolver timeout (5 s by default) on each before retrying or failing: lookups that take exactly 5 s.`,
+    UNANSWERED_CAUSE_TEXT[cause],
+    { optional: fromHost(context) },
+    ...adviceText(advice),
+  ]);
+  return { reason: EVENT_REASONS.dnsUnanswered, message };
 }
 
 export interface TableFullInput {

@@ -3,7 +3,12 @@ import type { EventDiagnosis } from '../../events/diagnosis.js';
 import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
-import { explainDnsDrop, explainInsertFailure, explainTableFull } from './event-messages.js';
+import {
+  explainDnsDrop,
+  explainInsertFailure,
+  explainTableFull,
+  explainUnansweredQueries,
+} from './event-messages.js';
 import type { EventHold, EventRecorder, InvolvedObject } from './event-recorder.js';
 
 export interface TableFullReport {
@@ -33,6 +38,8 @@ export interface KubernetesEventSinkOptions {
   readonly whenDiagnosed?: (attributed: AttributedEvent) => Promise<EventDiagnosis> | undefined;
   /** Bound on that wait; default 2 s. */
   readonly diagnosisWaitMs?: number;
+  /** The DNS-query probe's period: how long an unanswered query went without an answer. */
+  readonly dnsQueryTimeoutSeconds?: number;
 }
 
 /**
@@ -67,6 +74,8 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const { event, attribution, wallTimeMs } = attributed;
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
+      // Answered queries tell the pod nothing it needs to act on: the metrics count them.
+      if (event.kind === 'dns_query' && event.outcome !== 'unanswered') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
       // Counted in the kernel: the Event counts what the counts say, not the examples.
       const occurrences = event.count ?? 1;
@@ -81,10 +90,21 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         const context = { hostNetwork, diagnosis };
         return event.kind === 'insert_failed'
           ? explainInsertFailure(event, attribution, context)
-          : explainDnsDrop(event, attribution, context);
+          : event.kind === 'dns_query'
+            ? explainUnansweredQueries(
+                event,
+                attribution,
+                context,
+                this.options.dnsQueryTimeoutSeconds ?? DEFAULT_DNS_QUERY_TIMEOUT_SECONDS,
+              )
+            : explainDnsDrop(event, attribution, context);
       };
       const aggregationKey =
-        event.kind === 'insert_failed' ? event.race : `${event.reason}/${event.direction}`;
+        event.kind === 'insert_failed'
+          ? event.race
+          : event.kind === 'dns_query'
+            ? `unanswered/${event.cause ?? 'none'}`
+            : `${event.reason}/${event.direction}`;
       this.options.recorder.record({
         involvedObject,
         aggregationKey,
@@ -159,6 +179,9 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
  * datagram freed unread from a closing socket (NOT_SPECIFIED) is a late answer the resolver
  * no longer wanted, not a drop on the network.
  */
+/** The resolvers' default timeout, which is the probe's default period. */
+const DEFAULT_DNS_QUERY_TIMEOUT_SECONDS = 5;
+
 function deservesDnsEvent(event: DnsDropEvent): boolean {
   if (event.conntrack?.lostInsertRace) return false;
   return event.reason !== 'NOT_SPECIFIED';

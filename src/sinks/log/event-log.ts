@@ -50,6 +50,8 @@ export class EventLog {
     const { event } = attributed;
     if ((event.kind === 'dns_drop' || event.kind === 'insert_failed') && (event.count ?? 0) > 0)
       return;
+    // Counted in the kernel too: the metrics hold them and the agent logs one summary a period.
+    if (event.kind === 'dns_query') return;
     this.rollWindowIfDue();
     if (this.linesInWindow < this.options.maxLinesPerWindow) {
       this.linesInWindow += 1;
@@ -127,6 +129,8 @@ function describe(event: ProbeEvent): string {
       return `DNS ${event.direction} dropped (${event.reason})`;
     case 'snat_port_alloc':
       return `SNAT port allocation took ${event.attempts} attempts`;
+    case 'dns_query':
+      return `${event.count} DNS queries ${event.outcome}`;
   }
 }
 
@@ -175,6 +179,11 @@ function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Recor
         original: event.original,
         translated: { ip: event.translatedIp, port: event.translatedPort },
       },
+    };
+  }
+  if (event.kind === 'dns_query') {
+    return {
+      event: { ...common, outcome: event.outcome, answer: event.answer, count: event.count },
     };
   }
   return {

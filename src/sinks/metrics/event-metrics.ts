@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { AttributedEvent } from '../../events/types.js';
+import type { AttributedEvent, Attribution, DnsQueryEvent } from '../../events/types.js';
+import { DNS_QUERY_DURATION_BUCKETS } from '../../events/dns-query-buckets.js';
+const DNS_QUERY_OVERFLOW_SECONDS = 10;
 
 const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const;
 
@@ -76,6 +78,12 @@ export class EventMetrics {
   private readonly valuesRejected: Counter;
   private readonly seriesForgotten: Counter;
   private readonly keysRejected: Counter;
+  private readonly dnsQueries: Counter;
+  private readonly dnsUnanswered: Counter;
+  private readonly dnsQueryDuration: Histogram;
+  private readonly dnsQueriesUntracked: Counter;
+  /** Label sets of the duration histogram per pod (namespace/name), removed with the pod. */
+  private readonly durationLabelsByPod = new Map<string, Labels>();
   private readonly series = new Map<string, Series>();
   /**
    * The series without a pod label, least recently counted first: a series moves to the end
@@ -167,6 +175,34 @@ export class EventMetrics {
       labelNames: ['probe'],
       registers: [registry],
     });
+    this.dnsQueries = new Counter({
+      name: 'conntrack_observer_dns_queries_total',
+      help: 'DNS queries (UDP) a pod sent that were answered, by the answer class (NOERROR, NODATA, NXDOMAIN, SERVFAIL, REFUSED, OTHER) and client; seen in the client namespace.',
+      labelNames: ['rcode', 'source_ip', 'namespace', 'pod'],
+      registers: [registry],
+      collect: this.beforeScrape,
+    });
+    this.dnsUnanswered = new Counter({
+      name: 'conntrack_observer_dns_unanswered_queries_total',
+      help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
+      labelNames: ['cause', ...ATTRIBUTION_LABELS],
+      registers: [registry],
+      collect: this.beforeScrape,
+    });
+    // The kernel counts answers in these buckets; each is observed at its upper bound, so
+    // the buckets and the count are exact and the sum is an upper estimate.
+    this.dnsQueryDuration = new Histogram({
+      name: 'conntrack_observer_dns_query_duration_seconds',
+      help: 'Time from a DNS query leaving the pod to its answer arriving in the pod, answered queries only. The sum is an upper estimate (each answer counts at its bucket bound).',
+      labelNames: ['namespace', 'pod'],
+      buckets: [...DNS_QUERY_DURATION_BUCKETS],
+      registers: [registry],
+    });
+    this.dnsQueriesUntracked = new Counter({
+      name: 'conntrack_observer_dns_queries_untracked_total',
+      help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
+      registers: [registry],
+    });
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
@@ -192,6 +228,10 @@ export class EventMetrics {
       }
       this.snatAllocationSeconds.observe(event.latencyNs / 1e9);
       this.snatAllocationAttempts.observe(event.attempts);
+      return;
+    }
+    if (event.kind === 'dns_query') {
+      this.recordDnsQuery(event, attribution, countUnattributed);
       return;
     }
     // A drop stands for as many packets as its count: 0 for an example of drops the probe
@@ -242,6 +282,64 @@ export class EventMetrics {
     }
   }
 
+  private recordDnsQuery(
+    event: DnsQueryEvent,
+    attribution: Attribution,
+    countUnattributed: boolean,
+  ): void {
+    if (event.count <= 0) return;
+    const { pod, service } = attribution;
+    const namespace = pod?.namespace ?? '';
+    const podName = pod?.name ?? '';
+    const who = attribution.sourceIp + SEPARATOR + namespace + SEPARATOR + podName;
+    let series: Series | undefined;
+    if (event.outcome === 'unanswered') {
+      const serviceName = service ? `${service.namespace}/${service.name}` : '';
+      const cause = event.cause ?? 'none';
+      const key = 'qu' + SEPARATOR + cause + SEPARATOR + who + SEPARATOR + serviceName;
+      series =
+        this.series.get(key) ??
+        this.createSeries(key, this.dnsUnanswered, {
+          cause,
+          source_ip: attribution.sourceIp,
+          namespace,
+          pod: podName,
+          service: serviceName,
+        });
+    } else {
+      const rcode = event.answer ?? 'OTHER';
+      const key = 'qa' + SEPARATOR + rcode + SEPARATOR + who;
+      series =
+        this.series.get(key) ??
+        this.createSeries(key, this.dnsQueries, {
+          rcode,
+          source_ip: attribution.sourceIp,
+          namespace,
+          pod: podName,
+        });
+      this.observeDuration(event, namespace, podName);
+    }
+    this.count(series, event.count);
+    if (countUnattributed && !pod) {
+      const key = 'u' + SEPARATOR + event.kind;
+      this.count(
+        this.series.get(key) ?? this.createSeries(key, this.unattributed, { kind: event.kind }),
+        event.count,
+      );
+    }
+  }
+
+  /** Series per pod only: a client address alone would be unbounded and is in the counters. */
+  private observeDuration(event: DnsQueryEvent, namespace: string, pod: string): void {
+    const bound = event.latencyBucketSeconds;
+    if (bound === undefined || !pod) return;
+    // Past the last bucket: any value above it lands in +Inf.
+    const value = Number.isFinite(bound) ? bound : DNS_QUERY_OVERFLOW_SECONDS;
+    const labels = { namespace, pod };
+    this.durationLabelsByPod.set(`${namespace}/${pod}`, labels);
+    for (let i = 0; i < event.count; i += 1) this.dnsQueryDuration.observe(labels, value);
+  }
+
   /**
    * DNS drops the kernel counted in its totals but had no room to key (the probe's map was
    * full): counted with direction `unknown` and no client, so that the sum is still every drop.
@@ -279,6 +377,11 @@ export class EventMetrics {
     this.count(series, count);
   }
 
+  /** Queries the DNS-query probe could not track: its pending map was full. */
+  recordUntrackedDnsQueries(count: number): void {
+    this.dnsQueriesUntracked.inc(count);
+  }
+
   /** Keys of a probe's count map that were not as the probe prints them; their counts are left out. */
   recordRejectedKeys(probe: string, keys: number): void {
     this.keysRejected.inc({ probe }, keys);
@@ -292,6 +395,11 @@ export class EventMetrics {
       if (series !== undefined) this.remove(series);
     }
     this.seriesKeysByPod.delete(podKey);
+    const duration = this.durationLabelsByPod.get(podKey);
+    if (duration !== undefined) {
+      this.dnsQueryDuration.remove(duration);
+      this.durationLabelsByPod.delete(podKey);
+    }
   }
 
   /**

@@ -48,7 +48,7 @@ export interface ProbeVariant {
 
 /** The observations of src/detect/mode-selection.ts that a probe provides. */
 export type ProbeObservation =
-  'insertFailures' | 'resolvedClashes' | 'snatPortAllocation' | 'dnsDrops';
+  'insertFailures' | 'resolvedClashes' | 'snatPortAllocation' | 'dnsDrops' | 'dnsQueries';
 
 export interface ProbeSpec {
   /** Stable name, used in metrics labels and logs: `<kind>/<script>`. */
@@ -128,6 +128,20 @@ const dnsDropCounting = {
   positionalArgs: (): string[] => [String(COUNT_MAP_GENERATION_SECONDS)],
   env: countMapEnv,
 };
+
+/**
+ * The DNS-query probe reports a query unanswered once it waited this long without an answer:
+ * the default timeout of glibc's and musl's resolvers, so an unanswered query is a stall the
+ * client felt. Reported between this and twice this plus a second after it was sent.
+ */
+export const DNS_QUERY_TIMEOUT_SECONDS = 5;
+/**
+ * Pending queries per generation: those in flight plus those that will go unanswered within a
+ * period. Answered queries leave at once, so a node needs far fewer than it sends per period;
+ * past it a query is not tracked and counted as such. A printed generation of 8,192 keys is
+ * about 400 KB of JSON, under the agent's longest line (1 MiB).
+ */
+export const DNS_QUERY_MAP_KEYS = 8192;
 
 export const probeCatalogue: readonly ProbeSpec[] = [
   {
@@ -233,6 +247,22 @@ export const probeCatalogue: readonly ProbeSpec[] = [
           'skb:kfree_skb has no reason field (added in 5.17): the cause is named from the ' +
           'function that freed the datagram (docs/probe-matrix.md, "Drops without drop reasons")',
         ...dnsDropCounting,
+      },
+    ],
+  },
+  {
+    name: 'tracepoint/dns-queries',
+    runsIn: ['kprobe', 'tracepoint'],
+    essentialIn: [],
+    observation: 'dnsQueries',
+    emits: ['dns_query'],
+    variants: [
+      {
+        script: 'tracepoint/dns-queries.bt',
+        // net:net_dev_queue and net:netif_receive_skb exist on every kernel the agent supports.
+        requires: { structs: ['sk_buff'] },
+        positionalArgs: (): string[] => [String(DNS_QUERY_TIMEOUT_SECONDS)],
+        env: { BPFTRACE_MAP_KEYS_MAX: String(DNS_QUERY_MAP_KEYS) },
       },
     ],
   },

@@ -20,6 +20,7 @@ import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apise
 import { podFrom, stored } from '../../support/k8s-fixtures.js';
 import {
   dnsDrop as baseDnsDrop,
+  dnsQuery as baseDnsQuery,
   insertFailure as baseInsertFailure,
 } from '../../support/events.js';
 
@@ -137,6 +138,37 @@ describe('the Kubernetes parts against a fake API server', () => {
     expect(fake.events()[0]!.message).toContain(
       'UDP query 10.244.0.2:41522 → kube-dns 10.96.0.10:53',
     );
+  });
+
+  it('tells the pod how many DNS queries went unanswered, the stall it felt and the cause, and nothing of answered ones', async () => {
+    const { fake, parts } = await start();
+    const client = { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 };
+    parts.events.handle(attributed(parts, baseDnsQuery({ tuple: client, count: 40 })));
+    parts.events.handle(
+      attributed(
+        parts,
+        baseDnsQuery({
+          tuple: client,
+          outcome: 'unanswered',
+          answer: undefined,
+          count: 3,
+          cause: 'firewall',
+        }),
+      ),
+    );
+    await eventually('unanswered event', () => fake.events().length === 1);
+    const event = fake.events()[0]!;
+    expect(event).toMatchObject({
+      reason: 'DNSQueryUnanswered',
+      involvedObject: { name: CLIENT_A },
+      count: 3,
+    });
+    expect(event.message).toContain(
+      '3 DNS queries (UDP query 10.244.0.2 → kube-dns 10.96.0.10:53)',
+    );
+    expect(event.message).toContain('exactly 5 s');
+    expect(event.message).toContain('firewall rule');
+    expect(event.message).toContain('Remedies:');
   });
 
   it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {

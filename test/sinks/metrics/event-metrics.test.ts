@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { EventMetrics } from '../../../src/sinks/metrics/event-metrics.js';
-import { attributed, dnsDrop, insertFailure, podA } from '../../support/events.js';
+import { attributed, dnsDrop, dnsQuery, insertFailure, podA } from '../../support/events.js';
 
 async function valuesOf(registry: Registry, name: string) {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -256,5 +256,86 @@ describe('event metrics', () => {
       String((v as { metricName?: string }).metricName).endsWith('_count'),
     );
     expect(count?.value).toBe(1);
+  });
+});
+
+describe('DNS query metrics', () => {
+  const service = { namespace: 'kube-system', name: 'kube-dns' };
+
+  it('counts answered queries by class and client, and their latency per pod from the kernel buckets', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.record(attributed(dnsQuery({ count: 3 }), podA), true);
+    metrics.record(
+      attributed(dnsQuery({ answer: 'NODATA', latencyBucketSeconds: Infinity, count: 2 }), podA),
+      true,
+    );
+    const queries = await valuesOf(registry, 'conntrack_observer_dns_queries_total');
+    expect(queries.map((v) => [v.labels.rcode, v.labels.pod, v.labels.source_ip, v.value])).toEqual(
+      [
+        ['NOERROR', 'cart-7d9f', '10.244.0.2', 3],
+        ['NODATA', 'cart-7d9f', '10.244.0.2', 2],
+      ],
+    );
+    const duration = await valuesOf(registry, 'conntrack_observer_dns_query_duration_seconds');
+    const bucket = (le: number | string) => duration.find((v) => v.labels.le === le)?.value;
+    expect(bucket(0.001)).toBe(0);
+    expect(bucket(0.005)).toBe(3);
+    expect(bucket(5)).toBe(3);
+    expect(bucket('+Inf')).toBe(5);
+    expect(await valuesOf(registry, 'conntrack_observer_unattributed_events_total')).toEqual([]);
+  });
+
+  it('counts unanswered queries by client and the Service asked, apart from answered ones', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const unanswered = dnsQuery({
+      outcome: 'unanswered',
+      answer: undefined,
+      count: 4,
+      cause: 'firewall',
+    });
+    metrics.record(
+      {
+        event: unanswered,
+        attribution: { sourceIp: '10.244.0.2', netnsInode: 1, pod: podA, service },
+        wallTimeMs: 0,
+      },
+      true,
+    );
+    expect(await valuesOf(registry, 'conntrack_observer_dns_unanswered_queries_total')).toEqual([
+      {
+        value: 4,
+        labels: {
+          cause: 'firewall',
+          source_ip: '10.244.0.2',
+          namespace: 'shop',
+          pod: 'cart-7d9f',
+          service: 'kube-system/kube-dns',
+        },
+      },
+    ]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
+  });
+
+  it('removes every DNS query series of a pod with the pod', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.record(attributed(dnsQuery(), podA), true);
+    metrics.record(attributed(dnsQuery({ outcome: 'unanswered', answer: undefined }), podA), true);
+    metrics.forgetPod('shop', 'cart-7d9f');
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_unanswered_queries_total')).toEqual([]);
+    const duration = await valuesOf(registry, 'conntrack_observer_dns_query_duration_seconds');
+    expect(duration.filter((v) => v.labels.pod === 'cart-7d9f')).toEqual([]);
+  });
+
+  it('counts queries the probe could not track', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    metrics.recordUntrackedDnsQueries(7);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_untracked_total')).toEqual([
+      { value: 7, labels: {} },
+    ]);
   });
 });

@@ -1,0 +1,180 @@
+import { DNS_QUERY_DURATION_BUCKETS } from '../events/dns-query-buckets.js';
+import type { DnsAnswerClass, DnsQueryEvent } from '../events/types.js';
+import type { CountEntry } from './decoded-line.js';
+
+/** The maps of probes/tracepoint/dns-queries.bt (docs/probe-events.md). */
+export const DNS_QUERY_ANSWERS_MAP = '@dns_q_answers';
+export const DNS_QUERY_PENDING_MAPS = ['@dns_q_pending_0', '@dns_q_pending_1'] as const;
+export const DNS_QUERY_UNTRACKED_MAP = '@dns_q_untracked';
+
+/** Whether a printed map is one of the DNS-query probe's (its names all start so). */
+export function isDnsQueryMap(map: string): boolean {
+  return map.startsWith('@dns_q_');
+}
+
+/** The probe's class numbers, in its order. */
+const ANSWER_CLASSES: readonly DnsAnswerClass[] = [
+  'NOERROR',
+  'NODATA',
+  'NXDOMAIN',
+  'SERVFAIL',
+  'REFUSED',
+  'OTHER',
+];
+const MAX_U32 = 0xffffffff;
+const MAX_U16 = 0xffff;
+
+/** What one printed map of the DNS-query probe adds. */
+export interface DnsQueryCountsUpdate {
+  /** Answered queries per key that grew; unanswered queries per client and server. */
+  readonly events: readonly DnsQueryEvent[];
+  /** Queries the pending map had no room for, by growth per namespace: neither matched nor missed. */
+  readonly untracked: number;
+  /** Keys that are not what the probe prints; left out. */
+  readonly rejectedKeys: readonly string[];
+}
+
+const NOTHING: DnsQueryCountsUpdate = { events: [], untracked: 0, rejectedKeys: [] };
+
+export interface DnsQueryCountsOptions {
+  readonly probe: string;
+  /** CLOCK_MONOTONIC nanoseconds: the time given to the events of a reading. */
+  readonly monotonicNs: () => bigint;
+}
+
+/**
+ * Turns the DNS-query probe's maps into events. The answer and untracked counts are cumulative
+ * and never cleared while bpftrace runs: their growth since the last print is what is new. A
+ * printed pending generation is printed once, just before the probe clears it: every key in it
+ * is one query that went unanswered, summed here per namespace, client and server.
+ */
+export class DnsQueryCounts {
+  private readonly lastValues = new Map<string, Map<string, number>>();
+
+  constructor(private readonly options: DnsQueryCountsOptions) {}
+
+  observe(map: string, entries: readonly CountEntry[]): DnsQueryCountsUpdate {
+    if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
+      return this.unanswered(entries);
+    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP) return NOTHING;
+    const monotonicNs = this.options.monotonicNs();
+    let last = this.lastValues.get(map);
+    if (last === undefined) {
+      last = new Map();
+      this.lastValues.set(map, last);
+    }
+    const events: DnsQueryEvent[] = [];
+    const rejectedKeys: string[] = [];
+    let untracked = 0;
+    for (const { key, value } of entries) {
+      const previous = last.get(key) ?? 0;
+      const growth = value >= previous ? value - previous : value;
+      last.set(key, value);
+      if (growth === 0) continue;
+      if (map === DNS_QUERY_UNTRACKED_MAP) {
+        if (u32(key) === undefined) rejectedKeys.push(key);
+        else untracked += growth;
+        continue;
+      }
+      const event = this.answered(key, growth, monotonicNs);
+      if (event === undefined) rejectedKeys.push(key);
+      else events.push(event);
+    }
+    return { events, untracked, rejectedKeys };
+  }
+
+  private answered(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+    const fields = key.split(',');
+    if (fields.length !== 4) return undefined;
+    const [netnsText, clientText, classText, bucketText] = fields;
+    const netnsInode = u32(netnsText);
+    const client = ipv4Of(clientText);
+    const answer = ANSWER_CLASSES[u32(classText) ?? ANSWER_CLASSES.length];
+    const bucket = u32(bucketText);
+    if (
+      netnsInode === undefined ||
+      client === undefined ||
+      answer === undefined ||
+      bucket === undefined ||
+      bucket > DNS_QUERY_DURATION_BUCKETS.length
+    ) {
+      return undefined;
+    }
+    return {
+      kind: 'dns_query',
+      probe: this.options.probe,
+      monotonicNs,
+      cpu: 0,
+      netnsInode,
+      protocol: 'udp',
+      tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      outcome: 'answered',
+      answer,
+      latencyBucketSeconds: DNS_QUERY_DURATION_BUCKETS[bucket] ?? Infinity,
+      count,
+    };
+  }
+
+  /** One key per query (namespace, client, port, DNS id, server): summed per client and server. */
+  private unanswered(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
+    const monotonicNs = this.options.monotonicNs();
+    const groups = new Map<
+      string,
+      { netnsInode: number; client: string; server: string; count: number }
+    >();
+    const rejectedKeys: string[] = [];
+    for (const { key } of entries) {
+      const fields = key.split(',');
+      const [netnsText, clientText, portText, idText, serverText] = fields;
+      const netnsInode = u32(netnsText);
+      const client = ipv4Of(clientText);
+      const port = u32(portText);
+      const id = u32(idText);
+      const server = ipv4Of(serverText);
+      if (
+        fields.length !== 5 ||
+        netnsInode === undefined ||
+        client === undefined ||
+        port === undefined ||
+        port > MAX_U16 ||
+        id === undefined ||
+        id > MAX_U16 ||
+        server === undefined
+      ) {
+        rejectedKeys.push(key);
+        continue;
+      }
+      const group = `${netnsInode},${client},${server}`;
+      const known = groups.get(group);
+      if (known) known.count += 1;
+      else groups.set(group, { netnsInode, client, server, count: 1 });
+    }
+    const events = [...groups.values()].map(
+      ({ netnsInode, client, server, count }): DnsQueryEvent => ({
+        kind: 'dns_query',
+        probe: this.options.probe,
+        monotonicNs,
+        cpu: 0,
+        netnsInode,
+        protocol: 'udp',
+        tuple: { srcIp: client, srcPort: 0, dstIp: server, dstPort: 53 },
+        outcome: 'unanswered',
+        count,
+      }),
+    );
+    return { events, untracked: 0, rejectedKeys };
+  }
+}
+
+function u32(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\d{1,10}$/.test(text)) return undefined;
+  const value = Number(text);
+  return value <= MAX_U32 ? value : undefined;
+}
+
+/** An IPv4 address the probe keyed as a u32 read little-endian from network-order bytes. */
+function ipv4Of(text: string | undefined): string | undefined {
+  const value = u32(text);
+  if (value === undefined) return undefined;
+  return `${value & 0xff}.${(value >>> 8) & 0xff}.${(value >>> 16) & 0xff}.${value >>> 24}`;
+}

@@ -1,0 +1,123 @@
+import { createLineDecoder } from '../../src/decode/decode.js';
+import { DnsQueryCounts, isDnsQueryMap } from '../../src/decode/dns-query-counts.js';
+import type { DnsQueryEvent } from '../../src/events/types.js';
+
+const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
+
+// Addresses as the probe keys them: the u32 of network-order bytes read little-endian.
+const ip = (dotted: string): number =>
+  dotted
+    .split('.')
+    .map(Number)
+    .reduceRight((value, octet) => value * 256 + octet, 0);
+const POD = ip('10.244.0.2');
+const OTHER_POD = ip('10.244.0.3');
+const CLUSTER_IP = ip('10.96.0.10');
+const NETNS = 4026532420;
+
+function observe(counts: DnsQueryCounts, map: string, entries: Record<string, number>) {
+  const decoded = decode(JSON.stringify({ type: 'map', data: { [map]: entries } }));
+  if (decoded.type !== 'counts') throw new Error(`not counts: ${JSON.stringify(decoded)}`);
+  return counts.observe(decoded.map, decoded.entries);
+}
+
+const tracker = (): DnsQueryCounts =>
+  new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 9n });
+
+describe('DnsQueryCounts', () => {
+  it('turns the growth of the answer counts into answered queries by class and latency bucket', () => {
+    const counts = tracker();
+    const first = observe(counts, '@dns_q_answers', {
+      [`${NETNS},${POD},0,2`]: 4,
+      [`${NETNS},${POD},1,0`]: 1,
+    });
+    expect(first.events).toEqual([
+      expect.objectContaining({
+        kind: 'dns_query',
+        outcome: 'answered',
+        answer: 'NOERROR',
+        latencyBucketSeconds: 0.01,
+        count: 4,
+        netnsInode: NETNS,
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      }),
+      expect.objectContaining({ answer: 'NODATA', latencyBucketSeconds: 0.001, count: 1 }),
+    ]);
+    const second = observe(counts, '@dns_q_answers', {
+      [`${NETNS},${POD},0,2`]: 6,
+      [`${NETNS},${POD},1,0`]: 1,
+      [`${NETNS},${POD},2,11`]: 3,
+    });
+    expect(
+      second.events.map((event) => [event.answer, event.count, event.latencyBucketSeconds]),
+    ).toEqual([
+      ['NOERROR', 2, 0.01],
+      ['NXDOMAIN', 3, Infinity],
+    ]);
+  });
+
+  it('names every class the probe keys, in its order', () => {
+    const counts = tracker();
+    const entries = Object.fromEntries(
+      [0, 1, 2, 3, 4, 5].map((klass) => [`${NETNS},${POD},${klass},5`, 1]),
+    );
+    const answers = observe(counts, '@dns_q_answers', entries).events.map((event) => event.answer);
+    expect(answers).toEqual(['NOERROR', 'NODATA', 'NXDOMAIN', 'SERVFAIL', 'REFUSED', 'OTHER']);
+  });
+
+  it('counts each key of a printed pending generation as one unanswered query, summed per client and server', () => {
+    const counts = tracker();
+    const update = observe(counts, '@dns_q_pending_1', {
+      [`${NETNS},${POD},40001,17,${CLUSTER_IP}`]: 1000,
+      [`${NETNS},${POD},40001,18,${CLUSTER_IP}`]: 1001,
+      [`${NETNS},${POD},40002,17,${CLUSTER_IP}`]: 1002,
+      [`${NETNS},${OTHER_POD},40003,5,${CLUSTER_IP}`]: 1003,
+    });
+    const byClient = new Map(
+      update.events.map((event: DnsQueryEvent) => [event.tuple.srcIp, event]),
+    );
+    expect(byClient.get('10.244.0.2')).toMatchObject({
+      outcome: 'unanswered',
+      count: 3,
+      tuple: { dstIp: '10.96.0.10', dstPort: 53 },
+    });
+    expect(byClient.get('10.244.0.3')).toMatchObject({ outcome: 'unanswered', count: 1 });
+    // Each print is a new generation: the same keys printed again are new queries.
+    const again = observe(counts, '@dns_q_pending_0', {
+      [`${NETNS},${POD},40001,17,${CLUSTER_IP}`]: 5000,
+    });
+    expect(again.events).toEqual([expect.objectContaining({ count: 1 })]);
+    expect(observe(counts, '@dns_q_pending_0', {}).events).toEqual([]);
+  });
+
+  it('reports the growth of the untracked count: queries the pending map had no room for', () => {
+    const counts = tracker();
+    expect(observe(counts, '@dns_q_untracked', { [NETNS]: 3 }).untracked).toBe(3);
+    expect(observe(counts, '@dns_q_untracked', { [NETNS]: 5 }).untracked).toBe(2);
+  });
+
+  it('leaves out keys that are not as the probe prints them, and says which', () => {
+    const counts = tracker();
+    const answers = observe(counts, '@dns_q_answers', {
+      [`${NETNS},${POD},6,0`]: 1,
+      [`${NETNS},${POD},0,12`]: 1,
+      [`${NETNS},${POD},0`]: 1,
+      [`${NETNS},${POD},0,1`]: 2,
+    });
+    expect(answers.rejectedKeys).toHaveLength(3);
+    expect(answers.events).toEqual([expect.objectContaining({ count: 2 })]);
+    const pending = observe(counts, '@dns_q_pending_0', {
+      [`${NETNS},${POD},70000,1,${CLUSTER_IP}`]: 1,
+      [`${NETNS},${POD},1,1`]: 1,
+      [`x,${POD},1,1,${CLUSTER_IP}`]: 1,
+    });
+    expect(pending.rejectedKeys).toHaveLength(3);
+    expect(pending.events).toEqual([]);
+  });
+
+  it('ignores maps that are not its own, and knows its own by name', () => {
+    expect(observe(tracker(), '@dns_drops_0', { a: 1 }).events).toEqual([]);
+    expect(isDnsQueryMap('@dns_q_pending_0')).toBe(true);
+    expect(isDnsQueryMap('@dns_drops_0')).toBe(false);
+  });
+});

@@ -1,0 +1,147 @@
+import { createLineDecoder } from '../../src/decode/decode.js';
+import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
+import type { DnsQueryEvent } from '../../src/events/types.js';
+import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { generatorPath } from '../lab/generators.js';
+import { createLab, labAddresses, type Lab } from '../lab/lab.js';
+import { runDnsBlocked, type QueryBurst } from '../lab/scenarios/dns-queries.js';
+
+const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
+const timeoutMs = 90_000;
+// A short period: a query is reported unanswered 2 to 5 s after it was sent.
+const GENERATION_SECONDS = 2;
+/** Long enough for any query sent before it to have been printed (cycle of period + 1 s, twice). */
+const SETTLE_MS = 2 * (GENERATION_SECONDS + 1) * 1000 + 1500;
+
+let lab: Lab;
+let probe: ProbeRun;
+
+beforeAll(async () => {
+  lab = await createLab();
+  probe = await startProbe('tracepoint/dns-queries.bt', [String(GENERATION_SECONDS)]);
+}, timeoutMs);
+
+afterAll(async () => {
+  await probe?.stop();
+  await lab?.destroy();
+}, timeoutMs);
+
+/** Every query outcome the probe reported so far, read as the agent reads its maps. */
+function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
+  const counts = new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 0n });
+  const events: DnsQueryEvent[] = [];
+  let untracked = 0;
+  for (const line of probe.lines) {
+    const decoded = decode(line);
+    if (decoded.type !== 'counts') continue;
+    const update = counts.observe(decoded.map, decoded.entries);
+    expect(update.rejectedKeys).toEqual([]);
+    events.push(...update.events);
+    untracked += update.untracked;
+  }
+  return { events, untracked };
+}
+
+interface Tally {
+  unanswered: number;
+  answered: Map<string, number>;
+  /** Every event of the pod, with the namespace it was counted in. */
+  netns: Set<number>;
+}
+
+function tallyFor(clientIp: string): Tally {
+  const tally: Tally = { unanswered: 0, answered: new Map(), netns: new Set() };
+  for (const event of outcomes().events) {
+    if (event.tuple.srcIp !== clientIp) continue;
+    tally.netns.add(event.netnsInode);
+    if (event.outcome === 'unanswered') tally.unanswered += event.count;
+    else tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
+  }
+  return tally;
+}
+
+async function query(netns: string, name: string, count: number): Promise<QueryBurst> {
+  const binary = await generatorPath('dns-query', lab.buildDir);
+  const { stdout } = await lab.exec(netns, binary, [
+    labAddresses.clusterDns,
+    '53',
+    String(count),
+    name,
+    '2000',
+  ]);
+  return JSON.parse(stdout.trim()) as QueryBurst;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `done` holds of the pod's tally (bounded), then one more whole cycle. */
+async function settle(clientIp: string, done: (tally: Tally) => boolean): Promise<Tally> {
+  const deadline = Date.now() + SETTLE_MS;
+  while (!done(tallyFor(clientIp)) && Date.now() < deadline) await sleep(250);
+  // A count past the expected one would show within one more cycle.
+  await sleep((GENERATION_SECONDS + 1) * 1000 + 500);
+  return tallyFor(clientIp);
+}
+
+describe('tracepoint/dns-queries.bt', () => {
+  it(
+    'reports exactly the queries the firewall dropped as unanswered, in the pod namespace, and a clean run afterwards adds none',
+    async () => {
+      const pod = lab.pods[0]!;
+      const before = await settle(pod.ip, () => true);
+      const blocked = await runDnsBlocked(lab, { queries: 16, from: 'pod' });
+      expect(blocked.firewallDrops).toBe(16);
+      expect(blocked.answered).toBe(0);
+      const afterBlocked = await settle(
+        pod.ip,
+        (tally) => tally.unanswered - before.unanswered >= blocked.firewallDrops,
+      );
+      expect(afterBlocked.unanswered - before.unanswered).toBe(blocked.firewallDrops);
+      expect(afterBlocked.netns).toEqual(new Set([pod.netnsInode]));
+      const unansweredTo = outcomes().events.filter(
+        (event) => event.outcome === 'unanswered' && event.tuple.srcIp === pod.ip,
+      );
+      expect(new Set(unansweredTo.map((event) => event.tuple.dstIp))).toEqual(
+        new Set([labAddresses.blockedDns]),
+      );
+
+      const clean = await query(pod.netns, 'www.example.test', 12);
+      expect(clean).toMatchObject({ sent: 12, answered: 12 });
+      const afterClean = await settle(pod.ip, () => false);
+      expect(afterClean.unanswered).toBe(afterBlocked.unanswered);
+      expect(outcomes().untracked).toBe(0);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'counts each answered query once, by its answer class, in the pod that asked',
+    async () => {
+      const pod = lab.pods[1]!;
+      const before = tallyFor(pod.ip);
+      const found = await query(pod.netns, 'www.example.test', 9);
+      const missing = await query(pod.netns, 'missing.example.test', 5);
+      expect(found).toMatchObject({ sent: 9, answered: 9 });
+      expect(missing).toMatchObject({ sent: 5, answered: 5 });
+      const grown = (tally: Tally, answer: string): number =>
+        (tally.answered.get(answer) ?? 0) - (before.answered.get(answer) ?? 0);
+      const after = await settle(
+        pod.ip,
+        (tally) => grown(tally, 'NOERROR') >= 9 && grown(tally, 'NXDOMAIN') >= 5,
+      );
+      expect(grown(after, 'NOERROR')).toBe(9);
+      expect(grown(after, 'NXDOMAIN')).toBe(5);
+      const classes = [...after.answered.keys()].filter((answer) => grown(after, answer) > 0);
+      expect(classes.sort()).toEqual(['NOERROR', 'NXDOMAIN']);
+      expect(after.unanswered).toBe(before.unanswered);
+      expect(after.netns).toEqual(new Set([pod.netnsInode]));
+      // Answered within the lab's own namespaces: well under a second, in a finite bucket.
+      const latencies = outcomes()
+        .events.filter((event) => event.outcome === 'answered' && event.tuple.srcIp === pod.ip)
+        .map((event) => event.latencyBucketSeconds!);
+      expect(latencies.length).toBeGreaterThan(0);
+      for (const latency of latencies) expect(latency).toBeLessThanOrEqual(0.25);
+    },
+    timeoutMs,
+  );
+});
