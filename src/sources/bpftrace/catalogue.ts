@@ -62,6 +62,12 @@ export interface ProbeSpec {
   readonly essentialIn: readonly ProbeMode[];
   readonly observation: ProbeObservation;
   readonly emits: readonly ProbeRecordKind[];
+  /**
+   * Maps the probe prints (`{"type": "map", "data": {"@name": …}}`), besides the records of
+   * `emits`: in a combined bpftrace process (bpftrace-supervisor.ts) its output is routed to
+   * the probe by these names, so no other probe may print them.
+   */
+  readonly maps?: readonly string[];
   /** Most complete first; the first one the kernel satisfies runs. */
   readonly variants: readonly ProbeVariant[];
 }
@@ -193,6 +199,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsDrops',
     emits: ['dns_drop'],
+    maps: ['@dns_drop_totals', '@dns_drops_0', '@dns_drops_1'],
     variants: [
       {
         script: 'tracepoint/dns-drops.bt',
