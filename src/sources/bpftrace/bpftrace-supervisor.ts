@@ -7,14 +7,18 @@ import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
-import type { DecodedLine, LineDecoder } from '../../decode/decoded-line.js';
-import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
+import type { LineDecoder } from '../../decode/decoded-line.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
 import type { ProbeUnavailableReason, UnavailableProbe } from './catalogue.js';
-import { failureOf, ProbeStderr, truncate } from './probe-stderr.js';
+import { failureOf, ProbeStderr } from './probe-stderr.js';
+import {
+  newProbeLineState,
+  ProbeLines,
+  type MapRecord,
+  type ProbeLineState,
+} from './probe-lines.js';
 import {
   COMBINED_PROBE,
-  DECODER_EXCEPTION,
   initialiseProbeSeries,
   registerSupervisorMetrics,
   type SupervisorMetrics,
@@ -86,8 +90,7 @@ export interface BpftraceSupervisorOptions {
   readonly unavailableRetryMs?: number;
 }
 
-/** A printed count map, or the news that the probe cleared one. */
-export type MapRecord = Extract<DecodedLine, { type: 'counts' } | { type: 'map_cleared' }>;
+export type { MapRecord } from './probe-lines.js';
 
 export interface ProbeStatus {
   readonly name: string;
@@ -98,25 +101,11 @@ export interface ProbeStatus {
   readonly unavailable: UnavailableProbe | undefined;
 }
 
-const REJECTED_LINE_LOG_CHARS = 200;
-
-/** What a line decoded to, a decoder that threw included. */
-type Decoded =
-  | DecodedLine
-  | { readonly type: 'rejected'; readonly code: typeof DECODER_EXCEPTION; readonly detail: string };
-
+/** A probe: its definition, its reading state, its process and restart record. */
 interface ProbeState {
   readonly definition: ProbeDefinition;
-  readonly decode: LineDecoder;
-  readonly rejectedLog: LogRateLimiter;
-  readonly lostLog: LogRateLimiter;
-  readonly sinkErrorLog: LogRateLimiter;
-  readonly handlingErrorLog: LogRateLimiter;
-  /** Events lost since the last lost-events message was logged. */
-  lostSinceLog: number;
+  readonly lines: ProbeLineState;
   child: ProbeProcess | undefined;
-  /** Runs of bpftrace started for this probe. */
-  runs: number;
   ready: boolean;
   attachedAt: number | undefined;
   restarts: number;
@@ -164,6 +153,7 @@ export class BpftraceSupervisor implements Lifecycle {
   private readonly unavailableRetryMs: number;
   private readonly unavailableAtStart: readonly UnavailableProbe[];
   private readonly stderr: ProbeStderr;
+  private readonly lines: ProbeLines;
   private readonly plan: ProcessPlan;
   private readonly children = new Set<ProbeProcess>();
   private started = false;
@@ -184,6 +174,12 @@ export class BpftraceSupervisor implements Lifecycle {
     this.unavailableAtStart = options.unavailable ?? [];
     this.stderr = new ProbeStderr(options.logger);
     this.metrics = registerSupervisorMetrics(options.registry);
+    this.lines = new ProbeLines({
+      onEvent: options.onEvent,
+      onCounts: options.onCounts,
+      metrics: this.metrics,
+      logger: options.logger,
+    });
     this.states = options.probes.map((definition) => this.newState(definition));
     this.plan =
       options.combine === true
@@ -270,17 +266,16 @@ export class BpftraceSupervisor implements Lifecycle {
     ];
   }
 
-  private newState(definition: ProbeDefinition): ProbeState {
+  private newState(definition: ProbeDefinition, processLevel = false): ProbeState {
     return {
       definition,
-      decode: this.options.decoderFor(definition),
-      rejectedLog: new LogRateLimiter(10, 60_000, this.now),
-      lostLog: new LogRateLimiter(10, 60_000, this.now),
-      sinkErrorLog: new LogRateLimiter(10, 60_000, this.now),
-      handlingErrorLog: new LogRateLimiter(10, 60_000, this.now),
-      lostSinceLog: 0,
+      lines: newProbeLineState(
+        definition.name,
+        this.options.decoderFor(definition),
+        this.now,
+        processLevel,
+      ),
       child: undefined,
-      runs: 0,
       ready: false,
       attachedAt: undefined,
       restarts: 0,
@@ -304,11 +299,9 @@ export class BpftraceSupervisor implements Lifecycle {
   }
 
   private combinedUnit(combined: NonNullable<ProcessPlan['combined']>): ProcessUnit {
-    const members = this.states.filter((state) =>
-      combined.probes.includes(state.definition.name),
-    );
+    const members = this.states.filter((state) => combined.probes.includes(state.definition.name));
     const byName = new Map(members.map((state) => [state.definition.name, state]));
-    const processState = this.newState({ name: COMBINED_PROBE, script: '-e', args: [] });
+    const processState = this.newState({ name: COMBINED_PROBE, script: '-e', args: [] }, true);
     return {
       name: COMBINED_PROBE,
       members,
@@ -455,7 +448,7 @@ export class BpftraceSupervisor implements Lifecycle {
     this.children.add(child);
     for (const state of unit.members) {
       state.child = child;
-      state.runs += 1;
+      state.lines.runs += 1;
       state.ready = false;
       state.attachedAt = undefined;
     }
@@ -521,166 +514,42 @@ export class BpftraceSupervisor implements Lifecycle {
       for (const line of lines) {
         if (line.trim() === '') continue; // bpftrace ends its output with blank lines
         // One line's failure must not end the read: an exception escaping here would reject
-        // the probe's run and, unhandled, end the agent.
-        let state = unit.processState ?? unit.members[0];
+        // the probe's run and, unhandled, end the agent. handle() never throws.
+        const state = unit.route(line);
+        const probes = this.lines.handle(state.lines, line);
+        if (probes === undefined) continue;
+        // As for any line: its handling failing must not end the read.
         try {
-          state = unit.route(line);
-          this.handleLine(unit, state, line, onAttached);
+          this.attached(unit, probes, onAttached);
         } catch (error) {
-          if (state !== undefined) this.lineHandlingFailed(state, line, error);
+          this.lines.handlingFailed(state.lines, line, error);
         }
       }
     }
   }
 
-  private lineHandlingFailed(state: ProbeState, line: string, error: unknown): void {
-    const probe = state.definition.name;
-    // Not a rejection: every branch of handleLine counts the line before anything that could
-    // throw, so the line is already counted by what it decoded to.
-    this.metrics.handlingErrors.inc({ probe });
-    const admitted = state.handlingErrorLog.admit();
-    if (admitted === undefined) return;
-    try {
-      this.options.logger.error(
-        {
-          probe,
-          err: error,
-          line: truncate(line, REJECTED_LINE_LOG_CHARS),
-          suppressedBefore: admitted.suppressedBefore,
-        },
-        'probe line handling failed; reading goes on',
-      );
-    } catch {
-      // The logger itself may be what failed; the count above still tells.
+  /** The process attached: every probe it runs is ready. */
+  private attached(unit: ProcessUnit, probes: number, onAttached: () => void): void {
+    const at = this.now();
+    onAttached();
+    for (const member of unit.members) {
+      member.ready = true;
+      member.attachedAt = at;
+      this.metrics.up.set({ probe: member.definition.name }, 1);
     }
-  }
-
-  private decode(unit: ProcessUnit, state: ProbeState, line: string): Decoded {
-    let decoded: DecodedLine;
-    try {
-      decoded = state.decode(line);
-    } catch (error) {
-      return { type: 'rejected', code: DECODER_EXCEPTION, detail: String(error) };
-    }
-    // A record or map no probe of a combined process claims has no probe to go to.
-    if (
-      state === unit.processState &&
-      (decoded.type === 'event' || decoded.type === 'counts' || decoded.type === 'map_cleared')
-    ) {
-      return {
-        type: 'rejected',
-        code: 'unknown_record',
-        detail: 'no probe of the combined process prints this record or map',
-      };
-    }
-    return decoded;
-  }
-
-  private handleLine(
-    unit: ProcessUnit,
-    state: ProbeState,
-    line: string,
-    onAttached: () => void,
-  ): void {
-    const probe = state.definition.name;
-    const decoded = this.decode(unit, state, line);
-    switch (decoded.type) {
-      case 'counts':
-      case 'map_cleared':
-        this.metrics.maps.inc({ probe });
-        try {
-          this.options.onCounts?.(decoded, probe, state.runs);
-        } catch (error) {
-          this.sinkFailed(state, error);
-        }
-        return;
-      case 'event':
-        this.metrics.decoded.inc({ probe });
-        try {
-          this.options.onEvent(decoded.event, probe);
-        } catch (error) {
-          // A sink failing on every event of a storm must not turn into a log line per event.
-          const admitted = state.sinkErrorLog.admit();
-          if (admitted !== undefined) {
-            this.options.logger.error(
-              { probe, err: error, suppressedBefore: admitted.suppressedBefore },
-              'event sink failed; event dropped by the sink',
-            );
-          }
-        }
-        return;
-      case 'attached': {
-        // The process attached: every probe it runs is ready.
-        const at = this.now();
-        onAttached();
-        for (const member of unit.members) {
-          member.ready = true;
-          member.attachedAt = at;
-          this.markAvailable(member);
-          this.metrics.up.set({ probe: member.definition.name }, 1);
-        }
-        this.options.logger.info(
-          {
-            probe: unit.name,
-            pid: unit.members[0]?.child?.pid,
-            probes: decoded.probes,
-            ...(unit.processState === undefined
-              ? {}
-              : { members: unit.members.map((member) => member.definition.name) }),
-          },
-          'probe attached',
-        );
-        return;
-      }
-      case 'lost': {
-        this.metrics.lost.inc({ probe }, decoded.count);
-        // In a storm bpftrace reports a loss on nearly every poll: the metric has every one,
-        // the log a few a minute with the total since the last message.
-        state.lostSinceLog += decoded.count;
-        const admitted = state.lostLog.admit();
-        if (admitted !== undefined) {
-          this.options.logger.warn(
-            {
-              probe,
-              lost: state.lostSinceLog,
-              reports: admitted.suppressedBefore + 1,
-            },
-            'probe lost events: perf ring buffer overflowed',
-          );
-          state.lostSinceLog = 0;
-        }
-        return;
-      }
-      case 'ignored':
-        return;
-      case 'rejected': {
-        this.metrics.rejected.inc({ probe, error: decoded.code });
-        const admitted = state.rejectedLog.admit();
-        if (admitted !== undefined) {
-          this.options.logger.warn(
-            {
-              probe,
-              error: decoded.code,
-              detail: decoded.detail,
-              line: truncate(line, REJECTED_LINE_LOG_CHARS),
-              suppressedBefore: admitted.suppressedBefore,
-            },
-            'probe line rejected',
-          );
-        }
-        return;
-      }
-    }
-  }
-
-  private sinkFailed(state: ProbeState, error: unknown): void {
-    const admitted = state.sinkErrorLog.admit();
-    if (admitted !== undefined) {
-      this.options.logger.error(
-        { probe: state.definition.name, err: error, suppressedBefore: admitted.suppressedBefore },
-        'count map handling failed; its counts are missing',
-      );
-    }
+    // Logging last: a logger that throws leaves every probe counted as attached.
+    for (const member of unit.members) this.markAvailable(member);
+    this.options.logger.info(
+      {
+        probe: unit.name,
+        pid: unit.members[0]?.child?.pid,
+        probes,
+        ...(unit.processState === undefined
+          ? {}
+          : { members: unit.members.map((member) => member.definition.name) }),
+      },
+      'probe attached',
+    );
   }
 
   private logExit(

@@ -44,7 +44,10 @@ export function combineScripts(scripts: readonly CombinableScript[]): string {
     for (const map of script.maps) {
       const owner = owners.get(map);
       if (owner !== undefined && owner !== script.name) {
-        throw new CombineError('map_clash', `${map} is printed by both ${owner} and ${script.name}`);
+        throw new CombineError(
+          'map_clash',
+          `${map} is printed by both ${owner} and ${script.name}`,
+        );
       }
       owners.set(map, script.name);
     }
@@ -67,10 +70,7 @@ export function combineScripts(scripts: readonly CombinableScript[]): string {
     }
     const renames = [...used].filter((map) => seen.has(map) && !owners.has(map));
     for (const map of renames) {
-      text = text.replace(
-        new RegExp(`${map}(?![A-Za-z0-9_])`, 'g'),
-        `${map}__${String(index)}`,
-      );
+      text = text.replace(new RegExp(`${map}(?![A-Za-z0-9_])`, 'g'), `${map}__${String(index)}`);
     }
     for (const map of used) seen.add(renames.includes(map) ? `${map}__${String(index)}` : map);
     const begin = extractBlock(text, 'BEGIN');

@@ -76,7 +76,13 @@ export function planProcesses(probes: readonly PlannedProbe[]): ProcessPlan {
     if (!(error instanceof CombineError)) throw error;
     return {
       ...everyoneAlone,
-      notes: [...notes, { probe: members.map((probe) => probe.name).join(', '), reason: `${error.code}: ${error.message}` }],
+      notes: [
+        ...notes,
+        {
+          probe: members.map((probe) => probe.name).join(', '),
+          reason: `${error.code}: ${error.message}`,
+        },
+      ],
     };
   }
   const names = members.map((probe) => probe.name);

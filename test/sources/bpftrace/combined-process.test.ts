@@ -9,7 +9,10 @@ import {
   type ProbeDefinition,
 } from '../../../src/sources/bpftrace/bpftrace-supervisor.js';
 import { createLineDecoder } from '../../../src/decode/decode.js';
-import { createExecaProbeSpawner, type ProbeSpawner } from '../../../src/sources/bpftrace/probe-process.js';
+import {
+  createExecaProbeSpawner,
+  type ProbeSpawner,
+} from '../../../src/sources/bpftrace/probe-process.js';
 import { capturingLogger, ManualDelay, metricValue } from './bpftrace-supervisor-support.js';
 import { eventually } from '../../support/eventually.js';
 
@@ -22,7 +25,9 @@ const fakeScript = (name: string): string =>
 const INSERT = 'tracepoint/conntrack-insert-failed';
 const DNS = 'tracepoint/dns-drops';
 
-function probes(insertSource = 'tracepoint:skb:kfree_skb /args->reason == $1/ { }'): ProbeDefinition[] {
+function probes(
+  insertSource = 'tracepoint:skb:kfree_skb /args->reason == $1/ { }',
+): ProbeDefinition[] {
   return [
     {
       name: INSERT,
@@ -146,11 +151,9 @@ describe('BpftraceSupervisor running the probes of a mode in one bpftrace proces
     );
     supervisor.start();
     await eventually('ready', () => supervisor.isReady());
-    expect(calls.map((call) => call.args.find((arg) => arg === '-e' || arg.endsWith('.mjs')))).toEqual([
-      '-e',
-      fakeScript('attaches-and-stays'),
-      fakeScript('attaches-and-stays'),
-    ]);
+    expect(
+      calls.map((call) => call.args.find((arg) => arg === '-e' || arg.endsWith('.mjs'))),
+    ).toEqual(['-e', fakeScript('attaches-and-stays'), fakeScript('attaches-and-stays')]);
     expect(
       records.some((record) =>
         record.msg.startsWith('combined bpftrace program exited before attaching; falling back'),

@@ -1,7 +1,4 @@
-import {
-  CombineError,
-  combineScripts,
-} from '../../../src/sources/bpftrace/combined-program.js';
+import { CombineError, combineScripts } from '../../../src/sources/bpftrace/combined-program.js';
 import { probeCatalogue } from '../../../src/sources/bpftrace/catalogue.js';
 import { modeScripts } from './combined-program.fixture.js';
 
@@ -72,8 +69,18 @@ describe('the combined program of a mode', () => {
 
   it('merges END blocks into one and renames a private map two scripts both use', () => {
     const program = combineScripts([
-      { name: 'a', source: 'kprobe:f { @m[tid] = 1; }\nEND\n{\n  clear(@m);\n}\n', args: [], maps: [] },
-      { name: 'b', source: 'kprobe:g { @m[tid] = $1; }\nEND { clear(@m); }', args: ['42'], maps: [] },
+      {
+        name: 'a',
+        source: 'kprobe:f { @m[tid] = 1; }\nEND\n{\n  clear(@m);\n}\n',
+        args: [],
+        maps: [],
+      },
+      {
+        name: 'b',
+        source: 'kprobe:g { @m[tid] = $1; }\nEND { clear(@m); }',
+        args: ['42'],
+        maps: [],
+      },
     ]);
     expect(program).toContain('kprobe:g { @m__1[tid] = 42; }');
     expect(program.match(/^END/gm)).toHaveLength(1);
