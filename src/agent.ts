@@ -237,6 +237,7 @@ export async function startAgent(
           logger: logger.child({ component: 'probes' }),
           bpftracePath: options.bpftrace,
           commandPrefix: deps.commandPrefix,
+          combine: true,
           stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
           unavailable: plan.mode.unavailable,
         })
@@ -333,7 +334,12 @@ async function planStart(options: AgentOptions, deps: AgentDependencies): Promis
     mode.probes.length > 0 ? await readDropReasons(options, deps) : createDropReasonTable([]);
   return {
     mode,
-    probes: probeDefinitions(mode, dropReasons, options.probesDir ?? deps.defaultProbesDir),
+    probes: await probeDefinitions(
+      mode,
+      dropReasons,
+      options.probesDir ?? deps.defaultProbesDir,
+      deps.readText,
+    ),
     dropReasons,
     watchedPid,
     watchedInode,
@@ -399,27 +405,46 @@ async function readDropReasons(
   return createDropReasonTable([]);
 }
 
-function probeDefinitions(
+/**
+ * The probes to run, each with its script's text and what it prints, so that the supervisor
+ * can run them all in one bpftrace process. A script that cannot be read runs on its own (and
+ * bpftrace says what is wrong with it).
+ */
+async function probeDefinitions(
   mode: ModeSelection,
   dropReasons: DropReasonTable,
   probesDir: string,
-): ProbeDefinition[] {
-  return mode.runs.map((run) => {
-    let args: string[];
-    try {
-      args = run.variant.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
-    } catch (error) {
-      throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
-    }
-    return {
-      name: run.spec.name,
-      script: join(probesDir, run.variant.script),
-      args,
-      bpftraceOptions: run.bpftraceOptions,
-      env: { ...run.env, ...run.variant.env },
-      attachTimeoutMs: run.attachTimeoutMs,
-    };
-  });
+  readText: (path: string) => Promise<string>,
+): Promise<ProbeDefinition[]> {
+  return Promise.all(
+    mode.runs.map(async (run) => {
+      let args: string[];
+      try {
+        args = run.variant.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
+      } catch (error) {
+        throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
+      }
+      const script = join(probesDir, run.variant.script);
+      const source = await readText(script).catch(() => undefined);
+      return {
+        name: run.spec.name,
+        script,
+        args,
+        bpftraceOptions: run.bpftraceOptions,
+        env: { ...run.env, ...run.variant.env },
+        attachTimeoutMs: run.attachTimeoutMs,
+        ...(source === undefined
+          ? {}
+          : {
+              combinable: {
+                source,
+                records: run.spec.emits,
+                maps: run.spec.maps ?? [],
+              },
+            }),
+      };
+    }),
+  );
 }
 
 /**

@@ -116,7 +116,10 @@ async function main(): Promise<void> {
     process.exit(EXIT_START_FAILED);
   }
 
+  let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
     logger.info({ signal }, 'stopping');
     // Within the 5 s promised on SIGTERM, after the parts' own stop budgets.
     const deadline = setTimeout(() => {
@@ -135,8 +138,12 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  // `on`, not `once`: execa's child cleanup (signal-exit) re-raises a signal it finds no other
+  // listener for, and re-installs its own listener after ours whenever every probe process has
+  // ended (the one combined bpftrace restarting or falling back): a `once` listener, removed as
+  // it runs, then left the agent killed by its own SIGTERM before it had stopped.
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
 }
 
 const doctorIo = {

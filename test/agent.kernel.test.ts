@@ -194,12 +194,14 @@ describe('the agent against a real kernel', () => {
     const restarts = (s: Sample[]) =>
       sumOf(s, 'conntrack_observer_probe_restarts_total', { probe });
     const before = restarts(await metrics());
-    // This agent's own probe (it runs in this process): not another one on the machine.
+    // This agent's own probe (it runs in this process): not another one on the machine. The
+    // probes of the mode share one bpftrace, whose program names each probe in a comment
+    // (`probe tracepoint/dns-drops`); after a fallback, the script's path names it.
     const pid = execFileSync('pgrep', [
       '-P',
       String(process.pid),
       '-f',
-      'probes/tracepoint/dns-drops.bt',
+      'probes?.tracepoint/dns-drops',
     ])
       .toString()
       .trim()

@@ -82,9 +82,10 @@ describe('the agent process', () => {
         { reject: false },
       );
       await waitUntilReady(`http://127.0.0.1:${port}`);
-      const probes = await waitFor('two bpftrace children', async () => {
+      // The probes of the mode run in one bpftrace process.
+      const probes = await waitFor('one bpftrace child', async () => {
         const children = bpftraceChildrenOf(agent!.pid!);
-        return children.length === 2 ? children : undefined;
+        return children.length === 1 ? children : undefined;
       });
       for (const pid of probes) {
         expect(

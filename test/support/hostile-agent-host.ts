@@ -45,6 +45,10 @@ const agent = await startAgent(parsed.options, {
   logger: pino({ level: 'info' }),
   version: 'hostile-host',
 });
-process.once('SIGTERM', () => {
+// `on`, as in main.ts: execa's signal-exit would re-raise SIGTERM past a `once` listener.
+let stopping = false;
+process.on('SIGTERM', () => {
+  if (stopping) return;
+  stopping = true;
   void agent.stop().then(() => process.exit(0));
 });

@@ -1,24 +1,29 @@
 import { performance } from 'node:perf_hooks';
 
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 
 import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
 import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
-import {
-  DECODE_ERROR_CODES,
-  type DecodedLine,
-  type LineDecoder,
-} from '../../decode/decoded-line.js';
-import { LogRateLimiter } from '../../shared/log-rate-limiter.js';
+import type { LineDecoder } from '../../decode/decoded-line.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
+import type { ProbeUnavailableReason, UnavailableProbe } from './catalogue.js';
+import { failureOf, ProbeStderr } from './probe-stderr.js';
 import {
-  probeUnavailableReasons,
-  type ProbeUnavailableReason,
-  type UnavailableProbe,
-} from './catalogue.js';
+  newProbeLineState,
+  ProbeLines,
+  type MapRecord,
+  type ProbeLineState,
+} from './probe-lines.js';
+import {
+  COMBINED_PROBE,
+  initialiseProbeSeries,
+  registerSupervisorMetrics,
+  type SupervisorMetrics,
+} from './supervisor-metrics.js';
+import { planProcesses, type ProcessPlan } from './process-plan.js';
 
 /** A probe ready to run: its script and positional arguments already resolved for this kernel. */
 export interface ProbeDefinition {
@@ -32,6 +37,15 @@ export interface ProbeDefinition {
   readonly env?: Readonly<Record<string, string>>;
   /** Overrides the supervisor's attach timeout, e.g. for a script that compiles kernel headers. */
   readonly attachTimeoutMs?: number;
+  /**
+   * The script's text, with what it prints: a probe that has them may share one bpftrace
+   * process with the others (`combine`), its output routed to it by record and map name.
+   */
+  readonly combinable?: {
+    readonly source: string;
+    readonly records: readonly string[];
+    readonly maps: readonly string[];
+  };
 }
 
 export interface BpftraceSupervisorOptions {
@@ -51,6 +65,12 @@ export interface BpftraceSupervisorOptions {
   readonly bpftracePath?: string;
   /** Put before the bpftrace command, e.g. the result of `parentDeathPrefix()`. */
   readonly commandPrefix?: readonly string[];
+  /**
+   * Run the combinable probes in one bpftrace process (one LLVM, one compile and attach: see
+   * docs/benchmarks.md, "One bpftrace process"); if it exits before attaching, every probe
+   * falls back to a process of its own. Default false: one process per probe.
+   */
+  readonly combine?: boolean;
   readonly delay?: Delay;
   /** Monotonic milliseconds. */
   readonly now?: () => number;
@@ -70,8 +90,7 @@ export interface BpftraceSupervisorOptions {
   readonly unavailableRetryMs?: number;
 }
 
-/** A printed count map, or the news that the probe cleared one. */
-export type MapRecord = Extract<DecodedLine, { type: 'counts' } | { type: 'map_cleared' }>;
+export type { MapRecord } from './probe-lines.js';
 
 export interface ProbeStatus {
   readonly name: string;
@@ -82,26 +101,11 @@ export interface ProbeStatus {
   readonly unavailable: UnavailableProbe | undefined;
 }
 
-const REJECTED_LINE_LOG_CHARS = 200;
-const STDERR_TAIL_LINES = 20;
-// bpftrace 0.17 prints this on every start on kernels that account BPF memory to cgroups
-// (5.11+), where RLIMIT_MEMLOCK no longer matters; the probe then works.
-const HARMLESS_MEMLOCK_MESSAGE = /couldn't set RLIMIT_MEMLOCK/;
-/** A decoder is not supposed to throw; if it does, the line is counted under this code. */
-const DECODER_EXCEPTION = 'decoder_exception';
-
+/** A probe: its definition, its reading state, its process and restart record. */
 interface ProbeState {
   readonly definition: ProbeDefinition;
-  readonly decode: LineDecoder;
-  readonly rejectedLog: LogRateLimiter;
-  readonly lostLog: LogRateLimiter;
-  readonly sinkErrorLog: LogRateLimiter;
-  readonly handlingErrorLog: LogRateLimiter;
-  /** Events lost since the last lost-events message was logged. */
-  lostSinceLog: number;
+  readonly lines: ProbeLineState;
   child: ProbeProcess | undefined;
-  /** Runs of bpftrace started for this probe. */
-  runs: number;
   ready: boolean;
   attachedAt: number | undefined;
   restarts: number;
@@ -110,28 +114,34 @@ interface ProbeState {
   unavailable: UnavailableProbe | undefined;
 }
 
-interface SupervisorMetrics {
-  readonly up: Gauge<'probe'>;
-  readonly restarts: Counter<'probe'>;
-  readonly decoded: Counter<'probe'>;
-  readonly rejected: Counter<'probe' | 'error'>;
-  readonly lost: Counter<'probe'>;
-  readonly unavailable: Gauge<'probe' | 'reason'>;
-  readonly handlingErrors: Counter<'probe'>;
-  readonly maps: Counter<'probe'>;
+/** One bpftrace process and the probes it runs. */
+interface ProcessUnit {
+  /** The probe's name, or "combined". */
+  readonly name: string;
+  readonly members: readonly ProbeState[];
+  /** What follows the bpftrace options: the script and its arguments, or `-e PROGRAM`. */
+  readonly program: readonly string[];
+  readonly bpftraceOptions: readonly string[];
+  readonly env: Readonly<Record<string, string>> | undefined;
+  readonly attachTimeoutMs: number;
+  /** The probe a line goes to: the member that prints it, else `processState`. */
+  readonly route: (line: string) => ProbeState;
+  /** Takes the lines of a combined process that no probe prints (lost_events, garbage). */
+  readonly processState: ProbeState | undefined;
 }
 
 /**
- * Runs one `bpftrace -f json -B line SCRIPT ARGS…` per probe for as long as the agent lives:
- * streams its lines through the decoder, restarts it with backoff whenever it exits, and stops
- * every child on stop(). Never throws at its caller for anything a probe does.
+ * Runs bpftrace (`bpftrace -f json -B line SCRIPT ARGS…`, or one combined program for several
+ * probes) for as long as the agent lives: streams its lines through each probe's decoder,
+ * restarts it with backoff whenever it exits, and stops every child on stop(). Never throws at
+ * its caller for anything a probe does.
  */
 export class BpftraceSupervisor implements Lifecycle {
   readonly name = 'probes';
   private readonly states: ProbeState[];
   private readonly metrics: SupervisorMetrics;
   private readonly lifetime = new AbortController();
-  private readonly runners: Promise<void>[] = [];
+  private readonly runners: Promise<unknown>[] = [];
   private readonly delay: Delay;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -142,7 +152,10 @@ export class BpftraceSupervisor implements Lifecycle {
   private readonly unavailableAfterFailures: number;
   private readonly unavailableRetryMs: number;
   private readonly unavailableAtStart: readonly UnavailableProbe[];
-  private memlockNoticeLogged = false;
+  private readonly stderr: ProbeStderr;
+  private readonly lines: ProbeLines;
+  private readonly plan: ProcessPlan;
+  private readonly children = new Set<ProbeProcess>();
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -159,36 +172,30 @@ export class BpftraceSupervisor implements Lifecycle {
     this.unavailableAfterFailures = options.unavailableAfterFailures ?? 3;
     this.unavailableRetryMs = options.unavailableRetryMs ?? 300_000;
     this.unavailableAtStart = options.unavailable ?? [];
-    this.metrics = registerMetrics(options.registry);
-    this.states = options.probes.map((definition) => ({
-      definition,
-      decode: options.decoderFor(definition),
-      rejectedLog: new LogRateLimiter(10, 60_000, this.now),
-      lostLog: new LogRateLimiter(10, 60_000, this.now),
-      sinkErrorLog: new LogRateLimiter(10, 60_000, this.now),
-      handlingErrorLog: new LogRateLimiter(10, 60_000, this.now),
-      lostSinceLog: 0,
-      child: undefined,
-      runs: 0,
-      ready: false,
-      attachedAt: undefined,
-      restarts: 0,
-      failuresBeforeAttach: 0,
-      unavailable: undefined,
-    }));
+    this.stderr = new ProbeStderr(options.logger);
+    this.metrics = registerSupervisorMetrics(options.registry);
+    this.lines = new ProbeLines({
+      onEvent: options.onEvent,
+      onCounts: options.onCounts,
+      metrics: this.metrics,
+      logger: options.logger,
+    });
+    this.states = options.probes.map((definition) => this.newState(definition));
+    this.plan =
+      options.combine === true
+        ? planProcesses(options.probes)
+        : { combined: undefined, alone: options.probes.map((probe) => probe.name), notes: [] };
+    for (const note of this.plan.notes) {
+      options.logger.warn(note, 'probe left out of the combined bpftrace program');
+    }
     for (const probe of this.unavailableAtStart) {
       this.metrics.unavailable.set({ probe: probe.name, reason: probe.reason }, 1);
     }
     for (const { definition } of this.states) {
-      const probe = definition.name;
-      this.metrics.up.set({ probe }, 0);
-      this.metrics.restarts.inc({ probe }, 0);
-      this.metrics.decoded.inc({ probe }, 0);
-      this.metrics.maps.inc({ probe }, 0);
-      this.metrics.lost.inc({ probe }, 0);
-      this.metrics.handlingErrors.inc({ probe }, 0);
-      for (const error of [...DECODE_ERROR_CODES, DECODER_EXCEPTION])
-        this.metrics.rejected.inc({ probe, error }, 0);
+      initialiseProbeSeries(this.metrics, definition.name, { withUp: true });
+    }
+    if (this.plan.combined !== undefined) {
+      initialiseProbeSeries(this.metrics, COMBINED_PROBE, { withUp: false });
     }
   }
 
@@ -203,7 +210,13 @@ export class BpftraceSupervisor implements Lifecycle {
       }
       signal.addEventListener('abort', () => void this.stop(), { once: true });
     }
-    for (const state of this.states) this.runners.push(this.supervise(state));
+    const combined = this.plan.combined;
+    if (combined !== undefined) this.runners.push(this.superviseCombined(combined));
+    for (const state of this.states) {
+      if (this.plan.alone.includes(state.definition.name)) {
+        this.runners.push(this.supervise(this.aloneUnit(state)));
+      }
+    }
   }
 
   /** SIGTERM to every probe, SIGKILL to those still there after the grace period; resolves once all are gone. */
@@ -253,47 +266,126 @@ export class BpftraceSupervisor implements Lifecycle {
     ];
   }
 
+  private newState(definition: ProbeDefinition, processLevel = false): ProbeState {
+    return {
+      definition,
+      lines: newProbeLineState(
+        definition.name,
+        this.options.decoderFor(definition),
+        this.now,
+        processLevel,
+      ),
+      child: undefined,
+      ready: false,
+      attachedAt: undefined,
+      restarts: 0,
+      failuresBeforeAttach: 0,
+      unavailable: undefined,
+    };
+  }
+
+  private aloneUnit(state: ProbeState): ProcessUnit {
+    const { definition } = state;
+    return {
+      name: definition.name,
+      members: [state],
+      program: [definition.script, ...definition.args],
+      bpftraceOptions: definition.bpftraceOptions ?? [],
+      env: definition.env,
+      attachTimeoutMs: definition.attachTimeoutMs ?? this.attachTimeoutMs,
+      route: () => state,
+      processState: undefined,
+    };
+  }
+
+  private combinedUnit(combined: NonNullable<ProcessPlan['combined']>): ProcessUnit {
+    const members = this.states.filter((state) => combined.probes.includes(state.definition.name));
+    const byName = new Map(members.map((state) => [state.definition.name, state]));
+    const processState = this.newState({ name: COMBINED_PROBE, script: '-e', args: [] }, true);
+    return {
+      name: COMBINED_PROBE,
+      members,
+      program: ['-e', combined.program],
+      bpftraceOptions: combined.bpftraceOptions,
+      env: combined.env,
+      attachTimeoutMs: combined.attachTimeoutMs ?? this.attachTimeoutMs,
+      route: (line) => {
+        const probe = combined.route(line);
+        return (probe === undefined ? undefined : byName.get(probe)) ?? processState;
+      },
+      processState,
+    };
+  }
+
   private async stopAll(): Promise<void> {
     this.lifetime.abort();
-    for (const state of this.states) {
-      if (state.child !== undefined) void this.terminate(state.child);
-    }
+    for (const child of this.children) void this.terminate(child);
     await Promise.all(this.runners);
   }
 
-  private async supervise(state: ProbeState): Promise<void> {
-    const probe = state.definition.name;
+  /**
+   * The combined process, restarted like a single probe's while it attaches; the first time it
+   * exits before attaching, each probe goes on in a process of its own, so that one variant
+   * bpftrace refuses cannot keep the others from running.
+   */
+  private async superviseCombined(combined: NonNullable<ProcessPlan['combined']>): Promise<void> {
+    const unit = this.combinedUnit(combined);
+    const failure = await this.supervise(unit);
+    if (failure === undefined || this.lifetime.signal.aborted) return;
+    this.options.logger.error(
+      { probes: combined.probes, detail: failure },
+      'combined bpftrace program exited before attaching; falling back to one bpftrace process per probe',
+    );
+    await Promise.all(unit.members.map((state) => this.supervise(this.aloneUnit(state))));
+  }
+
+  /**
+   * Runs the unit's process until stop(). A combined unit returns why, the first time its
+   * process exits before attaching; a probe alone is retried, and reported unavailable after
+   * `unavailableAfterFailures` such exits in a row.
+   */
+  private async supervise(unit: ProcessUnit): Promise<string | undefined> {
+    const combined = unit.processState !== undefined;
+    const [single] = unit.members;
     let attempt = 0;
     for (let first = true; !this.lifetime.signal.aborted; first = false) {
       if (!first) {
         // An unavailable probe is retried slowly, in case what failed was transient (a module
         // not loaded yet, headers mounted late); any other restart backs off.
         const delayMs =
-          state.unavailable === undefined
+          single?.unavailable === undefined || combined
             ? backoffDelay(attempt, this.backoff, this.random)
             : this.unavailableRetryMs;
         attempt += 1;
-        this.options.logger.info({ probe, delayMs, attempt }, 'restarting probe after backoff');
+        this.options.logger.info(
+          { probe: unit.name, delayMs, attempt },
+          'restarting probe after backoff',
+        );
         await waitOrAbort(this.delay, delayMs, this.lifetime.signal);
         if (this.lifetime.signal.aborted) break;
-        state.restarts += 1;
-        this.metrics.restarts.inc({ probe });
+        for (const state of unit.members) {
+          state.restarts += 1;
+          this.metrics.restarts.inc({ probe: state.definition.name });
+        }
       }
-      const run = await this.runOnce(state);
+      const run = await this.runOnce(unit);
       if (run.stableMs >= this.stableAfterMs) attempt = 0;
       if (this.lifetime.signal.aborted) break;
       if (run.attached) {
-        state.failuresBeforeAttach = 0;
+        for (const state of unit.members) state.failuresBeforeAttach = 0;
         continue;
       }
-      state.failuresBeforeAttach += 1;
+      if (combined) return run.failure;
+      if (single === undefined) return undefined;
+      single.failuresBeforeAttach += 1;
       if (
-        state.unavailable === undefined &&
-        state.failuresBeforeAttach >= this.unavailableAfterFailures
+        single.unavailable === undefined &&
+        single.failuresBeforeAttach >= this.unavailableAfterFailures
       ) {
-        this.markUnavailable(state, run.failure);
+        this.markUnavailable(single, run.failure);
       }
     }
+    return undefined;
   }
 
   private markUnavailable(state: ProbeState, failure: string): void {
@@ -326,72 +418,87 @@ export class BpftraceSupervisor implements Lifecycle {
     );
   }
 
-  /** Runs the probe until its process is gone: whether it attached, for how long, else why not. */
+  /** Runs the unit's process until it is gone: whether it attached, for how long, else why not. */
   private async runOnce(
-    state: ProbeState,
+    unit: ProcessUnit,
   ): Promise<{ attached: boolean; stableMs: number; failure: string }> {
-    const probe = state.definition.name;
-    const { definition } = state;
+    const probe = unit.name;
     const command = [
       ...(this.options.commandPrefix ?? []),
       this.options.bpftracePath ?? 'bpftrace',
-      ...['-f', 'json', '-B', 'line', ...(definition.bpftraceOptions ?? [])],
-      ...[definition.script, ...definition.args],
+      ...['-f', 'json', '-B', 'line', ...unit.bpftraceOptions],
+      ...unit.program,
     ];
+    // A combined program is tens of kilobytes: the log names its probes instead.
+    const logged =
+      unit.processState === undefined
+        ? { command }
+        : {
+            command: [...command.slice(0, -1), '<combined program>'],
+            probes: unit.members.map((state) => state.definition.name),
+          };
     const [file = 'bpftrace', ...args] = command;
     let child: ProbeProcess;
     try {
-      child = this.options.spawn(file, args, { env: definition.env });
+      child = this.options.spawn(file, args, { env: unit.env });
     } catch (error) {
-      this.options.logger.error({ probe, err: error, command }, 'probe could not be started');
+      this.options.logger.error({ probe, err: error, ...logged }, 'probe could not be started');
       return { attached: false, stableMs: 0, failure: `could not be started: ${String(error)}` };
     }
-    state.child = child;
-    state.runs += 1;
-    state.ready = false;
-    state.attachedAt = undefined;
-    this.options.logger.info({ probe, pid: child.pid, command }, 'probe started');
+    this.children.add(child);
+    for (const state of unit.members) {
+      state.child = child;
+      state.lines.runs += 1;
+      state.ready = false;
+      state.attachedAt = undefined;
+    }
+    this.options.logger.info({ probe, pid: child.pid, ...logged }, 'probe started');
 
     const attachWatch = new AbortController();
     const stderrTail: string[] = [];
     let timedOut = false;
-    const watchdog = this.watchAttach(state, child, attachWatch.signal).then((killed) => {
+    let attachedAt: number | undefined;
+    const watchdog = this.watchAttach(unit, child, attachWatch.signal).then((killed) => {
       timedOut = killed;
     });
     const [exit] = await Promise.all([
       child.exited,
-      this.readStdout(state, child, attachWatch),
-      this.readStderr(state, child, stderrTail),
+      this.readStdout(unit, child, () => {
+        attachedAt = this.now();
+        attachWatch.abort();
+      }),
+      this.stderr.read(probe, child.stderrLines, stderrTail),
     ]);
     attachWatch.abort();
     await watchdog;
+    this.children.delete(child);
 
-    const stableMs = state.attachedAt === undefined ? 0 : this.now() - state.attachedAt;
-    const attached = state.attachedAt !== undefined;
-    state.child = undefined;
-    state.ready = false;
-    state.attachedAt = undefined;
-    this.metrics.up.set({ probe }, 0);
+    const stableMs = attachedAt === undefined ? 0 : this.now() - attachedAt;
+    const attached = attachedAt !== undefined;
+    for (const state of unit.members) {
+      state.child = undefined;
+      state.ready = false;
+      state.attachedAt = undefined;
+      this.metrics.up.set({ probe: state.definition.name }, 0);
+    }
     this.logExit(probe, child, exit, attached, stderrTail);
-    const attachTimeoutMs = definition.attachTimeoutMs ?? this.attachTimeoutMs;
     const failure = timedOut
-      ? `did not attach within ${Math.round(attachTimeoutMs / 1000)} s`
+      ? `did not attach within ${Math.round(unit.attachTimeoutMs / 1000)} s`
       : failureOf(exit, stderrTail);
     return { attached, stableMs, failure };
   }
 
-  /** Kills the probe if it has not attached in time; resolves true when it did so. */
+  /** Kills the process if it has not attached in time; resolves true when it did so. */
   private async watchAttach(
-    state: ProbeState,
+    unit: ProcessUnit,
     child: ProbeProcess,
     attached: AbortSignal,
   ): Promise<boolean> {
     const cancel = AbortSignal.any([attached, this.lifetime.signal]);
-    const attachTimeoutMs = state.definition.attachTimeoutMs ?? this.attachTimeoutMs;
-    await waitOrAbort(this.delay, attachTimeoutMs, cancel);
+    await waitOrAbort(this.delay, unit.attachTimeoutMs, cancel);
     if (cancel.aborted) return false;
     this.options.logger.error(
-      { probe: state.definition.name, pid: child.pid, attachTimeoutMs },
+      { probe: unit.name, pid: child.pid, attachTimeoutMs: unit.attachTimeoutMs },
       'probe did not attach in time; killing it to retry',
     );
     await this.terminate(child);
@@ -399,161 +506,50 @@ export class BpftraceSupervisor implements Lifecycle {
   }
 
   private async readStdout(
-    state: ProbeState,
+    unit: ProcessUnit,
     child: ProbeProcess,
-    attachWatch: AbortController,
+    onAttached: () => void,
   ): Promise<void> {
     for await (const lines of child.stdoutBatches) {
       for (const line of lines) {
         if (line.trim() === '') continue; // bpftrace ends its output with blank lines
         // One line's failure must not end the read: an exception escaping here would reject
-        // the probe's run and, unhandled, end the agent.
+        // the probe's run and, unhandled, end the agent. handle() never throws.
+        const state = unit.route(line);
+        const probes = this.lines.handle(state.lines, line);
+        if (probes === undefined) continue;
+        // As for any line: its handling failing must not end the read.
         try {
-          this.handleLine(state, line, attachWatch);
+          this.attached(unit, probes, onAttached);
         } catch (error) {
-          this.lineHandlingFailed(state, line, error);
+          this.lines.handlingFailed(state.lines, line, error);
         }
       }
     }
   }
 
-  private lineHandlingFailed(state: ProbeState, line: string, error: unknown): void {
-    const probe = state.definition.name;
-    // Not a rejection: every branch of handleLine counts the line before anything that could
-    // throw, so the line is already counted by what it decoded to.
-    this.metrics.handlingErrors.inc({ probe });
-    const admitted = state.handlingErrorLog.admit();
-    if (admitted === undefined) return;
-    try {
-      this.options.logger.error(
-        {
-          probe,
-          err: error,
-          line: truncate(line, REJECTED_LINE_LOG_CHARS),
-          suppressedBefore: admitted.suppressedBefore,
-        },
-        'probe line handling failed; reading goes on',
-      );
-    } catch {
-      // The logger itself may be what failed; the count above still tells.
+  /** The process attached: every probe it runs is ready. */
+  private attached(unit: ProcessUnit, probes: number, onAttached: () => void): void {
+    const at = this.now();
+    onAttached();
+    for (const member of unit.members) {
+      member.ready = true;
+      member.attachedAt = at;
+      this.metrics.up.set({ probe: member.definition.name }, 1);
     }
-  }
-
-  private handleLine(state: ProbeState, line: string, attachWatch: AbortController): void {
-    const probe = state.definition.name;
-    let decoded;
-    try {
-      decoded = state.decode(line);
-    } catch (error) {
-      decoded = { type: 'rejected', code: DECODER_EXCEPTION, detail: String(error) } as const;
-    }
-    switch (decoded.type) {
-      case 'counts':
-      case 'map_cleared':
-        this.metrics.maps.inc({ probe });
-        try {
-          this.options.onCounts?.(decoded, probe, state.runs);
-        } catch (error) {
-          this.sinkFailed(state, error);
-        }
-        return;
-      case 'event':
-        this.metrics.decoded.inc({ probe });
-        try {
-          this.options.onEvent(decoded.event, probe);
-        } catch (error) {
-          // A sink failing on every event of a storm must not turn into a log line per event.
-          const admitted = state.sinkErrorLog.admit();
-          if (admitted !== undefined) {
-            this.options.logger.error(
-              { probe, err: error, suppressedBefore: admitted.suppressedBefore },
-              'event sink failed; event dropped by the sink',
-            );
-          }
-        }
-        return;
-      case 'attached':
-        state.ready = true;
-        state.attachedAt = this.now();
-        attachWatch.abort();
-        this.markAvailable(state);
-        this.metrics.up.set({ probe }, 1);
-        this.options.logger.info(
-          { probe, pid: state.child?.pid, probes: decoded.probes },
-          'probe attached',
-        );
-        return;
-      case 'lost': {
-        this.metrics.lost.inc({ probe }, decoded.count);
-        // In a storm bpftrace reports a loss on nearly every poll: the metric has every one,
-        // the log a few a minute with the total since the last message.
-        state.lostSinceLog += decoded.count;
-        const admitted = state.lostLog.admit();
-        if (admitted !== undefined) {
-          this.options.logger.warn(
-            {
-              probe,
-              lost: state.lostSinceLog,
-              reports: admitted.suppressedBefore + 1,
-            },
-            'probe lost events: perf ring buffer overflowed',
-          );
-          state.lostSinceLog = 0;
-        }
-        return;
-      }
-      case 'ignored':
-        return;
-      case 'rejected': {
-        this.metrics.rejected.inc({ probe, error: decoded.code });
-        const admitted = state.rejectedLog.admit();
-        if (admitted !== undefined) {
-          this.options.logger.warn(
-            {
-              probe,
-              error: decoded.code,
-              detail: decoded.detail,
-              line: truncate(line, REJECTED_LINE_LOG_CHARS),
-              suppressedBefore: admitted.suppressedBefore,
-            },
-            'probe line rejected',
-          );
-        }
-        return;
-      }
-    }
-  }
-
-  private sinkFailed(state: ProbeState, error: unknown): void {
-    const admitted = state.sinkErrorLog.admit();
-    if (admitted !== undefined) {
-      this.options.logger.error(
-        { probe: state.definition.name, err: error, suppressedBefore: admitted.suppressedBefore },
-        'count map handling failed; its counts are missing',
-      );
-    }
-  }
-
-  private async readStderr(state: ProbeState, child: ProbeProcess, tail: string[]): Promise<void> {
-    const probe = state.definition.name;
-    for await (const line of child.stderrLines) {
-      if (line.trim() === '') continue;
-      if (HARMLESS_MEMLOCK_MESSAGE.test(line)) {
-        if (this.memlockNoticeLogged) {
-          this.options.logger.debug({ probe, stderr: line }, 'bpftrace stderr');
-        } else {
-          this.memlockNoticeLogged = true;
-          this.options.logger.info(
-            { probe, stderr: line },
-            'bpftrace could not raise RLIMIT_MEMLOCK; harmless where BPF memory is charged to cgroups (kernel 5.11+)',
-          );
-        }
-        continue;
-      }
-      tail.push(truncate(line, 500));
-      if (tail.length > STDERR_TAIL_LINES) tail.shift();
-      this.options.logger.warn({ probe, stderr: line }, 'bpftrace stderr');
-    }
+    // Logging last: a logger that throws leaves every probe counted as attached.
+    for (const member of unit.members) this.markAvailable(member);
+    this.options.logger.info(
+      {
+        probe: unit.name,
+        pid: unit.members[0]?.child?.pid,
+        probes,
+        ...(unit.processState === undefined
+          ? {}
+          : { members: unit.members.map((member) => member.definition.name) }),
+      },
+      'probe attached',
+    );
   }
 
   private logExit(
@@ -595,77 +591,4 @@ export class BpftraceSupervisor implements Lifecycle {
     child.kill('SIGKILL');
     await child.exited;
   }
-}
-
-function registerMetrics(registry: Registry): SupervisorMetrics {
-  return {
-    up: new Gauge({
-      name: 'conntrack_observer_probe_up',
-      help: '1 while the probe is running and attached to the kernel, else 0.',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-    restarts: new Counter({
-      name: 'conntrack_observer_probe_restarts_total',
-      help: 'Times the probe process was started again after it exited.',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-    decoded: new Counter({
-      name: 'conntrack_observer_probe_events_decoded_total',
-      help: 'Events read from the probe output and decoded.',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-    rejected: new Counter({
-      name: 'conntrack_observer_probe_lines_rejected_total',
-      help: 'Probe output lines that could not be decoded, by decode error code.',
-      labelNames: ['probe', 'error'],
-      registers: [registry],
-    }),
-    unavailable: new Gauge({
-      name: 'conntrack_observer_probe_unavailable',
-      help:
-        'Set to 1 while a probe of the chosen mode cannot run on this kernel, by reason: ' +
-        probeUnavailableReasons.join(', ') +
-        ' (docs/metrics.md). 0 once a probe found unavailable at run time attached after all.',
-      labelNames: ['probe', 'reason'],
-      registers: [registry],
-    }),
-    handlingErrors: new Counter({
-      name: 'conntrack_observer_probe_line_handling_errors_total',
-      help: 'Probe output lines whose handling threw after they were counted (a bug: the log has the error); the read went on.',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-    maps: new Counter({
-      name: 'conntrack_observer_probe_map_records_total',
-      help: 'Count maps the probe printed (and clearings it announced) that were read.',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-    lost: new Counter({
-      name: 'conntrack_observer_probe_events_lost_total',
-      help: 'Events the kernel dropped before the probe read them (bpftrace lost_events: perf ring buffer full).',
-      labelNames: ['probe'],
-      registers: [registry],
-    }),
-  };
-}
-
-/**
- * Why a probe ended before attaching, in one line: bpftrace's last ERROR line (it names the
- * missing field, type or function), else its last stderr line, else how the process ended.
- */
-function failureOf(exit: ProbeExit, stderr: readonly string[]): string {
-  if (exit.spawnError !== undefined) return exit.spawnError;
-  const errors = stderr.filter((line) => /\bERROR\b/.test(line));
-  const line = errors.at(-1) ?? stderr.at(-1);
-  if (line !== undefined) return truncate(line.trim(), 300);
-  if (exit.signal !== undefined) return `killed by ${exit.signal}`;
-  return `exit code ${exit.exitCode ?? 'none'}`;
-}
-
-function truncate(text: string, maxChars: number): string {
-  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}…(${text.length} chars)`;
 }

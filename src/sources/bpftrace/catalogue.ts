@@ -62,6 +62,12 @@ export interface ProbeSpec {
   readonly essentialIn: readonly ProbeMode[];
   readonly observation: ProbeObservation;
   readonly emits: readonly ProbeRecordKind[];
+  /**
+   * Maps the probe prints (`{"type": "map", "data": {"@name": …}}`), besides the records of
+   * `emits`: in a combined bpftrace process (bpftrace-supervisor.ts) its output is routed to
+   * the probe by these names, so no other probe may print them.
+   */
+  readonly maps?: readonly string[];
   /** Most complete first; the first one the kernel satisfies runs. */
   readonly variants: readonly ProbeVariant[];
 }
@@ -122,6 +128,13 @@ export const COUNT_MAP_GENERATION_SECONDS = 300;
  */
 export const COUNT_MAP_KEYS = 8192;
 
+/** The insert-failure probes' printed maps: one of the two runs in each mode. */
+const INSERT_FAILURE_COUNT_MAPS = [
+  '@insert_failure_totals',
+  '@insert_failures_0',
+  '@insert_failures_1',
+] as const;
+
 const countMapEnv = { BPFTRACE_MAP_KEYS_MAX: String(COUNT_MAP_KEYS) };
 
 const dnsDropCounting = {
@@ -150,6 +163,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: ['tracepoint'],
     observation: 'insertFailures',
     emits: ['insert_failed'],
+    maps: INSERT_FAILURE_COUNT_MAPS,
     variants: [
       {
         script: 'tracepoint/conntrack-insert-failed.bt',
@@ -172,6 +186,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: ['kprobe'],
     observation: 'insertFailures',
     emits: ['insert_failed'],
+    maps: INSERT_FAILURE_COUNT_MAPS,
     variants: [
       {
         script: 'kprobe/conntrack-confirm.bt',
@@ -215,6 +230,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsDrops',
     emits: ['dns_drop'],
+    maps: ['@dns_drop_totals', '@dns_drops_0', '@dns_drops_1'],
     variants: [
       {
         script: 'tracepoint/dns-drops.bt',
@@ -256,6 +272,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsQueries',
     emits: ['dns_query'],
+    maps: ['@dns_q_answers', '@dns_q_pending_0', '@dns_q_pending_1', '@dns_q_untracked'],
     variants: [
       {
         script: 'tracepoint/dns-queries.bt',
