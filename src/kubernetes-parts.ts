@@ -1,3 +1,4 @@
+import { collectGarbageOnce } from './shared/collect-garbage.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -81,6 +82,9 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
   const podFacts = new PodFactsIndex(options.onPodFacts);
   const cluster = new ClusterAttribution({
     podObjects: podFacts,
+    afterFirstSync: () => {
+      if (collectGarbageOnce()) logger.debug('heap collected after the first lists');
+    },
     kubeConfig: options.kubeConfig,
     nodeName,
     registry,

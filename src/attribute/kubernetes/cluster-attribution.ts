@@ -13,6 +13,8 @@ import { ServiceIndex } from './service-index.js';
 
 export interface ClusterAttributionOptions {
   readonly kubeConfig: KubeConfig;
+  /** Runs once every informer has listed once, e.g. to return the lists' garbage. */
+  readonly afterFirstSync?: () => void;
   /** This node's name (`--node-name` / `NODE_NAME`). */
   readonly nodeName: string;
   readonly registry: Registry;
@@ -42,8 +44,10 @@ export class ClusterAttribution implements Lifecycle {
   private readonly nodeAddresses: NodeAddressIndex;
   private readonly informers: ClusterInformers;
   private readonly services: ServiceIndex;
+  private readonly afterFirstSync: (() => void) | undefined;
 
   constructor(options: ClusterAttributionOptions) {
+    this.afterFirstSync = options.afterFirstSync;
     this.nodeAddresses = new NodeAddressIndex(options.nodeName);
     const indexes = {
       pods: new PodIpIndex({ retentionMs: options.podIpRetentionMs }),
@@ -82,6 +86,12 @@ export class ClusterAttribution implements Lifecycle {
   start(signal: AbortSignal): void {
     signal.addEventListener('abort', () => void this.stop(), { once: true });
     this.informers.start();
+    const afterFirstSync = this.afterFirstSync;
+    if (afterFirstSync) {
+      void this.informers.whenSynced().then(() => {
+        if (!signal.aborted) afterFirstSync();
+      });
+    }
   }
 
   stop(): Promise<void> {
