@@ -6,9 +6,6 @@ import { standaloneResolver } from './attribute/standalone-resolver.js';
 import type { AgentOptions } from './config/options.js';
 import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
 import { createLineDecoder } from './decode/decode.js';
-import { DnsDropCounts } from './decode/dns-drop-counts.js';
-import { InsertFailureCounts } from './decode/insert-failure-counts.js';
-import { DnsQueryCounts, isDnsQueryMap } from './decode/dns-query-counts.js';
 import { UnansweredCauses } from './events/unanswered-cause.js';
 import {
   detectCapabilities,
@@ -29,14 +26,15 @@ import { realDelay } from './shared/delay.js';
 import { LifecycleStack } from './shared/lifecycle.js';
 import {
   BpftraceSupervisor,
-  type MapRecord,
   type ProbeDefinition,
 } from './sources/bpftrace/bpftrace-supervisor.js';
 import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
 import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
-import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
+import { TableFullAlarm } from './sinks/cross-check/table-full-alarm.js';
+import { WatchedInsertFailures } from './sinks/cross-check/watched-insert-failures.js';
+import { CountRecords } from './sources/bpftrace/count-records.js';
 import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
 import { EventLog } from './sinks/log/event-log.js';
 import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
@@ -126,7 +124,10 @@ export async function startAgent(
 
   const registry = agentRegistry(deps.version);
   registerProbeModeGauge(registry, plan.mode.mode);
-  const eventMetrics = new EventMetrics(registry, { nowMs: () => clock.nowMs() });
+  const eventMetrics = new EventMetrics(registry, {
+    nowMs: () => clock.nowMs(),
+    countUnattributed: deps.kubernetes !== undefined,
+  });
   const eventLog = new EventLog({
     logger,
     maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG.linesPerWindow,
@@ -149,11 +150,20 @@ export async function startAgent(
       })
     : undefined;
   const resolver: AttributionResolver = kubernetes?.cluster.resolver ?? standaloneResolver;
-  const sinks: EventSink[] = [
-    { name: 'metrics', handle: (e) => eventMetrics.record(e, kubernetes !== undefined) },
-    { name: 'log', handle: (e) => eventLog.record(e) },
-  ];
+  const kernelLogger = logger.child({ component: 'kernel' });
+  const crossCheck =
+    plan.probes.length > 0
+      ? new UnexplainedInsertFailures({
+          registry,
+          logger: kernelLogger,
+          nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
+        })
+      : undefined;
+  const sinks: EventSink[] = [eventMetrics, eventLog];
   if (kubernetes) sinks.push(kubernetes.events);
+  if (crossCheck) {
+    sinks.push(new WatchedInsertFailures({ watchedNetnsInode: plan.watchedInode, crossCheck }));
+  }
   const diagnosis: DiagnosisStage = new DiagnosisStage({
     files: createHostFiles(),
     procRoot: deps.procRoot,
@@ -181,16 +191,7 @@ export async function startAgent(
     logger,
   });
 
-  const kernelLogger = logger.child({ component: 'kernel' });
-  const crossCheck =
-    plan.probes.length > 0
-      ? new UnexplainedInsertFailures({
-          registry,
-          logger: kernelLogger,
-          nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
-        })
-      : undefined;
-  const tableFull = new TableFullDetector();
+  const tableFull = new TableFullAlarm({ logger, events: kubernetes?.events, nowMs: clock.nowMs });
   const counters = new ConntrackCounters({
     registry,
     logger: kernelLogger,
@@ -198,30 +199,20 @@ export async function startAgent(
     intervalMs: options.pollIntervalMs,
     onReading: (reading) => {
       crossCheck?.observeKernel(reading);
-      const full = tableFull.observe(reading);
-      if (full) {
-        logger.warn(full, 'conntrack table full: new flows are being dropped');
-        kubernetes?.events.recordTableFull({ ...full, wallTimeMs: clock.nowMs() });
-      }
+      tableFull.observe(reading);
     },
   });
   const unansweredCauses = new UnansweredCauses({
     windowMs: UNANSWERED_CAUSE_WINDOW_MS,
     maxClients: UNANSWERED_CAUSE_CLIENTS,
   });
-  // Insert failures in the node's namespace are what the kernel's insert_failed must match;
-  // those of other namespaces are not.
-  const onEvent = (event: ProbeEvent): void => {
-    if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
-      crossCheck?.recordObserved(event.count ?? 1);
-    }
+  const onEvent = (event: ProbeEvent): void =>
     pipeline.handle(unansweredCauses.link(event, clock.nowMs()));
-  };
-  const onCounts = countsHandler({
+  const counts = new CountRecords({
     dropReasons: plan.dropReasons,
     clock,
     onEvent,
-    eventMetrics,
+    shortfalls: eventMetrics,
     logger: logger.child({ component: 'probes' }),
   });
   const supervisor =
@@ -231,7 +222,7 @@ export async function startAgent(
           decoderFor: (probe) =>
             createLineDecoder(probe.name, (code) => plan.dropReasons.nameOf(code)),
           onEvent,
-          onCounts,
+          onCounts: counts.handle,
           spawn: deps.spawn,
           registry,
           logger: logger.child({ component: 'probes' }),
@@ -445,81 +436,4 @@ async function probeDefinitions(
       };
     }),
   );
-}
-
-/**
- * The probes' printed count maps, turned into events by the trackers of each probe (a new
- * bpftrace run starts them over; each reads only its own maps); occurrences the kernel counted
- * without room for their key are counted as such.
- */
-function countsHandler(parts: {
-  dropReasons: DropReasonTable;
-  clock: Clock;
-  onEvent: (event: ProbeEvent) => void;
-  eventMetrics: EventMetrics;
-  logger: Logger;
-}): (record: MapRecord, probe: string, run: number) => void {
-  const monotonicNs = (): bigint => parts.clock.monotonicNs();
-  const trackersOf = (probe: string) => ({
-    dnsDrops: new DnsDropCounts({
-      probe,
-      reasonName: (code) => parts.dropReasons.nameOf(code),
-      monotonicNs,
-    }),
-    insertFailures: new InsertFailureCounts({ probe, monotonicNs }),
-    queries: new DnsQueryCounts({ probe, monotonicNs }),
-  });
-  const byProbe = new Map<string, { run: number; trackers: ReturnType<typeof trackersOf> }>();
-  return (record, probe, run) => {
-    let state = byProbe.get(probe);
-    if (state === undefined || state.run !== run) {
-      state = { run, trackers: trackersOf(probe) };
-      byProbe.set(probe, state);
-    }
-    const { dnsDrops, insertFailures, queries } = state.trackers;
-    if (record.type !== 'map_cleared' && isDnsQueryMap(record.map)) {
-      const update = queries.observe(record.map, record.entries);
-      for (const event of update.events) parts.onEvent(event);
-      if (update.untracked > 0) parts.eventMetrics.recordUntrackedDnsQueries(update.untracked);
-      const unanswered = update.events.filter((event) => event.outcome === 'unanswered');
-      // One line a period, not one per query: the metrics and Events say who.
-      if (unanswered.length > 0) {
-        parts.logger.info(
-          {
-            probe,
-            unanswered: unanswered.reduce((sum, event) => sum + event.count, 0),
-            clients: unanswered.length,
-          },
-          'DNS queries left unanswered for a whole timeout period',
-        );
-      }
-      rejectedKeys(probe, record.map, update.rejectedKeys);
-      return;
-    }
-    const owner = dnsDrops.owns(record.map)
-      ? dnsDrops
-      : insertFailures.owns(record.map)
-        ? insertFailures
-        : undefined;
-    if (owner === undefined) return;
-    if (record.type === 'map_cleared') {
-      owner.cleared(record.map);
-      return;
-    }
-    const update = owner.observe(record.map, record.entries);
-    for (const event of update.events) parts.onEvent(event);
-    for (const [name, count] of update.uncounted) {
-      if (owner === dnsDrops) parts.eventMetrics.recordUncountedDnsDrops(name, count);
-      else parts.eventMetrics.recordUncountedInsertFailures(name, count);
-    }
-    rejectedKeys(probe, record.map, update.rejectedKeys);
-  };
-  function rejectedKeys(probe: string, map: string, keys: readonly string[]): void {
-    if (keys.length === 0) return;
-    parts.eventMetrics.recordRejectedKeys(probe, keys.length);
-    parts.logger.warn(
-      { probe, map, keys: keys.slice(0, 3) },
-      'count map keys not as the probe prints them; their counts are left out',
-    );
-  }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
 import { adviceForEvent } from '../../diagnose/remedies.js';
+import type { EventSink } from '../../event-pipeline.js';
 
 export interface EventLogOptions {
   logger: Logger;
@@ -34,7 +35,8 @@ const TOP_SOURCES_IN_SUMMARY = 5;
  * and a single summary line tells how many were left out and whom they hit. A storm must
  * not turn the agent into the node's largest log producer.
  */
-export class EventLog {
+export class EventLog implements EventSink {
+  readonly name = 'log';
   private windowStartMs: number;
   private linesInWindow = 0;
   private tally: StormTally = emptyTally();
@@ -42,6 +44,10 @@ export class EventLog {
 
   constructor(private readonly options: EventLogOptions) {
     this.windowStartMs = options.nowMs();
+  }
+
+  handle(attributed: AttributedEvent): void {
+    this.record(attributed);
   }
 
   record(attributed: AttributedEvent): void {

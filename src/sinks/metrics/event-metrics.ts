@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AttributedEvent, Attribution, DnsQueryEvent } from '../../events/types.js';
 import { DNS_QUERY_DURATION_BUCKETS } from '../../events/dns-query-buckets.js';
+import type { EventSink } from '../../event-pipeline.js';
 const DNS_QUERY_OVERFLOW_SECONDS = 10;
 
 const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const;
@@ -43,6 +44,11 @@ export interface EventMetricsOptions {
   /** Wall-clock milliseconds; the injected clock's `nowMs`. */
   readonly nowMs?: () => number;
   readonly retention?: SourceSeriesRetention;
+  /**
+   * Whether `handle` counts events no pod was found for. With Kubernetes they are the
+   * unattributed share worth a series; standalone every event is keyed by its address anyway.
+   */
+  readonly countUnattributed?: boolean;
 }
 
 /** One pod's event counts, by race or drop reason. */
@@ -68,7 +74,8 @@ const SEPARATOR = '\u0000';
  * the counters: prom-client hashes and validates the label object on every `inc`, which costs
  * more than decoding the event. A scrape sees every event recorded before it.
  */
-export class EventMetrics {
+export class EventMetrics implements EventSink {
+  readonly name = 'metrics';
   private readonly insertFailures: Counter;
   private readonly dnsDrops: Counter;
   private readonly clashesResolved: Counter;
@@ -93,6 +100,7 @@ export class EventMetrics {
   private readonly sourceSeries = new Map<string, Series>();
   private readonly nowMs: () => number;
   private readonly retention: SourceSeriesRetention;
+  private readonly countUnattributed: boolean;
   private lastSweepMs: number;
   /** Keys in `series` of each pod (namespace/name). */
   private readonly seriesKeysByPod = new Map<string, string[]>();
@@ -114,6 +122,7 @@ export class EventMetrics {
 
   constructor(registry: Registry, options: EventMetricsOptions = {}) {
     this.nowMs = options.nowMs ?? Date.now;
+    this.countUnattributed = options.countUnattributed ?? false;
     this.retention = options.retention ?? DEFAULT_SOURCE_SERIES_RETENTION;
     this.lastSweepMs = this.nowMs();
     this.insertFailures = new Counter({
@@ -217,6 +226,10 @@ export class EventMetrics {
         this.set(series.size);
       },
     });
+  }
+
+  handle(attributed: AttributedEvent): void {
+    this.record(attributed, this.countUnattributed);
   }
 
   record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
