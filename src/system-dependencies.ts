@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { AgentDependencies } from './agent.js';
+import type { AgentDependencies } from './agent-dependencies.js';
 import { systemClock } from './shared/clock.js';
+import { realDelay } from './shared/delay.js';
+import { createHostFiles } from './diagnose/host-files.js';
 import {
   createExecaCommandRunner,
   createFileSystemCapabilityFiles,
@@ -11,6 +13,8 @@ import { createExecaProbeSpawner, parentDeathPrefix } from './sources/bpftrace/p
 export type SystemDependencies = Pick<
   AgentDependencies,
   | 'clock'
+  | 'delay'
+  | 'hostFiles'
   | 'spawn'
   | 'commandPrefix'
   | 'capabilityFiles'
@@ -24,6 +28,8 @@ export type SystemDependencies = Pick<
 export async function systemDependencies(): Promise<SystemDependencies> {
   return {
     clock: systemClock,
+    delay: realDelay,
+    hostFiles: createHostFiles(),
     spawn: createExecaProbeSpawner(),
     commandPrefix: await parentDeathPrefix(),
     capabilityFiles: createFileSystemCapabilityFiles(),
