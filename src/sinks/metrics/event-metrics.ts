@@ -184,48 +184,15 @@ export class EventMetrics implements EventSink {
       labelNames: ['probe'],
       registers: [registry],
     });
-    this.dnsQueries = new Counter({
-      name: 'conntrack_observer_dns_queries_total',
-      help: 'DNS queries (UDP) a pod sent that were answered, by the answer class (NOERROR, NODATA, NXDOMAIN, SERVFAIL, REFUSED, OTHER) and client; seen in the client namespace.',
-      labelNames: ['rcode', 'source_ip', 'namespace', 'pod'],
-      registers: [registry],
-      collect: this.beforeScrape,
-    });
-    this.dnsUnanswered = new Counter({
-      name: 'conntrack_observer_dns_unanswered_queries_total',
-      help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
-      labelNames: ['cause', ...ATTRIBUTION_LABELS],
-      registers: [registry],
-      collect: this.beforeScrape,
-    });
-    // The kernel counts answers in these buckets; each is observed at its upper bound, so
-    // the buckets and the count are exact and the sum is an upper estimate.
-    this.dnsQueryDuration = new Histogram({
-      name: 'conntrack_observer_dns_query_duration_seconds',
-      help: 'Time from a DNS query leaving the pod to its answer arriving in the pod, answered queries only. The sum is an upper estimate (each answer counts at its bucket bound).',
-      labelNames: ['namespace', 'pod'],
-      buckets: [...DNS_QUERY_DURATION_BUCKETS],
-      registers: [registry],
-    });
-    this.dnsQueriesUntracked = new Counter({
-      name: 'conntrack_observer_dns_queries_untracked_total',
-      help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
-      registers: [registry],
-    });
+    const dns = dnsQueryMetrics(registry, this.beforeScrape);
+    this.dnsQueries = dns.queries;
+    this.dnsUnanswered = dns.unanswered;
+    this.dnsQueryDuration = dns.duration;
+    this.dnsQueriesUntracked = dns.untracked;
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
-    const series = this.series;
-    const beforeScrape = this.beforeScrape;
-    new Gauge({
-      name: 'conntrack_observer_event_series',
-      help: 'Labelled series the event counters hold (with a pod label or without).',
-      registers: [registry],
-      collect() {
-        beforeScrape();
-        this.set(series.size);
-      },
-    });
+    registerSeriesGauge(registry, this.series, this.beforeScrape);
   }
 
   handle(attributed: AttributedEvent): void {
@@ -526,4 +493,54 @@ export function occurrencesOf(event: AttributedEvent['event']): number {
 
 function isMeasurement(value: number): boolean {
   return Number.isFinite(value) && value >= 0;
+}
+
+/** The DNS-query probe's metrics: answers, unanswered queries and their latency, per client. */
+function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
+  const queries = new Counter({
+    name: 'conntrack_observer_dns_queries_total',
+    help: 'DNS queries (UDP) a pod sent that were answered, by the answer class (NOERROR, NODATA, NXDOMAIN, SERVFAIL, REFUSED, OTHER) and client; seen in the client namespace.',
+    labelNames: ['rcode', 'source_ip', 'namespace', 'pod'],
+    registers: [registry],
+    collect: beforeScrape,
+  });
+  const unanswered = new Counter({
+    name: 'conntrack_observer_dns_unanswered_queries_total',
+    help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
+    labelNames: ['cause', ...ATTRIBUTION_LABELS],
+    registers: [registry],
+    collect: beforeScrape,
+  });
+  // The kernel counts answers in these buckets; each is observed at its upper bound, so
+  // the buckets and the count are exact and the sum is an upper estimate.
+  const duration = new Histogram({
+    name: 'conntrack_observer_dns_query_duration_seconds',
+    help: 'Time from a DNS query leaving the pod to its answer arriving in the pod, answered queries only. The sum is an upper estimate (each answer counts at its bucket bound).',
+    labelNames: ['namespace', 'pod'],
+    buckets: [...DNS_QUERY_DURATION_BUCKETS],
+    registers: [registry],
+  });
+  const untracked = new Counter({
+    name: 'conntrack_observer_dns_queries_untracked_total',
+    help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
+    registers: [registry],
+  });
+  return { queries, unanswered, duration, untracked };
+}
+
+/** How many labelled series the event counters hold, read at each scrape. */
+function registerSeriesGauge(
+  registry: Registry,
+  series: { readonly size: number },
+  beforeScrape: () => void,
+): void {
+  new Gauge({
+    name: 'conntrack_observer_event_series',
+    help: 'Labelled series the event counters hold (with a pod label or without).',
+    registers: [registry],
+    collect() {
+      beforeScrape();
+      this.set(series.size);
+    },
+  });
 }
