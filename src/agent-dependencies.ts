@@ -4,6 +4,7 @@ import type { CapabilityFiles, CommandRunner } from './detect/capabilities.js';
 import type { HostFiles } from './diagnose/host-files.js';
 import type { Clock } from './shared/clock.js';
 import type { Delay } from './shared/delay.js';
+import type { Timers } from './shared/timers.js';
 import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 
@@ -13,6 +14,8 @@ export interface AgentDependencies {
   readonly clock: Clock;
   /** Waits between retries and rescans (the namespaces' discovery, the informers' restarts). */
   readonly delay: Delay;
+  /** Callbacks later or every so often (the counters' poll, the node's refresh, log summaries). */
+  readonly timers: Timers;
   /** The host's files as the diagnosis reads them (a container's through /proc). */
   readonly hostFiles: HostFiles;
   readonly spawn: ProbeSpawner;

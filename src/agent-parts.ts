@@ -68,6 +68,7 @@ export async function eventPath(
     maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG.linesPerWindow,
     windowMs: EVENT_LOG.windowMs,
     nowMs: clock.nowMs,
+    timers: deps.timers,
   });
   // The informers tell the diagnosis of each pod they see, and the diagnosis reads the pods'
   // facts from them: the one is built before the other, so the first reaches it by this.
@@ -146,6 +147,7 @@ function diagnosisStage(
         ? []
         : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`],
     clock: deps.clock,
+    timers: deps.timers,
     logger: deps.logger.child({ component: 'diagnosis' }),
     nodeLocalDnsIps: options.nodeLocalDns,
     podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
@@ -172,6 +174,7 @@ export function kernelCounters(
     logger: deps.logger.child({ component: 'kernel' }),
     statPath: conntrackStatPathOf(plan.watchedPid, deps.procRoot),
     intervalMs: options.pollIntervalMs,
+    timer: deps.timers,
     onReading: (reading) => {
       path.crossCheck?.observeKernel(reading);
       tableFull.observe(reading);

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDependencies } from './agent-dependencies.js';
 import { systemClock } from './shared/clock.js';
 import { realDelay } from './shared/delay.js';
+import { unrefTimers } from './shared/timers.js';
 import { createHostFiles } from './diagnose/host-files.js';
 import {
   createExecaCommandRunner,
@@ -14,6 +15,7 @@ export type SystemDependencies = Pick<
   AgentDependencies,
   | 'clock'
   | 'delay'
+  | 'timers'
   | 'hostFiles'
   | 'spawn'
   | 'commandPrefix'
@@ -29,6 +31,7 @@ export async function systemDependencies(): Promise<SystemDependencies> {
   return {
     clock: systemClock,
     delay: realDelay,
+    timers: unrefTimers,
     hostFiles: createHostFiles(),
     spawn: createExecaProbeSpawner(),
     commandPrefix: await parentDeathPrefix(),

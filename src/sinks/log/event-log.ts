@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
 import { adviceForEvent } from '../../diagnose/remedies.js';
 import type { EventSink } from '../../event-pipeline.js';
+import { unrefTimers, type Timers } from '../../shared/timers.js';
 
 export interface EventLogOptions {
   logger: Logger;
@@ -10,17 +11,12 @@ export interface EventLogOptions {
   windowMs: number;
   nowMs: () => number;
   /**
-   * Runs `flush` once after `ms`; returns a cancel function. Default: an unref'd setTimeout.
-   * Armed only while a summary is pending, so that an idle agent has no timer to wake for.
+   * Runs the summary's flush once its window ends. Default: unref'd real timers, so that a
+   * pending summary never holds the process open on exit. Armed only while a summary is
+   * pending, so that an idle agent has no timer to wake for.
    */
-  flushAfter?: (ms: number, flush: () => void) => () => void;
+  timers?: Pick<Timers, 'after'>;
 }
-
-const unrefFlushAfter = (ms: number, flush: () => void): (() => void) => {
-  // unref: a pending summary must never hold the process open on exit.
-  const handle = setTimeout(flush, ms).unref();
-  return () => clearTimeout(handle);
-};
 
 interface StormTally {
   suppressed: number;
@@ -105,8 +101,8 @@ export class EventLog implements EventSink {
 
   private armFlush(): void {
     const dueInMs = Math.max(0, this.windowStartMs + this.options.windowMs - this.options.nowMs());
-    const flushAfter = this.options.flushAfter ?? unrefFlushAfter;
-    this.cancelFlush = flushAfter(dueInMs, () => {
+    const timers = this.options.timers ?? unrefTimers;
+    this.cancelFlush = timers.after(dueInMs, () => {
       this.cancelFlush = undefined;
       this.flush();
     });
