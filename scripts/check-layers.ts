@@ -24,7 +24,15 @@ export const SRC_LAYERS: readonly (readonly string[])[] = [
   // The kubectl plugin: reads what the agent serves, runs apart from it.
   ['kubectl'],
   // The composition root: only these wire the stages together.
-  ['kubernetes-parts.ts', 'agent.ts', 'system-dependencies.ts', 'main.ts'],
+  [
+    'agent-dependencies.ts',
+    'kubernetes-parts.ts',
+    'agent-plan.ts',
+    'agent-parts.ts',
+    'agent.ts',
+    'system-dependencies.ts',
+    'main.ts',
+  ],
 ];
 
 export interface AllowedEdge {

@@ -1,105 +1,27 @@
-import { join } from 'node:path';
-import type { Logger } from 'pino';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
-import { standaloneResolver } from './attribute/standalone-resolver.js';
+// The composition root of a running agent: builds the parts from the start plan (agent-plan.ts,
+// agent-parts.ts) and starts them in order on one lifecycle stack. Behaviour lives in the parts.
+import type { AgentDependencies } from './agent-dependencies.js';
+import {
+  eventPath,
+  kernelCounters,
+  metricsServer,
+  partsInStartOrder,
+  probeSupervisor,
+} from './agent-parts.js';
+import { AgentStartError, planStart } from './agent-plan.js';
 import type { AgentOptions } from './config/options.js';
-import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
-import { createLineDecoder } from './decode/decode.js';
-import { DnsDropCounts } from './decode/dns-drop-counts.js';
-import { InsertFailureCounts } from './decode/insert-failure-counts.js';
-import { DnsQueryCounts, isDnsQueryMap } from './decode/dns-query-counts.js';
-import { UnansweredCauses } from './events/unanswered-cause.js';
-import {
-  detectCapabilities,
-  type CapabilityFiles,
-  type CommandRunner,
-} from './detect/capabilities.js';
-import {
-  createDropReasonTable,
-  loadDropReasons,
-  type DropReasonTable,
-} from './detect/drop-reasons.js';
-import { selectProbeMode, type ModeSelection } from './detect/mode-selection.js';
-import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
-import { EventPipeline, type EventSink } from './event-pipeline.js';
-import type { AttributionResolver, ProbeEvent } from './events/types.js';
-import type { Clock } from './shared/clock.js';
-import { realDelay } from './shared/delay.js';
+import type { ModeSelection } from './detect/mode-selection.js';
 import { LifecycleStack } from './shared/lifecycle.js';
-import {
-  BpftraceSupervisor,
-  type MapRecord,
-  type ProbeDefinition,
-} from './sources/bpftrace/bpftrace-supervisor.js';
-import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
-import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
-import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';
-import { conntrackStatPathOf, netnsInodeOf } from './sources/kernel-stats/netns-inode.js';
-import { TableFullDetector } from './sinks/cross-check/table-full-detector.js';
-import { UnexplainedInsertFailures } from './sinks/cross-check/unexplained-insert-failures.js';
-import { EventLog } from './sinks/log/event-log.js';
-import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
-import { createHostFiles } from './diagnose/host-files.js';
-import { EventMetrics } from './sinks/metrics/event-metrics.js';
-import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
-import { metricsSecurity, type MetricsSecurity } from './sinks/metrics/metrics-security.js';
-import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
-import { podStoryLookup } from './sinks/metrics/pod-story.js';
-import { DNS_QUERY_TIMEOUT_SECONDS } from './sources/bpftrace/catalogue.js';
+import type { MetricsServer } from './sinks/metrics/metrics-server.js';
 
-/**
- * A query is reported unanswered up to twice the probe's period plus a second after it was
- * sent, and the drop that lost it is read within a second: a drop this recent can explain it.
- */
-const UNANSWERED_CAUSE_WINDOW_MS = (2 * DNS_QUERY_TIMEOUT_SECONDS + 3) * 1000;
-/** Clients whose last drop is remembered; a storm from more keeps the most recent ones. */
-const UNANSWERED_CAUSE_CLIENTS = 10_000;
-
-/** Everything the agent touches outside itself, so that every part can be replaced in tests. */
-export interface AgentDependencies {
-  readonly logger: Logger;
-  readonly clock: Clock;
-  readonly spawn: ProbeSpawner;
-  /** Prepended to each bpftrace command line (e.g. setpriv --pdeathsig). */
-  readonly commandPrefix: readonly string[];
-  readonly capabilityFiles: CapabilityFiles;
-  readonly runCommand: CommandRunner;
-  readonly readText: (path: string) => Promise<string>;
-  /** Root of procfs (`/proc`), where the conntrack counters and namespaces are read. */
-  readonly procRoot: string;
-  /** Directory of the packaged bpftrace scripts when --probes-dir is not given. */
-  readonly defaultProbesDir: string;
-  readonly kubernetes?: KubernetesConnection;
-  /** The token and access reviews of `--metrics-auth kubernetes`. */
-  readonly metricsReviewApi?: ReviewApi;
-  readonly version: string;
-  /** Events logged one per line in each window before the log switches to summaries. */
-  readonly eventLogLinesPerWindow?: number;
-}
+export type { AgentDependencies } from './agent-dependencies.js';
+export { AgentStartError } from './agent-plan.js';
 
 export interface RunningAgent {
   readonly server: MetricsServer;
   readonly mode: ModeSelection;
   /** Stops every part, the probes first and the HTTP server last. */
   stop(): Promise<void>;
-}
-
-/** The agent cannot start as configured; the message says what is missing. */
-export class AgentStartError extends Error {
-  override readonly name = 'AgentStartError';
-  readonly code = 'ERR_AGENT_START';
-}
-
-/** What start-up reads and checks before anything is started. */
-interface StartPlan {
-  readonly mode: ModeSelection;
-  readonly probes: readonly ProbeDefinition[];
-  readonly dropReasons: DropReasonTable;
-  /** The process whose network namespace is the node's, and that namespace's inode. */
-  readonly watchedPid: number | 'self';
-  readonly watchedInode: number;
-  readonly nodeName?: string;
 }
 
 /**
@@ -112,414 +34,49 @@ export async function startAgent(
   options: AgentOptions,
   deps: AgentDependencies,
 ): Promise<RunningAgent> {
-  const { logger, clock } = deps;
+  const { logger } = deps;
   const plan = await planStart(options, deps);
+  const { mode } = plan;
   logger.info(
     {
-      mode: plan.mode.mode,
-      reason: plan.mode.reason,
-      unavailable: plan.mode.unavailable,
-      unobservable: plan.mode.unobservable,
+      mode: mode.mode,
+      reason: mode.reason,
+      unavailable: mode.unavailable,
+      unobservable: mode.unobservable,
     },
-    `probe mode ${plan.mode.mode}: ${plan.mode.reason}`,
+    `probe mode ${mode.mode}: ${mode.reason}`,
   );
-
-  const registry = agentRegistry(deps.version);
-  registerProbeModeGauge(registry, plan.mode.mode);
-  const eventMetrics = new EventMetrics(registry, { nowMs: () => clock.nowMs() });
-  const eventLog = new EventLog({
-    logger,
-    maxLinesPerWindow: deps.eventLogLinesPerWindow ?? EVENT_LOG.linesPerWindow,
-    windowMs: EVENT_LOG.windowMs,
-    nowMs: clock.nowMs,
-  });
-  // Loaded only here: the Kubernetes client is most of a standalone agent's memory otherwise.
-  const kubernetes = deps.kubernetes
-    ? (await import('./kubernetes-parts.js')).kubernetesParts({
-        kubeConfig: deps.kubernetes.kubeConfig,
-        nodeName: plan.nodeName ?? '',
-        registry,
-        logger: logger.child({ component: 'kubernetes' }),
-        clock,
-        delay: realDelay,
-        forgetPod: (namespace, name) => eventMetrics.forgetPod(namespace, name),
-        // Called once the informers run, after `diagnosis` below exists.
-        onPodFacts: (facts) => diagnosis.podSeen(facts),
-        whenDiagnosed: (attributed) => diagnosis.whenDiagnosed(attributed),
-      })
-    : undefined;
-  const resolver: AttributionResolver = kubernetes?.cluster.resolver ?? standaloneResolver;
-  const sinks: EventSink[] = [
-    { name: 'metrics', handle: (e) => eventMetrics.record(e, kubernetes !== undefined) },
-    { name: 'log', handle: (e) => eventLog.record(e) },
-  ];
-  if (kubernetes) sinks.push(kubernetes.events);
-  const diagnosis: DiagnosisStage = new DiagnosisStage({
-    files: createHostFiles(),
-    procRoot: deps.procRoot,
-    netnsPid: plan.watchedPid,
-    run: deps.runCommand,
-    // iptables-save and nft read the namespace they run in: the node's, when it is not ours.
-    commandPrefix:
-      plan.watchedPid === 'self'
-        ? []
-        : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`],
-    clock,
-    logger: logger.child({ component: 'diagnosis' }),
-    nodeLocalDnsIps: options.nodeLocalDns,
-    podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
-    clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
-    // Standalone, the pods are found as network namespaces; with Kubernetes, by the informer.
-    discoverNamespaces: kubernetes ? undefined : { delay: realDelay },
-  });
-  const pipeline = new EventPipeline({
-    resolver: () => resolver,
-    sinks,
-    diagnose: (_event, attributed) => diagnosis.diagnose(attributed),
-    clock,
-    registry,
-    logger,
-  });
-
-  const kernelLogger = logger.child({ component: 'kernel' });
-  const crossCheck =
-    plan.probes.length > 0
-      ? new UnexplainedInsertFailures({
-          registry,
-          logger: kernelLogger,
-          nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
-        })
-      : undefined;
-  const tableFull = new TableFullDetector();
-  const counters = new ConntrackCounters({
-    registry,
-    logger: kernelLogger,
-    statPath: conntrackStatPathOf(plan.watchedPid, deps.procRoot),
-    intervalMs: options.pollIntervalMs,
-    onReading: (reading) => {
-      crossCheck?.observeKernel(reading);
-      const full = tableFull.observe(reading);
-      if (full) {
-        logger.warn(full, 'conntrack table full: new flows are being dropped');
-        kubernetes?.events.recordTableFull({ ...full, wallTimeMs: clock.nowMs() });
-      }
-    },
-  });
-  const unansweredCauses = new UnansweredCauses({
-    windowMs: UNANSWERED_CAUSE_WINDOW_MS,
-    maxClients: UNANSWERED_CAUSE_CLIENTS,
-  });
-  // Insert failures in the node's namespace are what the kernel's insert_failed must match;
-  // those of other namespaces are not.
-  const onEvent = (event: ProbeEvent): void => {
-    if (event.kind === 'insert_failed' && event.netnsInode === plan.watchedInode) {
-      crossCheck?.recordObserved(event.count ?? 1);
-    }
-    pipeline.handle(unansweredCauses.link(event, clock.nowMs()));
-  };
-  const onCounts = countsHandler({
-    dropReasons: plan.dropReasons,
-    clock,
-    onEvent,
-    eventMetrics,
-    logger: logger.child({ component: 'probes' }),
-  });
-  const supervisor =
-    plan.probes.length > 0
-      ? new BpftraceSupervisor({
-          probes: plan.probes,
-          decoderFor: (probe) =>
-            createLineDecoder(probe.name, (code) => plan.dropReasons.nameOf(code)),
-          onEvent,
-          onCounts,
-          spawn: deps.spawn,
-          registry,
-          logger: logger.child({ component: 'probes' }),
-          bpftracePath: options.bpftrace,
-          commandPrefix: deps.commandPrefix,
-          combine: true,
-          stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
-          unavailable: plan.mode.unavailable,
-        })
-      : undefined;
-
+  const path = await eventPath(options, deps, plan);
+  const counters = kernelCounters(options, deps, plan, path);
+  const supervisor = probeSupervisor(options, deps, plan, path);
   const stack = new LifecycleStack();
-  const readiness = (): Readiness => {
-    const waiting = stack.waitingFor();
-    return waiting.length > 0
-      ? { ready: false, detail: waiting.join('; ') }
-      : { ready: true, detail: probeReadiness(plan.mode, supervisor).detail };
-  };
-  const security = await securedMetrics(options, deps, plan.nodeName);
-  const server = new MetricsServer({
-    ...options.listen,
-    registry,
-    readiness,
-    ...security,
-    podStory: podStoryLookup({
-      nodeName: plan.nodeName ?? '',
-      counts: (namespace, name) => eventMetrics.podCounts(namespace, name),
-      ...(kubernetes ? { uidOf: (ns, name) => kubernetes.podFacts.uidOf(ns, name) } : {}),
-      diagnosisOf: (uid) => diagnosis.diagnosisOfPod(uid),
-    }),
-    // A refused token is the scraper's business; a review that failed is the operator's.
-    onAuthRefused: (decision) =>
-      'reason' in decision && / failed: /.test(decision.reason)
-        ? logger.warn({ decision }, '/metrics refused: the API server could not review the token')
-        : logger.debug({ decision }, '/metrics refused'),
+  const { server, selfSigned } = await metricsServer(options, deps, plan, path, {
+    waitingFor: () => stack.waitingFor(),
+    supervisor,
   });
   try {
     await stack.push(server);
   } catch (error) {
-    throw new AgentStartError(
-      `cannot listen on ${options.listen.host}:${options.listen.port}: ${(error as Error).message}`,
-      { cause: error },
-    );
+    const { host, port } = options.listen;
+    throw new AgentStartError(`cannot listen on ${host}:${port}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
-  await stack.push(counters);
-  await stack.push(diagnosis);
-  if (kubernetes) {
-    // The informers last: what they feed must already run.
-    await stack.push(kubernetes.janitor);
-    await stack.push(kubernetes.events);
-    await stack.push(kubernetes.cluster);
-  }
-  if (supervisor) await stack.push(supervisor);
+  for (const part of partsInStartOrder(counters, path, supervisor)) await stack.push(part);
   logger.info(
     {
       address: server.address,
       metricsAuth: options.metricsAuth,
-      selfSignedCertificate: security?.selfSigned,
+      selfSignedCertificate: selfSigned,
     },
     'serving /metrics, /healthz and /readyz',
   );
-
   let stopping: Promise<void> | undefined;
-  return {
-    server,
-    mode: plan.mode,
-    stop: () =>
-      (stopping ??= (async () => {
-        for (const { part, error } of await stack.stop()) {
-          logger.error({ err: error, part }, 'a part failed to stop');
-        }
-        eventLog.flush();
-      })()),
+  const stop = async (): Promise<void> => {
+    for (const { part, error } of await stack.stop()) {
+      logger.error({ err: error, part }, 'a part failed to stop');
+    }
+    path.log.flush();
   };
-}
-
-/** Reads the kernel's capabilities and checks every option before anything runs. */
-async function planStart(options: AgentOptions, deps: AgentDependencies): Promise<StartPlan> {
-  if (deps.kubernetes && !options.nodeName) {
-    throw new AgentStartError(
-      'a Kubernetes configuration was found but no node name: pass --node-name or set NODE_NAME (downward API spec.nodeName)',
-    );
-  }
-  const watchedPid = options.netnsPid ?? 'self';
-  const watchedInode = await netnsInodeOf(watchedPid, deps.procRoot);
-  if (watchedInode === undefined) {
-    throw new AgentStartError(
-      `cannot read the network namespace of process ${watchedPid} (${deps.procRoot}/${watchedPid}/ns/net)`,
-    );
-  }
-  const capabilities = await detectCapabilities({
-    files: deps.capabilityFiles,
-    run: deps.runCommand,
-    bpftracePath: options.bpftrace,
-  });
-  const selected = selectProbeMode(options.probeMode, capabilities);
-  if (!selected.ok) throw new AgentStartError(selected.error.message);
-  const mode = selected.selection;
-  const dropReasons =
-    mode.probes.length > 0 ? await readDropReasons(options, deps) : createDropReasonTable([]);
-  return {
-    mode,
-    probes: await probeDefinitions(
-      mode,
-      dropReasons,
-      options.probesDir ?? deps.defaultProbesDir,
-      deps.readText,
-    ),
-    dropReasons,
-    watchedPid,
-    watchedInode,
-    nodeName: options.nodeName,
-  };
-}
-
-/** TLS and the token check of `--metrics-auth kubernetes`; undefined for plain HTTP. */
-async function securedMetrics(
-  options: AgentOptions,
-  deps: AgentDependencies,
-  nodeName: string | undefined,
-): Promise<MetricsSecurity | undefined> {
-  if (options.metricsAuth !== 'kubernetes') return undefined;
-  if (!deps.metricsReviewApi) {
-    throw new AgentStartError('--metrics-auth kubernetes needs a Kubernetes configuration');
-  }
-  try {
-    return await metricsSecurity({
-      tlsCertFile: options.tlsCertFile,
-      tlsPrivateKeyFile: options.tlsPrivateKeyFile,
-      readText: deps.readText,
-      reviewApi: deps.metricsReviewApi,
-      nowMs: () => deps.clock.nowMs(),
-      dnsNames: nodeName ? [nodeName] : undefined,
-    });
-  } catch (error) {
-    throw new AgentStartError((error as Error).message, { cause: error });
-  }
-}
-
-function agentRegistry(version: string): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({
-    register: registry,
-    prefix: 'conntrack_observer_',
-    eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
-  });
-  new Gauge({
-    name: 'conntrack_observer_build_info',
-    help: 'Always 1; the agent version as a label.',
-    labelNames: ['version'],
-    registers: [registry],
-  }).set({ version }, 1);
-  return registry;
-}
-
-/**
- * The drop-reason names of the running kernel. A kernel without them (before 5.17) gets an
- * empty table: a probe that needs a reason then refuses to start, naming it, and the others
- * still name what they see as UNKNOWN_<n> rather than lose it.
- */
-async function readDropReasons(
-  options: AgentOptions,
-  deps: AgentDependencies,
-): Promise<DropReasonTable> {
-  const loaded = await loadDropReasons(
-    join(options.tracefs, 'events/skb/kfree_skb/format'),
-    deps.readText,
-  );
-  if (loaded.ok) return loaded.table;
-  deps.logger.warn({ error: loaded.error }, 'no drop-reason names on this kernel');
-  return createDropReasonTable([]);
-}
-
-/**
- * The probes to run, each with its script's text and what it prints, so that the supervisor
- * can run them all in one bpftrace process. A script that cannot be read runs on its own (and
- * bpftrace says what is wrong with it).
- */
-async function probeDefinitions(
-  mode: ModeSelection,
-  dropReasons: DropReasonTable,
-  probesDir: string,
-  readText: (path: string) => Promise<string>,
-): Promise<ProbeDefinition[]> {
-  return Promise.all(
-    mode.runs.map(async (run) => {
-      let args: string[];
-      try {
-        args = run.variant.positionalArgs({ dropReasonCode: (name) => dropReasons.codeOf(name) });
-      } catch (error) {
-        throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
-      }
-      const script = join(probesDir, run.variant.script);
-      const source = await readText(script).catch(() => undefined);
-      return {
-        name: run.spec.name,
-        script,
-        args,
-        bpftraceOptions: run.bpftraceOptions,
-        env: { ...run.env, ...run.variant.env },
-        attachTimeoutMs: run.attachTimeoutMs,
-        ...(source === undefined
-          ? {}
-          : {
-              combinable: {
-                source,
-                records: run.spec.emits,
-                maps: run.spec.maps ?? [],
-              },
-            }),
-      };
-    }),
-  );
-}
-
-/**
- * The probes' printed count maps, turned into events by the trackers of each probe (a new
- * bpftrace run starts them over; each reads only its own maps); occurrences the kernel counted
- * without room for their key are counted as such.
- */
-function countsHandler(parts: {
-  dropReasons: DropReasonTable;
-  clock: Clock;
-  onEvent: (event: ProbeEvent) => void;
-  eventMetrics: EventMetrics;
-  logger: Logger;
-}): (record: MapRecord, probe: string, run: number) => void {
-  const monotonicNs = (): bigint => parts.clock.monotonicNs();
-  const trackersOf = (probe: string) => ({
-    dnsDrops: new DnsDropCounts({
-      probe,
-      reasonName: (code) => parts.dropReasons.nameOf(code),
-      monotonicNs,
-    }),
-    insertFailures: new InsertFailureCounts({ probe, monotonicNs }),
-    queries: new DnsQueryCounts({ probe, monotonicNs }),
-  });
-  const byProbe = new Map<string, { run: number; trackers: ReturnType<typeof trackersOf> }>();
-  return (record, probe, run) => {
-    let state = byProbe.get(probe);
-    if (state === undefined || state.run !== run) {
-      state = { run, trackers: trackersOf(probe) };
-      byProbe.set(probe, state);
-    }
-    const { dnsDrops, insertFailures, queries } = state.trackers;
-    if (record.type !== 'map_cleared' && isDnsQueryMap(record.map)) {
-      const update = queries.observe(record.map, record.entries);
-      for (const event of update.events) parts.onEvent(event);
-      if (update.untracked > 0) parts.eventMetrics.recordUntrackedDnsQueries(update.untracked);
-      const unanswered = update.events.filter((event) => event.outcome === 'unanswered');
-      // One line a period, not one per query: the metrics and Events say who.
-      if (unanswered.length > 0) {
-        parts.logger.info(
-          {
-            probe,
-            unanswered: unanswered.reduce((sum, event) => sum + event.count, 0),
-            clients: unanswered.length,
-          },
-          'DNS queries left unanswered for a whole timeout period',
-        );
-      }
-      rejectedKeys(probe, record.map, update.rejectedKeys);
-      return;
-    }
-    const owner = dnsDrops.owns(record.map)
-      ? dnsDrops
-      : insertFailures.owns(record.map)
-        ? insertFailures
-        : undefined;
-    if (owner === undefined) return;
-    if (record.type === 'map_cleared') {
-      owner.cleared(record.map);
-      return;
-    }
-    const update = owner.observe(record.map, record.entries);
-    for (const event of update.events) parts.onEvent(event);
-    for (const [name, count] of update.uncounted) {
-      if (owner === dnsDrops) parts.eventMetrics.recordUncountedDnsDrops(name, count);
-      else parts.eventMetrics.recordUncountedInsertFailures(name, count);
-    }
-    rejectedKeys(probe, record.map, update.rejectedKeys);
-  };
-  function rejectedKeys(probe: string, map: string, keys: readonly string[]): void {
-    if (keys.length === 0) return;
-    parts.eventMetrics.recordRejectedKeys(probe, keys.length);
-    parts.logger.warn(
-      { probe, map, keys: keys.slice(0, 3) },
-      'count map keys not as the probe prints them; their counts are left out',
-    );
-  }
+  return { server, mode, stop: () => (stopping ??= stop()) };
 }

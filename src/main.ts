@@ -3,9 +3,9 @@
 // signals and exits the process. The machine's processes, files and clock come from
 // system-dependencies.ts; startAgent (agent.ts) builds and wires the agent's parts from them.
 import { readFileSync } from 'node:fs';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { AgentStartError, startAgent, type RunningAgent } from './agent.js';
-import { parseOptions } from './config/options.js';
+import { parseOptions, type AgentOptions } from './config/options.js';
 import { SHUTDOWN_BUDGET } from './config/tuning.js';
 import { mayHaveKubernetesConfig } from './attribute/kubernetes/connection-hint.js';
 import type { KubernetesConnection } from './attribute/kubernetes/connection.js';
@@ -20,25 +20,7 @@ const packageJson = JSON.parse(
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'doctor') {
-    const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
-    // SIGINT/SIGTERM stop a --reproduce race and let it remove its lab; a second one exits.
-    const interrupt = new AbortController();
-    const onSignal = (): void => {
-      if (interrupt.signal.aborted) process.exit(130);
-      interrupt.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    try {
-      process.exitCode = await runDoctor(
-        process.argv.slice(3),
-        doctorIo,
-        await doctorSystem(interrupt.signal),
-      );
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+    await doctor();
     return;
   }
   const parsed = parseOptions(process.argv.slice(2), process.env, packageJson.version);
@@ -54,28 +36,10 @@ async function main(): Promise<void> {
   const { options } = parsed;
   const logger = pino({ level: options.logLevel, base: { node: options.nodeName } });
 
-  // @kubernetes/client-node costs tens of MB of RSS once loaded: a standalone agent never
-  // loads it. Anything that could configure Kubernetes (even a broken setting, which must be
-  // reported) brings in the full resolution.
-  const kubeconfigEnv = process.env.KUBECONFIG;
-  let kubernetes: KubernetesConnection | undefined;
-  if (mayHaveKubernetesConfig({ kubeconfigFlag: options.kubeconfig, kubeconfigEnv })) {
-    const { KubeConfigError, resolveKubernetesConnection } =
-      await import('./attribute/kubernetes/connection.js');
-    const resolved = resolveKubernetesConnection({
-      kubeconfigFlag: options.kubeconfig,
-      kubeconfigEnv,
-      inCluster: {
-        host: process.env.KUBERNETES_SERVICE_HOST,
-        port: process.env.KUBERNETES_SERVICE_PORT,
-      },
-    });
-    if (resolved instanceof KubeConfigError) {
-      logger.fatal({ err: resolved }, `invalid Kubernetes configuration: ${resolved.message}`);
-      process.exitCode = EXIT_CONFIG_ERROR;
-      return;
-    }
-    kubernetes = resolved;
+  const kubernetes = await kubernetesConnection(options, logger);
+  if (kubernetes === 'invalid') {
+    process.exitCode = EXIT_CONFIG_ERROR;
+    return;
   }
   if (options.metricsAuth === 'kubernetes' && !kubernetes) {
     process.stderr.write(
@@ -116,6 +80,66 @@ async function main(): Promise<void> {
     process.exit(EXIT_START_FAILED);
   }
 
+  stopOnSignals(agent, logger);
+}
+
+/** `doctor`: reads the node (and optionally races a lab) and prints what it found. */
+async function doctor(): Promise<void> {
+  const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
+  // SIGINT/SIGTERM stop a --reproduce race and let it remove its lab; a second one exits.
+  const interrupt = new AbortController();
+  const onSignal = (): void => {
+    if (interrupt.signal.aborted) process.exit(130);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    process.exitCode = await runDoctor(
+      process.argv.slice(3),
+      doctorIo,
+      await doctorSystem(interrupt.signal),
+    );
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * The Kubernetes connection, when anything could configure one; 'invalid' (logged) when a
+ * setting is broken, which must be reported rather than fall back to standalone.
+ */
+async function kubernetesConnection(
+  options: AgentOptions,
+  logger: Logger,
+): Promise<KubernetesConnection | 'invalid' | undefined> {
+  // @kubernetes/client-node costs tens of MB of RSS once loaded: a standalone agent never
+  // loads it. Anything that could configure Kubernetes (even a broken setting, which must be
+  // reported) brings in the full resolution.
+  const kubeconfigEnv = process.env.KUBECONFIG;
+  if (!mayHaveKubernetesConfig({ kubeconfigFlag: options.kubeconfig, kubeconfigEnv })) {
+    return undefined;
+  }
+  const { KubeConfigError, resolveKubernetesConnection } =
+    await import('./attribute/kubernetes/connection.js');
+  const resolved = resolveKubernetesConnection({
+    kubeconfigFlag: options.kubeconfig,
+    kubeconfigEnv,
+    inCluster: {
+      host: process.env.KUBERNETES_SERVICE_HOST,
+      port: process.env.KUBERNETES_SERVICE_PORT,
+    },
+  });
+  if (resolved instanceof KubeConfigError) {
+    logger.fatal({ err: resolved }, `invalid Kubernetes configuration: ${resolved.message}`);
+    return 'invalid';
+  }
+  return resolved;
+}
+
+/** SIGTERM and SIGINT stop the agent, then exit; a stop that hangs is cut off. */
+function stopOnSignals(agent: RunningAgent, logger: Logger): void {
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -152,10 +176,9 @@ const doctorIo = {
 };
 
 async function doctorSystem(signal: AbortSignal) {
-  const { createHostFiles } = await import('./diagnose/host-files.js');
   const system = await systemDependencies();
   return {
-    files: createHostFiles(),
+    files: system.hostFiles,
     capabilityFiles: system.capabilityFiles,
     run: system.runCommand,
     clock: system.clock,

@@ -1,7 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { AgentDependencies } from './agent.js';
+import type { AgentDependencies } from './agent-dependencies.js';
 import { systemClock } from './shared/clock.js';
+import { realDelay } from './shared/delay.js';
+import { unrefTimers } from './shared/timers.js';
+import { createHostFiles } from './diagnose/host-files.js';
 import {
   createExecaCommandRunner,
   createFileSystemCapabilityFiles,
@@ -11,6 +14,9 @@ import { createExecaProbeSpawner, parentDeathPrefix } from './sources/bpftrace/p
 export type SystemDependencies = Pick<
   AgentDependencies,
   | 'clock'
+  | 'delay'
+  | 'timers'
+  | 'hostFiles'
   | 'spawn'
   | 'commandPrefix'
   | 'capabilityFiles'
@@ -24,6 +30,9 @@ export type SystemDependencies = Pick<
 export async function systemDependencies(): Promise<SystemDependencies> {
   return {
     clock: systemClock,
+    delay: realDelay,
+    timers: unrefTimers,
+    hostFiles: createHostFiles(),
     spawn: createExecaProbeSpawner(),
     commandPrefix: await parentDeathPrefix(),
     capabilityFiles: createFileSystemCapabilityFiles(),

@@ -48,93 +48,84 @@ function listenAddress(value: string): { host: string; port: number } {
 }
 
 function buildCommand(env: Readonly<Record<string, string | undefined>>, version: string): Command {
+  const command = new Command('conntrack-race-observer')
+    .description(
+      'Sees the kernel drop packets when flows race through conntrack NAT, and DNS drops; attributes them to pods, exports Prometheus metrics and posts Kubernetes Events.',
+    )
+    .version(version);
+  // Added in this order, which is the order --help lists them in.
+  for (const option of [...sourceOptions(env), ...exportOptions(env)]) command.addOption(option);
   return (
-    new Command('conntrack-race-observer')
-      .description(
-        'Sees the kernel drop packets when flows race through conntrack NAT, and DNS drops; attributes them to pods, exports Prometheus metrics and posts Kubernetes Events.',
-      )
-      .version(version)
-      .addOption(
-        new Option('--listen <host:port>', 'address of /metrics, /healthz and /readyz')
-          .default(listenAddress(DEFAULT_LISTEN), DEFAULT_LISTEN)
-          .argParser(listenAddress),
-      )
-      .addOption(
-        new Option(
-          '--probe-mode <mode>',
-          'how to observe the kernel; auto picks the most precise available',
-        )
-          .choices(PROBE_MODES)
-          .default('auto'),
-      )
-      .addOption(
-        // KUBECONFIG itself is resolved with the in-cluster fallback in
-        // attribute/kubernetes/connection.ts.
-        new Option(
-          '--kubeconfig <file>',
-          'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
-        ),
-      )
-      .addOption(
-        new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(
-          env.NODE_NAME || undefined,
-        ),
-      )
-      .addOption(
-        new Option(
-          '--netns-pid <pid>',
-          "a process in the node's network namespace, whose conntrack counters to read (default: the agent's own)",
-        ).argParser(positiveInteger),
-      )
-      .addOption(
-        new Option(
-          '--probes-dir <dir>',
-          'directory of the bpftrace scripts (default: the packaged probes/)',
-        ),
-      )
-      .addOption(new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'))
-      .addOption(
-        new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'),
-      )
-      .addOption(
-        new Option('--log-level <level>', 'log level')
-          .choices(LOG_LEVELS)
-          .default(env.LOG_LEVEL || 'info'),
-      )
-      .addOption(
-        new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
-          .default(5_000, '5')
-          .argParser(secondsUpTo(3600)),
-      )
-      .addOption(
-        new Option(
-          '--node-local-dns <addresses>',
-          'comma-separated NodeLocal DNSCache addresses besides link-local 169.254.0.0/16',
-        )
-          .default([], 'none')
-          .argParser(ipv4List),
-      )
-      .addOption(
-        new Option(
-          '--metrics-auth <mode>',
-          'who may read /metrics: none (anyone, plain HTTP), or kubernetes (HTTPS only; a bearer token allowed get on /metrics by RBAC)',
-        )
-          .choices(METRICS_AUTH_MODES)
-          .default(env.METRICS_AUTH || 'none'),
-      )
-      .addOption(
-        new Option(
-          '--tls-cert-file <file>',
-          'PEM certificate for --metrics-auth kubernetes (default: self-signed, made at start)',
-        ),
-      )
-      .addOption(new Option('--tls-private-key-file <file>', 'PEM private key of --tls-cert-file'))
+    command
       // Listed in --help; main.ts runs it before these options are parsed.
       .addCommand(buildDoctorCommand())
       // With a subcommand listed, commander runs the agent only through an action of its own.
       .action(() => undefined)
       .allowExcessArguments(false)
   );
+}
+
+/** Where the agent listens, what it observes and how it finds pods. */
+function sourceOptions(env: Readonly<Record<string, string | undefined>>): Option[] {
+  return [
+    new Option('--listen <host:port>', 'address of /metrics, /healthz and /readyz')
+      .default(listenAddress(DEFAULT_LISTEN), DEFAULT_LISTEN)
+      .argParser(listenAddress),
+    new Option(
+      '--probe-mode <mode>',
+      'how to observe the kernel; auto picks the most precise available',
+    )
+      .choices(PROBE_MODES)
+      .default('auto'),
+    // KUBECONFIG itself is resolved with the in-cluster fallback in
+    // attribute/kubernetes/connection.ts.
+    new Option(
+      '--kubeconfig <file>',
+      'kubeconfig to use (else KUBECONFIG, else in-cluster, else standalone)',
+    ),
+    new Option('--node-name <name>', 'this node, for pod lookups (default: NODE_NAME)').default(
+      env.NODE_NAME || undefined,
+    ),
+    new Option(
+      '--netns-pid <pid>',
+      "a process in the node's network namespace, whose conntrack counters to read (default: the agent's own)",
+    ).argParser(positiveInteger),
+    new Option(
+      '--probes-dir <dir>',
+      'directory of the bpftrace scripts (default: the packaged probes/)',
+    ),
+    new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'),
+    new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'),
+    new Option('--log-level <level>', 'log level')
+      .choices(LOG_LEVELS)
+      .default(env.LOG_LEVEL || 'info'),
+  ];
+}
+
+/** How often it reads the kernel, and who may read what it exports. */
+function exportOptions(env: Readonly<Record<string, string | undefined>>): Option[] {
+  return [
+    new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
+      .default(5_000, '5')
+      .argParser(secondsUpTo(3600)),
+    new Option(
+      '--node-local-dns <addresses>',
+      'comma-separated NodeLocal DNSCache addresses besides link-local 169.254.0.0/16',
+    )
+      .default([], 'none')
+      .argParser(ipv4List),
+    new Option(
+      '--metrics-auth <mode>',
+      'who may read /metrics: none (anyone, plain HTTP), or kubernetes (HTTPS only; a bearer token allowed get on /metrics by RBAC)',
+    )
+      .choices(METRICS_AUTH_MODES)
+      .default(env.METRICS_AUTH || 'none'),
+    new Option(
+      '--tls-cert-file <file>',
+      'PEM certificate for --metrics-auth kubernetes (default: self-signed, made at start)',
+    ),
+    new Option('--tls-private-key-file <file>', 'PEM private key of --tls-cert-file'),
+  ];
 }
 
 function ipv4List(value: string): string[] {

@@ -110,20 +110,24 @@ function dnsDropOf(
   };
   const totalsKey = String(reasonCode);
   if (ctClass === CT_NONE) return { event, totalsKey };
+  return { event: { ...event, conntrack: conntrackOf(ctClass, osrc, odst, event) }, totalsKey };
+}
+
+/** The drop's conntrack entry, as far as the probe's key keeps it. */
+function conntrackOf(
+  ctClass: number,
+  osrc: string,
+  odst: string,
+  { reason, location }: Pick<DnsDropEvent, 'reason' | 'location'>,
+): NonNullable<DnsDropEvent['conntrack']> {
   return {
-    event: {
-      ...event,
-      conntrack: {
-        // The class stands for the bits the agent reads of the status.
-        status: ctClass === CT_LOST_INSERT_RACE_SIGNATURE ? 0x180 : 0x8,
-        // The entry's original direction is the query, whichever way this datagram went.
-        original: { srcIp: osrc, srcPort: 0, dstIp: odst, dstPort: 53 },
-        lostInsertRace:
-          ctClass === CT_LOST_INSERT_RACE_SIGNATURE &&
-          reason === 'NETFILTER_DROP' &&
-          location === 'nf_hook_slow',
-      },
-    },
-    totalsKey,
+    // The class stands for the bits the agent reads of the status.
+    status: ctClass === CT_LOST_INSERT_RACE_SIGNATURE ? 0x180 : 0x8,
+    // The entry's original direction is the query, whichever way this datagram went.
+    original: { srcIp: osrc, srcPort: 0, dstIp: odst, dstPort: 53 },
+    lostInsertRace:
+      ctClass === CT_LOST_INSERT_RACE_SIGNATURE &&
+      reason === 'NETFILTER_DROP' &&
+      location === 'nf_hook_slow',
   };
 }

@@ -12,6 +12,7 @@ import { diagnoseNode } from './node-diagnoser.js';
 import { diagnosePod } from './pod-diagnoser.js';
 import { PodDiagnosisCache, type PodFacts } from './pod-diagnosis-cache.js';
 import { netnsInodeOfPid } from './pod-processes.js';
+import { unrefTimers, type Timers } from '../shared/timers.js';
 
 export interface DiagnosisTuning {
   readonly nodeRefreshMs: number;
@@ -42,6 +43,8 @@ export const DEFAULT_DIAGNOSIS_TUNING: DiagnosisTuning = {
 };
 
 export interface DiagnosisStageOptions {
+  /** Runs the node's refresh; default unref'd real timers. */
+  readonly timers?: Pick<Timers, 'every'>;
   readonly files: HostFiles;
   readonly procRoot: string;
   readonly netnsPid: number | 'self';
@@ -73,7 +76,7 @@ export class DiagnosisStage implements Lifecycle {
   readonly name = 'diagnosis';
   private readonly pods: PodDiagnosisCache;
   private node: NodeDiagnosisResult = { status: 'unknown', reason: 'the node is being read' };
-  private timer: NodeJS.Timeout | undefined;
+  private cancelRefresh: (() => void) | undefined;
   private nodeReading: Promise<void> | undefined;
   private readonly tuning: DiagnosisTuning;
   private readonly discovery: NetnsDiscovery | undefined;
@@ -140,8 +143,9 @@ export class DiagnosisStage implements Lifecycle {
   async start(signal?: AbortSignal): Promise<void> {
     this.startedAtMs = this.options.clock.nowMs();
     this.readNode();
-    // unref: a pending refresh must never hold the process open.
-    this.timer = setInterval(() => this.readNode(), this.tuning.nodeRefreshMs).unref();
+    // Unref'd by default: a pending refresh must never hold the process open.
+    const timers = this.options.timers ?? unrefTimers;
+    this.cancelRefresh = timers.every(this.tuning.nodeRefreshMs, () => this.readNode());
     if (this.discovery) {
       if (this.options.netnsPid !== 'self') {
         this.nodeNetnsInode = await netnsInodeOfPid(
@@ -155,8 +159,8 @@ export class DiagnosisStage implements Lifecycle {
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.cancelRefresh?.();
+    this.cancelRefresh = undefined;
     await this.discovery?.stop();
     this.pods.stop();
     await this.nodeReading;

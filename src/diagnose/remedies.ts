@@ -192,6 +192,16 @@ function resolverAdvice(
       `${option} is already set for ${container.name} (glibc): its A and AAAA no longer race each other on one socket; this drop ${race === 'snat' || race === 'snat_dnat' ? "came from another pod's flow taking the same SNAT port at the same instant" : 'came from a race with another flow (another pod, or a retry) through NAT'}.`,
     );
   }
+  nodeLocalAdvice(pod, node, remedies, notes);
+}
+
+/** Whether the pod already goes through NodeLocal DNSCache, and what to do either way. */
+function nodeLocalAdvice(
+  pod: PodDiagnosis,
+  node: NodeDiagnosis | undefined,
+  remedies: Remedy[],
+  notes: string[],
+): void {
   const usesNodeLocal = pod.containers.some((c) =>
     c.nameservers.some((n) => n.kind === 'nodelocal'),
   );

@@ -14,7 +14,7 @@ import { InformerMetrics } from './informer-metrics.js';
 import type { KubernetesIndexes } from './kubernetes-resolver.js';
 import type { Delay } from '../../shared/delay.js';
 import { leanEndpointSlice, leanNode, leanPod, leanService } from './lean-objects.js';
-import { ResilientInformer } from './resilient-informer.js';
+import { ResilientInformer, type ResilientInformerOptions } from './resilient-informer.js';
 
 export const INFORMER_RESOURCES = ['pods', 'services', 'endpointslices', 'nodes'] as const;
 export type InformerResource = (typeof INFORMER_RESOURCES)[number];
@@ -60,6 +60,21 @@ export interface ClusterInformersOptions {
  * selector spec.nodeName, so the agent's watch stays small on large clusters), all Services
  * and EndpointSlices (ClusterIPs and backends anywhere), and this Node (its addresses).
  */
+/** What every informer shares; each adds its resource, list call and handlers. */
+type CommonInformerOptions = Pick<
+  ResilientInformerOptions<V1Pod>,
+  | 'kubeConfig'
+  | 'metrics'
+  | 'delay'
+  | 'clock'
+  | 'logger'
+  | 'initialBackoffMs'
+  | 'maxBackoffMs'
+  | 'watchTimeoutSeconds'
+  | 'pageSize'
+  | 'random'
+>;
+
 export class ClusterInformers {
   private readonly informers: Array<
     ResilientInformer<V1Pod | V1Service | V1EndpointSlice | V1Node>
@@ -70,7 +85,7 @@ export class ClusterInformers {
     const discovery = options.kubeConfig.makeApiClient(DiscoveryV1Api);
     const metrics = new InformerMetrics(options.registry, INFORMER_RESOURCES);
     const { indexes, clock } = options;
-    const common = {
+    const common: CommonInformerOptions = {
       kubeConfig: options.kubeConfig,
       metrics,
       delay: options.delay,
@@ -84,32 +99,7 @@ export class ClusterInformers {
     };
     const bound = (resource: InformerResource) =>
       options.maxObjects?.[resource] ?? DEFAULT_MAX_OBJECTS[resource];
-    const podSelector = `spec.nodeName=${options.nodeName}`;
-    const nodeSelector = `metadata.name=${options.nodeName}`;
-    const pods = new ResilientInformer<V1Pod>({
-      ...common,
-      resource: 'pods',
-      path: '/api/v1/pods',
-      fieldSelector: podSelector,
-      listPage: (page) =>
-        core.listPodForAllNamespaces({
-          fieldSelector: podSelector,
-          limit: page.limit,
-          _continue: page.continueToken,
-        }),
-      transform: leanPod,
-      maxObjects: bound('pods'),
-      handlers: {
-        upsert: (pod) => {
-          indexes.pods.upsert(pod, clock.nowMs());
-          options.onPodSeen?.(pod);
-        },
-        remove: (pod) => {
-          indexes.pods.remove(pod, clock.nowMs());
-          options.onPodDeleted?.(pod);
-        },
-      },
-    });
+    const pods = podInformer(options, common, core, bound('pods'));
     const services = new ResilientInformer<V1Service>({
       ...common,
       resource: 'services',
@@ -139,6 +129,7 @@ export class ClusterInformers {
         remove: (slice) => indexes.endpointSlices.remove(slice),
       },
     });
+    const nodeSelector = `metadata.name=${options.nodeName}`;
     const node = new ResilientInformer<V1Node>({
       ...common,
       resource: 'nodes',
@@ -180,4 +171,38 @@ export class ClusterInformers {
       .filter((informer) => !informer.isSynced())
       .map((informer) => informer.resource);
   }
+}
+
+/** The pods of this node only (field selector spec.nodeName): the watch stays small. */
+function podInformer(
+  options: ClusterInformersOptions,
+  common: CommonInformerOptions,
+  core: CoreV1Api,
+  maxObjects: number,
+): ResilientInformer<V1Pod> {
+  const podSelector = `spec.nodeName=${options.nodeName}`;
+  return new ResilientInformer<V1Pod>({
+    ...common,
+    resource: 'pods',
+    path: '/api/v1/pods',
+    fieldSelector: podSelector,
+    listPage: (page) =>
+      core.listPodForAllNamespaces({
+        fieldSelector: podSelector,
+        limit: page.limit,
+        _continue: page.continueToken,
+      }),
+    transform: leanPod,
+    maxObjects,
+    handlers: {
+      upsert: (pod) => {
+        options.indexes.pods.upsert(pod, options.clock.nowMs());
+        options.onPodSeen?.(pod);
+      },
+      remove: (pod) => {
+        options.indexes.pods.remove(pod, options.clock.nowMs());
+        options.onPodDeleted?.(pod);
+      },
+    },
+  });
 }

@@ -52,35 +52,7 @@ export function adviseFromSpec(
     if (!read && Number(ndots) < 2) drop.add('fewer-search-lookups');
   }
 
-  const pinned = ['single-request-reopen', 'single-request', 'use-vc'].filter((name) =>
-    optionNames.has(name),
-  );
-  if (pinned.length > 0) {
-    if (!read) {
-      notes.push(
-        `dnsConfig already sets ${pinned.join(', ')}: glibc containers no longer race A and AAAA on one socket (musl ignores it; their libc was not read).`,
-      );
-      drop.add('single-request-reopen');
-    } else {
-      for (const container of diagnosis.containers) {
-        const conf = container.resolvConf;
-        if (!conf) continue;
-        const missing = pinned.filter(
-          (name) =>
-            !(
-              (name === 'single-request-reopen' && conf.options.singleRequestReopen) ||
-              (name === 'single-request' && conf.options.singleRequest) ||
-              (name === 'use-vc' && conf.options.useVc)
-            ),
-        );
-        if (missing.length > 0) {
-          notes.push(
-            `dnsConfig sets ${missing.join(', ')} but ${container.name}'s /etc/resolv.conf lacks it: the image or a volume replaces the file the kubelet writes.`,
-          );
-        }
-      }
-    }
-  }
+  pinnedOptionsAdvice(optionNames, diagnosis, notes, drop);
 
   const specServers = (spec.dnsConfig?.nameservers ?? []).map((address) =>
     classifyNameserver(address, context),
@@ -107,4 +79,45 @@ export function adviseFromSpec(
         : remedy,
     );
   return { remedies, notes };
+}
+
+/**
+ * The options that stop A and AAAA racing on one socket, when the spec sets them: unread, they
+ * are taken as applied; read, a container whose resolv.conf lacks them is named.
+ */
+function pinnedOptionsAdvice(
+  optionNames: ReadonlySet<string>,
+  diagnosis: PodDiagnosisResult,
+  notes: string[],
+  drop: Set<RemedyId>,
+): void {
+  const pinned = ['single-request-reopen', 'single-request', 'use-vc'].filter((name) =>
+    optionNames.has(name),
+  );
+  if (pinned.length > 0) {
+    if (diagnosis.status !== 'diagnosed') {
+      notes.push(
+        `dnsConfig already sets ${pinned.join(', ')}: glibc containers no longer race A and AAAA on one socket (musl ignores it; their libc was not read).`,
+      );
+      drop.add('single-request-reopen');
+    } else {
+      for (const container of diagnosis.containers) {
+        const conf = container.resolvConf;
+        if (!conf) continue;
+        const missing = pinned.filter(
+          (name) =>
+            !(
+              (name === 'single-request-reopen' && conf.options.singleRequestReopen) ||
+              (name === 'single-request' && conf.options.singleRequest) ||
+              (name === 'use-vc' && conf.options.useVc)
+            ),
+        );
+        if (missing.length > 0) {
+          notes.push(
+            `dnsConfig sets ${missing.join(', ')} but ${container.name}'s /etc/resolv.conf lacks it: the image or a volume replaces the file the kubelet writes.`,
+          );
+        }
+      }
+    }
+  }
 }

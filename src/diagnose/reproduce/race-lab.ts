@@ -115,39 +115,13 @@ export async function createRaceLab(deps: RaceLabDependencies): Promise<RaceLab>
     for (const [index, role] of (['pod1', 'pod2'] as const).entries()) {
       const nodeSide = `v${role}`;
       // Both ends are created in lab namespaces: nothing ever appears in the root namespace.
-      await ip(
-        '-n',
-        names.node,
-        'link',
-        'add',
-        nodeSide,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        'eth0',
-        'netns',
-        names[role],
-      );
+      await ip(...vethPair(names.node, nodeSide, names[role]));
       await ip('-n', names.node, 'link', 'set', nodeSide, 'master', 'br0', 'up');
       await ip('-n', names[role], 'addr', 'add', `${a.pods[index]}/24`, 'dev', 'eth0');
       await ip('-n', names[role], 'link', 'set', 'eth0', 'up');
       await ip('-n', names[role], 'route', 'add', 'default', 'via', a.bridge);
     }
-    await ip(
-      '-n',
-      names.node,
-      'link',
-      'add',
-      'up0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'eth0',
-      'netns',
-      names.up,
-    );
+    await ip(...vethPair(names.node, 'up0', names.up));
     await ip('-n', names.node, 'addr', 'add', `${a.nodeUpstream}/24`, 'dev', 'up0');
     await ip('-n', names.node, 'link', 'set', 'up0', 'up');
     for (const address of [a.upstreamHost, ...a.dnsBackends]) {
@@ -163,6 +137,11 @@ export async function createRaceLab(deps: RaceLabDependencies): Promise<RaceLab>
     await lab.destroy();
     throw error;
   }
+}
+
+/** `ip` arguments: a veth pair from `side` in namespace `from` to eth0 in namespace `to`. */
+function vethPair(from: string, side: string, to: string): string[] {
+  return ['-n', from, 'link', 'add', side, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', to];
 }
 
 function failure(detail: string): ReproduceError {

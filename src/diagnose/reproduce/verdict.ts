@@ -50,6 +50,16 @@ export function dropsAndResolved(
 const n = (value: number): string => value.toLocaleString('en-US');
 const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
+/** The kernel's counters the report shows, those this kernel has. */
+function reportedColumns(counters: RaceUntilResult['kernel']): Record<string, number> {
+  const kernel: Record<string, number> = {};
+  for (const column of KERNEL_COLUMNS) {
+    const value = counters[column];
+    if (value !== undefined) kernel[column] = value;
+  }
+  return kernel;
+}
+
 /** The verdict on one scenario and the remedies that apply to this node. Pure. */
 export function judgeScenario(
   race: RaceUntilResult,
@@ -57,11 +67,7 @@ export function judgeScenario(
   node: NodeDiagnosis | undefined,
 ): ReproducedScenario {
   const { dropped, resolved } = dropsAndResolved(race.kernel, hasClashResolve);
-  const kernel: Record<string, number> = {};
-  for (const column of KERNEL_COLUMNS) {
-    const value = race.kernel[column];
-    if (value !== undefined) kernel[column] = value;
-  }
+  const kernel = reportedColumns(race.kernel);
   const measured = `in ${n(race.rounds)} rounds (${s(race.durationMs)})`;
   const diagnosis = {
     pod: { status: 'unknown' as const, reason: 'lab' },

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
 import { adviceForEvent } from '../../diagnose/remedies.js';
+import type { EventSink } from '../../event-pipeline.js';
+import { unrefTimers, type Timers } from '../../shared/timers.js';
 
 export interface EventLogOptions {
   logger: Logger;
@@ -9,17 +11,12 @@ export interface EventLogOptions {
   windowMs: number;
   nowMs: () => number;
   /**
-   * Runs `flush` once after `ms`; returns a cancel function. Default: an unref'd setTimeout.
-   * Armed only while a summary is pending, so that an idle agent has no timer to wake for.
+   * Runs the summary's flush once its window ends. Default: unref'd real timers, so that a
+   * pending summary never holds the process open on exit. Armed only while a summary is
+   * pending, so that an idle agent has no timer to wake for.
    */
-  flushAfter?: (ms: number, flush: () => void) => () => void;
+  timers?: Pick<Timers, 'after'>;
 }
-
-const unrefFlushAfter = (ms: number, flush: () => void): (() => void) => {
-  // unref: a pending summary must never hold the process open on exit.
-  const handle = setTimeout(flush, ms).unref();
-  return () => clearTimeout(handle);
-};
 
 interface StormTally {
   suppressed: number;
@@ -34,7 +31,8 @@ const TOP_SOURCES_IN_SUMMARY = 5;
  * and a single summary line tells how many were left out and whom they hit. A storm must
  * not turn the agent into the node's largest log producer.
  */
-export class EventLog {
+export class EventLog implements EventSink {
+  readonly name = 'log';
   private windowStartMs: number;
   private linesInWindow = 0;
   private tally: StormTally = emptyTally();
@@ -42,6 +40,10 @@ export class EventLog {
 
   constructor(private readonly options: EventLogOptions) {
     this.windowStartMs = options.nowMs();
+  }
+
+  handle(attributed: AttributedEvent): void {
+    this.record(attributed);
   }
 
   record(attributed: AttributedEvent): void {
@@ -99,8 +101,8 @@ export class EventLog {
 
   private armFlush(): void {
     const dueInMs = Math.max(0, this.windowStartMs + this.options.windowMs - this.options.nowMs());
-    const flushAfter = this.options.flushAfter ?? unrefFlushAfter;
-    this.cancelFlush = flushAfter(dueInMs, () => {
+    const timers = this.options.timers ?? unrefTimers;
+    this.cancelFlush = timers.after(dueInMs, () => {
       this.cancelFlush = undefined;
       this.flush();
     });

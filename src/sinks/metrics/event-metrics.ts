@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AttributedEvent, Attribution, DnsQueryEvent } from '../../events/types.js';
 import { DNS_QUERY_DURATION_BUCKETS } from '../../events/dns-query-buckets.js';
+import type { EventSink } from '../../event-pipeline.js';
 const DNS_QUERY_OVERFLOW_SECONDS = 10;
 
 const ATTRIBUTION_LABELS = ['source_ip', 'namespace', 'pod', 'service'] as const;
@@ -43,6 +44,11 @@ export interface EventMetricsOptions {
   /** Wall-clock milliseconds; the injected clock's `nowMs`. */
   readonly nowMs?: () => number;
   readonly retention?: SourceSeriesRetention;
+  /**
+   * Whether `handle` counts events no pod was found for. With Kubernetes they are the
+   * unattributed share worth a series; standalone every event is keyed by its address anyway.
+   */
+  readonly countUnattributed?: boolean;
 }
 
 /** One pod's event counts, by race or drop reason. */
@@ -68,7 +74,8 @@ const SEPARATOR = '\u0000';
  * the counters: prom-client hashes and validates the label object on every `inc`, which costs
  * more than decoding the event. A scrape sees every event recorded before it.
  */
-export class EventMetrics {
+export class EventMetrics implements EventSink {
+  readonly name = 'metrics';
   private readonly insertFailures: Counter;
   private readonly dnsDrops: Counter;
   private readonly clashesResolved: Counter;
@@ -93,6 +100,7 @@ export class EventMetrics {
   private readonly sourceSeries = new Map<string, Series>();
   private readonly nowMs: () => number;
   private readonly retention: SourceSeriesRetention;
+  private readonly countUnattributed: boolean;
   private lastSweepMs: number;
   /** Keys in `series` of each pod (namespace/name). */
   private readonly seriesKeysByPod = new Map<string, string[]>();
@@ -114,6 +122,7 @@ export class EventMetrics {
 
   constructor(registry: Registry, options: EventMetricsOptions = {}) {
     this.nowMs = options.nowMs ?? Date.now;
+    this.countUnattributed = options.countUnattributed ?? false;
     this.retention = options.retention ?? DEFAULT_SOURCE_SERIES_RETENTION;
     this.lastSweepMs = this.nowMs();
     this.insertFailures = new Counter({
@@ -175,48 +184,19 @@ export class EventMetrics {
       labelNames: ['probe'],
       registers: [registry],
     });
-    this.dnsQueries = new Counter({
-      name: 'conntrack_observer_dns_queries_total',
-      help: 'DNS queries (UDP) a pod sent that were answered, by the answer class (NOERROR, NODATA, NXDOMAIN, SERVFAIL, REFUSED, OTHER) and client; seen in the client namespace.',
-      labelNames: ['rcode', 'source_ip', 'namespace', 'pod'],
-      registers: [registry],
-      collect: this.beforeScrape,
-    });
-    this.dnsUnanswered = new Counter({
-      name: 'conntrack_observer_dns_unanswered_queries_total',
-      help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
-      labelNames: ['cause', ...ATTRIBUTION_LABELS],
-      registers: [registry],
-      collect: this.beforeScrape,
-    });
-    // The kernel counts answers in these buckets; each is observed at its upper bound, so
-    // the buckets and the count are exact and the sum is an upper estimate.
-    this.dnsQueryDuration = new Histogram({
-      name: 'conntrack_observer_dns_query_duration_seconds',
-      help: 'Time from a DNS query leaving the pod to its answer arriving in the pod, answered queries only. The sum is an upper estimate (each answer counts at its bucket bound).',
-      labelNames: ['namespace', 'pod'],
-      buckets: [...DNS_QUERY_DURATION_BUCKETS],
-      registers: [registry],
-    });
-    this.dnsQueriesUntracked = new Counter({
-      name: 'conntrack_observer_dns_queries_untracked_total',
-      help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
-      registers: [registry],
-    });
+    const dns = dnsQueryMetrics(registry, this.beforeScrape);
+    this.dnsQueries = dns.queries;
+    this.dnsUnanswered = dns.unanswered;
+    this.dnsQueryDuration = dns.duration;
+    this.dnsQueriesUntracked = dns.untracked;
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
-    const series = this.series;
-    const beforeScrape = this.beforeScrape;
-    new Gauge({
-      name: 'conntrack_observer_event_series',
-      help: 'Labelled series the event counters hold (with a pod label or without).',
-      registers: [registry],
-      collect() {
-        beforeScrape();
-        this.set(series.size);
-      },
-    });
+    registerSeriesGauge(registry, this.series, this.beforeScrape);
+  }
+
+  handle(attributed: AttributedEvent): void {
+    this.record(attributed, this.countUnattributed);
   }
 
   record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
@@ -513,4 +493,54 @@ export function occurrencesOf(event: AttributedEvent['event']): number {
 
 function isMeasurement(value: number): boolean {
   return Number.isFinite(value) && value >= 0;
+}
+
+/** The DNS-query probe's metrics: answers, unanswered queries and their latency, per client. */
+function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
+  const queries = new Counter({
+    name: 'conntrack_observer_dns_queries_total',
+    help: 'DNS queries (UDP) a pod sent that were answered, by the answer class (NOERROR, NODATA, NXDOMAIN, SERVFAIL, REFUSED, OTHER) and client; seen in the client namespace.',
+    labelNames: ['rcode', 'source_ip', 'namespace', 'pod'],
+    registers: [registry],
+    collect: beforeScrape,
+  });
+  const unanswered = new Counter({
+    name: 'conntrack_observer_dns_unanswered_queries_total',
+    help: 'DNS queries (UDP) no answer matched within the probe period (default 5 s): the client waited its whole timeout. By the cause found in the drops this node saw of the client (race, firewall, no_socket, other_drop, none), client and the Service it asked.',
+    labelNames: ['cause', ...ATTRIBUTION_LABELS],
+    registers: [registry],
+    collect: beforeScrape,
+  });
+  // The kernel counts answers in these buckets; each is observed at its upper bound, so
+  // the buckets and the count are exact and the sum is an upper estimate.
+  const duration = new Histogram({
+    name: 'conntrack_observer_dns_query_duration_seconds',
+    help: 'Time from a DNS query leaving the pod to its answer arriving in the pod, answered queries only. The sum is an upper estimate (each answer counts at its bucket bound).',
+    labelNames: ['namespace', 'pod'],
+    buckets: [...DNS_QUERY_DURATION_BUCKETS],
+    registers: [registry],
+  });
+  const untracked = new Counter({
+    name: 'conntrack_observer_dns_queries_untracked_total',
+    help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
+    registers: [registry],
+  });
+  return { queries, unanswered, duration, untracked };
+}
+
+/** How many labelled series the event counters hold, read at each scrape. */
+function registerSeriesGauge(
+  registry: Registry,
+  series: { readonly size: number },
+  beforeScrape: () => void,
+): void {
+  new Gauge({
+    name: 'conntrack_observer_event_series',
+    help: 'Labelled series the event counters hold (with a pod label or without).',
+    registers: [registry],
+    collect() {
+      beforeScrape();
+      this.set(series.size);
+    },
+  });
 }

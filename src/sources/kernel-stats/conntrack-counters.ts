@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Lifecycle } from '../../shared/lifecycle.js';
+import { unrefTimers, type Timers } from '../../shared/timers.js';
 
 import {
   CONNTRACK_STAT_PATH,
@@ -29,18 +30,8 @@ export interface ConntrackReading {
   readonly limit?: number;
 }
 
-export interface IntervalTimer {
-  /** Calls `tick` every `ms` until the returned function is called. */
-  every(ms: number, tick: () => void): () => void;
-}
-
-export const unrefIntervalTimer: IntervalTimer = {
-  every(ms, tick) {
-    // unref: polling the kernel's counters must not keep the agent alive on its own.
-    const handle = setInterval(tick, ms).unref();
-    return () => clearInterval(handle);
-  },
-};
+/** The part of the timer seam the poll uses. */
+export type IntervalTimer = Pick<Timers, 'every'>;
 
 export type ReadText = (path: string) => Promise<string>;
 
@@ -114,7 +105,8 @@ export class ConntrackCounters implements Lifecycle {
     this.statPath = options.statPath ?? CONNTRACK_STAT_PATH;
     this.limitPath = options.limitPath ?? CONNTRACK_MAX_PATH;
     this.intervalMs = options.intervalMs ?? 5_000;
-    this.timer = options.timer ?? unrefIntervalTimer;
+    // Unref'd by default: polling the kernel's counters must not keep the agent alive on its own.
+    this.timer = options.timer ?? unrefTimers;
     // procfs files are generated in memory and never block: a synchronous read saves the
     // thread-pool round trips fs/promises makes per file, which is most of an idle poll's cost.
     this.readText = options.readText ?? (async (path) => readFileSync(path, 'utf8'));

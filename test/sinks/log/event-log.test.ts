@@ -73,12 +73,14 @@ describe('event log', () => {
       maxLinesPerWindow: 2,
       windowMs: 10_000,
       nowMs: () => now,
-      flushAfter: (ms, flush) => {
-        const timer = { ms, flush, cancelled: false };
-        armed.push(timer);
-        return () => {
-          timer.cancelled = true;
-        };
+      timers: {
+        after: (ms, flush) => {
+          const timer = { ms, flush, cancelled: false };
+          armed.push(timer);
+          return () => {
+            timer.cancelled = true;
+          };
+        },
       },
     });
     now = 1_000;
@@ -106,11 +108,13 @@ describe('event log', () => {
       maxLinesPerWindow: 0,
       windowMs: 1000,
       nowMs: () => 0,
-      flushAfter: () => {
-        const index = cancelled.push(false) - 1;
-        return () => {
-          cancelled[index] = true;
-        };
+      timers: {
+        after: () => {
+          const index = cancelled.push(false) - 1;
+          return () => {
+            cancelled[index] = true;
+          };
+        },
       },
     });
     log.record(attributed(insertFailure()));
