@@ -56,7 +56,7 @@ export async function planStart(
   });
   const selected = selectProbeMode(options.probeMode, capabilities);
   if (!selected.ok) throw new AgentStartError(selected.error.message);
-  const mode = selected.selection;
+  const mode = withoutQueryTracking(selected.selection, options.dnsQueryTracking);
   const dropReasons =
     mode.probes.length > 0 ? await readDropReasons(options, deps) : createDropReasonTable([]);
   return {
@@ -156,4 +156,24 @@ async function probeDefinitions(
       };
     }),
   );
+}
+
+/** The query-tracking probe of the catalogue, run only with `--dns-query-tracking on`. */
+const QUERY_TRACKING_PROBE = 'tracepoint/dns-queries';
+
+/**
+ * The mode without DNS query tracking unless it was asked for: it runs on every packet every
+ * device sends or receives, which a busy node pays for in packet rate (docs/benchmarks.md).
+ */
+function withoutQueryTracking(mode: ModeSelection, tracking: 'on' | 'off'): ModeSelection {
+  if (tracking === 'on' || !mode.probes.includes(QUERY_TRACKING_PROBE)) return mode;
+  return {
+    ...mode,
+    probes: mode.probes.filter((name) => name !== QUERY_TRACKING_PROBE),
+    runs: mode.runs.filter((run) => run.spec.name !== QUERY_TRACKING_PROBE),
+    unobservable: [
+      ...mode.unobservable,
+      'DNS queries left unanswered: off (--dns-query-tracking on tracks them)',
+    ],
+  };
 }

@@ -42,6 +42,8 @@ describe('the agent against a real kernel', () => {
       String(lab.node.pid),
       '--poll-interval',
       '0.5',
+      '--dns-query-tracking',
+      'on',
     ]);
     await waitUntilReady(agent.baseUrl);
   });

@@ -30,6 +30,12 @@ export interface AgentOptions {
   /** PEM files for the TLS of `--metrics-auth kubernetes`; absent: a self-signed certificate. */
   tlsCertFile?: string;
   tlsPrivateKeyFile?: string;
+  /**
+   * `on`: DNS queries are tracked in the kernel and unanswered ones counted (probe
+   * tracepoint/dns-queries). Off by default: it runs on every packet every device sends or
+   * receives, which costs busy nodes a share of their packet rate (docs/benchmarks.md).
+   */
+  dnsQueryTracking: 'on' | 'off';
 }
 
 export type ParsedOptions =
@@ -94,6 +100,12 @@ function sourceOptions(env: Readonly<Record<string, string | undefined>>): Optio
       '--probes-dir <dir>',
       'directory of the bpftrace scripts (default: the packaged probes/)',
     ),
+    new Option(
+      '--dns-query-tracking <on|off>',
+      'track DNS queries in the kernel and count those left unanswered (runs on every packet of every device; see docs/benchmarks.md)',
+    )
+      .choices(['on', 'off'])
+      .default('off'),
     new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'),
     new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'),
     new Option('--log-level <level>', 'log level')
