@@ -2,6 +2,7 @@ import { createLineDecoder } from '../../src/decode/decode.js';
 import { InsertFailureCounts } from '../../src/decode/insert-failure-counts.js';
 import type { InsertFailureEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { replayCounts } from './counted.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
 import { createLab, labAddresses, type Lab } from '../lab/lab.js';
 import { dnatClashUntil, snatRaceUntil } from '../lab/scenarios/race-until.js';
@@ -47,18 +48,11 @@ function nodeExamples(): InsertFailureEvent[] {
 
 /** Every failure the probe counted in the kernel so far, read from its maps as the agent reads them. */
 function countedFailures(): InsertFailureEvent[] {
-  const counts = new InsertFailureCounts({ probe: probeName, monotonicNs: () => 0n });
-  const counted: InsertFailureEvent[] = [];
-  for (const line of probe.lines) {
-    const decoded = decode(line);
-    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
-    if (decoded.type !== 'counts') continue;
-    const update = counts.observe(decoded.map, decoded.entries);
-    expect(update.rejectedKeys).toEqual([]);
-    expect(update.uncounted).toEqual(new Map());
-    counted.push(...update.events);
-  }
-  return counted;
+  return replayCounts(
+    probe.lines,
+    decode,
+    new InsertFailureCounts({ probe: probeName, monotonicNs: () => 0n }),
+  );
 }
 
 const inNode = (events: InsertFailureEvent[]): InsertFailureEvent[] =>

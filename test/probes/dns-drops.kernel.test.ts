@@ -3,6 +3,7 @@ import { DnsDropCounts } from '../../src/decode/dns-drop-counts.js';
 import type { DnsDropEvent, ProbeEvent } from '../../src/events/types.js';
 import { probeSpec } from '../../src/sources/bpftrace/catalogue.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { replayCounts } from './counted.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
 import { createLab, labAddresses, type Lab } from '../lab/lab.js';
 import { runDnsBlocked, runNoListener } from '../lab/scenarios/dns-queries.js';
@@ -54,22 +55,11 @@ function examples(probe: ProbeRun): DnsDropEvent[] {
 
 /** Every drop the probe counted in the kernel so far, by its printed maps, as the agent reads them. */
 function countedDrops(probe: ProbeRun): DnsDropEvent[] {
-  const counts = new DnsDropCounts({
-    probe: dnsSpec.name,
-    reasonName: nameOf,
-    monotonicNs: () => 0n,
-  });
-  const counted: DnsDropEvent[] = [];
-  for (const line of probe.lines) {
-    const decoded = decodeDns(line);
-    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
-    if (decoded.type !== 'counts') continue;
-    const update = counts.observe(decoded.map, decoded.entries);
-    expect(update.rejectedKeys).toEqual([]);
-    expect(update.uncounted).toEqual(new Map());
-    counted.push(...update.events);
-  }
-  return counted;
+  return replayCounts(
+    probe.lines,
+    decodeDns,
+    new DnsDropCounts({ probe: dnsSpec.name, reasonName: nameOf, monotonicNs: () => 0n }),
+  );
 }
 
 const countTo = (drops: DnsDropEvent[], dstIp: string): number =>

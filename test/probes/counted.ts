@@ -1,0 +1,25 @@
+import type { CumulativeCounts } from '../../src/decode/count-maps.js';
+import type { LineDecoder } from '../../src/decode/decoded-line.js';
+
+/**
+ * Replays a probe's printed lines through a fresh tracker, as the agent reads them: every
+ * occurrence the probe counted in the kernel so far. Every key must be as the probe prints it
+ * and nothing may be left uncounted (the lab never fills a map).
+ */
+export function replayCounts<E>(
+  lines: readonly string[],
+  decode: LineDecoder,
+  counts: CumulativeCounts<E>,
+): E[] {
+  const counted: E[] = [];
+  for (const line of lines) {
+    const decoded = decode(line);
+    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
+    if (decoded.type !== 'counts') continue;
+    const update = counts.observe(decoded.map, decoded.entries);
+    expect(update.rejectedKeys).toEqual([]);
+    expect(update.uncounted).toEqual(new Map());
+    counted.push(...update.events);
+  }
+  return counted;
+}
