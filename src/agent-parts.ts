@@ -23,7 +23,7 @@ import { EventMetrics } from './sinks/metrics/event-metrics.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 import { podStoryLookup } from './sinks/metrics/pod-story.js';
 import { BpftraceSupervisor } from './sources/bpftrace/bpftrace-supervisor.js';
-import { DNS_QUERY_TIMEOUT_SECONDS } from './sources/bpftrace/catalogue.js';
+import { DNS_QUERY_TIMEOUT_SECONDS } from './probes/catalogue.js';
 import { CountRecords } from './sources/bpftrace/count-records.js';
 import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
 import { ConntrackCounters } from './sources/kernel-stats/conntrack-counters.js';

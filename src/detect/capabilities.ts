@@ -2,6 +2,7 @@ import { gunzipSync } from 'node:zlib';
 import { btfDefinesStruct } from './btf-types.js';
 import { type BpftraceInfo, bpftraceInfoFlag, parseBpftraceInfo } from './bpftrace-info.js';
 import { type KernelVersion, parseKernelRelease } from './kernel-release.js';
+import { type KprobeTarget, kprobeAttachTargets } from '../probes/catalogue.js';
 
 /** File reads under the roots of `CapabilityPaths`; never throws. */
 export interface CapabilityFiles {
@@ -48,19 +49,6 @@ export const defaultCapabilityPaths: CapabilityPaths = {
   bootRoot: '/boot',
   modulesRoot: '/lib/modules',
   usrSrcRoot: '/usr/src',
-};
-
-/** The kprobe scripts, each with the probes its test-attach tries. */
-export type KprobeTarget = 'conntrack-confirm' | 'clash-resolved' | 'snat-port-alloc';
-
-export const kprobeAttachTargets: Readonly<Record<KprobeTarget, readonly string[]>> = {
-  'conntrack-confirm': ['kprobe:__nf_conntrack_confirm', 'kretprobe:__nf_conntrack_confirm'],
-  'clash-resolved': ['kprobe:nf_ct_resolve_clash', 'kretprobe:nf_ct_resolve_clash'],
-  'snat-port-alloc': [
-    'kprobe:nf_nat_setup_info',
-    'kretprobe:nf_nat_setup_info',
-    'kprobe:nf_conntrack_tuple_taken',
-  ],
 };
 
 export type AttachOutcome =

@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import { type ActiveProbeMode, activeProbeModes } from './mode-selection.js';
+import { type ActiveProbeMode, activeProbeModes } from './probe-modes.js';
 
 /**
  * Registers `conntrack_observer_probe_mode{mode}`: 1 for the active mode, 0 for the others,

@@ -1,15 +1,14 @@
 import { Registry } from 'prom-client';
 import { detectCapabilities, type KernelCapabilities } from '../../src/detect/capabilities.js';
-import { probeCatalogue } from '../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue } from '../../src/probes/catalogue.js';
+import { type ModeSelection, selectProbeMode } from '../../src/detect/mode-selection.js';
+import { observations } from '../../src/detect/observability.js';
 import {
   type ActiveProbeMode,
-  type ModeSelection,
-  observations,
   parseProbeModeOption,
   type ProbeModeOption,
   probeModeOptions,
-  selectProbeMode,
-} from '../../src/detect/mode-selection.js';
+} from '../../src/detect/probe-modes.js';
 import { registerProbeModeGauge } from '../../src/detect/probe-mode-metric.js';
 import { fixturePaths, fixtureSources } from '../fixtures/capabilities/load.js';
 

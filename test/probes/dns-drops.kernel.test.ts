@@ -1,7 +1,7 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsDropCounts } from '../../src/decode/dns-drop-counts.js';
 import type { DnsDropEvent, ProbeEvent } from '../../src/events/types.js';
-import { probeSpec } from '../../src/sources/bpftrace/catalogue.js';
+import { probeSpec } from '../../src/probes/catalogue.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { replayCounts } from './counted.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { probeCatalogue, type ProbeVariant } from '../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue, type ProbeVariant } from '../../src/probes/catalogue.js';
 
 // kprobes cannot attach on the machines these tests run on (CONFIG_KPROBES is off), so each
 // script is compiled to an ELF object without attaching: a real check of its syntax and of

@@ -9,7 +9,7 @@ import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { LineDecoder } from '../../decode/decoded-line.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
-import type { ProbeUnavailableReason, UnavailableProbe } from './catalogue.js';
+import type { ProbeUnavailableReason, UnavailableProbe } from '../../probes/catalogue.js';
 import { failureOf, ProbeStderr } from './probe-stderr.js';
 import {
   newProbeLineState,

@@ -1,7 +1,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 import { DECODE_ERROR_CODES } from '../../decode/decoded-line.js';
-import { probeUnavailableReasons } from './catalogue.js';
+import { probeUnavailableReasons } from '../../probes/catalogue.js';
 
 /** A decoder is not supposed to throw; if it does, the line is counted under this code. */
 export const DECODER_EXCEPTION = 'decoder_exception';

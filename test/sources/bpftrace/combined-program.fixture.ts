@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { probeCatalogue, type ProbeMode } from '../../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue, type ProbeMode } from '../../../src/probes/catalogue.js';
 import type { CombinableScript } from '../../../src/sources/bpftrace/combined-program.js';
 
 export const probesDir = fileURLToPath(new URL('../../../probes/', import.meta.url));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 
 import { combineScripts } from '../../../src/sources/bpftrace/combined-program.js';
-import { COUNT_MAP_KEYS } from '../../../src/sources/bpftrace/catalogue.js';
+import { COUNT_MAP_KEYS } from '../../../src/probes/catalogue.js';
 import { modeScripts } from './combined-program.fixture.js';
 
 // kprobes cannot attach here (CONFIG_KPROBES is off): the combined program of each mode is

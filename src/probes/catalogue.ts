@@ -1,7 +1,20 @@
-import type { KprobeTarget } from '../../detect/capabilities.js';
-import type { ProbeEvent } from '../../events/types.js';
+import type { ProbeEvent } from '../events/types.js';
 
 export type ProbeMode = 'tracepoint' | 'kprobe';
+
+/** The kprobe scripts, each with the probes its test-attach tries. */
+export type KprobeTarget = 'conntrack-confirm' | 'clash-resolved' | 'snat-port-alloc';
+
+/** What src/detect/capabilities.ts test-attaches for each kprobe script. */
+export const kprobeAttachTargets: Readonly<Record<KprobeTarget, readonly string[]>> = {
+  'conntrack-confirm': ['kprobe:__nf_conntrack_confirm', 'kretprobe:__nf_conntrack_confirm'],
+  'clash-resolved': ['kprobe:nf_ct_resolve_clash', 'kretprobe:nf_ct_resolve_clash'],
+  'snat-port-alloc': [
+    'kprobe:nf_nat_setup_info',
+    'kretprobe:nf_nat_setup_info',
+    'kprobe:nf_conntrack_tuple_taken',
+  ],
+};
 
 /** What a probe's arguments may be built from, all read from the running kernel at start-up. */
 export interface ProbeArgumentContext {
