@@ -9,7 +9,11 @@ import {
 } from '../../src/diagnose/nat-rules.js';
 import { diagnosePod } from '../../src/diagnose/pod-diagnoser.js';
 import { PodDiagnosisCache } from '../../src/diagnose/pod-diagnosis-cache.js';
-import { localAddressesOfFibTrie } from '../../src/diagnose/netns-addresses.js';
+import {
+  localAddressesOfFibTrie,
+  localAddressesOfIfInet6,
+  NetnsAddressMap,
+} from '../../src/diagnose/netns-addresses.js';
 import { makeContainerRoot, makeProcTree, type ContainerRoot } from '../support/container-roots.js';
 import { ManualClock } from '../support/manual-clock.js';
 
@@ -272,5 +276,38 @@ describe('NAT rules and kube-proxy mode', () => {
   it("finds a namespace's local addresses in its fib_trie", () => {
     const trie = `Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.244.0.0\n        /24 link UNICAST\n     |-- 10.244.0.2\n        /32 host LOCAL\nLocal:\n  +-- 127.0.0.0/8\n     |-- 127.0.0.1\n        /32 host LOCAL\n`;
     expect(localAddressesOfFibTrie(trie)).toEqual(['10.244.0.2']);
+  });
+
+  it("finds a namespace's global IPv6 addresses in its if_inet6, in canonical form", () => {
+    // As a dual-stack pod's namespace prints it: loopback, link-local, then the pod's address.
+    const text = [
+      '00000000000000000000000000000001 01 80 10 80       lo',
+      'fe800000000000004c1b2afffe3d5e6f 02 40 20 80     eth0',
+      'fd000010024400000000000000000004 02 40 00 80     eth0',
+      'not a line',
+      '',
+    ].join('\n');
+    expect(localAddressesOfIfInet6(text)).toEqual(['fd00:10:244::4']);
+  });
+
+  it('maps addresses of both families to the namespace holding them, however they are written', async () => {
+    const proc = makeProcTree([
+      { pid: 100, root: '/', netnsInode: 4026532512, addresses: ['10.244.0.4', 'fd00:10:244::4'] },
+      { pid: 200, root: '/', netnsInode: 4026532600, addresses: ['fd00:10:244::5'] },
+    ]);
+    try {
+      const map = new NetnsAddressMap({
+        files,
+        procRoot: proc,
+        clock: new ManualClock(0),
+        maxAgeMs: 30_000,
+      });
+      expect(await map.namespaceOf('10.244.0.4')).toBe(4026532512);
+      expect(await map.namespaceOf('FD00:10:244:0::4')).toBe(4026532512);
+      expect(await map.namespaceOf('fd00:10:244::5')).toBe(4026532600);
+      expect(await map.namespaceOf('fe80::2')).toBeUndefined();
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 });
