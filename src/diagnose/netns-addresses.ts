@@ -1,4 +1,4 @@
-import { canonicalIp } from '../events/canonical-ip.js';
+import { canonicalIp } from '../shared/canonical-ip.js';
 import type { Clock } from '../shared/clock.js';
 import type { HostFiles } from './host-files.js';
 import { listPids, netnsInodeOfPid } from './pod-processes.js';

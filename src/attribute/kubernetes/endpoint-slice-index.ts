@@ -1,5 +1,5 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
-import { canonicalIp } from '../../events/canonical-ip.js';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type { ServiceRef } from '../../events/types.js';
 
 /** The label the EndpointSlice controller puts on every slice it manages. */

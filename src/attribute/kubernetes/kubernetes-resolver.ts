@@ -1,4 +1,4 @@
-import { canonicalIp } from '../../events/canonical-ip.js';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type {
   Attribution,
   AttributionResolver,

@@ -1,5 +1,5 @@
 import type { V1Node } from '@kubernetes/client-node';
-import { canonicalIp } from '../../events/canonical-ip.js';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 
 /** Address types that are IPs (Hostname and InternalDNS are names). */
 const IP_ADDRESS_TYPES = new Set(['InternalIP', 'ExternalIP']);

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { canonicalIp } from '../../events/canonical-ip.js';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type { PodRef } from '../../events/types.js';
 
 /** One pod's hold on one IP: [startMs, endMs). An open interval has no end yet. */

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { canonicalIp, ipFamilyOf } from '../../src/events/canonical-ip.js';
+import { canonicalIp, ipFamilyOf } from '../../src/shared/canonical-ip.js';
 import { propertyParameters } from '../support/property.js';
 
 /** Eight 16-bit groups, biased towards zeros so that runs to compress are common. */

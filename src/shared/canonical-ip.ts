@@ -74,3 +74,15 @@ export function ipFamilyOf(text: string): 4 | 6 | undefined {
   if (isIPv6(text)) return 6;
   return undefined;
 }
+
+/** Link-local: 169.254.0.0/16 or fe80::/10 (where NodeLocal DNSCache listens by default). */
+export function isLinkLocal(text: string): boolean {
+  if (isIPv4(text)) return text.startsWith('169.254.');
+  return isIPv6(text) && /^fe[89ab]/.test(canonicalIp(text));
+}
+
+/** Loopback: 127.0.0.0/8 or ::1. */
+export function isLoopback(text: string): boolean {
+  if (isIPv4(text)) return text.startsWith('127.');
+  return isIPv6(text) && canonicalIp(text) === '::1';
+}
