@@ -6,7 +6,7 @@ import { systemClock } from '../../src/shared/clock.js';
 import { newLabId } from '../lab/lab-names.js';
 import { pidsIn, run, runIn, spawnIn } from '../lab/netns.js';
 
-// One throw-away network namespace standing for a dual-stack node: a dummy uplink with a
+// One throw-away network namespace standing for a dual-stack node: an uplink with a
 // documentation address of each family, nothing routed out of it. The rules are real kernel
 // rule sets, written by ip6tables-nft and nft, read back by the node diagnosis.
 describe('IPv6 NAT rules and addresses of a dual-stack node', () => {
@@ -27,10 +27,14 @@ describe('IPv6 NAT rules and addresses of a dual-stack node', () => {
   beforeAll(async () => {
     await run('ip', ['netns', 'add', node]);
     await runIn(node, 'ip', ['link', 'set', 'lo', 'up']);
-    await runIn(node, 'ip', ['link', 'add', 'up0', 'type', 'dummy']);
+    // No router solicitations: nothing but the test's own rule sets is wanted here.
+    await runIn(node, 'sysctl', ['-qw', 'net.ipv6.conf.default.router_solicitations=0']);
+    // A veth pair with both ends inside: an uplink that leads nowhere.
+    await runIn(node, 'ip', ['link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1']);
     await runIn(node, 'ip', ['addr', 'add', '192.0.2.1/24', 'dev', 'up0']);
     await runIn(node, 'ip', ['-6', 'addr', 'add', '2001:db8:0:0::1/64', 'dev', 'up0', 'nodad']);
     await runIn(node, 'ip', ['link', 'set', 'up0', 'up']);
+    await runIn(node, 'ip', ['link', 'set', 'up1', 'up']);
   });
 
   afterAll(async () => {
