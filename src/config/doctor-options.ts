@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
+import { canonicalIp, ipFamilyOf } from '../shared/canonical-ip.js';
 
 /** Bounds of `--reproduce-seconds`, per scenario. */
 export const REPRODUCE_SECONDS = { default: 20, min: 1, max: 120 } as const;
@@ -40,17 +41,16 @@ export type ParsedDoctorOptions =
   | { kind: 'exit'; output: string }
   | { kind: 'error'; message: string };
 
-function ipv4List(value: string): string[] {
+/** Addresses of either family, comma-separated; kept in canonical form (RFC 5952 for IPv6). */
+function ipList(value: string): string[] {
   const addresses = value.split(',').map((part) => part.trim());
   for (const address of addresses) {
-    const octets = address.split('.');
-    if (octets.length !== 4 || octets.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255)) {
+    if (ipFamilyOf(address) === undefined)
       throw new InvalidArgumentError(
-        `expected IPv4 addresses separated by commas, got "${address}"`,
+        `expected IPv4 or IPv6 addresses separated by commas, got "${address}"`,
       );
-    }
   }
-  return addresses;
+  return addresses.map(canonicalIp);
 }
 
 /** `conntrack-race-observer doctor`: a one-shot report of the node and its pods. */
@@ -84,7 +84,7 @@ export function buildDoctorCommand(env: DoctorEnv = {}): Command {
         'NodeLocal DNSCache addresses besides link-local ones',
       )
         .default([], 'none')
-        .argParser(ipv4List),
+        .argParser(ipList),
     )
     .addOption(
       new Option(
@@ -92,7 +92,7 @@ export function buildDoctorCommand(env: DoctorEnv = {}): Command {
         "the kube-dns Service's ClusterIP(s), to name them in the report",
       )
         .default([], 'none')
-        .argParser(ipv4List),
+        .argParser(ipList),
     )
     .addOption(
       new Option(

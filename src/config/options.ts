@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { buildDoctorCommand } from './doctor-options.js';
 import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
+import { canonicalIp, ipFamilyOf } from '../shared/canonical-ip.js';
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
 export type RequestedProbeMode = (typeof PROBE_MODES)[number];
@@ -122,10 +123,10 @@ function exportOptions(env: Readonly<Record<string, string | undefined>>): Optio
       .argParser(secondsUpTo(3600)),
     new Option(
       '--node-local-dns <addresses>',
-      'comma-separated NodeLocal DNSCache addresses besides link-local 169.254.0.0/16',
+      'comma-separated NodeLocal DNSCache addresses (IPv4 or IPv6) besides link-local 169.254.0.0/16 and fe80::/10',
     )
       .default([], 'none')
-      .argParser(ipv4List),
+      .argParser(ipList),
     new Option(
       '--metrics-auth <mode>',
       'who may read /metrics: none (anyone, plain HTTP), or kubernetes (HTTPS only; a bearer token allowed get on /metrics by RBAC)',
@@ -140,18 +141,16 @@ function exportOptions(env: Readonly<Record<string, string | undefined>>): Optio
   ];
 }
 
-function ipv4List(value: string): string[] {
+/** Addresses of either family, comma-separated; kept in canonical form (RFC 5952 for IPv6). */
+function ipList(value: string): string[] {
   const addresses = value.split(',').map((part) => part.trim());
   for (const address of addresses) {
-    if (
-      !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(address) ||
-      address.split('.').some((o) => Number(o) > 255)
-    )
+    if (ipFamilyOf(address) === undefined)
       throw new InvalidArgumentError(
-        `expected IPv4 addresses separated by commas, got "${address}"`,
+        `expected IPv4 or IPv6 addresses separated by commas, got "${address}"`,
       );
   }
-  return addresses;
+  return addresses.map(canonicalIp);
 }
 
 /** argument → environment → default, resolved in this one place. Never exits, never throws. */

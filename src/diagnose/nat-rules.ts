@@ -1,3 +1,4 @@
+import { canonicalIp } from '../shared/canonical-ip.js';
 import type { KubeProxyMode, NatRule } from '../events/diagnosis.js';
 
 /** What iptables-save shows besides the SNAT rules: kube-proxy's and NodeLocal DNSCache's marks. */
@@ -9,14 +10,15 @@ export interface IptablesView {
 }
 
 /**
- * Parses `iptables-save` (or `iptables-legacy-save`) output: MASQUERADE and SNAT rules of the
+ * Parses `iptables-save` (or `iptables-legacy-save`, or either `ip6tables` twin) output: MASQUERADE and SNAT rules of the
  * nat table, whether each has `--random-fully`, the chains present, and the raw table's
  * NOTRACK destinations. Never throws; lines it does not know are skipped.
  */
 export function parseIptablesSave(
   text: string,
-  backend: 'iptables-legacy' | 'iptables-nft',
+  backend: 'iptables-legacy' | 'iptables-nft' | 'ip6tables-legacy' | 'ip6tables-nft',
 ): IptablesView {
+  const family = backend.startsWith('ip6') ? 'ipv6' : 'ipv4';
   const rules: NatRule[] = [];
   const chains = new Set<string>();
   const notrackAddresses = new Set<string>();
@@ -39,6 +41,7 @@ export function parseIptablesSave(
     if (table === 'nat' && (target === 'MASQUERADE' || target === 'SNAT')) {
       rules.push({
         backend,
+        family,
         table,
         chain,
         target,
@@ -52,8 +55,8 @@ export function parseIptablesSave(
     ) {
       for (const flag of ['-d', '-s']) {
         const at = words.indexOf(flag);
-        const address = at >= 0 ? words[at + 1]?.replace(/\/32$/, '') : undefined;
-        if (address) notrackAddresses.add(address);
+        const address = at >= 0 ? words[at + 1]?.replace(/\/(32|128)$/, '') : undefined;
+        if (address) notrackAddresses.add(canonicalIp(address));
       }
     }
   }
@@ -104,8 +107,15 @@ function isRuleset(value: unknown): value is NftRuleset {
   );
 }
 
+/** The traffic each nftables family's NAT rules see (`inet` is both; `ip` and `ip6` one). */
+const NFT_FAMILIES: Readonly<Record<string, NatRule['family']>> = {
+  ip: 'ipv4',
+  ip6: 'ipv6',
+  inet: 'both',
+};
+
 /**
- * Parses `nft -j list ruleset`: native `masquerade` and `snat` statements and whether their
+ * Parses `nft -j list ruleset` (tables of every family: `ip`, `ip6`, `inet`): native `masquerade` and `snat` statements and whether their
  * flags hold `fully-random`. Rules written by iptables-nft appear as `xt` targets and are
  * left to the iptables-save reading, which shows their options.
  */
@@ -130,6 +140,7 @@ export function parseNftRuleset(json: string): NftParseResult {
         const flags = statement?.flags === undefined ? [] : [statement.flags].flat();
         rules.push({
           backend: 'nftables',
+          family: NFT_FAMILIES[rule.family] ?? 'ipv4',
           table: `${rule.family} ${rule.table}`,
           chain: rule.chain,
           target: target === 'masquerade' ? 'MASQUERADE' : 'SNAT',

@@ -2,7 +2,7 @@ import type { Delay } from '../shared/delay.js';
 import { waitOrAbort } from '../shared/delay.js';
 import type { Lifecycle } from '../shared/lifecycle.js';
 import type { HostFiles } from './host-files.js';
-import { localAddressesOfFibTrie } from './netns-addresses.js';
+import { netnsAddressesOfPid } from './netns-addresses.js';
 import { listPids, netnsInodeOfPid } from './pod-processes.js';
 
 /** A network namespace seen for the first time, with the local addresses it holds. */
@@ -32,7 +32,7 @@ export interface NetnsDiscoveryOptions {
  * Finds the pods of a node without Kubernetes: every network namespace a process is in, found
  * by scanning /proc periodically (the link /proc/<pid>/ns/net of each process), so that each
  * new one is diagnosed before its first race. A namespace already seen costs one readlink per
- * process and scan; only a new one has its addresses read (/proc/<pid>/net/fib_trie).
+ * process and scan; only a new one has its addresses read (/proc/<pid>/net/fib_trie and if_inet6).
  */
 export class NetnsDiscovery implements Lifecycle {
   readonly name = 'netns-discovery';
@@ -82,12 +82,11 @@ export class NetnsDiscovery implements Lifecycle {
         continue;
       }
       if (alive.size >= this.options.maxNamespaces) continue;
-      const trie = await files.readText(`${procRoot}/${pid}/net/fib_trie`, 4 * 1024 * 1024);
+      const addresses = await netnsAddressesOfPid(files, procRoot, pid);
       // Not remembered until read: a process that exited mid-read leaves the namespace for
       // another of its processes, or the next scan, to find.
-      if (trie === undefined) continue;
+      if (addresses === undefined) continue;
       alive.add(inode);
-      const addresses = localAddressesOfFibTrie(trie);
       // A namespace with no address sends nothing attributable: nothing to diagnose.
       if (addresses.length > 0) this.options.onNamespace({ inode, pid, addresses });
     }

@@ -1,4 +1,5 @@
 import type { CommandRunner } from '../detect/capabilities.js';
+import { canonicalIp, isLinkLocal } from '../shared/canonical-ip.js';
 import type { NatRule, NodeDiagnosis } from '../events/diagnosis.js';
 import type { Clock } from '../shared/clock.js';
 import { parseConntrackStatFile } from '../sources/kernel-stats/conntrack-stat-file.js';
@@ -47,9 +48,12 @@ export async function diagnoseNode(options: NodeDiagnoserOptions): Promise<NodeD
   const natSources: NodeDiagnosis['natSources'][number][] = [];
   const chains = new Set<string>();
   const notrack = new Set<string>();
+  // IPv6 NAT lives in rule sets of its own (ip6tables), read beside the IPv4 ones.
   for (const [backend, tool] of [
     ['iptables-nft', 'iptables-nft-save'],
     ['iptables-legacy', 'iptables-legacy-save'],
+    ['ip6tables-nft', 'ip6tables-nft-save'],
+    ['ip6tables-legacy', 'ip6tables-legacy-save'],
   ] as const) {
     const outcome = await runTool(options, tool, ['-t', 'nat']);
     const raw = outcome.ok ? await runTool(options, tool, ['-t', 'raw']) : outcome;
@@ -79,9 +83,8 @@ export async function diagnoseNode(options: NodeDiagnoserOptions): Promise<NodeD
     natSources.push({ backend: 'nftables', read: false, detail: nft.detail });
   }
 
-  const nodeLocalAddresses = new Set(options.nodeLocalDnsIps);
-  for (const address of notrack)
-    if (address.startsWith('169.254.')) nodeLocalAddresses.add(address);
+  const nodeLocalAddresses = new Set(options.nodeLocalDnsIps.map(canonicalIp));
+  for (const address of notrack) if (isLinkLocal(address)) nodeLocalAddresses.add(address);
   const kernel = release === undefined ? undefined : kernelFactsOf(release);
   return {
     status: 'diagnosed',

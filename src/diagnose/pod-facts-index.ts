@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import { canonicalIp } from '../shared/canonical-ip.js';
 import type { PodFacts } from './pod-diagnosis-cache.js';
 
 /** A pod's DNS settings and container ids, as its diagnosis reads them. */
@@ -15,13 +16,15 @@ export function podFactsOf(pod: V1Pod): PodFacts | undefined {
     if (id) containerNames.set(id, status.name);
   }
   const dnsConfig = pod.spec?.dnsConfig;
+  const primaryIp = pod.status?.podIP || pod.status?.podIPs?.[0]?.ip;
   return {
     uid,
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
     resourceVersion: pod.metadata?.resourceVersion ?? '',
-    ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
+    // The primary address (either family; the first of podIPs), canonical like every index key.
+    ...(primaryIp ? { ip: canonicalIp(primaryIp) } : {}),
     spec: {
       hostNetwork: pod.spec?.hostNetwork === true,
       ...(pod.spec?.dnsPolicy ? { dnsPolicy: pod.spec.dnsPolicy } : {}),

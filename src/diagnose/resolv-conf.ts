@@ -1,4 +1,5 @@
 import type { ResolvConf, ResolverOptions } from '../events/diagnosis.js';
+import { canonicalIp, ipFamilyOf } from '../shared/canonical-ip.js';
 
 /** glibc's MAXNS: nameservers past the third are ignored (musl does the same). */
 export const MAX_NAMESERVERS = 3;
@@ -45,7 +46,7 @@ const KNOWN_OTHERS = new Set([
  * Parses /etc/resolv.conf as glibc's resolver does (resolv/res_init.c): `#` and `;` start
  * comments, a keyword is the first word of a line, `search` and `domain` replace each other
  * (the last one wins), `options` lines add up, numbers are capped, and at most three
- * nameservers count. Never throws; what the resolver would ignore is listed in `warnings`.
+ * nameservers of either family count (IPv6 ones in canonical form). Never throws; what the resolver would ignore is listed in `warnings`.
  * The RES_OPTIONS and LOCALDOMAIN environment variables of the process are not applied.
  */
 export function parseResolvConf(text: string): ResolvConf {
@@ -64,12 +65,15 @@ export function parseResolvConf(text: string): ResolvConf {
         const address = values[0];
         if (address === undefined) {
           warnings.push(`${where}: nameserver without an address`);
+        } else if (ipFamilyOf(address) === undefined) {
+          // glibc skips what inet_pton reads as neither family (a scope `%eth0` is allowed).
+          warnings.push(`${where}: nameserver ${address} ignored (not an IPv4 or IPv6 address)`);
         } else if (nameservers.length >= MAX_NAMESERVERS) {
           warnings.push(
             `${where}: nameserver ${address} ignored (at most ${MAX_NAMESERVERS} are used)`,
           );
         } else {
-          nameservers.push(address);
+          nameservers.push(canonicalIp(address));
         }
         break;
       }

@@ -88,8 +88,11 @@ export interface PodDiagnosisUnknown {
 export type PodDiagnosisResult = PodDiagnosis | PodDiagnosisUnknown;
 
 export interface NatRule {
-  /** iptables-legacy, iptables-nft or nftables (native). */
-  readonly backend: 'iptables-legacy' | 'iptables-nft' | 'nftables';
+  /** iptables-legacy, iptables-nft, their ip6tables twins, or nftables (native). */
+  readonly backend:
+    'iptables-legacy' | 'iptables-nft' | 'ip6tables-legacy' | 'ip6tables-nft' | 'nftables';
+  /** The traffic the rule sees: an nftables `inet` table's rules see both. */
+  readonly family: 'ipv4' | 'ipv6' | 'both';
   readonly table: string;
   readonly chain: string;
   readonly target: 'MASQUERADE' | 'SNAT';

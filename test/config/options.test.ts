@@ -1,3 +1,4 @@
+import { parseDoctorOptions } from '../../src/config/doctor-options.js';
 import { parseOptions } from '../../src/config/options.js';
 
 describe('command-line options', () => {
@@ -36,6 +37,26 @@ describe('command-line options', () => {
     expect(parseOptions(['--listen', ':9000'], {}, '1')).toMatchObject({
       options: { listen: { host: '0.0.0.0', port: 9000 } },
     });
+  });
+
+  it('takes NodeLocal DNSCache and cluster DNS addresses of either family, in canonical form', () => {
+    expect(
+      parseOptions(['--node-local-dns', '169.254.20.10, FD00:0:0::10'], {}, '1'),
+    ).toMatchObject({ options: { nodeLocalDns: ['169.254.20.10', 'fd00::10'] } });
+    expect(
+      parseDoctorOptions([
+        '--cluster-dns',
+        '10.96.0.10,fd00:10:96::a',
+        '--node-local-dns',
+        'fd00::10',
+      ]),
+    ).toMatchObject({
+      options: { clusterDns: ['10.96.0.10', 'fd00:10:96::a'], nodeLocalDns: ['fd00::10'] },
+    });
+    const bad = parseOptions(['--node-local-dns', '10.0.0.1,dns.local'], {}, '1');
+    expect(bad.kind === 'error' && bad.message).toMatch(
+      /expected IPv4 or IPv6 addresses separated by commas, got "dns.local"/,
+    );
   });
 
   it.each([

@@ -58,6 +58,7 @@ function node(changes: Partial<NodeDiagnosis> = {}): NodeDiagnosis {
     natRules: [
       {
         backend: 'iptables-nft',
+        family: 'ipv4',
         table: 'nat',
         chain: 'POSTROUTING',
         target: 'MASQUERADE',

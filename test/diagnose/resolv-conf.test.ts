@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { parseResolvConf } from '../../src/diagnose/resolv-conf.js';
+import { classifyNameserver } from '../../src/diagnose/nameserver-kind.js';
 
 const fixture = (name: string): string =>
   readFileSync(new URL(`../fixtures/diagnose/${name}`, import.meta.url), 'utf8');
@@ -57,5 +58,34 @@ describe('parseResolvConf', () => {
   it('says so when there is no nameserver at all, and never throws on garbage', () => {
     expect(parseResolvConf('').warnings).toEqual(['no nameserver: the resolver uses 127.0.0.1']);
     expect(() => parseResolvConf('\u0000\u0001 options ndots:\nnameserver\n')).not.toThrow();
+  });
+});
+
+describe('nameservers of either family', () => {
+  it('keeps IPv6 nameservers in canonical form and skips what is no address, as glibc does', () => {
+    const conf = parseResolvConf(
+      'nameserver FD00:10:96:0::A\nnameserver dns.example\nnameserver fe80::1%eth0\nnameserver 10.96.0.10\n',
+    );
+    expect(conf.nameservers).toEqual(['fd00:10:96::a', 'fe80::1%eth0', '10.96.0.10']);
+    expect(conf.warnings).toEqual([
+      'line 2: nameserver dns.example ignored (not an IPv4 or IPv6 address)',
+    ]);
+  });
+
+  it('names the kind of an IPv6 nameserver: cluster DNS, NodeLocal DNSCache, link-local, loopback', () => {
+    const context = {
+      clusterDnsIps: new Set(['10.96.0.10', 'fd00:10:96::a']),
+      nodeLocalDnsIps: new Set(['fd00:0:0::10']),
+    };
+    const kinds = ['fd00:10:96:0:0:0:0:a', 'fd00::10', 'fe80::1%eth0', '::1', '2001:db8::53'].map(
+      (address) => classifyNameserver(address, context),
+    );
+    expect(kinds).toEqual([
+      { address: 'fd00:10:96::a', kind: 'cluster-dns' },
+      { address: 'fd00::10', kind: 'nodelocal' },
+      { address: 'fe80::1%eth0', kind: 'nodelocal' },
+      { address: '::1', kind: 'loopback' },
+      { address: '2001:db8::53', kind: 'other' },
+    ]);
   });
 });

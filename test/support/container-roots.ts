@@ -55,7 +55,7 @@ export interface FakeProcess {
   readonly comm?: string;
   /** Path of the executable inside the root, if any. */
   readonly exe?: string;
-  /** Local addresses of its network namespace, written as /proc/<pid>/net/fib_trie. */
+  /** Local addresses of its network namespace: /proc/<pid>/net/fib_trie and if_inet6. */
   readonly addresses?: readonly string[];
 }
 
@@ -65,6 +65,25 @@ export function fibTrieOf(addresses: readonly string[]): string {
     (address) => `        |-- ${address}\n           /32 host LOCAL\n`,
   );
   return `Main:\n  +-- 0.0.0.0/0 3 0 5\nLocal:\n  +-- 0.0.0.0/0 3 0 5\n${leaves.join('')}`;
+}
+
+/** /proc/<pid>/net/if_inet6 holding these global IPv6 addresses, with loopback and link-local. */
+export function ifInet6Of(addresses: readonly string[]): string {
+  const hexOf = (address: string): string => {
+    const [head = '', tail = ''] = address.split('::');
+    const groups = (part: string): string[] => (part === '' ? [] : part.split(':'));
+    const missing = 8 - groups(head).length - groups(tail).length;
+    return [...groups(head), ...Array<string>(missing).fill('0'), ...groups(tail)]
+      .map((group) => group.padStart(4, '0'))
+      .join('');
+  };
+  const line = (hex: string, scope: string, device: string): string =>
+    `${hex} 02 40 ${scope} 80 ${device.padStart(8)}\n`;
+  return [
+    line('00000000000000000000000000000001', '10', 'lo'),
+    line('fe800000000000000000000000000002', '20', 'eth0'),
+    ...addresses.map((address) => line(hexOf(address), '00', 'eth0')),
+  ].join('');
 }
 
 /** A /proc tree with the files the diagnosis reads, its links pointing at the given roots. */
@@ -86,7 +105,12 @@ export function makeProcTree(
     writeFileSync(join(dir, 'comm'), `${process.comm ?? 'app'}\n`);
     writeFileSync(join(dir, 'cgroup'), process.cgroup ?? '0::/\n');
     if (process.exe) symlinkSync(join(process.root, process.exe), join(dir, 'exe'));
-    if (process.addresses) writeFileSync(join(dir, 'net/fib_trie'), fibTrieOf(process.addresses));
+    if (process.addresses) {
+      const v6 = process.addresses.filter((address) => address.includes(':'));
+      const v4 = process.addresses.filter((address) => !address.includes(':'));
+      writeFileSync(join(dir, 'net/fib_trie'), fibTrieOf(v4));
+      writeFileSync(join(dir, 'net/if_inet6'), ifInet6Of(v6));
+    }
   }
   return proc;
 }

@@ -1,4 +1,5 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type { ServiceRef } from '../../events/types.js';
 
 /** The label the EndpointSlice controller puts on every slice it manages. */
@@ -26,7 +27,9 @@ interface Entry {
 }
 
 /**
- * Backend IP → (Service, pod): who a DNAT translated towards. One address may back several
+ * Backend IP → (Service, pod): who a DNAT translated towards. Slices of `addressType` IPv4 and
+ * IPv6 alike (a dual-stack Service has one of each); FQDN slices hold names, which no event
+ * carries, and are skipped. One address may back several
  * Services (two Services selecting one pod); the caller disambiguates with the ClusterIP.
  */
 export class EndpointSliceIndex {
@@ -39,7 +42,7 @@ export class EndpointSliceIndex {
     const sliceKey = keyOf(slice);
     this.remove(slice);
     const serviceName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-    if (!serviceName) return;
+    if (!serviceName || slice.addressType === 'FQDN') return;
     const service: ServiceRef = { namespace: slice.metadata?.namespace ?? '', name: serviceName };
     const ips: string[] = [];
     for (const endpoint of slice.endpoints ?? []) {
@@ -50,7 +53,8 @@ export class EndpointSliceIndex {
         target?.namespace === undefined || target.namespace === service.namespace
           ? service.namespace
           : target.namespace;
-      for (const address of endpoint.addresses ?? []) {
+      for (const written of endpoint.addresses ?? []) {
+        const address = canonicalIp(written);
         if (ips.includes(address)) this.drop(address, sliceKey);
         const entry: Entry = isPod
           ? {
@@ -76,7 +80,7 @@ export class EndpointSliceIndex {
 
   /** Backends at `ip`, preferring the one of `service` when given. */
   backendAt(ip: string, service?: ServiceRef): Backend | undefined {
-    const held = this.byIp.get(ip);
+    const held = this.byIp.get(canonicalIp(ip));
     if (!held) return undefined;
     const all = Array.isArray(held) ? held : [held];
     if (service) {

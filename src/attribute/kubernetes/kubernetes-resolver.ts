@@ -1,3 +1,4 @@
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type {
   Attribution,
   AttributionResolver,
@@ -55,7 +56,7 @@ export class KubernetesResolver implements AttributionResolver {
    * events from them come from the host network namespace and cannot be blamed on one pod.
    */
   isNodeAddress(ip: string): boolean {
-    return this.indexes.node.has(ip) || this.indexes.pods.hostNetworkIps().has(ip);
+    return this.indexes.node.has(ip) || this.indexes.pods.hostNetworkIps().has(canonicalIp(ip));
   }
 
   private attributeConntrack(
@@ -64,7 +65,7 @@ export class KubernetesResolver implements AttributionResolver {
     netnsInode: number,
     atMs: number,
   ): Attribution {
-    const sourceIp = original.srcIp;
+    const sourceIp = canonicalIp(original.srcIp);
     const pod = this.indexes.pods.podAt(sourceIp, atMs);
     // After DNAT the reply comes from the chosen backend, so reply.srcIp is the backend address.
     const dnat = reply.srcIp !== original.dstIp || reply.srcPort !== original.dstPort;
@@ -81,7 +82,7 @@ export class KubernetesResolver implements AttributionResolver {
     atMs: number,
   ): Attribution {
     // A query's sender is its source; a response travels back to the sender.
-    const sourceIp = direction === 'query' ? tuple.srcIp : tuple.dstIp;
+    const sourceIp = canonicalIp(direction === 'query' ? tuple.srcIp : tuple.dstIp);
     const serverIp = direction === 'query' ? tuple.dstIp : tuple.srcIp;
     const pod = this.indexes.pods.podAt(sourceIp, atMs);
     // The datagram may have been dropped before DNAT (server = ClusterIP) or after it

@@ -1,9 +1,10 @@
 import type { V1Node } from '@kubernetes/client-node';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 
 /** Address types that are IPs (Hostname and InternalDNS are names). */
 const IP_ADDRESS_TYPES = new Set(['InternalIP', 'ExternalIP']);
 
-/** This node's identity and addresses: where SNAT replies come back to. */
+/** This node's identity and addresses of both families: where SNAT replies come back to. */
 export class NodeAddressIndex {
   private addresses = new Set<string>();
   private uid: string | undefined;
@@ -15,7 +16,8 @@ export class NodeAddressIndex {
     this.uid = node.metadata.uid;
     const addresses = new Set<string>();
     for (const address of node.status?.addresses ?? []) {
-      if (IP_ADDRESS_TYPES.has(address.type) && address.address) addresses.add(address.address);
+      if (IP_ADDRESS_TYPES.has(address.type) && address.address)
+        addresses.add(canonicalIp(address.address));
     }
     this.addresses = addresses;
   }
@@ -27,7 +29,7 @@ export class NodeAddressIndex {
   }
 
   has(ip: string): boolean {
-    return this.addresses.has(ip);
+    return this.addresses.has(canonicalIp(ip));
   }
 
   /** The Node's uid once seen; Events about the node fall back to its name, as the kubelet does. */

@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type { PodRef } from '../../events/types.js';
 
 /** One pod's hold on one IP: [startMs, endMs). An open interval has no end yet. */
@@ -80,7 +81,7 @@ export class PodIpIndex {
 
   /** The pod that held `ip` at `atMs`, if any. */
   podAt(ip: string, atMs: number): PodRef | undefined {
-    const holds = this.holdsByIp.get(ip);
+    const holds = this.holdsByIp.get(canonicalIp(ip));
     if (!holds) return undefined;
     let best: IpHold | undefined;
     for (const hold of holds) {
@@ -178,10 +179,11 @@ export function podRefOf(pod: V1Pod): PodRef {
   };
 }
 
+/** Every address of the pod, of both families on a dual-stack cluster, in canonical form. */
 function podIpsOf(pod: V1Pod): Set<string> {
   const ips = new Set<string>();
-  for (const entry of pod.status?.podIPs ?? []) if (entry.ip) ips.add(entry.ip);
-  if (pod.status?.podIP) ips.add(pod.status.podIP);
+  for (const entry of pod.status?.podIPs ?? []) if (entry.ip) ips.add(canonicalIp(entry.ip));
+  if (pod.status?.podIP) ips.add(canonicalIp(pod.status.podIP));
   return ips;
 }
 

@@ -1,8 +1,10 @@
 import type { V1Service } from '@kubernetes/client-node';
+import { canonicalIp } from '../../shared/canonical-ip.js';
 import type { ServiceRef } from '../../events/types.js';
 
 /**
- * ClusterIP (and external IP) → Service. Not time-aware: a ClusterIP is freed only when its
+ * ClusterIP (and external IP) → Service, every entry of `spec.clusterIPs` (both families on a
+ * dual-stack Service), keyed in canonical form. Not time-aware: a ClusterIP is freed only when its
  * Service is deleted and the allocator does not hand it out again at once, so a late event
  * meeting a reused ClusterIP is rare enough to accept.
  */
@@ -18,9 +20,9 @@ export class ServiceIndex {
       name: service.metadata?.name ?? '',
     };
     const ips = new Set<string>();
-    for (const ip of service.spec?.clusterIPs ?? []) ips.add(ip);
-    if (service.spec?.clusterIP) ips.add(service.spec.clusterIP);
-    for (const ip of service.spec?.externalIPs ?? []) ips.add(ip);
+    for (const ip of service.spec?.clusterIPs ?? []) ips.add(canonicalIp(ip));
+    if (service.spec?.clusterIP) ips.add(canonicalIp(service.spec.clusterIP));
+    for (const ip of service.spec?.externalIPs ?? []) ips.add(canonicalIp(ip));
     ips.delete('None'); // headless Services have no virtual IP to translate
     ips.delete('');
     for (const ip of ips) this.byIp.set(ip, ref);
@@ -37,7 +39,7 @@ export class ServiceIndex {
   }
 
   serviceAt(ip: string): ServiceRef | undefined {
-    return this.byIp.get(ip);
+    return this.byIp.get(canonicalIp(ip));
   }
 
   get size(): number {

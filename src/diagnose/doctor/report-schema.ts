@@ -41,14 +41,15 @@ const remedy: JSONSchemaType<Remedy> = {
 
 const natBackend = {
   type: 'string',
-  enum: ['iptables-legacy', 'iptables-nft', 'nftables'],
+  enum: ['iptables-legacy', 'iptables-nft', 'ip6tables-legacy', 'ip6tables-nft', 'nftables'],
 } as const;
 
 const natRule: JSONSchemaType<NatRule> = {
   type: 'object',
-  required: ['backend', 'table', 'chain', 'target', 'randomFully', 'text'],
+  required: ['backend', 'family', 'table', 'chain', 'target', 'randomFully', 'text'],
   properties: {
     backend: natBackend,
+    family: { type: 'string', enum: ['ipv4', 'ipv6', 'both'] },
     table: { type: 'string' },
     chain: { type: 'string' },
     target: { type: 'string', enum: ['MASQUERADE', 'SNAT'] },

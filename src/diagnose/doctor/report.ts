@@ -6,7 +6,7 @@ import type { Clock } from '../../shared/clock.js';
 import { parseConntrackStatFile } from '../../sources/kernel-stats/conntrack-stat-file.js';
 import type { HostFiles } from '../host-files.js';
 import type { NameserverContext } from '../nameserver-kind.js';
-import { localAddressesOfFibTrie } from '../netns-addresses.js';
+import { netnsAddressesOfPid } from '../netns-addresses.js';
 import { diagnoseNode } from '../node-diagnoser.js';
 import { diagnosePod } from '../pod-diagnoser.js';
 import { listPids, netnsInodeOfPid } from '../pod-processes.js';
@@ -180,8 +180,7 @@ async function diagnosePods(deps: DoctorDependencies, node: NodeDiagnosis): Prom
     if (inode === undefined || inode === hostInode || inode === nodeInode || seen.has(inode))
       continue;
     seen.add(inode);
-    const trie = await deps.files.readText(`${deps.procRoot}/${pid}/net/fib_trie`, 4 * 1024 * 1024);
-    const addresses = trie ? localAddressesOfFibTrie(trie) : [];
+    const addresses = (await netnsAddressesOfPid(deps.files, deps.procRoot, pid)) ?? [];
     if (addresses.length === 0) continue;
     const diagnosis = await diagnosePod(
       {

@@ -13,6 +13,7 @@ import type {
 import type { EventDiagnosis } from '../../events/diagnosis.js';
 import { adviceFor, adviceForEvent, type Advice } from '../../diagnose/remedies.js';
 import type { UnansweredCause } from '../../events/unanswered-cause.js';
+import { canonicalIp, ipFamilyOf } from '../../shared/canonical-ip.js';
 
 export const EVENT_REASONS = {
   /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
@@ -215,9 +216,14 @@ export function describeFlow(
   return text;
 }
 
-/** `ip:port`, or the address alone where the port is not known (0: counted in the kernel by address). */
-function endpoint(ip: string, port: number): string {
-  return port === 0 ? ip : `${ip}:${port}`;
+/**
+ * `ip:port` (`[ip]:port` for IPv6, RFC 5952 section 6), or the address alone where the port is
+ * not known (0: counted in the kernel by address); the address in canonical form.
+ */
+function endpoint(written: string, port: number): string {
+  const ip = canonicalIp(written);
+  if (port === 0) return ip;
+  return ipFamilyOf(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** The diagnosis line, what it says of this case, and the remedies that apply. */

@@ -36,6 +36,7 @@ function node(randomFully: boolean, release = '6.18.0'): NodeDiagnosis {
     natRules: [
       {
         backend: 'iptables-nft',
+        family: 'ipv4',
         table: 'nat',
         chain: 'POSTROUTING',
         target: 'MASQUERADE',

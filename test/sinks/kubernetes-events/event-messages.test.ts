@@ -82,6 +82,17 @@ describe('explainInsertFailure', () => {
     expect(message).not.toContain('--random-fully');
   });
 
+  it('writes IPv6 endpoints as [address]:port in canonical form', () => {
+    const event = insertFailure('snat_dnat', {
+      original: { srcIp: 'fd00:10:244:0::4', srcPort: 41522, dstIp: 'FD00:10:96::A', dstPort: 53 },
+      reply: { srcIp: 'fd00:10:244:2::3', srcPort: 53, dstIp: '2001:db8:0:0::1', dstPort: 61001 },
+    });
+    const { message } = explainInsertFailure(event, POD_ATTRIBUTION, ON_POD);
+    expect(message).toContain(
+      'UDP query [fd00:10:244::4]:41522 → kube-dns [fd00:10:96::a]:53, DNAT to [fd00:10:244:2::3]:53 (coredns-5d78c9869d-q9w4t), SNAT to [2001:db8::1]:61001',
+    );
+  });
+
   it('describes an SNAT race leaving the node and proposes --random-fully', () => {
     const event = insertFailure('snat', {
       original: { srcIp: '10.244.0.2', srcPort: 40000, dstIp: '192.0.2.53', dstPort: 53 },
