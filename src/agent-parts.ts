@@ -10,6 +10,7 @@ import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tunin
 import { createLineDecoder } from './decode/decode.js';
 import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
 import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
+import { advised } from './diagnose/remedies.js';
 import { EventPipeline, type EventSink } from './event-pipeline.js';
 import { UnansweredCauses } from './events/unanswered-cause.js';
 import type { AttributionResolver, ProbeEvent } from './events/types.js';
@@ -126,7 +127,10 @@ async function kubernetesOf(
     forgetPod: (namespace, name) => metrics.forgetPod(namespace, name),
     // Called once the informers run, after the diagnosis exists.
     onPodFacts: (facts) => late.diagnosis?.podSeen(facts),
-    whenDiagnosed: (attributed) => late.diagnosis?.whenDiagnosed(attributed),
+    whenDiagnosed: (attributed) =>
+      late.diagnosis
+        ?.whenDiagnosed(attributed)
+        ?.then((diagnosis) => advised(attributed, diagnosis)),
   });
 }
 

@@ -1,3 +1,4 @@
+import { advised } from '../../../src/diagnose/remedies.js';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -99,7 +100,10 @@ function attributed(
   event: ProbeEvent,
   wallTimeMs = Date.now(),
 ): AttributedEvent {
-  return { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs };
+  return advised(
+    { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs },
+    undefined,
+  );
 }
 
 describe('the Kubernetes parts against a fake API server', () => {
