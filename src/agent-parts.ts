@@ -123,7 +123,7 @@ async function kubernetesOf(
     registry,
     logger: deps.logger.child({ component: 'kubernetes' }),
     clock: deps.clock,
-    delay: deps.delay,
+    delay: deps.timers.delay,
     forgetPod: (namespace, name) => metrics.forgetPod(namespace, name),
     // Called once the informers run, after the diagnosis exists.
     onPodFacts: (facts) => late.diagnosis?.podSeen(facts),
@@ -157,7 +157,7 @@ function diagnosisStage(
     podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
     clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
     // Standalone, the pods are found as network namespaces; with Kubernetes, by the informer.
-    discoverNamespaces: kubernetes ? undefined : { delay: deps.delay },
+    discoverNamespaces: kubernetes ? undefined : { delay: deps.timers.delay },
   });
 }
 
@@ -178,7 +178,7 @@ export function kernelCounters(
     logger: deps.logger.child({ component: 'kernel' }),
     statPath: conntrackStatPathOf(plan.watchedPid, deps.procRoot),
     intervalMs: options.pollIntervalMs,
-    timer: deps.timers,
+    timers: deps.timers,
     onReading: (reading) => {
       path.crossCheck?.observeKernel(reading);
       tableFull.observe(reading);
@@ -212,6 +212,7 @@ export function probeSupervisor(
     logger,
     bpftracePath: options.bpftrace,
     commandPrefix: deps.commandPrefix,
+    delay: deps.timers.delay,
     combine: true,
     stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
     unavailable: plan.mode.unavailable,

@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../../shared/clock.js';
-import type { Delay } from '../../shared/delay.js';
+import type { Delay } from '../../shared/timers.js';
 
 /**
  * What every Kubernetes part is built with: the API's configuration, this node, and the agent's

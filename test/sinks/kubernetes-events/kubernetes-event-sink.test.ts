@@ -14,7 +14,7 @@ import {
   type KubernetesParts,
   type KubernetesTuning,
 } from '../../../src/kubernetes-parts.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { LifecycleStack } from '../../../src/shared/lifecycle.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
@@ -53,7 +53,7 @@ async function start(extraTuning: KubernetesTuning = {}): Promise<Harness> {
     registry,
     logger: pino({ level: 'silent' }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     forgetPod: (namespace, name) => forgotten.push(`${namespace}/${name}`),
     tuning: {
       seriesGraceMs: 100,
