@@ -3,7 +3,6 @@ import type { KubernetesConnection } from './attribute/kubernetes/connection.js'
 import type { CapabilityFiles, CommandRunner } from './detect/capabilities.js';
 import type { HostFiles } from './diagnose/host-files.js';
 import type { Clock } from './shared/clock.js';
-import type { Delay } from './shared/delay.js';
 import type { Timers } from './shared/timers.js';
 import type { ReviewApi } from './sinks/metrics/metrics-auth.js';
 import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
@@ -12,9 +11,11 @@ import type { ProbeSpawner } from './sources/bpftrace/probe-process.js';
 export interface AgentDependencies {
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Waits between retries and rescans (the namespaces' discovery, the informers' restarts). */
-  readonly delay: Delay;
-  /** Callbacks later or every so often (the counters' poll, the node's refresh, log summaries). */
+  /**
+   * Time passing, for every part: waits between retries and rescans (the probes' and the
+   * informers' restarts, the namespaces' discovery) and callbacks later or every so often (the
+   * counters' poll, the node's refresh, log summaries).
+   */
   readonly timers: Timers;
   /** The host's files as the diagnosis reads them (a container's through /proc). */
   readonly hostFiles: HostFiles;

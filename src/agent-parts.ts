@@ -10,6 +10,7 @@ import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tunin
 import { createLineDecoder } from './decode/decode.js';
 import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
 import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
+import { advised } from './diagnose/remedies.js';
 import { EventPipeline, type EventSink } from './event-pipeline.js';
 import { UnansweredCauses } from './events/unanswered-cause.js';
 import type { AttributionResolver, ProbeEvent } from './events/types.js';
@@ -122,11 +123,14 @@ async function kubernetesOf(
     registry,
     logger: deps.logger.child({ component: 'kubernetes' }),
     clock: deps.clock,
-    delay: deps.delay,
+    delay: deps.timers.delay,
     forgetPod: (namespace, name) => metrics.forgetPod(namespace, name),
     // Called once the informers run, after the diagnosis exists.
     onPodFacts: (facts) => late.diagnosis?.podSeen(facts),
-    whenDiagnosed: (attributed) => late.diagnosis?.whenDiagnosed(attributed),
+    whenDiagnosed: (attributed) =>
+      late.diagnosis
+        ?.whenDiagnosed(attributed)
+        ?.then((diagnosis) => advised(attributed, diagnosis)),
   });
 }
 
@@ -153,7 +157,7 @@ function diagnosisStage(
     podFacts: kubernetes ? (uid) => kubernetes.podFacts.get(uid) : undefined,
     clusterDnsIps: kubernetes ? () => kubernetes.cluster.kubeDnsIps() : undefined,
     // Standalone, the pods are found as network namespaces; with Kubernetes, by the informer.
-    discoverNamespaces: kubernetes ? undefined : { delay: deps.delay },
+    discoverNamespaces: kubernetes ? undefined : { delay: deps.timers.delay },
   });
 }
 
@@ -174,7 +178,7 @@ export function kernelCounters(
     logger: deps.logger.child({ component: 'kernel' }),
     statPath: conntrackStatPathOf(plan.watchedPid, deps.procRoot),
     intervalMs: options.pollIntervalMs,
-    timer: deps.timers,
+    timers: deps.timers,
     onReading: (reading) => {
       path.crossCheck?.observeKernel(reading);
       tableFull.observe(reading);
@@ -208,6 +212,7 @@ export function probeSupervisor(
     logger,
     bpftracePath: options.bpftrace,
     commandPrefix: deps.commandPrefix,
+    delay: deps.timers.delay,
     combine: true,
     stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
     unavailable: plan.mode.unavailable,

@@ -3,10 +3,10 @@
 // that names what is missing.
 import { join } from 'node:path';
 import type { AgentOptions } from './config/options.js';
-import { detectCapabilities } from './detect/capabilities.js';
+import { defaultCapabilityPaths, detectCapabilities } from './detect/capabilities.js';
 import {
   createDropReasonTable,
-  loadDropReasons,
+  type DropReasonResult,
   type DropReasonTable,
 } from './detect/drop-reasons.js';
 import { selectProbeMode, type ModeSelection } from './detect/mode-selection.js';
@@ -53,12 +53,15 @@ export async function planStart(
     files: deps.capabilityFiles,
     run: deps.runCommand,
     bpftracePath: options.bpftrace,
+    paths: { ...defaultCapabilityPaths, tracefsRoots: tracefsRootsOf(options.tracefs) },
   });
   const selected = selectProbeMode(options.probeMode, capabilities);
   if (!selected.ok) throw new AgentStartError(selected.error.message);
   const mode = withoutQueryTracking(selected.selection, options.dnsQueryTracking);
   const dropReasons =
-    mode.probes.length > 0 ? await readDropReasons(options, deps) : createDropReasonTable([]);
+    mode.probes.length > 0
+      ? dropReasonTable(capabilities.tracefs.dropReasons, deps)
+      : createDropReasonTable([]);
   return {
     mode,
     probes: await probeDefinitions(
@@ -72,6 +75,15 @@ export async function planStart(
     watchedInode,
     nodeName: options.nodeName,
   };
+}
+
+/**
+ * Where the kfree_skb format is read, once, for the probe mode and the drop-reason names: the
+ * --tracefs given, alone; by default the usual mount point, then the older one under debugfs.
+ */
+function tracefsRootsOf(given: string): readonly string[] {
+  const [usual] = defaultCapabilityPaths.tracefsRoots;
+  return given === usual ? defaultCapabilityPaths.tracefsRoots : [given];
 }
 
 /** TLS and the token check of `--metrics-auth kubernetes`; undefined for plain HTTP. */
@@ -103,14 +115,7 @@ export async function securedMetrics(
  * empty table: a probe that needs a reason then refuses to start, naming it, and the others
  * still name what they see as UNKNOWN_<n> rather than lose it.
  */
-async function readDropReasons(
-  options: AgentOptions,
-  deps: AgentDependencies,
-): Promise<DropReasonTable> {
-  const loaded = await loadDropReasons(
-    join(options.tracefs, 'events/skb/kfree_skb/format'),
-    deps.readText,
-  );
+function dropReasonTable(loaded: DropReasonResult, deps: AgentDependencies): DropReasonTable {
   if (loaded.ok) return loaded.table;
   deps.logger.warn({ error: loaded.error }, 'no drop-reason names on this kernel');
   return createDropReasonTable([]);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { WallTimeConverter, type Clock } from './shared/clock.js';
 import type { AttributedEvent, AttributionResolver, ProbeEvent } from './events/types.js';
 import type { EventDiagnosis } from './events/diagnosis.js';
+import { advised } from './diagnose/remedies.js';
 
 /** A consumer of attributed events. A sink that throws fails alone. */
 export interface EventSink {
@@ -18,13 +19,16 @@ export interface EventPipelineOptions {
   resolver: () => AttributionResolver;
   sinks: readonly EventSink[];
   /** Looks the pod's and node's diagnosis up; synchronous, from a cache filled elsewhere. */
-  diagnose?: (event: ProbeEvent, attributed: Omit<AttributedEvent, 'diagnosis'>) => EventDiagnosis;
+  diagnose?: (
+    event: ProbeEvent,
+    attributed: Omit<AttributedEvent, 'diagnosis' | 'advice'>,
+  ) => EventDiagnosis;
   clock: Clock;
   registry: Registry;
   logger: Logger;
 }
 
-/** decode → attribute → sinks. Synchronous, so the order of events is kept. */
+/** attribute → diagnose and advise → sinks. Synchronous, so the order of events is kept. */
 export class EventPipeline {
   private readonly sinkErrors: Counter;
   private readonly sinkErrorLogged = new Set<string>();
@@ -44,9 +48,7 @@ export class EventPipeline {
     const wallTimeMs = this.wallTime.wallTimeOf(event.monotonicNs);
     const attribution = this.options.resolver().attribute(event, wallTimeMs);
     const base = { event, attribution, wallTimeMs };
-    const attributed: AttributedEvent = this.options.diagnose
-      ? { ...base, diagnosis: this.options.diagnose(event, base) }
-      : base;
+    const attributed = advised(base, this.options.diagnose?.(event, base));
     for (const sink of this.options.sinks) {
       try {
         sink.handle(attributed);

@@ -1,11 +1,10 @@
 import { collectGarbageOnce } from './shared/collect-garbage.js';
-import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import { ClusterAttribution } from './attribute/kubernetes/cluster-attribution.js';
+import {
+  kubernetesContext,
+  type KubernetesContext,
+} from './attribute/kubernetes/kubernetes-context.js';
 import { KUBERNETES, SHUTDOWN_BUDGET } from './config/tuning.js';
-import type { Clock } from './shared/clock.js';
-import type { Delay } from './shared/delay.js';
 import {
   EventRecorder,
   type EventRecorderOptions,
@@ -19,13 +18,7 @@ import { PodSeriesJanitor } from './sinks/metrics/pod-series-janitor.js';
 import { PodFactsIndex } from './diagnose/pod-facts-index.js';
 import type { PodFacts } from './diagnose/pod-diagnosis-cache.js';
 
-export interface KubernetesPartsOptions {
-  readonly kubeConfig: KubeConfig;
-  readonly nodeName: string;
-  readonly registry: Registry;
-  readonly logger: Logger;
-  readonly clock: Clock;
-  readonly delay: Delay;
+export interface KubernetesPartsOptions extends KubernetesContext {
   /** Removes a deleted pod's metric series once its grace period has passed. */
   readonly forgetPod: (namespace: string, name: string) => void;
   /** Told each pod of this node listed or changed, to diagnose it before its first event. */
@@ -85,12 +78,7 @@ export function kubernetesParts(options: KubernetesPartsOptions): KubernetesPart
     afterFirstSync: () => {
       if (collectGarbageOnce()) logger.debug('heap collected after the first lists');
     },
-    kubeConfig: options.kubeConfig,
-    nodeName,
-    registry,
-    logger,
-    clock,
-    delay,
+    ...kubernetesContext(options),
     podIpRetentionMs: tuning.podIpRetentionMs ?? KUBERNETES.podIpRetentionMs,
     onPodSeen: (namespace, name) => janitor.onPodSeen(namespace, name),
     onPodDeleted: (namespace, name) => janitor.onPodDeleted(namespace, name),

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The entry point: the only place that reads the command line and the environment, handles
-// signals and exits the process. The machine's processes, files and clock come from
+// signals and exits the process. The machine's processes, files, clock and timers come from
 // system-dependencies.ts; startAgent (agent.ts) builds and wires the agent's parts from them.
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';

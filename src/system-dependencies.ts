@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { AgentDependencies } from './agent-dependencies.js';
 import { systemClock } from './shared/clock.js';
-import { realDelay } from './shared/delay.js';
 import { unrefTimers } from './shared/timers.js';
 import { createHostFiles } from './diagnose/host-files.js';
 import {
@@ -14,7 +13,6 @@ import { createExecaProbeSpawner, parentDeathPrefix } from './sources/bpftrace/p
 export type SystemDependencies = Pick<
   AgentDependencies,
   | 'clock'
-  | 'delay'
   | 'timers'
   | 'hostFiles'
   | 'spawn'
@@ -30,7 +28,6 @@ export type SystemDependencies = Pick<
 export async function systemDependencies(): Promise<SystemDependencies> {
   return {
     clock: systemClock,
-    delay: realDelay,
     timers: unrefTimers,
     hostFiles: createHostFiles(),
     spawn: createExecaProbeSpawner(),

@@ -2,6 +2,7 @@ import { gunzipSync } from 'node:zlib';
 import { btfDefinesStruct } from './btf-types.js';
 import { type BpftraceInfo, bpftraceInfoFlag, parseBpftraceInfo } from './bpftrace-info.js';
 import { type KernelVersion, parseKernelRelease } from './kernel-release.js';
+import { dropReasonsOfFormat, type DropReasonResult } from './drop-reasons.js';
 import { type KprobeTarget, kprobeAttachTargets } from '../probes/catalogue.js';
 
 /** File reads under the roots of `CapabilityPaths`; never throws. */
@@ -85,6 +86,8 @@ export type BpftraceCapability =
 export interface TracefsCapability {
   /** The mounted tracefs, or undefined when none of the roots is mounted. */
   readonly root: string | undefined;
+  /** The roots looked at, in order (CapabilityPaths.tracefsRoots). */
+  readonly searched: readonly string[];
   /** `events/skb/kfree_skb/format` could be read. */
   readonly kfreeSkbFormat: boolean;
   /**
@@ -99,6 +102,11 @@ export interface TracefsCapability {
   readonly netfilterDropReason: boolean;
   /** Every drop-reason name its `__print_symbolic` table holds; empty before 5.17. */
   readonly dropReasonNames: readonly string[];
+  /**
+   * The drop-reason table parsed from that same read of the format file (the probes' arguments
+   * and the decoder's names), or why there is none.
+   */
+  readonly dropReasons: DropReasonResult;
   /** `kprobe_events` exists: the kernel was built with kprobe events. */
   readonly kprobeEvents: boolean;
 }
@@ -223,25 +231,35 @@ async function detectTracefs(
 ): Promise<TracefsCapability> {
   for (const root of paths.tracefsRoots) {
     if (!(await files.exists(`${root}/events`))) continue;
-    const format = await readText(files, `${root}/events/skb/kfree_skb/format`);
+    // Read and parsed once here: mode selection and the probes' drop-reason codes both use it.
+    const path = `${root}/events/skb/kfree_skb/format`;
+    const format = await readText(files, path);
     const fields = format === undefined ? [] : tracepointFields(format);
+    const dropReasons = dropReasonsOfFormat(path, format);
     return {
       root,
+      searched: paths.tracefsRoots,
       kfreeSkbFormat: format !== undefined,
       kfreeSkbFields: fields,
       kfreeSkbReason: fields.includes('reason'),
       netfilterDropReason: format !== undefined && /"NETFILTER_DROP"/.test(format),
-      dropReasonNames: format === undefined ? [] : dropReasonNames(format),
+      dropReasonNames: dropReasons.ok ? dropReasons.table.names : [],
+      dropReasons,
       kprobeEvents: await files.exists(`${root}/kprobe_events`),
     };
   }
   return {
     root: undefined,
+    searched: paths.tracefsRoots,
     kfreeSkbFormat: false,
     kfreeSkbFields: [],
     kfreeSkbReason: false,
     netfilterDropReason: false,
     dropReasonNames: [],
+    dropReasons: dropReasonsOfFormat(
+      `${paths.tracefsRoots.join(' or ')} events/skb/kfree_skb/format`,
+      undefined,
+    ),
     kprobeEvents: false,
   };
 }
@@ -256,14 +274,6 @@ export function tracepointFields(format: string): string[] {
     if (name !== undefined && !name.startsWith('common_')) fields.push(name);
   }
   return fields;
-}
-
-function dropReasonNames(format: string): string[] {
-  const table = format.indexOf('__print_symbolic(REC->reason,');
-  if (table === -1) return [];
-  return [...format.slice(table).matchAll(/\{\s*[-0-9a-fx]+\s*,\s*"([^"]+)"\s*\}/gi)].flatMap(
-    (match) => (match[1] === undefined ? [] : [match[1]]),
-  );
 }
 
 /**

@@ -1,8 +1,3 @@
-import { readFile } from 'node:fs/promises';
-
-/** Where the running kernel describes `tracepoint:skb:kfree_skb`, its drop reasons included. */
-export const KFREE_SKB_FORMAT_PATH = '/sys/kernel/tracing/events/skb/kfree_skb/format';
-
 /**
  * The running kernel's `enum skb_drop_reason`. The numbers differ between kernels (values are
  * inserted in the middle of the enum from one release to the next), so they are read at
@@ -12,6 +7,8 @@ export interface DropReasonTable {
   codeOf(name: string): number | undefined;
   /** Unknown codes are named `UNKNOWN_<code>` so that an event is never lost for want of a name. */
   nameOf(code: number): string;
+  /** Every name, in the order of the kernel's table. */
+  readonly names: readonly string[];
   readonly size: number;
 }
 
@@ -42,6 +39,7 @@ export function createDropReasonTable(
   return {
     codeOf: (name) => byName.get(name),
     nameOf: (code) => byCode.get(code) ?? `UNKNOWN_${code}`,
+    names: [...byName.keys()],
     size: byName.size,
   };
 }
@@ -73,23 +71,17 @@ export function parseDropReasons(formatText: string): DropReasonResult {
   return { ok: true, table: createDropReasonTable(entries) };
 }
 
-export type ReadText = (path: string) => Promise<string>;
-
-const readUtf8: ReadText = (path) => readFile(path, 'utf8');
-
-/** Reads and parses the format file; an unreadable file is an error value, not an exception. */
-export async function loadDropReasons(
-  path: string = KFREE_SKB_FORMAT_PATH,
-  readText: ReadText = readUtf8,
-): Promise<DropReasonResult> {
-  let text: string;
-  try {
-    text = await readText(path);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    return failure('read_failed', `cannot read ${path} (is tracefs mounted?): ${reason}`);
-  }
-  return parseDropReasons(text);
+/**
+ * The drop reasons of a format file read once by capability detection (capabilities.ts):
+ * parsed when it could be read, else an error value naming the path.
+ */
+export function dropReasonsOfFormat(
+  path: string,
+  formatText: string | undefined,
+): DropReasonResult {
+  return formatText === undefined
+    ? failure('read_failed', `cannot read ${path} (is tracefs mounted?)`)
+    : parseDropReasons(formatText);
 }
 
 function failure(code: DropReasonErrorCode, message: string): DropReasonResult {

@@ -105,7 +105,7 @@ function tracepointMissing(
   }
   if (tracefs.root === undefined) {
     missing.push(
-      'a mounted tracefs (none at /sys/kernel/tracing or /sys/kernel/debug/tracing; ' +
+      `a mounted tracefs (none at ${tracefs.searched.join(' or ')}; ` +
         'mount -t tracefs nodev /sys/kernel/tracing)',
     );
   } else if (!tracefs.kfreeSkbFormat) {

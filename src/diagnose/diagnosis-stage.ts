@@ -3,7 +3,6 @@ import type { CommandRunner } from '../detect/capabilities.js';
 import type { EventDiagnosis, NodeDiagnosisResult } from '../events/diagnosis.js';
 import type { AttributedEvent } from '../events/types.js';
 import type { Clock } from '../shared/clock.js';
-import type { Delay } from '../shared/delay.js';
 import type { Lifecycle } from '../shared/lifecycle.js';
 import type { HostFiles } from './host-files.js';
 import { NetnsAddressMap } from './netns-addresses.js';
@@ -12,7 +11,7 @@ import { diagnoseNode } from './node-diagnoser.js';
 import { diagnosePod } from './pod-diagnoser.js';
 import { PodDiagnosisCache, type PodFacts } from './pod-diagnosis-cache.js';
 import { netnsInodeOfPid } from './pod-processes.js';
-import { unrefTimers, type Timers } from '../shared/timers.js';
+import { unrefTimers, type Delay, type Timers } from '../shared/timers.js';
 
 export interface DiagnosisTuning {
   readonly nodeRefreshMs: number;

@@ -1,5 +1,4 @@
-import type { Delay } from '../shared/delay.js';
-import { waitOrAbort } from '../shared/delay.js';
+import { waitOrAbort, type Delay } from '../shared/timers.js';
 import type { Lifecycle } from '../shared/lifecycle.js';
 import type { HostFiles } from './host-files.js';
 import { netnsAddressesOfPid } from './netns-addresses.js';

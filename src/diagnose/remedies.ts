@@ -11,37 +11,14 @@ import type {
   PodDiagnosis,
   PodDnsSpec,
 } from '../events/diagnosis.js';
-import type { DnsDropEvent, InsertFailureEvent, RaceKind } from '../events/types.js';
-
-export type RemedyId =
-  | 'random-fully'
-  | 'single-request-reopen'
-  | 'nodelocal-dns'
-  | 'nodelocal-dns-use'
-  | 'nodelocal-upstream-tcp'
-  | 'fewer-search-lookups'
-  | 'kernel-matching-clash'
-  | 'kernel-nat-clash'
-  | 'tcp-resolver';
-
-export interface Remedy {
-  readonly id: RemedyId;
-  /** One sentence for the Event. */
-  readonly text: string;
-  /** A pod spec fragment to paste, when the remedy is a change of the pod. */
-  readonly yaml?: string;
-  readonly source: string;
-}
-
-export interface Advice {
-  readonly remedies: readonly Remedy[];
-  /** What the diagnosis says about this case besides the remedies (e.g. "already set"). */
-  readonly notes: readonly string[];
-  /** One line summarising the diagnosis for the Event, e.g. "musl, nameserver 10.96.0.10 (kube-dns), ndots:5". */
-  readonly summary: string;
-  /** False when the pod could not be read: the remedies are the generic ones. */
-  readonly diagnosed: boolean;
-}
+import type { Advice, Remedy, RemedyId } from '../events/advice.js';
+import type {
+  AttributedEvent,
+  DnsDropEvent,
+  InsertFailureEvent,
+  ProbeEvent,
+  RaceKind,
+} from '../events/types.js';
 
 export const SOURCES = {
   randomFully:
@@ -70,21 +47,69 @@ export interface AdviceInput {
 
 const KUBE_DNS_HINT = 'kube-dns';
 
-/** The advice for a drop event: what the Event says and what its log line lists. */
+/**
+ * The advice stage of the pipeline: the event with its diagnosis (when the diagnosis is wired)
+ * and the advice written from it. The one place an event's advice is computed; every sink
+ * renders what the event carries. Run again only when a new diagnosis arrives (a held Event).
+ */
+export function advised(
+  base: Omit<AttributedEvent, 'diagnosis' | 'advice'>,
+  diagnosis: EventDiagnosis | undefined,
+): AttributedEvent {
+  const advice = adviceForEvent(base.event, diagnosis);
+  return {
+    ...base,
+    ...(diagnosis ? { diagnosis } : {}),
+    ...(advice ? { advice } : {}),
+  };
+}
+
+/**
+ * The advice for an event that lost something (a drop, or queries left unanswered): what the
+ * Event says and what its log line lists. Undefined for events that lost nothing.
+ */
 export function adviceForEvent(
   event: InsertFailureEvent | DnsDropEvent,
   diagnosis: EventDiagnosis | undefined,
-): Advice {
-  if (event.kind === 'dns_drop') {
-    const raceLike = event.reason === 'NETFILTER_DROP' || event.reason === 'NO_SOCKET';
-    return adviceFor({ protocol: 'udp', dns: true, dnsRaceLike: raceLike }, diagnosis);
+): Advice;
+export function adviceForEvent(
+  event: ProbeEvent,
+  diagnosis: EventDiagnosis | undefined,
+): Advice | undefined;
+export function adviceForEvent(
+  event: ProbeEvent,
+  diagnosis: EventDiagnosis | undefined,
+): Advice | undefined {
+  switch (event.kind) {
+    case 'dns_drop': {
+      const raceLike = event.reason === 'NETFILTER_DROP' || event.reason === 'NO_SOCKET';
+      return adviceFor({ protocol: 'udp', dns: true, dnsRaceLike: raceLike }, diagnosis);
+    }
+    case 'insert_failed': {
+      const { original } = event;
+      const dns = event.protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
+      return adviceFor(
+        { race: event.race, protocol: event.protocol, dns, dnsRaceLike: true },
+        diagnosis,
+      );
+    }
+    case 'dns_query': {
+      if (event.outcome !== 'unanswered') return undefined;
+      const cause = event.cause ?? 'none';
+      return adviceFor(
+        {
+          protocol: 'udp',
+          dns: true,
+          dnsRaceLike: cause !== 'none',
+          race: cause === 'race' ? 'dnat' : undefined,
+        },
+        diagnosis,
+      );
+    }
+    case 'clash_resolved':
+    case 'snat_port_alloc':
+      return undefined;
   }
-  const { original } = event;
-  const dns = event.protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
-  return adviceFor(
-    { race: event.race, protocol: event.protocol, dns, dnsRaceLike: true },
-    diagnosis,
-  );
 }
 
 export function adviceFor(input: AdviceInput, diagnosis: EventDiagnosis | undefined): Advice {

@@ -1,3 +1,4 @@
+import type { Advice } from './advice.js';
 import type { EventDiagnosis } from './diagnosis.js';
 
 /**
@@ -174,6 +175,11 @@ export interface AttributedEvent {
   readonly wallTimeMs: number;
   /** The pod's and node's diagnosis the advice is written from (src/diagnose/), when wired. */
   readonly diagnosis?: EventDiagnosis;
+  /**
+   * The remedies and notes for an event that lost something, written once by the pipeline's
+   * advice stage (from `diagnosis`, or generic without it); the sinks render it as it is.
+   */
+  readonly advice?: Advice;
 }
 
 /**

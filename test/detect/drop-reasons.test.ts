@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 import {
-  loadDropReasons,
+  dropReasonsOfFormat,
   parseDropReasons,
   type DropReasonTable,
 } from '../../src/detect/drop-reasons.js';
@@ -64,13 +64,19 @@ describe('drop reason table', () => {
     ).toMatchObject({ ok: false, error: { code: 'empty_symbol_table' } });
   });
 
-  it('loads the table from a file path', async () => {
-    const result = await loadDropReasons(fixture('kfree_skb-format-6.18.txt'));
+  it('parses the table from the format text read once by capability detection', async () => {
+    const result = dropReasonsOfFormat(
+      fixture('kfree_skb-format-6.18.txt'),
+      await readFile(fixture('kfree_skb-format-6.18.txt'), 'utf8'),
+    );
     expect(result.ok && result.table.codeOf('NETFILTER_DROP')).toBe(12);
   });
 
-  it('returns a read error naming the path when the file cannot be read', async () => {
-    const result = await loadDropReasons('/nonexistent/tracing/events/skb/kfree_skb/format');
+  it('returns a read error naming the path when the file could not be read', () => {
+    const result = dropReasonsOfFormat(
+      '/nonexistent/tracing/events/skb/kfree_skb/format',
+      undefined,
+    );
     expect(result).toEqual({
       ok: false,
       error: {

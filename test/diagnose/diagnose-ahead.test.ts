@@ -12,7 +12,7 @@ import { PodDiagnosisCache } from '../../src/diagnose/pod-diagnosis-cache.js';
 import type { PodDiagnosis } from '../../src/events/diagnosis.js';
 import { kubernetesParts, type KubernetesParts } from '../../src/kubernetes-parts.js';
 import { systemClock } from '../../src/shared/clock.js';
-import { realDelay } from '../../src/shared/delay.js';
+import { unrefTimers } from '../../src/shared/timers.js';
 import { LifecycleStack } from '../../src/shared/lifecycle.js';
 import {
   fibTrieOf,
@@ -223,7 +223,7 @@ describe('Kubernetes: pods diagnosed from the informer', () => {
       registry: new Registry(),
       logger: pino({ level: 'silent' }),
       clock: systemClock,
-      delay: realDelay,
+      delay: unrefTimers.delay,
       forgetPod: () => undefined,
       onPodFacts: (facts) => {
         reads.push(reads.length);

@@ -92,7 +92,7 @@ describe('tailored remedies', () => {
     const { message } = explainInsertFailure(
       SNAT_RACE,
       { sourceIp: '10.244.0.2', netnsInode: 1 },
-      { hostNetwork: false, diagnosis },
+      { hostNetwork: false, advice: adviceForEvent(SNAT_RACE, diagnosis) },
     );
     expect(message).not.toContain('single-request-reopen;');
     expect(message).toContain('musl');
@@ -197,7 +197,7 @@ describe('tailored remedies', () => {
     const { message } = explainInsertFailure(
       SNAT_RACE,
       { sourceIp: '10.244.0.2', netnsInode: 1 },
-      { hostNetwork: false, diagnosis },
+      { hostNetwork: false, advice: adviceForEvent(SNAT_RACE, diagnosis) },
     );
     expect(message).toContain('Diagnosis unknown (not read yet): generic remedies.');
     expect(message).toContain('single-request-reopen (glibc only; musl/Alpine ignores it)');
@@ -214,7 +214,10 @@ describe('tailored remedies', () => {
     const { message } = explainInsertFailure(
       insertFailure({ ...DNAT_RACE, race: 'snat_dnat' }),
       { sourceIp: '10.244.0.2', netnsInode: 1 },
-      { hostNetwork: false, diagnosis },
+      {
+        hostNetwork: false,
+        advice: adviceForEvent(insertFailure({ ...DNAT_RACE, race: 'snat_dnat' }), diagnosis),
+      },
     );
     expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(message).toMatch(/Remedies: .*\.$/);

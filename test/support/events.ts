@@ -1,3 +1,4 @@
+import { advised } from '../../src/diagnose/remedies.js';
 import type {
   AttributedEvent,
   DnsDropEvent,
@@ -60,7 +61,11 @@ export function attributed(
   pod?: PodRef,
   sourceIp = '10.244.0.2',
 ): AttributedEvent {
-  return { event, attribution: { sourceIp, netnsInode: event.netnsInode, pod }, wallTimeMs: 0 };
+  // As the pipeline hands it to the sinks: with the advice its stage writes, undiagnosed.
+  return advised(
+    { event, attribution: { sourceIp, netnsInode: event.netnsInode, pod }, wallTimeMs: 0 },
+    undefined,
+  );
 }
 
 export const podA: PodRef = {

@@ -31,8 +31,9 @@ const parsed = parseOptions(
     'tracepoint',
     '--bpftrace',
     bpftrace,
+    // As the agent sees it through the capability files, which read under the fixture.
     '--tracefs',
-    `${root}/sys/kernel/tracing`,
+    '/sys/kernel/tracing',
   ],
   {},
   'hostile-host',

@@ -1,4 +1,4 @@
-import type { Delay } from '../../src/shared/delay.js';
+import type { Delay } from '../../src/shared/timers.js';
 import { eventually } from './eventually.js';
 
 interface PendingDelay {

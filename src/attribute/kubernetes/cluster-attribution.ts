@@ -1,26 +1,16 @@
-import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import type { Clock } from '../../shared/clock.js';
-import type { Delay } from '../../shared/delay.js';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import { ClusterInformers } from './cluster-informers.js';
 import { EndpointSliceIndex } from './endpoint-slice-index.js';
+import { kubernetesContext, type KubernetesContext } from './kubernetes-context.js';
 import { KubernetesResolver } from './kubernetes-resolver.js';
 import { NodeAddressIndex } from './node-address-index.js';
 import { PodIpIndex } from './pod-ip-index.js';
 import { ServiceIndex } from './service-index.js';
 
-export interface ClusterAttributionOptions {
-  readonly kubeConfig: KubeConfig;
+export interface ClusterAttributionOptions extends KubernetesContext {
   /** Runs once every informer has listed once, e.g. to return the lists' garbage. */
   readonly afterFirstSync?: () => void;
-  /** This node's name (`--node-name` / `NODE_NAME`). */
-  readonly nodeName: string;
-  readonly registry: Registry;
-  readonly logger: Logger;
-  readonly clock: Clock;
-  readonly delay: Delay;
   /** How long a deleted pod's IP is still attributed to it, for late events. */
   readonly podIpRetentionMs: number;
   /** Told when a pod of this node is listed or changes, and when it is deleted. */
@@ -61,13 +51,8 @@ export class ClusterAttribution implements Lifecycle {
       pod.metadata?.name ?? '',
     ];
     this.informers = new ClusterInformers({
-      kubeConfig: options.kubeConfig,
-      nodeName: options.nodeName,
+      ...kubernetesContext(options),
       indexes,
-      registry: options.registry,
-      logger: options.logger,
-      clock: options.clock,
-      delay: options.delay,
       onPodSeen: (pod) => {
         options.podObjects?.upsert(pod);
         options.onPodSeen?.(...nameOf(pod));

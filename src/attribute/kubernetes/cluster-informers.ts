@@ -1,18 +1,14 @@
 import {
   CoreV1Api,
   DiscoveryV1Api,
-  type KubeConfig,
   type V1EndpointSlice,
   type V1Node,
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import type { Clock } from '../../shared/clock.js';
 import { InformerMetrics } from './informer-metrics.js';
 import type { KubernetesIndexes } from './kubernetes-resolver.js';
-import type { Delay } from '../../shared/delay.js';
+import type { KubernetesContext } from './kubernetes-context.js';
 import { leanEndpointSlice, leanNode, leanPod, leanService } from './lean-objects.js';
 import { ResilientInformer, type ResilientInformerOptions } from './resilient-informer.js';
 
@@ -33,14 +29,8 @@ export const DEFAULT_MAX_OBJECTS: Readonly<Record<InformerResource, number>> = {
   nodes: 10,
 };
 
-export interface ClusterInformersOptions {
-  readonly kubeConfig: KubeConfig;
-  readonly nodeName: string;
+export interface ClusterInformersOptions extends KubernetesContext {
   readonly indexes: KubernetesIndexes;
-  readonly registry: Registry;
-  readonly logger: Logger;
-  readonly clock: Clock;
-  readonly delay: Delay;
   /** Told when a pod of this node disappears, e.g. to expire its metric series later. */
   readonly onPodDeleted?: (pod: V1Pod) => void;
   /** Told when a pod of this node is listed or changes (a recreated name cancels expiry). */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { backoffDelay, type BackoffPolicy } from '../../shared/backoff.js';
 import type { Clock } from '../../shared/clock.js';
 import type { InformerMetrics } from './informer-metrics.js';
-import { waitOrAbort, type Delay } from '../../shared/delay.js';
+import { waitOrAbort, type Delay } from '../../shared/timers.js';
 import { listAllPages, type ListPageFn } from './paged-list.js';
 
 const DEFAULT_PAGE_SIZE = 100;

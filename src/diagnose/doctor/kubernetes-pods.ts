@@ -12,7 +12,8 @@ import { NetnsAddressMap } from '../netns-addresses.js';
 import { diagnosePod } from '../pod-diagnoser.js';
 import { podFactsOf } from '../pod-facts-index.js';
 import { locateAndDiagnosePod } from '../pod-locator.js';
-import { adviceFor, summaryOf, type Remedy } from '../remedies.js';
+import { adviceFor, summaryOf } from '../remedies.js';
+import type { Remedy } from '../../events/advice.js';
 import { adviseFromSpec } from './spec-advice.js';
 
 /** Lists the pods scheduled on a node (`fieldSelector=spec.nodeName=…`). */

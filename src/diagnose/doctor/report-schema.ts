@@ -20,7 +20,7 @@ import type {
   PodDnsSpec,
   ResolvConf,
 } from '../../events/diagnosis.js';
-import type { Remedy } from '../remedies.js';
+import type { Remedy } from '../../events/advice.js';
 import type { CounterRates, DoctorPod, DoctorReport, Finding } from './report.js';
 import type { ReproduceReport } from '../reproduce/run-reproduce.js';
 import type { DoctorKubernetes, DoctorKubernetesPod } from './kubernetes-pods.js';

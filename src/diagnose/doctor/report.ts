@@ -10,7 +10,8 @@ import { netnsAddressesOfPid } from '../netns-addresses.js';
 import { diagnoseNode } from '../node-diagnoser.js';
 import { diagnosePod } from '../pod-diagnoser.js';
 import { listPids, netnsInodeOfPid } from '../pod-processes.js';
-import { adviceFor, summaryOf, type Remedy } from '../remedies.js';
+import { adviceFor, summaryOf } from '../remedies.js';
+import type { Remedy } from '../../events/advice.js';
 import type { ReproduceReport } from '../reproduce/run-reproduce.js';
 import {
   readKubernetesPods,

@@ -1,6 +1,7 @@
 import type { PodDiagnosisResult, PodDnsSpec } from '../../events/diagnosis.js';
 import { classifyNameserver, type NameserverContext } from '../nameserver-kind.js';
-import { singleRequestReopenYaml, type Advice, type Remedy, type RemedyId } from '../remedies.js';
+import { singleRequestReopenYaml } from '../remedies.js';
+import type { Advice, Remedy, RemedyId } from '../../events/advice.js';
 
 /** The kubelet's ndots for ClusterFirst pods (pkg/kubelet/network/dns). */
 const KUBELET_NDOTS = 5;

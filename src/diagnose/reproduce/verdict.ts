@@ -1,5 +1,6 @@
 import type { NodeDiagnosis } from '../../events/diagnosis.js';
-import { adviceFor, type Remedy } from '../remedies.js';
+import { adviceFor } from '../remedies.js';
+import type { Remedy } from '../../events/advice.js';
 import type { RaceUntilResult } from './race-until.js';
 
 export type VerdictId =

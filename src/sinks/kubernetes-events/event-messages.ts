@@ -10,8 +10,7 @@ import type {
   InsertFailureEvent,
   RaceKind,
 } from '../../events/types.js';
-import type { EventDiagnosis } from '../../events/diagnosis.js';
-import { adviceFor, adviceForEvent, type Advice } from '../../diagnose/remedies.js';
+import type { Advice } from '../../events/advice.js';
 import type { UnansweredCause } from '../../events/unanswered-cause.js';
 import { canonicalIp, ipFamilyOf } from '../../shared/canonical-ip.js';
 
@@ -41,8 +40,8 @@ export interface Explanation {
 export interface ExplainContext {
   /** The sender is the node itself or a hostNetwork pod: the Event goes on the Node. */
   readonly hostNetwork: boolean;
-  /** What the advice is written from; undefined or unknown parts give the generic remedies. */
-  readonly diagnosis?: EventDiagnosis;
+  /** The event's advice, as the pipeline's advice stage wrote it; none: no advice is given. */
+  readonly advice?: Advice;
 }
 
 const RACE_TEXT: Record<RaceKind, { name: string; how: (e: InsertFailureEvent) => string }> = {
@@ -74,13 +73,12 @@ export function explainInsertFailure(
   context: ExplainContext,
 ): Explanation {
   const race = RACE_TEXT[event.race];
-  const advice = adviceForEvent(event, context.diagnosis);
   const message = assemble([
     `${describeFlow(event.protocol, event.original, attribution, event.reply, event.race)} was dropped: ${race.name}.`,
     { optional: race.how(event) },
     { optional: fromHost(context) },
     { optional: symptom(event.protocol, event.original, context) },
-    ...adviceText(advice),
+    ...adviceText(context.advice),
   ]);
   return {
     reason: context.hostNetwork
@@ -99,7 +97,6 @@ export function explainDnsDrop(
   const where = event.location && event.location !== '-' ? `, in ${event.location}` : '';
   let cause: string;
   let checks: string[];
-  const advice = adviceForEvent(event, context.diagnosis);
   if (event.reason === 'NETFILTER_DROP') {
     cause = isRuleTable(event.location)
       ? 'A firewall rule dropped it (a NetworkPolicy or an iptables/nftables DROP).'
@@ -128,7 +125,7 @@ export function explainDnsDrop(
     event.direction === 'query' || event.reason !== 'NO_SOCKET'
       ? { optional: dnsSymptom(event.direction, context) }
       : '',
-    ...adviceText(advice, checks),
+    ...adviceText(context.advice, checks),
   ]);
   return { reason: EVENT_REASONS.dnsDropped, message };
 }
@@ -155,22 +152,13 @@ export function explainUnansweredQueries(
 ): Explanation {
   const cause = event.cause ?? 'none';
   const flow = describeFlow('udp', event.tuple, attribution);
-  const advice = adviceFor(
-    {
-      protocol: 'udp',
-      dns: true,
-      dnsRaceLike: cause !== 'none',
-      race: cause === 'race' ? 'dnat' : undefined,
-    },
-    context.diagnosis,
-  );
   const plural = event.count === 1 ? 'query' : 'queries';
   const message = assemble([
     `${event.count} DNS ${plural} (${flow}) got no answer within ${timeoutSeconds} s.`,
     `${subject(context)} stalled for its resolver timeout (5 s by default) on each before retrying or failing: lookups that take exactly 5 s.`,
     UNANSWERED_CAUSE_TEXT[cause],
     { optional: fromHost(context) },
-    ...adviceText(advice),
+    ...adviceText(context.advice),
   ]);
   return { reason: EVENT_REASONS.dnsUnanswered, message };
 }
@@ -227,11 +215,11 @@ function endpoint(written: string, port: number): string {
 }
 
 /** The diagnosis line, what it says of this case, and the remedies that apply. */
-function adviceText(advice: Advice, checks: readonly string[] = []): string[] {
-  const remedies = [...checks, ...advice.remedies.map((remedy) => remedy.text)];
+function adviceText(advice: Advice | undefined, checks: readonly string[] = []): string[] {
+  const remedies = [...checks, ...(advice?.remedies ?? []).map((remedy) => remedy.text)];
   return [
-    advice.diagnosed ? `${capitalise(advice.summary)}.` : '',
-    ...advice.notes,
+    advice?.diagnosed ? `${capitalise(advice.summary)}.` : '',
+    ...(advice?.notes ?? []),
     remedies.length > 0 ? `Remedies: ${remedies.join('; ')}.` : '',
   ];
 }

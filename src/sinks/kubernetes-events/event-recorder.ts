@@ -5,7 +5,7 @@ import { backoffDelay } from '../../shared/backoff.js';
 import type { Clock } from '../../shared/clock.js';
 import { EventRecorderMetrics, type EventDropCause } from './recorder-metrics.js';
 import { classifyApiError, type EventsApi } from './events-api.js';
-import { waitOrAbort, type Delay } from '../../shared/delay.js';
+import { waitOrAbort, type Delay } from '../../shared/timers.js';
 import { TokenBucket } from '../../shared/token-bucket.js';
 
 /** The name Events carry as their source and reporting component. */

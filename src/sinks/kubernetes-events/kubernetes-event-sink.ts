@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { EventDiagnosis } from '../../events/diagnosis.js';
 import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
@@ -31,11 +30,11 @@ export interface KubernetesEventSinkOptions {
   /** How long stop() may spend writing what is still waiting. */
   readonly flushTimeoutMs: number;
   /**
-   * When the diagnosis of an event's pod or node is still being read: resolves with it once
-   * read. A new Event waits for it (at most `diagnosisWaitMs`) so that it carries the pod's own
-   * advice from its first write.
+   * When the diagnosis of an event's pod or node is still being read: resolves with the event
+   * diagnosed and advised anew once it is read. A new Event waits for it (at most
+   * `diagnosisWaitMs`) so that it carries the pod's own advice from its first write.
    */
-  readonly whenDiagnosed?: (attributed: AttributedEvent) => Promise<EventDiagnosis> | undefined;
+  readonly whenDiagnosed?: (attributed: AttributedEvent) => Promise<AttributedEvent> | undefined;
   /** Bound on that wait; default 2 s. */
   readonly diagnosisWaitMs?: number;
   /** The DNS-query probe's period: how long an unanswered query went without an answer. */
@@ -86,8 +85,8 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const involvedObject: InvolvedObject = pod
         ? { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid }
         : this.nodeRef();
-      const explain = (diagnosis: EventDiagnosis | undefined) => {
-        const context = { hostNetwork, diagnosis };
+      const explain = ({ advice }: AttributedEvent) => {
+        const context = { hostNetwork, advice };
         return event.kind === 'insert_failed'
           ? explainInsertFailure(event, attribution, context)
           : event.kind === 'dns_query'
@@ -110,7 +109,7 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         aggregationKey,
         wallTimeMs,
         occurrences,
-        ...explain(attributed.diagnosis),
+        ...explain(attributed),
         ...this.holdFor(attributed, explain),
       });
     });
@@ -132,14 +131,14 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
   /** A hold on the Event's first write while its diagnosis is read; nothing when it is read. */
   private holdFor(
     attributed: AttributedEvent,
-    explain: (diagnosis: EventDiagnosis | undefined) => { message: string },
+    explain: (attributed: AttributedEvent) => { message: string },
   ): { hold?: EventHold } {
     const until = this.options.whenDiagnosed?.(attributed);
     if (!until) return {};
-    let latest = attributed.diagnosis;
+    let latest = attributed;
     const read = until.then(
-      (diagnosis) => {
-        latest = diagnosis;
+      (diagnosed) => {
+        latest = diagnosed;
       },
       () => undefined,
     );

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
-import { adviceForEvent } from '../../diagnose/remedies.js';
 import type { EventSink } from '../../event-pipeline.js';
 import { unrefTimers, type Timers } from '../../shared/timers.js';
 
@@ -140,10 +139,9 @@ function describe(event: ProbeEvent): string {
  * The diagnosis the line's advice was written from and only the remedies that apply, as the
  * Event on the pod states them. Present when the diagnosis stage is wired; drops only.
  */
-function adviceFields({ event, diagnosis }: AttributedEvent): Record<string, unknown> {
+function adviceFields({ diagnosis, advice }: AttributedEvent): Record<string, unknown> {
   if (!diagnosis) return {};
-  if (event.kind !== 'insert_failed' && event.kind !== 'dns_drop') return { diagnosis };
-  const advice = adviceForEvent(event, diagnosis);
+  if (!advice) return { diagnosis };
   return { diagnosis, remedies: advice.remedies, notes: advice.notes };
 }
 

@@ -1,5 +1,5 @@
 import type { Clock } from '../../shared/clock.js';
-import { waitOrAbort, type Delay } from '../../shared/delay.js';
+import { waitOrAbort, type Delay } from '../../shared/timers.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 
 export interface PodSeriesJanitorOptions {

@@ -1,6 +1,7 @@
 import type { EventDiagnosis, PodDiagnosisResult } from '../../events/diagnosis.js';
 import type { RaceKind } from '../../events/types.js';
-import { adviceFor, type AdviceInput, type Remedy } from '../../diagnose/remedies.js';
+import { adviceFor, type AdviceInput } from '../../diagnose/remedies.js';
+import type { Remedy } from '../../events/advice.js';
 import type { PodEventCounts } from './event-metrics.js';
 
 export const POD_STORY_VERSION = 1;

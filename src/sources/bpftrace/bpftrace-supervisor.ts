@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 
 import type { ProbeEvent } from '../../events/types.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/backoff.js';
-import { realDelay, waitOrAbort, type Delay } from '../../shared/delay.js';
+import { unrefTimers, waitOrAbort, type Delay } from '../../shared/timers.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { LineDecoder } from '../../decode/decoded-line.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
@@ -160,7 +160,7 @@ export class BpftraceSupervisor implements Lifecycle {
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: BpftraceSupervisorOptions) {
-    this.delay = options.delay ?? realDelay;
+    this.delay = options.delay ?? unrefTimers.delay;
     this.now = options.now ?? (() => performance.now());
     this.random = options.random ?? Math.random;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;

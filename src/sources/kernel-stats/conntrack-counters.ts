@@ -30,9 +30,6 @@ export interface ConntrackReading {
   readonly limit?: number;
 }
 
-/** The part of the timer seam the poll uses. */
-export type IntervalTimer = Pick<Timers, 'every'>;
-
 export type ReadText = (path: string) => Promise<string>;
 
 export interface ConntrackCountersOptions {
@@ -42,7 +39,8 @@ export interface ConntrackCountersOptions {
   readonly statPath?: string;
   readonly limitPath?: string;
   readonly intervalMs?: number;
-  readonly timer?: IntervalTimer;
+  /** Runs the poll; default unref'd real timers. */
+  readonly timers?: Pick<Timers, 'every'>;
   readonly readText?: ReadText;
   /** Called after every successful poll, e.g. to feed the unexplained insert failure cross-check. */
   readonly onReading?: (reading: ConntrackReading) => void;
@@ -89,7 +87,7 @@ export class ConntrackCounters implements Lifecycle {
   private readonly statPath: string;
   private readonly limitPath: string;
   private readonly intervalMs: number;
-  private readonly timer: IntervalTimer;
+  private readonly timers: Pick<Timers, 'every'>;
   private readonly readText: ReadText;
   private readonly columnCounters = new Map<string, Counter>();
   private readonly entriesGauge: Gauge;
@@ -106,7 +104,7 @@ export class ConntrackCounters implements Lifecycle {
     this.limitPath = options.limitPath ?? CONNTRACK_MAX_PATH;
     this.intervalMs = options.intervalMs ?? 5_000;
     // Unref'd by default: polling the kernel's counters must not keep the agent alive on its own.
-    this.timer = options.timer ?? unrefTimers;
+    this.timers = options.timers ?? unrefTimers;
     // procfs files are generated in memory and never block: a synchronous read saves the
     // thread-pool round trips fs/promises makes per file, which is most of an idle poll's cost.
     this.readText = options.readText ?? (async (path) => readFileSync(path, 'utf8'));
@@ -135,7 +133,7 @@ export class ConntrackCounters implements Lifecycle {
   start(signal?: AbortSignal): void {
     if (this.cancelTimer !== undefined || signal?.aborted === true) return;
     void this.pollOnce();
-    this.cancelTimer = this.timer.every(this.intervalMs, () => void this.pollOnce());
+    this.cancelTimer = this.timers.every(this.intervalMs, () => void this.pollOnce());
     signal?.addEventListener('abort', () => void this.stop(), { once: true });
   }
 

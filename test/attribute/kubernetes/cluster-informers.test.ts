@@ -7,7 +7,7 @@ import { EndpointSliceIndex } from '../../../src/attribute/kubernetes/endpoint-s
 import { KubernetesResolver } from '../../../src/attribute/kubernetes/kubernetes-resolver.js';
 import { NodeAddressIndex } from '../../../src/attribute/kubernetes/node-address-index.js';
 import { PodIpIndex } from '../../../src/attribute/kubernetes/pod-ip-index.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { ServiceIndex } from '../../../src/attribute/kubernetes/service-index.js';
 import type { DnsDropEvent } from '../../../src/events/types.js';
 import { eventually } from '../../support/eventually.js';
@@ -61,7 +61,7 @@ async function start(): Promise<Harness> {
     registry,
     logger: pino({ level: 'silent' }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     initialBackoffMs: 20,
     maxBackoffMs: 200,
     onPodDeleted: (pod) => deleted.push(pod.metadata?.name ?? ''),
@@ -231,7 +231,7 @@ describe('ClusterInformers against an API server', () => {
       registry,
       logger: pino({ level: 'silent' }),
       clock: systemClock,
-      delay: realDelay,
+      delay: unrefTimers.delay,
       initialBackoffMs: 20,
     });
     try {

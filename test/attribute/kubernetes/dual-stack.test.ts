@@ -8,7 +8,7 @@ import { NodeAddressIndex } from '../../../src/attribute/kubernetes/node-address
 import { PodIpIndex } from '../../../src/attribute/kubernetes/pod-ip-index.js';
 import { ServiceIndex } from '../../../src/attribute/kubernetes/service-index.js';
 import { systemClock } from '../../../src/shared/clock.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { dnsDrop, insertFailure } from '../../support/events.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
 import { stored } from '../../support/k8s-fixtures.js';
@@ -45,7 +45,7 @@ async function start(): Promise<{ resolver: KubernetesResolver; indexes: Indexes
     registry: new Registry(),
     logger: pino({ level: 'silent' }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     initialBackoffMs: 20,
     maxBackoffMs: 200,
   });

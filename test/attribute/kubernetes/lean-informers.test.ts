@@ -15,7 +15,7 @@ import { PodIpIndex } from '../../../src/attribute/kubernetes/pod-ip-index.js';
 import { ServiceIndex } from '../../../src/attribute/kubernetes/service-index.js';
 import { PodFactsIndex } from '../../../src/diagnose/pod-facts-index.js';
 import { systemClock } from '../../../src/shared/clock.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { eventually } from '../../support/eventually.js';
 import {
   startFakeApiServer,
@@ -67,7 +67,7 @@ async function start(
     registry,
     logger: pino({ level: 'silent' }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     initialBackoffMs: 20,
     maxBackoffMs: 200,
     pageSize: options.pageSize,

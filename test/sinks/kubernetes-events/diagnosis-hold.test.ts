@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createHostFiles } from '../../../src/diagnose/host-files.js';
 import { diagnosePod } from '../../../src/diagnose/pod-diagnoser.js';
+import { advised } from '../../../src/diagnose/remedies.js';
 import type { EventDiagnosis, PodDiagnosis } from '../../../src/events/diagnosis.js';
 import type { AttributedEvent } from '../../../src/events/types.js';
 import { EventRecorder } from '../../../src/sinks/kubernetes-events/event-recorder.js';
@@ -75,7 +76,8 @@ function harness(whenDiagnosed: (event: AttributedEvent) => Promise<EventDiagnos
     isNodeAddress: () => false,
     logger: pino({ level: 'silent' }),
     flushTimeoutMs: 100,
-    whenDiagnosed,
+    // The event diagnosed anew goes through the advice stage again, as the agent wires it.
+    whenDiagnosed: (event) => whenDiagnosed(event)?.then((diagnosis) => advised(event, diagnosis)),
   });
   sink.start(new AbortController().signal);
   return { api, delay, clock, sink };
@@ -94,7 +96,7 @@ describe("a pod's first Event waits for the diagnosis being read", () => {
     const { api, delay, sink } = harness((event) =>
       event.diagnosis?.pod.status === 'diagnosed' ? undefined : reading.promise,
     );
-    const event = { ...attributed(insertFailure(), podA), diagnosis: NOT_YET };
+    const event = advised(attributed(insertFailure(), podA), NOT_YET);
     sink.handle(event);
     sink.handle(event);
     await eventually('the writer waiting for the hold', () =>
@@ -114,7 +116,7 @@ describe("a pod's first Event waits for the diagnosis being read", () => {
 
   it('waits at most the bound: a diagnosis not read within 2 s leaves the generic advice', async () => {
     const { api, delay, clock, sink } = harness(() => new Promise<EventDiagnosis>(() => undefined));
-    sink.handle({ ...attributed(insertFailure(), podA), diagnosis: NOT_YET });
+    sink.handle(advised(attributed(insertFailure(), podA), NOT_YET));
     await eventually('the writer waiting for the hold', () =>
       delay.pendingDurations().includes(2_000),
     );
@@ -138,10 +140,7 @@ describe("a pod's first Event waits for the diagnosis being read", () => {
       asked += 1;
       return undefined;
     });
-    sink.handle({
-      ...attributed(insertFailure(), podA),
-      diagnosis: { pod: musl, node: NOT_YET.node },
-    });
+    sink.handle(advised(attributed(insertFailure(), podA), { pod: musl, node: NOT_YET.node }));
     await eventually('the Event created', () => api.writes.length === 1);
     expect(asked).toBe(1);
     expect(api.writes[0]?.message).toContain('musl always sends A and AAAA in parallel');

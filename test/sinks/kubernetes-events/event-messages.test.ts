@@ -5,13 +5,16 @@ import type {
   InsertFailureEvent,
   RaceKind,
 } from '../../../src/events/types.js';
+import { adviceForEvent } from '../../../src/diagnose/remedies.js';
 import {
   EVENT_REASONS,
   MAX_MESSAGE_BYTES,
-  explainDnsDrop,
-  explainInsertFailure,
+  explainDnsDrop as explainDnsDropWith,
+  explainInsertFailure as explainInsertFailureWith,
   explainTableFull,
   fitMessage,
+  type ExplainContext,
+  type Explanation,
 } from '../../../src/sinks/kubernetes-events/event-messages.js';
 import {
   dnsDrop as baseDnsDrop,
@@ -60,6 +63,17 @@ function dnsDrop(reason: string, changes: Partial<DnsDropEvent> = {}): DnsDropEv
 }
 
 const ON_POD = { hostNetwork: false };
+
+/** As the sink explains an event: with the advice the pipeline writes when nothing is diagnosed. */
+function withGenericAdvice<E extends InsertFailureEvent | DnsDropEvent>(
+  explain: (event: E, attribution: Attribution, context: ExplainContext) => Explanation,
+) {
+  return (event: E, attribution: Attribution, context: ExplainContext): Explanation =>
+    explain(event, attribution, { ...context, advice: adviceForEvent(event, undefined) });
+}
+const explainInsertFailure = withGenericAdvice(explainInsertFailureWith);
+const explainDnsDrop = withGenericAdvice(explainDnsDropWith);
+
 const GLIBC_ONLY = 'single-request-reopen (glibc only; musl/Alpine ignores it)';
 
 describe('explainInsertFailure', () => {

@@ -8,7 +8,7 @@ import {
   type EventRecorderOptions,
 } from '../../../src/sinks/kubernetes-events/event-recorder.js';
 import { coreV1EventsApi } from '../../../src/sinks/kubernetes-events/events-api.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
 import { ManualClock } from '../../support/manual-clock.js';
@@ -47,7 +47,7 @@ async function start(
   const recorder = new EventRecorder({
     api: coreV1EventsApi(fake.kubeConfig(), { requestTimeoutMs: options.requestTimeoutMs ?? 2000 }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     registry,
     logger: pino({ level: 'silent' }),
     nodeName: 'lab-node',

@@ -1,3 +1,4 @@
+import { advised } from '../../../src/diagnose/remedies.js';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -13,7 +14,7 @@ import {
   type KubernetesParts,
   type KubernetesTuning,
 } from '../../../src/kubernetes-parts.js';
-import { realDelay } from '../../../src/shared/delay.js';
+import { unrefTimers } from '../../../src/shared/timers.js';
 import { LifecycleStack } from '../../../src/shared/lifecycle.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
@@ -52,7 +53,7 @@ async function start(extraTuning: KubernetesTuning = {}): Promise<Harness> {
     registry,
     logger: pino({ level: 'silent' }),
     clock: systemClock,
-    delay: realDelay,
+    delay: unrefTimers.delay,
     forgetPod: (namespace, name) => forgotten.push(`${namespace}/${name}`),
     tuning: {
       seriesGraceMs: 100,
@@ -99,7 +100,10 @@ function attributed(
   event: ProbeEvent,
   wallTimeMs = Date.now(),
 ): AttributedEvent {
-  return { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs };
+  return advised(
+    { event, attribution: cluster.resolver.attribute(event, wallTimeMs), wallTimeMs },
+    undefined,
+  );
 }
 
 describe('the Kubernetes parts against a fake API server', () => {

@@ -6,8 +6,8 @@ import { Registry } from 'prom-client';
 import {
   ConntrackCounters,
   type ConntrackReading,
-  type IntervalTimer,
 } from '../../../src/sources/kernel-stats/conntrack-counters.js';
+import type { Timers } from '../../../src/shared/timers.js';
 import {
   capturingLogger,
   metricValue,
@@ -39,7 +39,7 @@ function statFile(
   return `${HEADER}\n${row(0)}\n${row(1)}\n`;
 }
 
-class ManualTimer implements IntervalTimer {
+class ManualTimer implements Pick<Timers, 'every'> {
   ticks: (() => void)[] = [];
   intervals: number[] = [];
   cancelled = 0;
@@ -73,7 +73,7 @@ function harness(files: Record<string, string>): Harness {
     logger,
     statPath: STAT,
     limitPath: MAX,
-    timer,
+    timers: timer,
     intervalMs: 5_000,
     readText: async (path) => {
       const text = fileMap.get(path);
