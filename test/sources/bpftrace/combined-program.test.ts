@@ -1,5 +1,5 @@
 import { CombineError, combineScripts } from '../../../src/sources/bpftrace/combined-program.js';
-import { probeCatalogue } from '../../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue } from '../../../src/probes/catalogue.js';
 import { modeScripts } from './combined-program.fixture.js';
 
 const PROBE_HEADER = /^(?:tracepoint|kprobe|kretprobe|interval):[^\s/{]+/gm;
