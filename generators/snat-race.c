@@ -5,6 +5,7 @@
  * tuple and the second to reach confirmation is dropped (insert_failed).
  *
  * usage: snat-race NS_A NS_B DST_IP DST_PORT BASE_PORT PORT_SPAN ROUNDS INTERVAL_US
+ *   DST_IP is IPv4 or IPv6 (the senders use the family of the address they are given).
  *   ROUNDS 0 runs until SIGTERM/SIGINT and prints one line per round.
  * stdout: {"rounds":R,"sent":S,"sendErrors":E,"firstPort":P,"lastPort":Q}
  */
@@ -24,7 +25,9 @@ static atomic_int stop_requested;
 static volatile uint64_t start_ns;
 static volatile uint16_t source_port;
 static volatile int finished;
-static struct sockaddr_in destination;
+/* IPv4 or IPv6, whichever DST_IP is; family 0 until parsed. */
+static struct sockaddr_storage destination;
+static socklen_t destination_len;
 static atomic_long sent, send_errors;
 
 static void on_signal(int sig) {
@@ -41,12 +44,16 @@ static void *run_sender(void *arg) {
   for (;;) {
     pthread_barrier_wait(&go);
     if (finished) return NULL;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = socket(destination.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
-    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(source_port)};
-    if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) die("bind");
+    struct sockaddr_storage local = {.ss_family = destination.ss_family};
+    if (destination.ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&local)->sin6_port = htons(source_port);
+    else
+      ((struct sockaddr_in *)&local)->sin_port = htons(source_port);
+    if (bind(fd, (struct sockaddr *)&local, destination_len) != 0) die("bind");
     spin_until(start_ns);
-    if (sendto(fd, query, query_len, 0, (struct sockaddr *)&destination, sizeof destination) ==
+    if (sendto(fd, query, query_len, 0, (struct sockaddr *)&destination, destination_len) ==
         (ssize_t)query_len)
       atomic_fetch_add(&sent, 1);
     else
@@ -64,9 +71,18 @@ int main(int argc, char **argv) {
     return 2;
   }
   exit_with_parent();
-  destination.sin_family = AF_INET;
-  destination.sin_port = htons((uint16_t)atoi(argv[4]));
-  if (inet_pton(AF_INET, argv[3], &destination.sin_addr) != 1) {
+  uint16_t destination_port = htons((uint16_t)atoi(argv[4]));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&destination;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&destination;
+  if (inet_pton(AF_INET, argv[3], &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = destination_port;
+    destination_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, argv[3], &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = destination_port;
+    destination_len = sizeof *v6;
+  } else {
     fprintf(stderr, "bad address %s\n", argv[3]);
     return 2;
   }

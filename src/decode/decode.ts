@@ -8,6 +8,7 @@ import {
   type LineDecoder,
 } from './decoded-line.js';
 import { dropReasonFromLocation } from './drop-location.js';
+import { canonicalIpv6 } from './ip-address.js';
 
 /** Names the numeric drop reasons of the running kernel (read from the tracepoint format). */
 export type DropReasonNamer = (code: number) => string;
@@ -18,6 +19,8 @@ const PRINTF_PREFIX = '{"type": "printf", "data": "';
 const PRINTF_SUFFIX = '\\n"}';
 
 const CONNTRACK_FIELD_COUNT = 16;
+// insert_failed 3 and clash_resolved 2: the address family (`ipv4` / `ipv6`) after the protocol.
+const CONNTRACK_FAMILY_FIELD_COUNT = 17;
 // Schema 1 had no conntrack fields; recordings of it still decode.
 const DNS_V1_FIELD_COUNT = 11;
 const DNS_V2_FIELD_COUNT = 16;
@@ -29,6 +32,8 @@ const MAP_CLEARED_FIELD_COUNT = 3;
 const IPS_CONFIRMED = 0x8;
 const IPS_NAT_DONE = 0x180;
 const SNAT_PORT_ALLOC_FIELD_COUNT = 14;
+// snat_port_alloc 2: the address family after the protocol.
+const SNAT_PORT_ALLOC_FAMILY_FIELD_COUNT = 15;
 /** The reason field of a dns_drop record from a kernel without drop reasons. */
 const NO_REASON = '-';
 
@@ -129,6 +134,25 @@ function ipv4(fields: string[], index: number, name: string): string {
   return text;
 }
 
+type Family = 'ipv4' | 'ipv6';
+
+function family(fields: string[], index: number): Family {
+  const text = fields[index] ?? '';
+  if (text === 'ipv4' || text === 'ipv6') return text;
+  throw new FieldError(`family is neither ipv4 nor ipv6: "${truncate(text)}"`);
+}
+
+/** An address of the record's family; IPv6 in its canonical text (RFC 5952). */
+function address(fields: string[], index: number, name: string, of: Family): string {
+  if (of === 'ipv4') return ipv4(fields, index, name);
+  const text = fields[index] ?? '';
+  const canonical = canonicalIpv6(text);
+  if (canonical === undefined) {
+    throw new FieldError(`${name} is not an IPv6 address: "${truncate(text)}"`);
+  }
+  return canonical;
+}
+
 // bpftrace's nsecs is a u64.
 const MAX_NSECS = (1n << 64n) - 1n;
 const MAX_NSECS_DIGITS = MAX_NSECS.toString().length;
@@ -170,11 +194,11 @@ function transport(protocolNumber: number): TransportProtocol {
   }
 }
 
-function tuple(fields: string[], first: number, label: string): FlowTuple {
+function tuple(fields: string[], first: number, label: string, of: Family = 'ipv4'): FlowTuple {
   return {
-    srcIp: ipv4(fields, first, `${label} source`),
+    srcIp: address(fields, first, `${label} source`, of),
     srcPort: port(fields, first + 1, `${label} source port`),
-    dstIp: ipv4(fields, first + 2, `${label} destination`),
+    dstIp: address(fields, first + 2, `${label} destination`, of),
     dstPort: port(fields, first + 3, `${label} destination port`),
   };
 }
@@ -185,8 +209,12 @@ function conntrackEvent(
   probe: string,
 ): ProbeEvent {
   const ctStatus = status(fields[5] ?? '');
-  const original = tuple(fields, 7, 'original');
-  const reply = tuple(fields, 11, 'reply');
+  // Records with a family carry it after the protocol; older ones are IPv4.
+  const withFamily = fields.length === CONNTRACK_FAMILY_FIELD_COUNT;
+  const of = withFamily ? family(fields, 7) : 'ipv4';
+  const first = withFamily ? 8 : 7;
+  const original = tuple(fields, first, 'original', of);
+  const reply = tuple(fields, first + 4, 'reply', of);
   return {
     kind,
     probe,
@@ -250,6 +278,9 @@ function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNa
 }
 
 function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
+  const withFamily = fields.length === SNAT_PORT_ALLOC_FAMILY_FIELD_COUNT;
+  const of = withFamily ? family(fields, 8) : 'ipv4';
+  const first = withFamily ? 9 : 8;
   return {
     kind: 'snat_port_alloc',
     probe,
@@ -259,9 +290,9 @@ function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
     latencyNs: unsigned(fields, 5, 'latency_ns', Number.MAX_SAFE_INTEGER),
     attempts: unsigned(fields, 6, 'attempts', 0xffffffff),
     protocol: transport(unsigned(fields, 7, 'proto', 255)),
-    original: tuple(fields, 8, 'original'),
-    translatedIp: ipv4(fields, 12, 'translated source'),
-    translatedPort: port(fields, 13, 'translated source port'),
+    original: tuple(fields, first, 'original', of),
+    translatedIp: address(fields, first + 4, 'translated source', of),
+    translatedPort: port(fields, first + 5, 'translated source port'),
   };
 }
 
@@ -273,9 +304,17 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
       ['1', CONNTRACK_FIELD_COUNT],
       // Schema 2: the same fields, an example of failures the probe counts in the kernel.
       ['2', CONNTRACK_FIELD_COUNT],
+      // Schema 3: schema 2 with the address family, IPv4 or IPv6.
+      ['3', CONNTRACK_FAMILY_FIELD_COUNT],
     ]),
   ],
-  ['clash_resolved', new Map([['1', CONNTRACK_FIELD_COUNT]])],
+  [
+    'clash_resolved',
+    new Map([
+      ['1', CONNTRACK_FIELD_COUNT],
+      ['2', CONNTRACK_FAMILY_FIELD_COUNT],
+    ]),
+  ],
   [
     'dns_drop',
     new Map([
@@ -285,7 +324,13 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
     ]),
   ],
   ['map_cleared', new Map([['1', MAP_CLEARED_FIELD_COUNT]])],
-  ['snat_port_alloc', new Map([['1', SNAT_PORT_ALLOC_FIELD_COUNT]])],
+  [
+    'snat_port_alloc',
+    new Map([
+      ['1', SNAT_PORT_ALLOC_FIELD_COUNT],
+      ['2', SNAT_PORT_ALLOC_FAMILY_FIELD_COUNT],
+    ]),
+  ],
 ]);
 
 function decodeEventLine(payload: string, probe: string, reasonName: DropReasonNamer): DecodedLine {
@@ -320,7 +365,7 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
         ? dnsDropEvent(fields, probe, reasonName)
         : record === 'snat_port_alloc'
           ? snatPortAllocationEvent(fields, probe)
-          : record === 'insert_failed' && fields[1] === '2'
+          : record === 'insert_failed' && (fields[1] === '2' || fields[1] === '3')
             ? { ...conntrackEvent('insert_failed', fields, probe), count: 0 }
             : conntrackEvent(record as 'insert_failed' | 'clash_resolved', fields, probe);
     return { type: 'event', event };

@@ -1,13 +1,24 @@
 import type { InsertFailureEvent, RaceKind, TransportProtocol } from '../events/types.js';
 import { CumulativeCounts, ipv4Field, u32Field, type ParsedCountKey } from './count-maps.js';
+import { ipv6FromHalves } from './ip-address.js';
 
-/** The maps of probes/tracepoint/conntrack-insert-failed.bt and probes/kprobe/conntrack-confirm.bt. */
-export const INSERT_FAILURE_MAPS = ['@insert_failures_0', '@insert_failures_1'] as const;
+/**
+ * The maps of probes/tracepoint/conntrack-insert-failed.bt and probes/kprobe/conntrack-confirm.bt:
+ * IPv4 flows in `@insert_failures_*`, IPv6 flows in `@insert_failures6_*` (each address keyed as
+ * two u64 halves); one totals map for both.
+ */
+export const INSERT_FAILURE_MAPS = [
+  '@insert_failures_0',
+  '@insert_failures_1',
+  '@insert_failures6_0',
+  '@insert_failures6_1',
+] as const;
 export const INSERT_FAILURE_TOTALS_MAP = '@insert_failure_totals';
 
 /** The probes' race code: bit 0 the source was rewritten, bit 1 the destination. */
 const RACES: readonly RaceKind[] = ['none', 'snat', 'dnat', 'snat_dnat'];
 const KEY_FIELDS = 9;
+const IPV6_KEY_FIELDS = 13;
 const MAX_PORT = 0xffff;
 // IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE, IPS_CONFIRMED clear: what every counted entry had.
 const COUNTED_STATUS = 0x180;
@@ -51,6 +62,8 @@ function insertFailureOf(
   probe: string,
 ): ParsedCountKey<InsertFailureEvent> | undefined {
   const fields = key.split(',');
+  if (fields.length === IPV6_KEY_FIELDS)
+    return ipv6InsertFailureOf(fields, count, monotonicNs, probe);
   if (fields.length !== KEY_FIELDS) return undefined;
   const [
     netnsText,
@@ -63,14 +76,75 @@ function insertFailureOf(
     rsportText,
     rdstText,
   ] = fields;
+  return failureEvent(
+    {
+      netnsText,
+      raceText,
+      protoText,
+      osrc: ipv4Field(osrcText),
+      odst: ipv4Field(odstText),
+      odportText,
+      rsrc: ipv4Field(rsrcText),
+      rsportText,
+      rdst: ipv4Field(rdstText),
+    },
+    count,
+    monotonicNs,
+    probe,
+  );
+}
+
+function ipv6InsertFailureOf(
+  fields: readonly string[],
+  count: number,
+  monotonicNs: bigint,
+  probe: string,
+): ParsedCountKey<InsertFailureEvent> | undefined {
+  const [netnsText, raceText, protoText, osrcA, osrcB, odstA, odstB, odportText] = fields;
+  const [rsrcA, rsrcB, rsportText, rdstA, rdstB] = fields.slice(8);
+  const halves = (a: string | undefined, b: string | undefined): string | undefined =>
+    a === undefined || b === undefined ? undefined : ipv6FromHalves(a, b);
+  return failureEvent(
+    {
+      netnsText,
+      raceText,
+      protoText,
+      osrc: halves(osrcA, osrcB),
+      odst: halves(odstA, odstB),
+      odportText,
+      rsrc: halves(rsrcA, rsrcB),
+      rsportText,
+      rdst: halves(rdstA, rdstB),
+    },
+    count,
+    monotonicNs,
+    probe,
+  );
+}
+
+/** A key's fields, addresses already read (undefined where not an address of its family). */
+interface KeyFields {
+  readonly netnsText: string | undefined;
+  readonly raceText: string | undefined;
+  readonly protoText: string | undefined;
+  readonly osrc: string | undefined;
+  readonly odst: string | undefined;
+  readonly odportText: string | undefined;
+  readonly rsrc: string | undefined;
+  readonly rsportText: string | undefined;
+  readonly rdst: string | undefined;
+}
+
+function failureEvent(
+  { netnsText, raceText, protoText, osrc, odst, odportText, rsrc, rsportText, rdst }: KeyFields,
+  count: number,
+  monotonicNs: bigint,
+  probe: string,
+): ParsedCountKey<InsertFailureEvent> | undefined {
   const netnsInode = u32Field(netnsText);
   const raceCode = u32Field(raceText);
   const race = raceCode === undefined ? undefined : RACES[raceCode];
   const proto = u32Field(protoText);
-  const osrc = ipv4Field(osrcText);
-  const odst = ipv4Field(odstText);
-  const rsrc = ipv4Field(rsrcText);
-  const rdst = ipv4Field(rdstText);
   // Server ports are keyed in network order, as the tuple holds them.
   const odport = networkPort(odportText);
   const rsport = networkPort(rsportText);

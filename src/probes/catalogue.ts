@@ -141,11 +141,16 @@ export const COUNT_MAP_GENERATION_SECONDS = 300;
  */
 export const COUNT_MAP_KEYS = 8192;
 
-/** The insert-failure probes' printed maps: one of the two runs in each mode. */
+/**
+ * The insert-failure probes' printed maps: one of the two runs in each mode. IPv4 flows in
+ * `@insert_failures_*`, IPv6 flows in `@insert_failures6_*`; one totals map for both.
+ */
 const INSERT_FAILURE_COUNT_MAPS = [
   '@insert_failure_totals',
   '@insert_failures_0',
   '@insert_failures_1',
+  '@insert_failures6_0',
+  '@insert_failures6_1',
 ] as const;
 
 const countMapEnv = { BPFTRACE_MAP_KEYS_MAX: String(COUNT_MAP_KEYS) };

@@ -212,6 +212,113 @@ describe('InsertFailureCounts: the insert-failure probes kernel counts to events
     expect(observeLine('@insert_failures_0', { [bad]: 1 }).rejectedKeys).toEqual([bad]);
   });
 
+  // IPv6 keys: each address as two u64 halves of its bytes read little-endian, as the probes
+  // key them (values as bpftrace printed them for these addresses, test/fixtures/kprobe).
+  const POD6 = ['74775649059069', '144115188075855872']; // fd00:10:244::2
+  const UPSTREAM6 = ['3087860000', '5980780305148018688']; // 2001:db8::53
+  const NODE6 = ['3087860000', '72057594037927936']; // 2001:db8::1
+
+  it('reads an IPv6 key of the IPv6 maps into canonical addresses, under the same totals', () => {
+    const tracker = counter();
+    const snat6 = [
+      NETNS,
+      1,
+      17,
+      ...POD6,
+      ...UPSTREAM6,
+      port53,
+      ...UPSTREAM6,
+      port53,
+      ...NODE6,
+    ].join(',');
+    const observeLine = (map: string, entries: Record<string, number>) => {
+      const record = counts(mapLine(map, entries));
+      return tracker.observe(record.map, record.entries);
+    };
+    observeLine('@insert_failure_totals', { '1': 3 });
+    const { events } = observeLine('@insert_failures6_0', { [snat6]: 3 });
+    expect(events).toEqual([
+      expect.objectContaining({
+        original: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '2001:db8::53', dstPort: 53 },
+        reply: { srcIp: '2001:db8::53', srcPort: 53, dstIp: '2001:db8::1', dstPort: 0 },
+        race: 'snat',
+        count: 3,
+      }),
+    ]);
+    // Totals of both families against the detailed counts of both: nothing uncounted.
+    expect(observeLine('@insert_failure_totals', { '1': 3 }).uncounted).toEqual(new Map());
+  });
+
+  it.each([
+    [
+      'a half past u64',
+      [
+        NETNS,
+        1,
+        17,
+        '18446744073709551616',
+        '0',
+        ...UPSTREAM6,
+        port53,
+        ...UPSTREAM6,
+        port53,
+        ...NODE6,
+      ],
+    ],
+    [
+      'a half that is no number',
+      [NETNS, 1, 17, 'fd00::2', '0', ...UPSTREAM6, port53, ...UPSTREAM6, port53, ...NODE6],
+    ],
+    [
+      'one field short',
+      [NETNS, 1, 17, ...POD6, ...UPSTREAM6, port53, ...UPSTREAM6, port53, NODE6[0]],
+    ],
+  ])('rejects an IPv6 key with %s', (_, fields) => {
+    const tracker = counter();
+    const bad = fields.join(',');
+    const record = counts(mapLine('@insert_failures6_1', { [bad]: 1 }));
+    expect(tracker.observe(record.map, record.entries).rejectedKeys).toEqual([bad]);
+  });
+
+  it('reads a schema-3 insert_failed line of either family, IPv6 addresses made canonical', () => {
+    const line = JSON.stringify({
+      type: 'printf',
+      data: 'insert_failed 3 5036542919870 1 4026532420 0x190 17 ipv6 fd00:10:244:0:0:0:0:2 40000 2001:DB8::53 53 2001:db8::53 53 2001:db8::1 40000 nf_hook_slow\n',
+    });
+    expect(decode(line)).toMatchObject({
+      type: 'event',
+      event: {
+        kind: 'insert_failed',
+        race: 'snat',
+        count: 0,
+        original: { srcIp: 'fd00:10:244::2', dstIp: '2001:db8::53' },
+      },
+    });
+    const v4 = JSON.stringify({
+      type: 'printf',
+      data: 'insert_failed 3 5036542919870 1 4026532420 0x190 17 ipv4 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000 nf_hook_slow\n',
+    });
+    expect(decode(v4)).toMatchObject({ type: 'event', event: { race: 'snat', count: 0 } });
+  });
+
+  it.each([
+    [
+      'an IPv6 address in an ipv4 record',
+      'ipv4 fd00::2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000',
+    ],
+    [
+      'an IPv4 address in an ipv6 record',
+      'ipv6 10.244.0.2 40000 2001:db8::53 53 2001:db8::53 53 2001:db8::1 40000',
+    ],
+    ['an unknown family', 'ipv5 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000'],
+  ])('rejects a schema-3 line with %s', (_, tuples) => {
+    const line = JSON.stringify({
+      type: 'printf',
+      data: `insert_failed 3 5036542919870 1 4026532420 0x190 17 ${tuples} nf_hook_slow\n`,
+    });
+    expect(decode(line)).toMatchObject({ type: 'rejected', code: 'bad_field' });
+  });
+
   it('reads a schema-2 insert_failed line as an example that counts nothing', () => {
     const line = JSON.stringify({
       type: 'printf',

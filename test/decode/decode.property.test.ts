@@ -12,6 +12,7 @@ import {
   validEventLine,
 } from '../support/hostile-lines.js';
 import { propertyParameters } from '../support/property.js';
+import { canonicalIpv6 } from '../../src/decode/ip-address.js';
 import { DECODE_ERROR_CODES } from '../../src/decode/decoded-line.js';
 
 const decode = createLineDecoder('tracepoint/property', (code) => `UNKNOWN_${code}`);
@@ -20,6 +21,9 @@ const REJECTION_CODES = new Set<string>(DECODE_ERROR_CODES);
 const DOTTED_QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const MAX_U64 = (1n << 64n) - 1n;
 
+/** A dotted quad, or an IPv6 address in its one canonical text (RFC 5952). */
+const isAddress = (ip: string) => DOTTED_QUAD.test(ip) || canonicalIpv6(ip) === ip;
+
 const inRange = (value: number, max: number) =>
   Number.isSafeInteger(value) && value >= 0 && value <= max;
 const isCount = (value: number) => Number.isSafeInteger(value) && value >= 0;
@@ -27,7 +31,7 @@ const isCount = (value: number) => Number.isSafeInteger(value) && value >= 0;
 function tupleProblems(tuple: FlowTuple, label: string): string[] {
   const problems: string[] = [];
   for (const ip of [tuple.srcIp, tuple.dstIp]) {
-    if (!DOTTED_QUAD.test(ip)) problems.push(`${label} address ${ip}`);
+    if (!isAddress(ip)) problems.push(`${label} address ${ip}`);
   }
   for (const port of [tuple.srcPort, tuple.dstPort]) {
     if (!inRange(port, 0xffff)) problems.push(`${label} port ${port}`);
@@ -56,7 +60,7 @@ function eventProblems(event: ProbeEvent): string[] {
       if (!isCount(event.latencyNs)) problems.push(`latency ${event.latencyNs}`);
       if (!isCount(event.attempts)) problems.push(`attempts ${event.attempts}`);
       problems.push(...tupleProblems(event.original, 'original'));
-      if (!DOTTED_QUAD.test(event.translatedIp)) problems.push('translated address');
+      if (!isAddress(event.translatedIp)) problems.push('translated address');
       if (!inRange(event.translatedPort, 0xffff)) problems.push('translated port');
       break;
   }

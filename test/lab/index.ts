@@ -1,4 +1,11 @@
-export { createLab, removeStaleLabs, netnsInodeOfPid, labAddresses, podSearchPath } from './lab.js';
+export {
+  createLab,
+  removeStaleLabs,
+  netnsInodeOfPid,
+  labAddresses,
+  labAddresses6,
+  podSearchPath,
+} from './lab.js';
 export type { Lab, LabNode, LabPod, LabUpstream, LabOptions } from './lab.js';
 export { readConntrackStats, counterDelta, readSnmpCounter } from './kernel-counters.js';
 export type { ConntrackStats } from './kernel-counters.js';

@@ -38,6 +38,19 @@ export const labAddresses = {
   silentDns: '192.0.2.99',
 } as const;
 
+/**
+ * The IPv6 side of a dual-stack lab (`dualStack`): pods on a ULA prefix behind the node's
+ * bridge, the upstream on the documentation prefix. Both exist only inside the lab's namespaces.
+ */
+export const labAddresses6 = {
+  podSubnet: 'fd00:10:244::/64',
+  bridge: 'fd00:10:244::1',
+  /** Pod N (1-based) gets fd00:10:244::(N+1), as its IPv4 address ends in N+1. */
+  podPrefix: 'fd00:10:244::',
+  nodeUpstream: '2001:db8::1',
+  upstreamHost: '2001:db8::53',
+} as const;
+
 export const podSearchPath = [
   'default.svc.cluster.local',
   'svc.cluster.local',
@@ -47,6 +60,8 @@ export const podSearchPath = [
 export interface LabPod {
   readonly netns: string;
   readonly ip: string;
+  /** Its IPv6 address, in a dual-stack lab. */
+  readonly ip6?: string;
   readonly netnsInode: number;
 }
 
@@ -66,6 +81,11 @@ export interface LabOptions {
   /** At least 2. */
   readonly pods?: number;
   readonly buildDir?: string;
+  /**
+   * IPv6 beside IPv4 (labAddresses6): pods, node and upstream get IPv6 addresses, the node
+   * forwards and masquerades IPv6 pod traffic to the upstream (ip6tables) as it does IPv4.
+   */
+  readonly dualStack?: boolean;
 }
 
 export interface Lab {
@@ -124,6 +144,27 @@ COMMIT
 -A OUTPUT -d ${a.blockedDns}/32 -p udp --dport 53 -j DROP
 COMMIT
 `;
+
+/** The node's IPv6 NAT: pod traffic to the upstream masqueraded, as for IPv4. */
+const nodeRules6 = (a: typeof labAddresses6): string => `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s ${a.podSubnet} -o up0 -j MASQUERADE
+COMMIT
+`;
+
+/**
+ * IPv6 without autoconfiguration: no router solicitations or advertisements accepted, and
+ * addresses added `nodad` so that they work at once and send no duplicate-address probes.
+ */
+const quietIpv6 = [
+  'net.ipv6.conf.all.accept_ra=0',
+  'net.ipv6.conf.default.accept_ra=0',
+  'net.ipv6.conf.all.router_solicitations=0',
+  'net.ipv6.conf.default.router_solicitations=0',
+];
 
 const podResolvConf = `nameserver ${labAddresses.clusterDns}
 search ${podSearchPath.join(' ')}
@@ -205,17 +246,23 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     for (const name of allNs) {
       await run('ip', ['netns', 'add', name]);
       await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-      // No IPv6 inside the lab: no router solicitations or DAD noise in the probes' view.
-      await runIn(name, 'sysctl', [
-        '-qw',
-        'net.ipv6.conf.all.disable_ipv6=1',
-        'net.ipv6.conf.default.disable_ipv6=1',
-      ]);
+      // No IPv6 inside an IPv4 lab: no router solicitations or DAD noise in the probes' view.
+      await runIn(
+        name,
+        'sysctl',
+        options.dualStack
+          ? ['-qw', ...quietIpv6]
+          : ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'],
+      );
     }
     const a = labAddresses;
     await run('ip', ['-n', nodeNs, 'link', 'add', 'br0', 'type', 'bridge']);
     await run('ip', ['-n', nodeNs, 'addr', 'add', `${a.bridge}/24`, 'dev', 'br0']);
     await run('ip', ['-n', nodeNs, 'link', 'set', 'br0', 'up']);
+    const a6 = labAddresses6;
+    if (options.dualStack) {
+      await run('ip', ['-n', nodeNs, 'addr', 'add', `${a6.bridge}/64`, 'dev', 'br0', 'nodad']);
+    }
     const pods: LabPod[] = [];
     for (const [index, name] of podNs.entries()) {
       const ip = `10.244.0.${index + 2}`;
@@ -225,10 +272,15 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       await run('ip', ['-n', name, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       await run('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
       await run('ip', ['-n', name, 'route', 'add', 'default', 'via', a.bridge]);
+      const ip6 = options.dualStack ? `${a6.podPrefix}${(index + 2).toString(16)}` : undefined;
+      if (ip6 !== undefined) {
+        await run('ip', ['-n', name, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+        await run('ip', ['-n', name, '-6', 'route', 'add', 'default', 'via', a6.bridge]);
+      }
       mkdirSync(`/etc/netns/${name}`, { recursive: true });
       writeFileSync(`/etc/netns/${name}/resolv.conf`, podResolvConf);
       writeFileSync(`/etc/netns/${name}/hosts`, podHosts);
-      pods.push({ netns: name, ip, netnsInode: netnsInode(name) });
+      pods.push({ netns: name, ip, ...(ip6 && { ip6 }), netnsInode: netnsInode(name) });
     }
     await addVeth(nodeNs, 'up0', upstreamNs);
     await run('ip', ['-n', nodeNs, 'addr', 'add', `${a.nodeUpstream}/24`, 'dev', 'up0']);
@@ -241,6 +293,31 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     // The node has no default route: it reaches the pods and the upstream link, nothing else.
     await runIn(nodeNs, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     await runIn(nodeNs, 'iptables-restore', [], { input: nodeRules(a) });
+    if (options.dualStack) {
+      await run('ip', [
+        '-n',
+        nodeNs,
+        'addr',
+        'add',
+        `${a6.nodeUpstream}/64`,
+        'dev',
+        'up0',
+        'nodad',
+      ]);
+      await run('ip', [
+        '-n',
+        upstreamNs,
+        'addr',
+        'add',
+        `${a6.upstreamHost}/64`,
+        'dev',
+        'eth0',
+        'nodad',
+      ]);
+      await run('ip', ['-n', upstreamNs, '-6', 'route', 'add', 'default', 'via', a6.nodeUpstream]);
+      await runIn(nodeNs, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+      await runIn(nodeNs, 'ip6tables-restore', [], { input: nodeRules6(a6) });
+    }
 
     const sleeper = spawnIn(nodeNs, 'sleep', ['infinity']);
     processes.push(sleeper);

@@ -4,7 +4,7 @@ import type { InsertFailureEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { replayCounts } from './counted.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
-import { createLab, labAddresses, type Lab } from '../lab/lab.js';
+import { createLab, labAddresses, labAddresses6, type Lab } from '../lab/lab.js';
 import { dnatClashUntil, snatRaceUntil } from '../lab/scenarios/race-until.js';
 import { runDnsBlocked, sendQueries } from '../lab/scenarios/dns-queries.js';
 
@@ -20,7 +20,8 @@ let lab: Lab;
 let probe: ProbeRun;
 
 beforeAll(async () => {
-  lab = await createLab();
+  // Dual-stack: the same races over IPv6 beside IPv4.
+  lab = await createLab({ dualStack: true });
   // A generation period of 3 s: the races span several swaps and clearings of the maps.
   probe = await startProbe('tracepoint/conntrack-insert-failed.bt', [
     String(dropReason(reasons, 'NETFILTER_DROP')),
@@ -123,6 +124,45 @@ describe('tracepoint/conntrack-insert-failed.bt', () => {
         expect(event.protocol).toBe('udp');
         expect(event.ctStatus & 0x8).toBe(0);
         expect(event.ctStatus & 0x180).toBe(0x180);
+      }
+    },
+    timeoutMs,
+  );
+
+  it(
+    'reports exactly the insert failures of an IPv6 SNAT race, addresses in canonical text',
+    async () => {
+      const { kernel, count, counted, examples } = await countedDuring(
+        async () =>
+          (await snatRaceUntil(lab, { needed: 20, destination: labAddresses6.upstreamHost }))
+            .kernel['insert_failed'] ?? 0,
+      );
+
+      expect(kernel).toBeGreaterThanOrEqual(20);
+      expect(count).toBe(kernel);
+      const podIps = lab.pods.map((pod) => pod.ip6);
+      expect(counted.length).toBeGreaterThan(0);
+      for (const event of counted) {
+        expect(podIps).toContain(event.original.srcIp);
+        expect(event.original).toMatchObject({ dstIp: labAddresses6.upstreamHost, dstPort: 53 });
+        expect(event.reply).toMatchObject({
+          srcIp: labAddresses6.upstreamHost,
+          srcPort: 53,
+          dstIp: labAddresses6.nodeUpstream,
+        });
+        expect(event.race).toBe('snat');
+        expect(event.protocol).toBe('udp');
+      }
+      expect(examples.length).toBeGreaterThan(0);
+      for (const event of examples) {
+        expect(podIps).toContain(event.original.srcIp);
+        expect(event.reply).toEqual({
+          srcIp: labAddresses6.upstreamHost,
+          srcPort: 53,
+          dstIp: labAddresses6.nodeUpstream,
+          dstPort: event.original.srcPort,
+        });
+        expect(event.race).toBe('snat');
       }
     },
     timeoutMs,

@@ -3,6 +3,14 @@ import { Registry } from 'prom-client';
 import { standaloneResolver } from '../../src/attribute/standalone-resolver.js';
 import { EventMetrics } from '../../src/sinks/metrics/event-metrics.js';
 import { createLineDecoder } from '../../src/decode/decode.js';
+import { InsertFailureCounts } from '../../src/decode/insert-failure-counts.js';
+import type { ProbeEvent } from '../../src/events/types.js';
+
+function fixtureLines(fixture: string): string[] {
+  return readFileSync(new URL(`../fixtures/kprobe/${fixture}`, import.meta.url), 'utf8')
+    .split('\n')
+    .filter((line) => line !== '');
+}
 
 function countInto(fixture: string, registry: Registry, metrics: EventMetrics): number {
   const decode = createLineDecoder('kprobe/fixture', (code) => `UNKNOWN_${code}`);
@@ -51,5 +59,59 @@ describe('kprobe-mode output', () => {
     expect(allocations).toBeGreaterThan(0);
     expect(count?.value).toBe(allocations);
     expect(await total(registry, 'conntrack_observer_insert_failures_total')).toBe(0);
+  });
+
+  it('reads IPv6 records with their family, addresses in canonical text and races classified', () => {
+    const decode = createLineDecoder('kprobe/fixture', (code) => `UNKNOWN_${code}`);
+    const events = ['clash-resolved-dnat-ipv6.jsonl', 'snat-port-alloc-ipv6.jsonl']
+      .flatMap(fixtureLines)
+      .map(decode)
+      .flatMap((decoded) => (decoded.type === 'event' ? [decoded.event] : []));
+    expect(events).toEqual([
+      expect.objectContaining({
+        kind: 'clash_resolved',
+        race: 'dnat',
+        original: { srcIp: 'fd00:10:244::5', srcPort: 41234, dstIp: 'fd00:10:96::a', dstPort: 53 },
+      }),
+      expect.objectContaining({
+        kind: 'snat_port_alloc',
+        attempts: 3,
+        translatedIp: '2001:db8::1',
+        translatedPort: 40002,
+      }),
+    ]);
+  });
+
+  it('counts an IPv6 SNAT race from its maps, the example record counting nothing', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const decode = createLineDecoder('kprobe/conntrack-confirm', (code) => `UNKNOWN_${code}`);
+    const tracker = new InsertFailureCounts({
+      probe: 'kprobe/conntrack-confirm',
+      monotonicNs: () => 0n,
+    });
+    const events: ProbeEvent[] = [];
+    for (const decoded of fixtureLines('insert-failed-snat-ipv6.jsonl').map(decode)) {
+      expect(decoded.type).not.toBe('rejected');
+      if (decoded.type === 'event') events.push(decoded.event);
+      if (decoded.type === 'counts') {
+        const update = tracker.observe(decoded.map, decoded.entries);
+        expect(update.rejectedKeys).toEqual([]);
+        events.push(...update.events);
+      }
+    }
+    for (const event of events) {
+      const attribution = standaloneResolver.attribute(event, 0);
+      metrics.record({ event, attribution, wallTimeMs: 0 }, false);
+    }
+    expect(
+      events.map((event) => (event.kind === 'insert_failed' ? event.race : event.kind)),
+    ).toEqual(['snat', 'snat']);
+    expect(events[1]).toMatchObject({
+      original: { srcIp: 'fd00:10:244::2', dstIp: '2001:db8::53', dstPort: 53 },
+      reply: { srcIp: '2001:db8::53', srcPort: 53, dstIp: '2001:db8::1' },
+    });
+    // The map's 2, not the example's 0 + the map's 2.
+    expect(await total(registry, 'conntrack_observer_insert_failures_total')).toBe(2);
   });
 });

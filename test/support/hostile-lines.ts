@@ -15,6 +15,15 @@ const hexStatus = fc
   .chain((value) => fc.constantFrom(value.toString(16), `0x${value.toString(16)}`));
 const symbol = fc.stringMatching(/^[a-z_]{1,24}$/);
 const tupleFields = fc.tuple(ipv4, port, ipv4, port).map((fields) => fields.map(String));
+/** IPv6 text in any valid spelling: full, compressed, upper case, with an embedded IPv4. */
+export const ipv6 = fc.oneof(
+  fc.ipV6(),
+  fc.ipV6().map((text) => text.toUpperCase()),
+  fc
+    .array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 })
+    .map((groups) => groups.map((group) => group.toString(16).padStart(4, '0')).join(':')),
+);
+const tupleFields6 = fc.tuple(ipv6, port, ipv6, port).map((fields) => fields.map(String));
 
 /** The fields of a valid event payload, record name first. */
 export const validEventFields: fc.Arbitrary<string[]> = fc.oneof(
@@ -41,6 +50,61 @@ export const validEventFields: fc.Arbitrary<string[]> = fc.oneof(
       ...original,
       ...reply,
       location,
+    ]),
+  fc
+    .tuple(
+      fc.constantFrom(['insert_failed', '3'], ['clash_resolved', '2']),
+      nsecs,
+      cpu,
+      u32,
+      hexStatus,
+      fc.integer({ min: 0, max: 255 }),
+      fc.oneof(
+        fc.tuple(fc.constant('ipv4'), tupleFields, tupleFields),
+        fc.tuple(fc.constant('ipv6'), tupleFields6, tupleFields6),
+      ),
+      symbol,
+    )
+    .map(
+      ([[record, version], ns, c, netns, status, proto, [family, original, reply], location]) => [
+        record,
+        version,
+        ns,
+        String(c),
+        String(netns),
+        status,
+        String(proto),
+        family,
+        ...original,
+        ...reply,
+        location,
+      ],
+    ),
+  fc
+    .tuple(
+      nsecs,
+      cpu,
+      u32,
+      fc.maxSafeNat(),
+      u32,
+      fc.integer({ min: 0, max: 255 }),
+      tupleFields6,
+      ipv6,
+      port,
+    )
+    .map(([ns, c, netns, latency, attempts, proto, original, ip, translatedPort]) => [
+      'snat_port_alloc',
+      '2',
+      ns,
+      String(c),
+      String(netns),
+      String(latency),
+      String(attempts),
+      String(proto),
+      'ipv6',
+      ...original,
+      ip,
+      String(translatedPort),
     ]),
   fc
     .tuple(nsecs, cpu, u32, u32, tupleFields, symbol)
@@ -114,6 +178,11 @@ export const hostileToken: fc.Arbitrary<string> = fc.oneof(
     '\u0000',
     '\ufffd',
     '256.1.1.1',
+    '1::2::3',
+    'fd00::10000',
+    '::ffff:1.2.3.256',
+    '1:2:3:4:5:6:7:8:9',
+    'ipv5',
     '65536',
     '4294967296',
   ),
