@@ -41,7 +41,8 @@ function groupsOf(address: string): number[] | undefined {
   return groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
 }
 
-function formatGroups(groups: readonly number[]): string {
+/** RFC 5952 text of an IPv6 address given as its eight 16-bit groups. */
+export function formatGroups(groups: readonly number[]): string {
   const isMapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
   if (isMapped) {
     const [hi = 0, lo = 0] = groups.slice(6);

@@ -4,7 +4,7 @@ import {
   INSERT_FAILURE_MAPS,
   INSERT_FAILURE_TOTALS_MAP,
 } from '../../../src/decode/insert-failure-counts.js';
-import { probeCatalogue } from '../../../src/sources/bpftrace/catalogue.js';
+import { probeCatalogue } from '../../../src/probes/catalogue.js';
 
 const probesDir = new URL('../../../probes/', import.meta.url);
 const insertFailureProbes = probeCatalogue.filter(
