@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { EventDiagnosis } from '../../events/diagnosis.js';
-import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
+import type { AttributedEvent, DnsDropEvent, DnsNoDataEvent } from '../../events/types.js';
+import { noDataStopOf } from '../../events/nodata-stop.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
 import {
   explainDnsDrop,
   explainInsertFailure,
+  explainLookupStoppedOnNoData,
   explainTableFull,
   explainUnansweredQueries,
 } from './event-messages.js';
@@ -77,6 +79,10 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       // Answered queries tell the pod nothing it needs to act on: the metrics count them.
       if (event.kind === 'dns_query' && event.outcome !== 'unanswered') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
+      if (event.kind === 'dns_nodata') {
+        this.recordNoDataStop(event, attributed);
+        return;
+      }
       // Counted in the kernel: the Event counts what the counts say, not the examples.
       const occurrences = event.count ?? 1;
       if (occurrences === 0) return;
@@ -113,6 +119,25 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         ...explain(attributed.diagnosis),
         ...this.holdFor(attributed, explain),
       });
+    });
+  }
+
+  /**
+   * A DNSLookupStoppedOnNoData Event on a pod whose musl lookup ended on a NODATA answer to a
+   * search-list name. Decided from the diagnosis the event comes with (the pod's resolv.conf and
+   * C library): before it is read there is nothing to decide from, and the pod's next NODATA
+   * answers come with it.
+   */
+  private recordNoDataStop(event: DnsNoDataEvent, attributed: AttributedEvent): void {
+    const pod = attributed.attribution.pod;
+    const stop = noDataStopOf(event, attributed.diagnosis);
+    if (pod === undefined || stop === undefined) return;
+    this.options.recorder.record({
+      involvedObject: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      aggregationKey: `nodata/${stop.domain}`,
+      wallTimeMs: attributed.wallTimeMs,
+      occurrences: 1,
+      ...explainLookupStoppedOnNoData(stop, event.tuple.dstIp),
     });
   }
 
