@@ -124,21 +124,36 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
 
   /**
    * A DNSLookupStoppedOnNoData Event on a pod whose musl lookup ended on a NODATA answer to a
-   * search-list name. Decided from the diagnosis the event comes with (the pod's resolv.conf and
-   * C library): before it is read there is nothing to decide from, and the pod's next NODATA
-   * answers come with it.
+   * search-list name, decided from the pod's diagnosis (its resolv.conf and C library). A pod
+   * seen for the first time is decided once its diagnosis is read: without it there is nothing
+   * to decide from, and its first failed lookup is the one its owner is looking for.
    */
   private recordNoDataStop(event: DnsNoDataEvent, attributed: AttributedEvent): void {
     const pod = attributed.attribution.pod;
-    const stop = noDataStopOf(event, attributed.diagnosis);
-    if (pod === undefined || stop === undefined) return;
-    this.options.recorder.record({
-      involvedObject: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
-      aggregationKey: `nodata/${stop.domain}`,
-      wallTimeMs: attributed.wallTimeMs,
-      occurrences: 1,
-      ...explainLookupStoppedOnNoData(stop, event.tuple.dstIp),
-    });
+    if (pod === undefined) return;
+    const record = (diagnosis: EventDiagnosis | undefined): void => {
+      const stop = noDataStopOf(event, diagnosis);
+      if (stop === undefined) return;
+      this.options.recorder.record({
+        involvedObject: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+        aggregationKey: `nodata/${stop.domain}`,
+        wallTimeMs: attributed.wallTimeMs,
+        occurrences: 1,
+        ...explainLookupStoppedOnNoData(stop, event.tuple.dstIp),
+      });
+    };
+    const until =
+      attributed.diagnosis?.pod.status === 'diagnosed'
+        ? undefined
+        : this.options.whenDiagnosed?.(attributed);
+    if (until === undefined) {
+      record(attributed.diagnosis);
+      return;
+    }
+    until.then(
+      (diagnosis) => this.guarded(() => record(diagnosis)),
+      () => undefined,
+    );
   }
 
   /** A full conntrack table: a ConntrackTableFull Event on the Node. */
