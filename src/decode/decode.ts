@@ -1,5 +1,11 @@
 import { classifyRace } from '../events/classify-race.js';
-import type { DnsDropEvent, FlowTuple, ProbeEvent, TransportProtocol } from '../events/types.js';
+import type {
+  DnsDropEvent,
+  DnsNoDataEvent,
+  FlowTuple,
+  ProbeEvent,
+  TransportProtocol,
+} from '../events/types.js';
 import {
   MAX_LINE_CHARS,
   type CountEntry,
@@ -9,6 +15,7 @@ import {
 } from './decoded-line.js';
 import { dropReasonFromLocation } from './drop-location.js';
 import { canonicalIpv6 } from './ip-address.js';
+import { bytesOfEscapedHex, dnsQuestionOf } from './dns-question.js';
 
 /** Names the numeric drop reasons of the running kernel (read from the tracepoint format). */
 export type DropReasonNamer = (code: number) => string;
@@ -27,6 +34,7 @@ const DNS_V2_FIELD_COUNT = 16;
 // Schema 3 has the fields of schema 2; it is an example of drops the probe counts in the kernel.
 const DNS_V3_FIELD_COUNT = 16;
 const MAP_CLEARED_FIELD_COUNT = 3;
+const DNS_NODATA_FIELD_COUNT = 8;
 // IPS_CONFIRMED clear, IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE set: the entry reached the
 // confirm hook and lost (see probes/tracepoint/conntrack-insert-failed.bt).
 const IPS_CONFIRMED = 0x8;
@@ -277,6 +285,36 @@ function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNa
   return conntrack ? { ...event, conntrack } : event;
 }
 
+/** `dns_nodata 1 nsecs cpu netns client server message-bytes` (docs/probe-events.md). */
+function dnsNoDataLine(fields: string[], probe: string): DecodedLine {
+  let base: Omit<DnsNoDataEvent, 'name' | 'qtype'>;
+  try {
+    base = {
+      kind: 'dns_nodata',
+      probe,
+      monotonicNs: nanoseconds(fields, 2),
+      cpu: unsigned(fields, 3, 'cpu', 0xffff),
+      netnsInode: unsigned(fields, 4, 'netns', 0xffffffff),
+      protocol: 'udp',
+      tuple: {
+        srcIp: ipv4(fields, 5, 'client'),
+        srcPort: 0,
+        dstIp: ipv4(fields, 6, 'server'),
+        dstPort: 53,
+      },
+    };
+  } catch (error) {
+    if (error instanceof FieldError) return rejected('bad_field', `dns_nodata: ${error.message}`);
+    throw error;
+  }
+  const bytes = bytesOfEscapedHex(fields[7] ?? '');
+  const question = bytes === undefined ? undefined : dnsQuestionOf(bytes);
+  if (question === undefined) {
+    return rejected('bad_dns_message', `dns_nodata: no question in "${truncate(fields[7] ?? '')}"`);
+  }
+  return { type: 'event', event: { ...base, name: question.name, qtype: question.type } };
+}
+
 function snatPortAllocationEvent(fields: string[], probe: string): ProbeEvent {
   const withFamily = fields.length === SNAT_PORT_ALLOC_FAMILY_FIELD_COUNT;
   const of = withFamily ? family(fields, 8) : 'ipv4';
@@ -324,6 +362,7 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
     ]),
   ],
   ['map_cleared', new Map([['1', MAP_CLEARED_FIELD_COUNT]])],
+  ['dns_nodata', new Map([['1', DNS_NODATA_FIELD_COUNT]])],
   [
     'snat_port_alloc',
     new Map([
@@ -359,6 +398,7 @@ function decodeEventLine(payload: string, probe: string, reasonName: DropReasonN
       return rejected('bad_field', `map_cleared: not a map name: "${truncate(map)}"`);
     return { type: 'map_cleared', map };
   }
+  if (record === 'dns_nodata') return dnsNoDataLine(fields, probe);
   try {
     const event =
       record === 'dns_drop'

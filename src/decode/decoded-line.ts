@@ -40,6 +40,8 @@ export const DECODE_ERROR_CODES = [
    * non-negative safe integer.
    */
   'bad_count',
+  /** A `dns_nodata` record whose DNS message bytes hold no well-formed question. */
+  'bad_dns_message',
   /** Longer than MAX_LINE_CHARS: no record is, so it is garbage, and is not parsed. */
   'line_too_long',
 ] as const;

@@ -11,6 +11,6 @@ export function clientIpOf(event: ProbeEvent): string {
     if (event.conntrack) return event.conntrack.original.srcIp;
     return event.direction === 'query' ? event.tuple.srcIp : event.tuple.dstIp;
   }
-  if (event.kind === 'dns_query') return event.tuple.srcIp;
+  if (event.kind === 'dns_query' || event.kind === 'dns_nodata') return event.tuple.srcIp;
   return event.original.srcIp;
 }

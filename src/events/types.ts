@@ -139,8 +139,27 @@ export interface DnsQueryEvent extends ProbeEventBase {
   readonly cause?: UnansweredCause;
 }
 
+/**
+ * A NODATA answer (NOERROR, no answer record) reached a client, with the question it answers:
+ * an example (up to 3 a second per namespace) the DNS-query probe printed; its counts carry it.
+ */
+export interface DnsNoDataEvent extends ProbeEventBase {
+  readonly kind: 'dns_nodata';
+  /** The client and the server that answered, as the client addressed it. */
+  readonly tuple: FlowTuple;
+  /** Lower-cased, without a trailing dot. */
+  readonly name: string;
+  /** "A", "AAAA", …: the question's type. */
+  readonly qtype: string;
+}
+
 export type ProbeEvent =
-  InsertFailureEvent | ClashResolvedEvent | DnsDropEvent | SnatPortAllocationEvent | DnsQueryEvent;
+  | InsertFailureEvent
+  | ClashResolvedEvent
+  | DnsDropEvent
+  | SnatPortAllocationEvent
+  | DnsQueryEvent
+  | DnsNoDataEvent;
 
 /** Who an event is blamed on. Standalone it is an IP; with Kubernetes, a pod. */
 export interface Attribution {

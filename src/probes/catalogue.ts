@@ -289,7 +289,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     runsIn: ['kprobe', 'tracepoint'],
     essentialIn: [],
     observation: 'dnsQueries',
-    emits: ['dns_query'],
+    emits: ['dns_query', 'dns_nodata'],
     maps: ['@dns_q_answers', '@dns_q_pending_0', '@dns_q_pending_1', '@dns_q_untracked'],
     variants: [
       {

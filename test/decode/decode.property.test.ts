@@ -63,6 +63,10 @@ function eventProblems(event: ProbeEvent): string[] {
       if (!isAddress(event.translatedIp)) problems.push('translated address');
       if (!inRange(event.translatedPort, 0xffff)) problems.push('translated port');
       break;
+    case 'dns_nodata':
+      problems.push(...tupleProblems(event.tuple, 'nodata'));
+      if (event.name.length === 0 || event.name.length > 253) problems.push('name');
+      break;
   }
   return problems;
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { clientIpOf } from '../../src/events/client-ip.js';
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { MAX_LINE_CHARS, type DecodedLine } from '../../src/decode/decoded-line.js';
+import { escapedQueryPrefix } from '../support/dns-messages.js';
 
 const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
 const decode = createLineDecoder(
@@ -20,6 +21,36 @@ const snatLine =
   'insert_failed 1 5036542919870 1 4026532420 190 17 10.244.0.2 40000 192.0.2.53 53 192.0.2.53 53 192.0.2.1 40000 nf_hook_slow';
 
 describe('decoding bpftrace output lines', () => {
+  it('reads the question of a dns_nodata line with a DNS codec', () => {
+    const message = escapedQueryPrefix('www.example.test.corp.test', 'A');
+    const decoded = decode(
+      printf(`dns_nodata 1 5036542919870 1 4026532420 10.244.0.2 10.96.0.10 ${message}`),
+    );
+    expect(decoded).toEqual({
+      type: 'event',
+      event: {
+        kind: 'dns_nodata',
+        probe: 'tracepoint/test',
+        monotonicNs: 5036542919870n,
+        cpu: 1,
+        netnsInode: 4026532420,
+        protocol: 'udp',
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+        name: 'www.example.test.corp.test',
+        qtype: 'A',
+      },
+    });
+  });
+
+  it('counts a dns_nodata line whose message holds no question as a bad DNS message', () => {
+    const decoded = decode(
+      printf(`dns_nodata 1 1 0 4026532420 10.244.0.2 10.96.0.10 ${'\\xc0'.repeat(128)}`),
+    );
+    expect(decoded).toMatchObject({ type: 'rejected', code: 'bad_dns_message' });
+    const bad = decode(printf('dns_nodata 1 1 0 4026532420 10.244.0.2 10.96.0.10 not-hex'));
+    expect(bad).toMatchObject({ type: 'rejected', code: 'bad_dns_message' });
+  });
+
   it('turns an insert_failed line into an event classified as an SNAT race', () => {
     const decoded = decode(printf(snatLine));
     expect(decoded).toEqual({

@@ -14,6 +14,17 @@ export const labZone = {
   'www.example.test': '192.0.2.80',
 } as const;
 
+/**
+ * Seed 004's search domain: its server holds a TXT record for one name built from the search
+ * list, so it answers that name's A and AAAA questions NOERROR with no record (NODATA) where a
+ * well-behaved one answers NXDOMAIN. A local zone: without one dnsmasq (no upstream) answers
+ * REFUSED, and with it every other name in the zone is NXDOMAIN.
+ */
+export const nodataSearchDomain = {
+  domain: 'corp.test',
+  name: 'www.example.test.corp.test',
+} as const;
+
 /** Zones answered locally: every other name in them is NXDOMAIN, so search lists are walked. */
 export const labLocalZones = ['cluster.local', 'example.test'] as const;
 
@@ -39,6 +50,8 @@ export function startDnsmasq(netns: string, address: string, workDir: string): D
     // Single-label names get NXDOMAIN rather than REFUSED (there is no upstream to ask).
     '--domain-needed',
     ...Object.entries(labZone).map(([name, ip]) => `--host-record=${name},${ip}`),
+    `--local=/${nodataSearchDomain.domain}/`,
+    `--txt-record=${nodataSearchDomain.name},seed-004`,
     '--log-queries',
     `--log-facility=${logFile}`,
     `--pid-file=${pidFile}`,

@@ -6,7 +6,8 @@ import { createExecaLabRunner } from '../../src/diagnose/reproduce/lab-runner.js
  * The lab's C programs, compiled here on first use: the race generators the doctor ships
  * (from generators/) and the test lab's own query senders and resolvers (from c/).
  */
-export type GeneratorName = 'snat-race' | 'dnat-clash' | 'dns-query' | 'resolve' | 'resolve-musl';
+export type GeneratorName =
+  'snat-race' | 'dnat-clash' | 'dns-query' | 'resolve' | 'resolve-musl' | 'resolve-musl-dynamic';
 
 const testSourceDir = fileURLToPath(new URL('./c/', import.meta.url));
 export const defaultBuildDir = fileURLToPath(new URL('./.build/', import.meta.url));
@@ -35,6 +36,14 @@ const recipes: Record<
     file: 'resolve.c',
     compiler: 'musl-gcc',
     flags: ['-static'],
+  },
+  // Linked dynamically, as an Alpine application is: its ELF interpreter (ld-musl-*) is what
+  // the agent's diagnosis recognises musl by; a static binary reads as "static".
+  'resolve-musl-dynamic': {
+    dir: testSourceDir,
+    file: 'resolve.c',
+    compiler: 'musl-gcc',
+    flags: [],
   },
 };
 

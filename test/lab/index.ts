@@ -11,7 +11,7 @@ export { readConntrackStats, counterDelta, readSnmpCounter } from './kernel-coun
 export type { ConntrackStats } from './kernel-counters.js';
 export { generatorPath } from './generators.js';
 export type { GeneratorName } from './generators.js';
-export { labZone, labLocalZones, readQueryLog } from './dnsmasq.js';
+export { labZone, labLocalZones, nodataSearchDomain, readQueryLog } from './dnsmasq.js';
 export type { DnsBackend, LoggedQuery } from './dnsmasq.js';
 export { runSnatRace, startSnatRaceLoop } from './scenarios/snat-race.js';
 export type { SnatRaceOptions, SnatRaceResult, SnatRaceLoop } from './scenarios/snat-race.js';
@@ -34,3 +34,5 @@ export type {
 } from './scenarios/resolver.js';
 export { snatRaceUntil, dnatClashUntil, RaceShortfallError } from './scenarios/race-until.js';
 export type { RaceUntilOptions, RaceUntilResult } from './scenarios/race-until.js';
+export { startSeed004, seed004 } from './scenarios/seed-004.js';
+export type { Seed004Run, LoopingResolver } from './scenarios/seed-004.js';

@@ -1,9 +1,10 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
-import type { DnsQueryEvent } from '../../src/events/types.js';
+import type { DnsNoDataEvent, DnsQueryEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { generatorPath } from '../lab/generators.js';
-import { createLab, labAddresses, type Lab } from '../lab/lab.js';
+import { createLab, labAddresses, type Lab, type LabPod } from '../lab/lab.js';
+import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 import { runDnsBlocked, type QueryBurst } from '../lab/scenarios/dns-queries.js';
 
 const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
@@ -141,6 +142,53 @@ describe('tracepoint/dns-queries.bt', () => {
         .map((event) => event.latencyBucketSeconds!);
       expect(latencies.length).toBeGreaterThan(0);
       for (const latency of latencies) expect(latency).toBeLessThanOrEqual(0.25);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'prints the NODATA answers of seed 004 with their question: the search-list name, from the musl pod and the glibc pod',
+    async () => {
+      const run = await startSeed004(lab, { everyMs: 500 });
+      const nodata = (): DnsNoDataEvent[] =>
+        probe.lines.flatMap((line) => {
+          const decoded = decode(line);
+          return decoded.type === 'event' && decoded.event.kind === 'dns_nodata'
+            ? [decoded.event]
+            : [];
+        });
+      const fromPod = (pod: LabPod) =>
+        nodata().filter(
+          (event) =>
+            event.netnsInode === pod.netnsInode &&
+            event.tuple.srcIp === pod.ip &&
+            event.name === seed004.answeredName &&
+            event.qtype === 'A',
+        );
+      try {
+        const deadline = Date.now() + 20_000;
+        while (
+          (fromPod(run.musl.pod).length === 0 || fromPod(run.glibc.pod).length === 0) &&
+          Date.now() < deadline
+        ) {
+          await sleep(250);
+        }
+      } finally {
+        await run.stop();
+      }
+      expect(fromPod(run.musl.pod).length).toBeGreaterThan(0);
+      expect(fromPod(run.glibc.pod).length).toBeGreaterThan(0);
+      expect(fromPod(run.musl.pod)[0]!.tuple.dstIp).toBe(labAddresses.clusterDns);
+      // Every NODATA record's message held a question the codec read.
+      const rejected = probe.lines
+        .map((line) => decode(line))
+        .filter((decoded) => decoded.type === 'rejected');
+      expect(rejected).toEqual([]);
+      // What the pods felt: musl stopped at the NODATA answer, glibc went on.
+      expect(run.musl.results.length).toBeGreaterThan(0);
+      for (const result of run.musl.results) expect(result.error).toBe('Name does not resolve');
+      expect(run.glibc.results.length).toBeGreaterThan(0);
+      for (const result of run.glibc.results) expect(result.addresses).toEqual([seed004.address]);
     },
     timeoutMs,
   );

@@ -2,6 +2,7 @@ import { advised } from '../../src/diagnose/remedies.js';
 import type {
   AttributedEvent,
   DnsDropEvent,
+  DnsNoDataEvent,
   DnsQueryEvent,
   InsertFailureEvent,
   PodRef,
@@ -52,6 +53,22 @@ export function dnsQuery(overrides: Partial<DnsQueryEvent> = {}): DnsQueryEvent 
     answer: 'NOERROR',
     latencyBucketSeconds: 0.005,
     count: 1,
+    ...overrides,
+  };
+}
+
+/** A NODATA answer to an A question for a search-list name (seed 004's case). */
+export function dnsNoData(overrides: Partial<DnsNoDataEvent> = {}): DnsNoDataEvent {
+  return {
+    kind: 'dns_nodata',
+    probe: 'tracepoint/dns-queries',
+    monotonicNs: 1_000_000_000n,
+    cpu: 0,
+    netnsInode: 4026532512,
+    protocol: 'udp',
+    tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+    name: 'www.example.test.corp.test',
+    qtype: 'A',
     ...overrides,
   };
 }

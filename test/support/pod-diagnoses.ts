@@ -37,6 +37,30 @@ export function glibcPodDiagnosis(): PodDiagnosis {
   };
 }
 
+/**
+ * Seed 004's Alpine pod: musl, ndots:5 and a search list of three domains, the last one served
+ * by a server that answers NODATA for names it does not hold.
+ */
+export function muslSeed004Diagnosis(libc: 'musl' | 'glibc' = 'musl'): PodDiagnosis {
+  const glibc = glibcPodDiagnosis();
+  const container = glibc.containers[0]!;
+  return {
+    ...glibc,
+    containers: [
+      {
+        ...container,
+        name: 'alpine',
+        libc: libc === 'musl' ? { kind: 'musl', version: '1.2.3' } : container.libc,
+        resolvConf: {
+          ...container.resolvConf!,
+          search: ['shop.svc.cluster.local', 'svc.cluster.local', 'corp.test'],
+          options: { ...container.resolvConf!.options, ndots: 5 },
+        },
+      },
+    ],
+  };
+}
+
 export function eventDiagnosis(pod: PodDiagnosis = glibcPodDiagnosis()): EventDiagnosis {
   return {
     pod,

@@ -35,7 +35,7 @@ export class KubernetesResolver implements AttributionResolver {
         ? this.attributeDns(event.conntrack.original, 'query', event.netnsInode, wallTimeMs)
         : this.attributeDns(event.tuple, event.direction, event.netnsInode, wallTimeMs);
     }
-    if (event.kind === 'dns_query') {
+    if (event.kind === 'dns_query' || event.kind === 'dns_nodata') {
       // Seen in the client's own namespace, before DNAT: the server is the address it asked.
       return this.attributeDns(event.tuple, 'query', event.netnsInode, wallTimeMs);
     }

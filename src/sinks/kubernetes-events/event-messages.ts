@@ -13,6 +13,7 @@ import type {
 import type { Advice } from '../../events/advice.js';
 import type { UnansweredCause } from '../../events/unanswered-cause.js';
 import { canonicalIp, ipFamilyOf } from '../../shared/canonical-ip.js';
+import type { NoDataStop } from '../../events/nodata-stop.js';
 
 export const EVENT_REASONS = {
   /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
@@ -21,6 +22,8 @@ export const EVENT_REASONS = {
   dnsDropped: 'DNSQueryDropped',
   /** On a Pod (or the Node): DNS queries of it saw no answer within the resolver timeout. */
   dnsUnanswered: 'DNSQueryUnanswered',
+  /** On a Pod: a musl lookup ended on a NODATA answer to a search-list name. */
+  dnsLookupStoppedOnNoData: 'DNSLookupStoppedOnNoData',
   /** On the Node: the conntrack table is full, new flows are dropped. */
   tableFull: 'ConntrackTableFull',
   /** On the Node: an insert race from the host network namespace, blamable on no pod. */
@@ -161,6 +164,19 @@ export function explainUnansweredQueries(
     ...adviceText(context.advice),
   ]);
   return { reason: EVENT_REASONS.dnsUnanswered, message };
+}
+
+/**
+ * A musl lookup that stopped on a NODATA answer to a search-list name: the name, the domain
+ * whose server answered so, why musl failed where glibc would not, and the three remedies.
+ */
+export function explainLookupStoppedOnNoData(stop: NoDataStop, server: string): Explanation {
+  const message = assemble([
+    `A DNS lookup of "${stop.requested}" stopped at "${stop.name}": the server of search domain ${stop.domain} (asked at ${server}) answered NOERROR with no record (NODATA) instead of NXDOMAIN.`,
+    `Container ${stop.container} resolves with musl, which ends the search-list walk at a NODATA answer and fails the lookup ("Name does not resolve"); glibc would go on to the next domain and the name itself.`,
+    `Remedies: look the name up as an FQDN with a trailing dot ("${stop.requested}."); lower ndots (dnsConfig options ndots:1 or ndots:2) so that a name with dots is tried as is first; or fix the server of ${stop.domain} to answer NXDOMAIN for names it does not hold.`,
+  ]);
+  return { reason: EVENT_REASONS.dnsLookupStoppedOnNoData, message };
 }
 
 export interface TableFullInput {

@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
-import type { AttributedEvent, DnsDropEvent } from '../../events/types.js';
+import type { EventDiagnosis } from '../../events/diagnosis.js';
+import type { AttributedEvent, DnsDropEvent, DnsNoDataEvent } from '../../events/types.js';
+import { noDataStopOf } from '../../events/nodata-stop.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
 import {
   explainDnsDrop,
   explainInsertFailure,
+  explainLookupStoppedOnNoData,
   explainTableFull,
   explainUnansweredQueries,
 } from './event-messages.js';
@@ -76,6 +79,10 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       // Answered queries tell the pod nothing it needs to act on: the metrics count them.
       if (event.kind === 'dns_query' && event.outcome !== 'unanswered') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
+      if (event.kind === 'dns_nodata') {
+        this.recordNoDataStop(event, attributed);
+        return;
+      }
       // Counted in the kernel: the Event counts what the counts say, not the examples.
       const occurrences = event.count ?? 1;
       if (occurrences === 0) return;
@@ -113,6 +120,40 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
         ...this.holdFor(attributed, explain),
       });
     });
+  }
+
+  /**
+   * A DNSLookupStoppedOnNoData Event on a pod whose musl lookup ended on a NODATA answer to a
+   * search-list name, decided from the pod's diagnosis (its resolv.conf and C library). A pod
+   * seen for the first time is decided once its diagnosis is read: without it there is nothing
+   * to decide from, and its first failed lookup is the one its owner is looking for.
+   */
+  private recordNoDataStop(event: DnsNoDataEvent, attributed: AttributedEvent): void {
+    const pod = attributed.attribution.pod;
+    if (pod === undefined) return;
+    const record = (diagnosis: EventDiagnosis | undefined): void => {
+      const stop = noDataStopOf(event, diagnosis);
+      if (stop === undefined) return;
+      this.options.recorder.record({
+        involvedObject: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+        aggregationKey: `nodata/${stop.domain}`,
+        wallTimeMs: attributed.wallTimeMs,
+        occurrences: 1,
+        ...explainLookupStoppedOnNoData(stop, event.tuple.dstIp),
+      });
+    };
+    const until =
+      attributed.diagnosis?.pod.status === 'diagnosed'
+        ? undefined
+        : this.options.whenDiagnosed?.(attributed);
+    if (until === undefined) {
+      record(attributed.diagnosis);
+      return;
+    }
+    until.then(
+      (diagnosed) => this.guarded(() => record(diagnosed.diagnosis)),
+      () => undefined,
+    );
   }
 
   /** A full conntrack table: a ConntrackTableFull Event on the Node. */

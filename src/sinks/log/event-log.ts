@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
+import { noDataStopOf } from '../../events/nodata-stop.js';
 import type { EventSink } from '../../event-pipeline.js';
 import { unrefTimers, type Timers } from '../../shared/timers.js';
 
@@ -53,6 +54,9 @@ export class EventLog implements EventSink {
       return;
     // Counted in the kernel too: the metrics hold them and the agent logs one summary a period.
     if (event.kind === 'dns_query') return;
+    // A NODATA answer is news only when it ended a lookup (a musl pod's search-list name).
+    if (event.kind === 'dns_nodata' && noDataStopOf(event, attributed.diagnosis) === undefined)
+      return;
     this.rollWindowIfDue();
     if (this.linesInWindow < this.options.maxLinesPerWindow) {
       this.linesInWindow += 1;
@@ -132,6 +136,8 @@ function describe(event: ProbeEvent): string {
       return `SNAT port allocation took ${event.attempts} attempts`;
     case 'dns_query':
       return `${event.count} DNS queries ${event.outcome}`;
+    case 'dns_nodata':
+      return `DNS lookup stopped on NODATA for ${event.name}: musl ends its search-list walk there`;
   }
 }
 
@@ -145,7 +151,12 @@ function adviceFields({ diagnosis, advice }: AttributedEvent): Record<string, un
   return { diagnosis, remedies: advice.remedies, notes: advice.notes };
 }
 
-function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Record<string, unknown> {
+function eventFields({
+  event,
+  attribution,
+  wallTimeMs,
+  diagnosis,
+}: AttributedEvent): Record<string, unknown> {
   const common = {
     kind: event.kind,
     time: new Date(wallTimeMs).toISOString(),
@@ -184,6 +195,23 @@ function eventFields({ event, attribution, wallTimeMs }: AttributedEvent): Recor
   if (event.kind === 'dns_query') {
     return {
       event: { ...common, outcome: event.outcome, answer: event.answer, count: event.count },
+    };
+  }
+  if (event.kind === 'dns_nodata') {
+    const stop = noDataStopOf(event, diagnosis);
+    return {
+      event: {
+        ...common,
+        name: event.name,
+        qtype: event.qtype,
+        server: event.tuple.dstIp,
+        ...(stop && {
+          domain: stop.domain,
+          requested: stop.requested,
+          libc: stop.libc,
+          container: stop.container,
+        }),
+      },
     };
   }
   return {

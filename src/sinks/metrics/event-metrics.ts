@@ -1,5 +1,12 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { AttributedEvent, Attribution, DnsQueryEvent } from '../../events/types.js';
+import type {
+  AttributedEvent,
+  Attribution,
+  DnsNoDataEvent,
+  DnsQueryEvent,
+} from '../../events/types.js';
+import type { EventDiagnosis } from '../../events/diagnosis.js';
+import { noDataStopOf } from '../../events/nodata-stop.js';
 import { DNS_QUERY_DURATION_BUCKETS } from '../../events/dns-query-buckets.js';
 import type { EventSink } from '../../event-pipeline.js';
 const DNS_QUERY_OVERFLOW_SECONDS = 10;
@@ -89,6 +96,7 @@ export class EventMetrics implements EventSink {
   private readonly dnsUnanswered: Counter;
   private readonly dnsQueryDuration: Histogram;
   private readonly dnsQueriesUntracked: Counter;
+  private readonly lookupsStoppedOnNoData: Counter;
   /** Label sets of the duration histogram per pod (namespace/name), removed with the pod. */
   private readonly durationLabelsByPod = new Map<string, Labels>();
   private readonly series = new Map<string, Series>();
@@ -189,6 +197,7 @@ export class EventMetrics implements EventSink {
     this.dnsUnanswered = dns.unanswered;
     this.dnsQueryDuration = dns.duration;
     this.dnsQueriesUntracked = dns.untracked;
+    this.lookupsStoppedOnNoData = dns.stoppedOnNoData;
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
     for (const reason of ['idle', 'limit'] satisfies SeriesForgottenReason[])
       this.seriesForgotten.inc({ reason }, 0);
@@ -199,7 +208,7 @@ export class EventMetrics implements EventSink {
     this.record(attributed, this.countUnattributed);
   }
 
-  record({ event, attribution }: AttributedEvent, countUnattributed: boolean): void {
+  record({ event, attribution, diagnosis }: AttributedEvent, countUnattributed: boolean): void {
     if (event.kind === 'snat_port_alloc') {
       // prom-client throws on a value that is not finite; a negative one is nonsense.
       if (!isMeasurement(event.latencyNs) || !isMeasurement(event.attempts)) {
@@ -212,6 +221,10 @@ export class EventMetrics implements EventSink {
     }
     if (event.kind === 'dns_query') {
       this.recordDnsQuery(event, attribution, countUnattributed);
+      return;
+    }
+    if (event.kind === 'dns_nodata') {
+      this.recordNoDataStop(event, attribution, diagnosis);
       return;
     }
     // A drop stands for as many packets as its count: 0 for an example of drops the probe
@@ -307,6 +320,40 @@ export class EventMetrics implements EventSink {
         event.count,
       );
     }
+  }
+
+  /**
+   * A musl lookup that ended on a NODATA answer to a search-list name (events/nodata-stop.ts).
+   * The domain label is bounded by the pod's search list (at most 6 domains in resolv.conf).
+   */
+  private recordNoDataStop(
+    event: DnsNoDataEvent,
+    attribution: Attribution,
+    diagnosis: EventDiagnosis | undefined,
+  ): void {
+    const stop = noDataStopOf(event, diagnosis);
+    if (stop === undefined) return;
+    const namespace = attribution.pod?.namespace ?? '';
+    const pod = attribution.pod?.name ?? '';
+    const key =
+      'ns' +
+      SEPARATOR +
+      stop.domain +
+      SEPARATOR +
+      attribution.sourceIp +
+      SEPARATOR +
+      namespace +
+      SEPARATOR +
+      pod;
+    const series =
+      this.series.get(key) ??
+      this.createSeries(key, this.lookupsStoppedOnNoData, {
+        domain: stop.domain,
+        source_ip: attribution.sourceIp,
+        namespace,
+        pod,
+      });
+    this.count(series, 1);
   }
 
   /** Series per pod only: a client address alone would be unbounded and is in the counters. */
@@ -525,7 +572,14 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
     registers: [registry],
   });
-  return { queries, unanswered, duration, untracked };
+  const stoppedOnNoData = new Counter({
+    name: 'conntrack_observer_dns_lookups_stopped_on_nodata_total',
+    help: "Lookups of a musl pod that ended on a NODATA answer (NOERROR, no record) to a search-list name: musl stops its search there and fails the lookup, glibc goes on. By the search domain whose server answered so, and client. From the probe's NODATA examples (up to 3 a second per namespace), so a lower bound under load.",
+    labelNames: ['domain', 'source_ip', 'namespace', 'pod'],
+    registers: [registry],
+    collect: beforeScrape,
+  });
+  return { queries, unanswered, duration, untracked, stoppedOnNoData };
 }
 
 /** How many labelled series the event counters hold, read at each scrape. */

@@ -3,15 +3,21 @@
  * linked with), as an application in a pod would, honouring /etc/resolv.conf.
  *
  * usage: resolve NAME...
- * stdout: one JSON object per name: {"name":N,"addresses":[...]} or {"name":N,"error":E}
+ *        resolve --every MS NAME...   resolves the names again every MS milliseconds until
+ *                                     killed: a long-lived process, as a pod's application is,
+ *                                     that the agent's diagnosis can read (its C library, its
+ *                                     resolv.conf) while its lookups go on
+ * stdout: one JSON object per name and lookup: {"name":N,"addresses":[...]} or
+ *         {"name":N,"error":E}, flushed at once
  */
 #include "lab-common.h"
 
 #include <netdb.h>
 #include <sys/socket.h>
+#include <time.h>
 
-int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
+static void resolve_all(int first, int argc, char **argv) {
+  for (int i = first; i < argc; i++) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *result = NULL;
     int rc = getaddrinfo(argv[i], NULL, &hints, &result);
@@ -33,5 +39,18 @@ int main(int argc, char **argv) {
     printf("]}\n");
     freeaddrinfo(result);
   }
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[1], "--every") == 0) {
+    long ms = atol(argv[2]);
+    struct timespec pause = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    for (;;) {
+      resolve_all(3, argc, argv);
+      nanosleep(&pause, NULL);
+    }
+  }
+  resolve_all(1, argc, argv);
   return 0;
 }

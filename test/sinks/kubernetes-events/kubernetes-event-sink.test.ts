@@ -19,8 +19,10 @@ import { LifecycleStack } from '../../../src/shared/lifecycle.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakeApiServer, type FakeApiServer } from '../../support/fake-apiserver.js';
 import { podFrom, stored } from '../../support/k8s-fixtures.js';
+import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 import {
   dnsDrop as baseDnsDrop,
+  dnsNoData as baseDnsNoData,
   dnsQuery as baseDnsQuery,
   insertFailure as baseInsertFailure,
 } from '../../support/events.js';
@@ -173,6 +175,29 @@ describe('the Kubernetes parts against a fake API server', () => {
     expect(event.message).toContain('exactly 5 s');
     expect(event.message).toContain('firewall rule');
     expect(event.message).toContain('Remedies:');
+  });
+
+  it('tells a musl pod its lookup stopped on NODATA from a search domain, and tells a glibc pod nothing', async () => {
+    const { fake, parts } = await start();
+    const glibc = attributed(parts, baseDnsNoData({ name: 'www.glibc.test.corp.test' }));
+    parts.events.handle({ ...glibc, diagnosis: eventDiagnosis(muslSeed004Diagnosis('glibc')) });
+    const musl = attributed(parts, baseDnsNoData());
+    parts.events.handle({ ...musl, diagnosis: eventDiagnosis(muslSeed004Diagnosis('musl')) });
+    await eventually('nodata event', () => fake.events().length === 1);
+    const event = fake.events()[0]!;
+    expect(event).toMatchObject({
+      reason: 'DNSLookupStoppedOnNoData',
+      type: 'Warning',
+      involvedObject: { name: CLIENT_A },
+      count: 1,
+    });
+    expect(event.message).toContain('"www.example.test" stopped at "www.example.test.corp.test"');
+    expect(event.message).toContain('search domain corp.test');
+    expect(event.message).toContain('musl');
+    expect(event.message).toContain('glibc would go on');
+    expect(event.message).toContain('"www.example.test."');
+    expect(event.message).toContain('ndots:1 or ndots:2');
+    expect(event.message).not.toContain('glibc.test');
   });
 
   it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {

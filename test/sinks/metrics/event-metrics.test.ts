@@ -1,6 +1,14 @@
 import { Registry } from 'prom-client';
 import { EventMetrics } from '../../../src/sinks/metrics/event-metrics.js';
-import { attributed, dnsDrop, dnsQuery, insertFailure, podA } from '../../support/events.js';
+import {
+  attributed,
+  dnsDrop,
+  dnsNoData,
+  dnsQuery,
+  insertFailure,
+  podA,
+} from '../../support/events.js';
+import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 
 async function valuesOf(registry: Registry, name: string) {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -328,6 +336,31 @@ describe('DNS query metrics', () => {
     expect(await valuesOf(registry, 'conntrack_observer_dns_unanswered_queries_total')).toEqual([]);
     const duration = await valuesOf(registry, 'conntrack_observer_dns_query_duration_seconds');
     expect(duration.filter((v) => v.labels.pod === 'cart-7d9f')).toEqual([]);
+  });
+
+  it('counts musl lookups stopped on NODATA per pod and domain, not glibc ones, and forgets them with the pod', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const musl = eventDiagnosis(muslSeed004Diagnosis('musl'));
+    const glibc = eventDiagnosis(muslSeed004Diagnosis('glibc'));
+    metrics.record({ ...attributed(dnsNoData(), podA), diagnosis: musl }, true);
+    metrics.record({ ...attributed(dnsNoData(), podA), diagnosis: musl }, true);
+    metrics.record({ ...attributed(dnsNoData(), podA), diagnosis: glibc }, true);
+    metrics.record({ ...attributed(dnsNoData({ qtype: 'AAAA' }), podA), diagnosis: musl }, true);
+    const name = 'conntrack_observer_dns_lookups_stopped_on_nodata_total';
+    expect(await valuesOf(registry, name)).toEqual([
+      {
+        value: 2,
+        labels: {
+          domain: 'corp.test',
+          source_ip: '10.244.0.2',
+          namespace: 'shop',
+          pod: 'cart-7d9f',
+        },
+      },
+    ]);
+    metrics.forgetPod('shop', 'cart-7d9f');
+    expect(await valuesOf(registry, name)).toEqual([]);
   });
 
   it('counts queries the probe could not track', async () => {
