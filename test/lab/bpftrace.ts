@@ -25,6 +25,7 @@ export async function startProbe(
   script: string,
   args: readonly string[] = [],
   attachTimeoutMs = 30_000,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<ProbeRun> {
   const child: ResultPromise = execa(
     'bpftrace',
@@ -33,6 +34,7 @@ export async function startProbe(
       reject: false,
       stdin: 'ignore',
       buffer: { stdout: false, stderr: true },
+      env,
     },
   );
   const lines: string[] = [];
