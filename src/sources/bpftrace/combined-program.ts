@@ -55,7 +55,7 @@ export function combineScripts(scripts: readonly CombinableScript[]): string {
   const seen = new Set<string>();
   const begins: string[] = [];
   const ends: string[] = [];
-  const bodies: string[] = [];
+  const groups = new Map<string, ScriptBlock[]>();
   scripts.forEach((script, index) => {
     let text = substitutePositionals(script);
     const used = new Set(stripComments(text).match(MAP_NAME) ?? []);
@@ -79,14 +79,103 @@ export function combineScripts(scripts: readonly CombinableScript[]): string {
     text = end.rest;
     if (begin.body !== undefined) begins.push(`  /* ${script.name} */\n${begin.body}`);
     if (end.body !== undefined) ends.push(`  /* ${script.name} */\n${end.body}`);
-    bodies.push(`/* ==== probe ${script.name} ==== */\n${text.trim()}\n`);
+    for (const block of probeBlocks(text)) {
+      const group = groups.get(block.attach) ?? [];
+      group.push({ ...block, script: script.name, index });
+      // Re-inserted, so that a joined block stands where its last part stood: bpftrace infers
+      // a map's type from the blocks before its reads (clash-resolved.bt reads a tuple in its
+      // last block that its earlier blocks store).
+      groups.delete(block.attach);
+      groups.set(block.attach, group);
+    }
   });
   const parts = [
     ...(begins.length > 0 ? [`BEGIN\n{\n${begins.join('\n')}\n}\n`] : []),
-    ...bodies,
+    ...[...groups.entries()].map(([attach, group]) => renderGroup(attach, group)),
     ...(ends.length > 0 ? [`END\n{\n${ends.join('\n')}\n}\n`] : []),
   ];
   return parts.join('\n');
+}
+
+/** One top-level block of a script: `attach /predicate/ { body }`. */
+interface ProbeBlock {
+  readonly attach: string;
+  readonly predicate?: string;
+  readonly body: string;
+}
+
+interface ScriptBlock extends ProbeBlock {
+  readonly script: string;
+  readonly index: number;
+}
+
+const SCRATCH_VARIABLE = /\$([A-Za-z_][A-Za-z0-9_]*)/g;
+
+/**
+ * The blocks of every script on one attach point, as one block: each script's predicate
+ * becomes an `if` around its body. bpftrace would otherwise load one BPF program per block,
+ * and on a tracepoint that fires for every freed packet (`skb:kfree_skb`) each program is paid
+ * per packet: one program keeps more of a drop storm's packet rate (docs/benchmarks.md).
+ * Scratch variables are per program in bpftrace, so those of every script after the first
+ * are renamed, in case two scripts give one name different types.
+ */
+function renderGroup(attach: string, group: readonly ScriptBlock[]): string {
+  const [only] = group;
+  if (group.length === 1 && only !== undefined) {
+    const predicate = only.predicate === undefined ? '' : `\n/${only.predicate}/`;
+    return `/* ==== probe ${only.script} ==== */\n${attach}${predicate}\n{${only.body}}\n`;
+  }
+  const parts = group.map((block, position) => {
+    const body =
+      position === 0
+        ? block.body
+        : block.body.replace(
+            SCRATCH_VARIABLE,
+            (_m, name: string) => `$${name}__${String(block.index)}`,
+          );
+    const predicate =
+      position === 0 || block.predicate === undefined
+        ? block.predicate
+        : block.predicate.replace(
+            SCRATCH_VARIABLE,
+            (_m, name: string) => `$${name}__${String(block.index)}`,
+          );
+    const code = predicate === undefined ? body : `if (${predicate}) {${body}}`;
+    return `/* ==== probe ${block.script} ==== */\n${code}`;
+  });
+  return `${attach}\n{\n${parts.join('\n')}\n}\n`;
+}
+
+/** The top-level blocks of a script whose BEGIN and END blocks were taken out. */
+function probeBlocks(text: string): ProbeBlock[] {
+  const uncommented = stripComments(text);
+  const code = blankCommentsAndStrings(text);
+  const blocks: ProbeBlock[] = [];
+  let start = 0;
+  let depth = 0;
+  let open = -1;
+  for (let i = 0; i < code.length; i += 1) {
+    if (code[i] === '{') {
+      if (depth === 0) open = i;
+      depth += 1;
+    } else if (code[i] === '}') {
+      depth -= 1;
+      if (depth === 0) {
+        const header = uncommented.slice(start, open).trim();
+        const slash = header.indexOf('/');
+        const attach = (slash < 0 ? header : header.slice(0, slash)).trim().replace(/\s+/g, ' ');
+        const predicate =
+          slash < 0 ? undefined : header.slice(slash + 1, header.lastIndexOf('/')).trim();
+        blocks.push({
+          attach,
+          ...(predicate === undefined ? {} : { predicate }),
+          body: text.slice(open + 1, i),
+        });
+        start = i + 1;
+      }
+    }
+  }
+  return blocks;
 }
 
 function substitutePositionals(script: CombinableScript): string {
@@ -115,12 +204,17 @@ function stripComments(text: string): string {
     .replace(/\/\/[^\n]*/g, (comment) => ' '.repeat(comment.length));
 }
 
+/** The text with comments and string literals blanked out (same length). */
+function blankCommentsAndStrings(text: string): string {
+  return stripComments(text).replace(/"(?:[^"\\\n]|\\.)*"/g, (s) => ' '.repeat(s.length));
+}
+
 /**
  * Removes the top-level block `NAME { … }` (at the start of a line) and returns its body, the
  * braces matched on the text without comments and strings.
  */
 function extractBlock(text: string, name: 'BEGIN' | 'END'): { rest: string; body?: string } {
-  const code = stripComments(text).replace(/"(?:[^"\\\n]|\\.)*"/g, (s) => ' '.repeat(s.length));
+  const code = blankCommentsAndStrings(text);
   const header = new RegExp(`^${name}\\s*\\{`, 'm').exec(code);
   if (header === null) return { rest: text };
   const open = header.index + header[0].length - 1;

@@ -8,13 +8,15 @@ const MAP = /@[A-Za-z_][A-Za-z0-9_]*/g;
 const withoutComments = (text: string): string =>
   text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/[^\n]*/g, '');
 
-/** The map names used by each probe's section of a combined program, END block left out. */
+/** The map names used by each probe's sections of a combined program, END block left out. */
 function mapsBySection(program: string): Map<string, Set<string>> {
   const sections = new Map<string, Set<string>>();
   const body = program.slice(0, program.search(/^END\n\{/m) >>> 0 || undefined);
   for (const part of body.split(/^\/\* ==== probe /m).slice(1)) {
     const name = part.slice(0, part.indexOf(' '));
-    sections.set(name, new Set(withoutComments(part).match(MAP) ?? []));
+    const maps = sections.get(name) ?? new Set<string>();
+    for (const map of withoutComments(part).match(MAP) ?? []) maps.add(map);
+    sections.set(name, maps);
   }
   return sections;
 }
@@ -39,7 +41,12 @@ describe('the combined program of a mode', () => {
         expect(code.match(/^END\b/gm)).toHaveLength(1);
         expect(code.match(/^BEGIN\b/gm)).toBeNull();
         const sections = [...mapsBySection(program)];
-        expect(sections.map(([name]) => name)).toEqual(scripts.map((script) => script.name));
+        expect(sections.map(([name]) => name).sort()).toEqual(
+          scripts.map((script) => script.name).sort(),
+        );
+        // One block per attach point: bpftrace loads one BPF program per block.
+        const headers = code.match(PROBE_HEADER) ?? [];
+        expect(headers).toEqual([...new Set(headers)]);
         for (const [i, [name, maps]] of sections.entries()) {
           for (const [other, otherMaps] of sections.slice(i + 1)) {
             const shared = [...maps].filter((map) => otherMaps.has(map));
@@ -86,11 +93,39 @@ describe('the combined program of a mode', () => {
         maps: [],
       },
     ]);
-    expect(program).toContain('kprobe:g { @m__1[tid] = 42; }');
+    expect(program).toMatch(/kprobe:g\s*\{ @m__1\[tid\] = 42; \}/);
     expect(program.match(/^END/gm)).toHaveLength(1);
     const end = program.slice(program.search(/^END$/m));
     expect(end.indexOf('clear(@m);')).toBeLessThan(end.indexOf('clear(@m__1);'));
     expect(end.trimEnd().endsWith('}')).toBe(true);
+  });
+
+  it('joins the blocks of several scripts on one attach point into one, each predicate an if around its body', () => {
+    const program = combineScripts([
+      {
+        name: 'a',
+        source:
+          'tracepoint:x:y\n/args->p == $1/\n{ $v = 1; @a = count(); }\ninterval:s:1 { print(@a); }',
+        args: ['7'],
+        maps: ['@a'],
+      },
+      {
+        name: 'b',
+        source:
+          'tracepoint:x:y /args->q/ { $v = (uint8)2; @b[$v] = count(); }\n' +
+          'kprobe:k { @c = 1; }\ninterval:s:1 { print(@b); }',
+        args: [],
+        maps: ['@b'],
+      },
+    ]);
+    const code = withoutComments(program);
+    expect(code.match(/^tracepoint:x:y$/gm)).toHaveLength(1);
+    expect(code.match(/^interval:s:1$/gm)).toHaveLength(1);
+    expect(code).toMatch(
+      /^tracepoint:x:y\n\{\n\nif \(args->p == 7\) \{ \$v = 1; @a = count\(\); \}\n\nif \(args->q\) \{ \$v__1 = \(uint8\)2; @b\[\$v__1\] = count\(\); \}\n\}$/m,
+    );
+    expect(code.indexOf('print(@a)')).toBeLessThan(code.indexOf('print(@b)'));
+    expect(code).toMatch(/^kprobe:k\n\{ @c = 1; \}$/m);
   });
 
   it('refuses a printed map another probe uses, and a missing or non-integer positional argument', () => {
