@@ -6,15 +6,19 @@
  * `npm run bench -- --only kubernetes [--agent-main PATH] [--label TEXT]` runs the Kubernetes
  * scale benchmark alone (no root; it needs `npm run build` first), against this tree's
  * dist/main.js or another build's, and prints its section.
+ * `npm run bench -- --only insert-storm` (root, `npm run build` first) and `--only map-bound`
+ * (root) run sections 7 and 8 alone and print their figures.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { buildBenchPrograms } from './build-c.js';
+import { measureCountMapBound } from './count-map-bound.js';
 import { measureDecodeThroughput } from './decode-throughput.js';
 import { measureEmitRate, type EmitRate } from './emit-rate.js';
 import { measureIdleCost, type IdleCost } from './idle-cost.js';
+import { measureInsertFailureStorm } from './insert-failure-storm.js';
 import { measureKubernetesScale } from './kubernetes-scale.js';
 import { machineFacts } from './machine.js';
 import {
@@ -30,7 +34,7 @@ import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-const SECTIONS_RUN_ALONE = ['series', 'kubernetes'] as const;
+const SECTIONS_RUN_ALONE = ['series', 'kubernetes', 'insert-storm', 'map-bound'] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
   const at = argv.indexOf(flag);
@@ -59,6 +63,18 @@ async function main(): Promise<void> {
     });
     log(`   ${JSON.stringify(run)}`);
     log(renderKubernetesSection([run]));
+    return;
+  }
+  if (onlySection(argv) === 'insert-storm') {
+    log(
+      '7. insert-failure storm and start-up (the built agent, tracepoint mode; npm run build first)',
+    );
+    log(`   ${JSON.stringify(await measureInsertFailureStorm(20))}`);
+    return;
+  }
+  if (onlySection(argv) === 'map-bound') {
+    log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
+    log(`   ${JSON.stringify(await measureCountMapBound(64, 100))}`);
     return;
   }
   if (onlySection(argv) === 'series') {
@@ -108,6 +124,12 @@ async function main(): Promise<void> {
   const series = await measureSeriesRetention();
   log('6. Kubernetes mode at scale (the built agent, counters-only)');
   const kubernetes = await measureKubernetesScale({ label: 'this build' });
+  log('7. insert-failure storm and start-up (the built agent, tracepoint mode)');
+  const insertStorm = await measureInsertFailureStorm(20);
+  log(`   ${JSON.stringify(insertStorm)}`);
+  log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
+  const mapBound = await measureCountMapBound(64, 100);
+  log(`   ${JSON.stringify(mapBound)}`);
   const wallSeconds = (Date.now() - started) / 1000;
   const report = renderReport({
     date: new Date(),
@@ -118,6 +140,8 @@ async function main(): Promise<void> {
     udp,
     series,
     kubernetes,
+    insertStorm,
+    mapBound,
     wallSeconds,
     loadAtEnd: loadavg()[0] ?? Number.NaN,
   });
