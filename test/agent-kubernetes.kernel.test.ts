@@ -3,7 +3,14 @@ import {
   resolveKubernetesConnection,
   type KubernetesConnection,
 } from '../src/attribute/kubernetes/connection.js';
-import { createLab, labAddresses, sendQueries, snatRaceUntil, type Lab } from './lab/index.js';
+import {
+  createLab,
+  labAddresses,
+  runDnsBackendStopped,
+  sendQueries,
+  snatRaceUntil,
+  type Lab,
+} from './lab/index.js';
 import {
   startAgentUnderTest,
   waitFor,
@@ -26,6 +33,7 @@ interface LoggedEvent {
 
 const INSERT_FAILED = 'ConntrackInsertFailed';
 const DNS_DROPPED = 'DNSQueryDropped';
+const DNS_UNANSWERED = 'DNSQueryUnanswered';
 
 // The real agent over a real lab, with the Kubernetes API faked at the HTTP level: the fake
 // holds the lab's pods, the kube-dns Service on the lab's ClusterIP and its dnsmasq backends.
@@ -299,6 +307,91 @@ describe('the agent with Kubernetes against a real kernel', () => {
         expect(grown()).toHaveLength(1);
       } finally {
         for (const rule of rules) await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
+      }
+    });
+  });
+
+  describe('with DNS query tracking', () => {
+    let fake: FakeApiServer;
+    let agent: AgentUnderTest;
+
+    beforeAll(async () => {
+      fake = await startFakeApiServer(cluster.objects);
+      const connection = resolveKubernetesConnection({
+        kubeconfigFlag: await fake.kubeConfigFile(),
+      });
+      if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
+      agent = await startAgentUnderTest(
+        [
+          '--probe-mode',
+          'tracepoint',
+          '--netns-pid',
+          String(lab.node.pid),
+          '--node-name',
+          LAB_NODE_NAME,
+          '--poll-interval',
+          '0.5',
+          '--dns-query-tracking',
+          'on',
+        ],
+        connection satisfies KubernetesConnection,
+      );
+      await waitUntilReady(agent.baseUrl);
+    });
+
+    afterAll(async () => {
+      await agent?.stop();
+      await fake?.close();
+    });
+
+    it('counts the queries a backend received but never answered (SIGSTOP) as unanswered, with no drop on this node, to the kube-dns Service', async () => {
+      const [podA] = cluster.pods;
+      const unanswered = (samples: Sample[], cause?: string) =>
+        sumOf(samples, 'conntrack_observer_dns_unanswered_queries_total', {
+          namespace: podA!.namespace,
+          pod: podA!.name,
+          service: 'kube-system/kube-dns',
+          ...(cause === undefined ? {} : { cause }),
+        });
+      const before = await scrape(agent.baseUrl);
+      const eventsBefore = countsByName(eventsOf(fake, DNS_UNANSWERED));
+      const stopped = await runDnsBackendStopped(lab, { queriesPerRound: 10, atLeast: 6 });
+      try {
+        expect(stopped.receivedByStopped).toBeGreaterThanOrEqual(6);
+        // Every query went to one backend or the other: the live one answered the rest.
+        expect(stopped.answered + stopped.receivedByStopped).toBe(stopped.queriesSent);
+        expect(stopped.kernel.insert_failed ?? 0).toBe(0);
+        const seen = await settled(
+          async () => unanswered(await scrape(agent.baseUrl)) - unanswered(before),
+          stopped.receivedByStopped,
+          20_000,
+        );
+        expect(seen).toBe(stopped.receivedByStopped);
+        // One more period (5 s): a count past what the backend received would show.
+        await new Promise((resolve) => setTimeout(resolve, 6_500));
+        const after = await scrape(agent.baseUrl);
+        expect(unanswered(after) - unanswered(before)).toBe(stopped.receivedByStopped);
+        expect(unanswered(after, 'none') - unanswered(before, 'none')).toBe(
+          stopped.receivedByStopped,
+        );
+
+        const grown = () =>
+          eventsOf(fake, DNS_UNANSWERED).filter(
+            (event) => Number(event.count) > (eventsBefore.get(String(event.metadata.name)) ?? 0),
+          );
+        const event = await waitFor('a DNSQueryUnanswered Event', async () => grown()[0]);
+        expect(event.type).toBe('Warning');
+        expect(event.involvedObject).toMatchObject({
+          kind: 'Pod',
+          namespace: podA!.namespace,
+          name: podA!.name,
+        });
+        expect(event.message).toContain(`${podA!.ip} → kube-dns`);
+        expect(event.message).toContain('got no answer within 5 s');
+        expect(event.message).toContain('No drop on this node explains it');
+        expect(grown()).toHaveLength(1);
+      } finally {
+        await stopped.resume();
       }
     });
   });

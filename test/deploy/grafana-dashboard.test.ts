@@ -90,9 +90,9 @@ describe('Grafana dashboard', () => {
     expect(dashboard.templating.list[0]).toMatchObject({ type: 'datasource', query: 'prometheus' });
   });
 
-  it('has a node view, a pod view and an agent health row', () => {
+  it('has a node view, a pod view, a DNS queries and an agent health row', () => {
     const rows = dashboard.panels.filter((panel) => panel.type === 'row').map((row) => row.title);
-    expect(rows).toEqual(['Node view', 'Pod view', 'Agent health']);
+    expect(rows).toEqual(['Node view', 'Pod view', 'DNS queries', 'Agent health']);
   });
 
   it('queries through the data source variable in every panel and target', () => {
@@ -138,6 +138,23 @@ describe('Grafana dashboard', () => {
     expect(result.status).not.toBe(0);
   });
 
+  it('charts unanswered DNS queries per pod and cause, and the p50 and p99 query duration', () => {
+    const exprs = panelQueries.map(({ expr }) => expr);
+    expect(exprs).toContainEqual(
+      expect.stringMatching(
+        /^sum by \(namespace, pod, cause\) \(rate\(conntrack_observer_dns_unanswered_queries_total\{/,
+      ),
+    );
+    for (const quantile of ['0.5', '0.99'])
+      expect(exprs).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^histogram_quantile\\(${quantile}, sum by \\(namespace, pod, le\\) \\(rate\\(conntrack_observer_dns_query_duration_seconds_bucket\\{`,
+          ),
+        ),
+      );
+  });
+
   it('uses only metrics the agent exports', () => {
     const known = knownMetrics();
     const used = new Set(
@@ -147,7 +164,7 @@ describe('Grafana dashboard', () => {
     expect({ source: known.source, unknown }).toEqual({ source: known.source, unknown: [] });
   });
 
-  it('charts the races, DNS drops, table usage, kernel counters and agent health', () => {
+  it('charts the races, DNS drops, unanswered DNS queries, table usage, kernel counters and agent health', () => {
     const all = panelQueries.map(({ expr }) => expr).join('\n');
     for (const metric of [
       'conntrack_observer_insert_failures_total',
@@ -162,6 +179,10 @@ describe('Grafana dashboard', () => {
       'conntrack_observer_probe_lines_rejected_total',
       'conntrack_observer_process_cpu_seconds_total',
       'conntrack_observer_process_resident_memory_bytes',
+      'conntrack_observer_dns_unanswered_queries_total',
+      'conntrack_observer_dns_queries_total',
+      'conntrack_observer_dns_query_duration_seconds_bucket',
+      'conntrack_observer_dns_queries_untracked_total',
     ]) {
       expect(all).toContain(metric);
     }

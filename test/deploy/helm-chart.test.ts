@@ -154,6 +154,26 @@ describe('Helm chart (consistency checks; no helm binary renders it here)', () =
     expect(templates.get('podmonitor.yaml')).toMatch(/authorization:\n\s+type: Bearer/);
   });
 
+  it('tracks DNS queries only when dnsQueryTracking is true, off by default, as the kustomize component', () => {
+    expect(values['dnsQueryTracking']).toBe(false);
+    const argsBlock = block(templates.get('daemonset.yaml')!, '          args');
+    const switched = argsBlock.split('{{- if .Values.dnsQueryTracking }}');
+    expect(switched).toHaveLength(2);
+    const componentArg = readRepoFile(
+      'deploy',
+      'components',
+      'dns-query-tracking',
+      'kustomization.yaml',
+    )
+      .split('\n')
+      .find((line) => line.includes('value: --dns-query-tracking'))
+      ?.trim()
+      .replace('value: ', '');
+    expect(componentArg).toBe('--dns-query-tracking=on');
+    expect(switched[0]).not.toContain('--dns-query-tracking');
+    expect(switched[1]!.split('{{- end }}')[0]!.trim()).toBe(`- ${componentArg}`);
+  });
+
   it('grants the capability-only variant the same capabilities as the kustomize component', () => {
     const component = parseDocuments(
       readRepoFile('deploy', 'components', 'capabilities', 'daemonset-capabilities.yaml'),

@@ -1,4 +1,6 @@
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { runCliOk } from './support/run-cli.js';
 import { repoPath } from './support/repo-paths.js';
 import { dig, parseDocuments, type YamlObject } from './support/yaml.js';
@@ -228,6 +230,39 @@ describe('kustomize overlays', () => {
     });
     expect(objects.filter((o) => o['kind'] === 'PodMonitor')).toEqual([]);
     expect(objects.map((o) => o['kind'])).toContain('PrometheusRule');
+  });
+
+  it('leaves DNS query tracking off in every overlay', () => {
+    for (const overlay of OVERLAYS) {
+      const args = agentContainer(find(render(overlay), 'DaemonSet'))['args'] as string[];
+      expect({ overlay, args: args.filter((arg) => arg.includes('dns-query')) }).toEqual({
+        overlay,
+        args: [],
+      });
+    }
+  });
+
+  it('turns DNS query tracking on with the dns-query-tracking component, nothing else changed', () => {
+    // A component has no objects of its own: an overlay of the base with it renders it.
+    const dir = mkdtempSync(join(tmpdir(), 'kustomize-'));
+    try {
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        [
+          'resources:',
+          `  - ${relative(dir, repoPath('deploy', 'base'))}`,
+          'components:',
+          `  - ${relative(dir, repoPath('deploy', 'components', 'dns-query-tracking'))}`,
+          '',
+        ].join('\n'),
+      );
+      const objects = parseDocuments(runCliOk('kubectl', ['kustomize', dir]));
+      const args = agentContainer(find(objects, 'DaemonSet'))['args'] as string[];
+      const baseArgs = agentContainer(find(render('default'), 'DaemonSet'))['args'] as string[];
+      expect(args).toEqual([...baseArgs, '--dns-query-tracking=on']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders the ServiceMonitor component against the metrics Service', () => {

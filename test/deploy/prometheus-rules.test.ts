@@ -40,6 +40,7 @@ describe('Prometheus alerting rules', () => {
     expect(alerts.map((rule) => rule.alert).sort()).toEqual([
       'ConntrackInsertFailuresOnNode',
       'ConntrackInsertFailuresOnPod',
+      'ConntrackObserverDnsQueriesUnanswered',
       'ConntrackRaceObserverAbsent',
       'ConntrackRaceObserverBlind',
       'ConntrackRaceObserverDown',

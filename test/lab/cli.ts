@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLab, netnsInodeOfPid, removeStaleLabs, type Lab } from './lab.js';
 import { runSnatRace, startSnatRaceLoop } from './scenarios/snat-race.js';
 import { runDnatClash } from './scenarios/dnat-clash.js';
-import { runDnsBlocked, runNoListener } from './scenarios/dns-queries.js';
+import { runDnsBackendStopped, runDnsBlocked, runNoListener } from './scenarios/dns-queries.js';
 import { runResolver } from './scenarios/resolver.js';
 
 const scenarios = [
@@ -20,6 +20,7 @@ const scenarios = [
   'dnat-clash',
   'dns-blocked',
   'no-listener',
+  'dns-backend-stopped',
   'resolver',
   'hold',
   'clean',
@@ -35,6 +36,9 @@ interface CliOptions {
   from: 'pod' | 'node';
   json: boolean;
 }
+
+/** How long dns-backend-stopped keeps the backend stopped after the queries. */
+const STOPPED_BACKEND_HOLD_MS = 12_000;
 
 function positiveInteger(value: string): number {
   const parsed = Number(value);
@@ -90,6 +94,25 @@ async function runScenario(lab: Lab, scenario: Scenario, options: CliOptions): P
       return runDnsBlocked(lab, { queries: options.queries, from: options.from });
     case 'no-listener':
       return runNoListener(lab, { queries: options.queries });
+    case 'dns-backend-stopped': {
+      const stopped = await runDnsBackendStopped(lab, {
+        queriesPerRound: options.queries,
+        atLeast: 1,
+      });
+      // An agent reports a query unanswered up to 11 s after it was sent; a late answer
+      // before that would count it answered.
+      await new Promise((resolve) => setTimeout(resolve, STOPPED_BACKEND_HOLD_MS));
+      await stopped.resume();
+      return {
+        scenario: stopped.scenario,
+        backend: stopped.backend,
+        queriesSent: stopped.queriesSent,
+        answered: stopped.answered,
+        receivedByStopped: stopped.receivedByStopped,
+        heldStoppedMs: STOPPED_BACKEND_HOLD_MS,
+        kernel: stopped.kernel,
+      };
+    }
     case 'resolver':
       return runResolver(lab);
     case 'hold':
@@ -108,7 +131,12 @@ async function main(argv: readonly string[]): Promise<void> {
     )
     .addArgument(new Command().createArgument('<scenario>', 'what to run').choices(scenarios))
     .option('--rounds <n>', 'race rounds (snat-race: 1000, dnat-clash: 20000)', positiveInteger)
-    .option('--queries <n>', 'DNS queries (dns-blocked, no-listener)', positiveInteger, 20)
+    .option(
+      '--queries <n>',
+      'DNS queries (dns-blocked, no-listener; dns-backend-stopped: per round)',
+      positiveInteger,
+      20,
+    )
     .option('--loop', 'snat-race: one round every --interval-ms until SIGINT/SIGTERM', false)
     .option('--paused', 'snat-race --loop: start paused until SIGUSR2', false)
     .option('--interval-ms <ms>', 'pause between loop rounds', positiveInteger, 750)

@@ -17,13 +17,20 @@ export { runSnatRace, startSnatRaceLoop } from './scenarios/snat-race.js';
 export type { SnatRaceOptions, SnatRaceResult, SnatRaceLoop } from './scenarios/snat-race.js';
 export { runDnatClash } from './scenarios/dnat-clash.js';
 export type { DnatClashOptions, DnatClashResult } from './scenarios/dnat-clash.js';
-export { runDnsBlocked, runNoListener, sendQueries } from './scenarios/dns-queries.js';
+export {
+  runDnsBackendStopped,
+  runDnsBlocked,
+  runNoListener,
+  sendQueries,
+} from './scenarios/dns-queries.js';
 export type {
   DnsBlockedOptions,
   DnsBlockedResult,
   NoListenerOptions,
   NoListenerResult,
   QueryBurst,
+  StoppedBackendOptions,
+  StoppedBackendRun,
 } from './scenarios/dns-queries.js';
 export { runResolver, defaultResolverNames } from './scenarios/resolver.js';
 export type {

@@ -45,7 +45,11 @@ export interface MetricCatalogue {
  */
 export function knownMetrics(): MetricCatalogue {
   if (existsSync(repoPath('docs', 'metrics.md'))) {
-    return { source: 'docs/metrics.md', names: metricNamesIn(readRepoFile('docs', 'metrics.md')) };
+    const text = readRepoFile('docs', 'metrics.md');
+    return {
+      source: 'docs/metrics.md',
+      names: new Set([...metricNamesIn(text), ...histogramSeries(text)]),
+    };
   }
   return {
     source: 'the agent contract',
@@ -56,4 +60,13 @@ export function knownMetrics(): MetricCatalogue {
       ),
     ]),
   };
+}
+
+const HISTOGRAM_ROW = /^\| `(conntrack_observer_[a-z0-9_]+)` \| histogram \|/gm;
+
+/** The series a histogram documented in a metrics table exposes: `_bucket`, `_sum`, `_count`. */
+function histogramSeries(metricsTable: string): string[] {
+  return [...metricsTable.matchAll(HISTOGRAM_ROW)].flatMap(([, name]) =>
+    ['_bucket', '_sum', '_count'].map((suffix) => `${name}${suffix}`),
+  );
 }

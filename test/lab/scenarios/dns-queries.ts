@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { generatorPath } from '../generators.js';
 import { counterDelta, readSnmpCounter, type ConntrackStats } from '../kernel-counters.js';
 import { labAddresses, type Lab } from '../lab.js';
@@ -125,4 +126,128 @@ export async function runNoListener(
     upstreamUdpNoPorts: noPortsAfter - noPortsBefore,
     kernel: counterDelta(before, after),
   };
+}
+
+export interface StoppedBackendOptions {
+  /** Queries per round, each from its own socket, to the ClusterIP. */
+  readonly queriesPerRound: number;
+  /** Rounds stop once the stopped backend received at least this many queries. */
+  readonly atLeast: number;
+  /** Bound on the rounds: the ClusterIP picks a backend at random for each query. */
+  readonly maxRounds?: number;
+  /** Index of the backend in `lab.dnsBackends`. */
+  readonly backend?: number;
+}
+
+export interface StoppedBackendRun {
+  readonly scenario: 'dns-backend-stopped';
+  /** The address of the backend stopped with SIGSTOP. */
+  readonly backend: string;
+  readonly queriesSent: number;
+  readonly answered: number;
+  /**
+   * Queries DNATed to the stopped backend: packets a counting rule (no target) in the node's
+   * FORWARD chain matched. They reach its socket and wait there unanswered.
+   */
+  readonly receivedByStopped: number;
+  readonly kernel: ConntrackStats;
+  /**
+   * Sends SIGCONT: the backend then answers its queue late, to sockets long closed. Call it
+   * only once the unanswered queries have been reported (an answer before that would count
+   * them as answered); always call it.
+   */
+  resume(): Promise<void>;
+}
+
+const COUNTING_RULE_COMMENT = 'cro-lab: queries to the stopped backend';
+
+function countingRule(backend: string): string[] {
+  return [
+    'FORWARD',
+    '-d',
+    backend,
+    '-p',
+    'udp',
+    '--dport',
+    '53',
+    '-m',
+    'comment',
+    '--comment',
+    COUNTING_RULE_COMMENT,
+  ];
+}
+
+async function countingRulePackets(lab: Lab): Promise<number> {
+  const { stdout } = await lab.exec(lab.node.netns, 'iptables', [
+    '-t',
+    'filter',
+    '-L',
+    'FORWARD',
+    '-n',
+    '-v',
+    '-x',
+  ]);
+  const rule = stdout.split('\n').find((line) => line.includes(COUNTING_RULE_COMMENT));
+  const packets = rule?.trim().split(/\s+/)[0];
+  if (packets === undefined) throw new Error('the counting rule of the stopped backend is gone');
+  return Number.parseInt(packets, 10);
+}
+
+/**
+ * A DNS backend that receives but does not answer: one dnsmasq behind the ClusterIP stopped
+ * with SIGSTOP, queries sent to the ClusterIP from a pod until the stopped one received
+ * `atLeast` (bounded). Nothing on the node drops them: the kernel queues them on the stopped
+ * process's socket. Leaves the backend stopped; the caller resumes it.
+ */
+export async function runDnsBackendStopped(
+  lab: Lab,
+  options: StoppedBackendOptions,
+): Promise<StoppedBackendRun> {
+  const backend = lab.dnsBackends[options.backend ?? 0];
+  if (backend === undefined) throw new Error(`no DNS backend ${options.backend ?? 0} in the lab`);
+  const pid = Number.parseInt(readFileSync(backend.pidFile, 'utf8').trim(), 10);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`bad pid file ${backend.pidFile}`);
+  const rule = countingRule(backend.address);
+  await lab.exec(lab.node.netns, 'iptables', ['-I', ...rule]);
+  let stopped = false;
+  const resume = async (): Promise<void> => {
+    if (stopped) process.kill(pid, 'SIGCONT');
+    stopped = false;
+  };
+  try {
+    const before = await lab.nodeConntrackStats();
+    process.kill(pid, 'SIGSTOP');
+    stopped = true;
+    let queriesSent = 0;
+    let answered = 0;
+    let receivedByStopped = 0;
+    for (let round = 0; round < (options.maxRounds ?? 10); round += 1) {
+      const burst = await sendQueries(
+        lab,
+        lab.pods[0]!.netns,
+        labAddresses.clusterDns,
+        options.queriesPerRound,
+        200,
+      );
+      queriesSent += burst.sent;
+      answered += burst.answered;
+      receivedByStopped = await countingRulePackets(lab);
+      if (receivedByStopped >= options.atLeast) break;
+    }
+    const after = await lab.nodeConntrackStats();
+    return {
+      scenario: 'dns-backend-stopped',
+      backend: backend.address,
+      queriesSent,
+      answered,
+      receivedByStopped,
+      kernel: counterDelta(before, after),
+      resume,
+    };
+  } catch (error) {
+    await resume();
+    throw error;
+  } finally {
+    await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
+  }
 }
