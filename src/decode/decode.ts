@@ -372,6 +372,15 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
   ],
 ]);
 
+/**
+ * The number of space-separated fields of a record at a schema version, or undefined for a
+ * record or version the decoder does not read (test/probes/script-records.test.ts holds every
+ * script's printf formats to it).
+ */
+export function recordFieldCount(record: string, schema: string): number | undefined {
+  return EXPECTED_FIELDS.get(record)?.get(schema);
+}
+
 function decodeEventLine(payload: string, probe: string, reasonName: DropReasonNamer): DecodedLine {
   const fields = payload.trimEnd().split(' ');
   const record = fields[0];
