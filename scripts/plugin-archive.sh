@@ -36,7 +36,7 @@ check() {
   [ -f "$manifest" ] || die "no manifest $manifest"
   [ -f "$archive" ] || die "no archive $archive"
   actual=$(sha256sum "$archive" | cut -d' ' -f1)
-  shas=$(sed -n 's/^ *sha256: *"\{0,1\}\([0-9a-fA-F]*\)"\{0,1\} *$/\1/p' "$manifest")
+  shas=$(sed -n "s/^ *sha256: *[\"']\{0,1\}\([0-9a-fA-F]*\)[\"']\{0,1\} *\$/\1/p" "$manifest")
   [ -n "$shas" ] || die "$manifest has no sha256"
   if grep -qx "$placeholder_sha" <<<"$shas"; then
     die "$manifest has the placeholder sha256: not shippable (build it with scripts/plugin-archive.sh)"
@@ -93,7 +93,7 @@ build() {
   sha=$(sha256sum "$archive" | cut -d' ' -f1)
   uri=https://$placeholder_host/$(basename "$archive")
   [ -n "$base_url" ] && uri=${base_url%/}/$(basename "$archive")
-  sed -e "s|\"$placeholder_sha\"|\"$sha\"|" -e "s|^\( *uri: \).*|\1$uri|" \
+  sed -e "s|$placeholder_sha|$sha|" -e "s|^\( *uri: \).*|\1$uri|" \
     -e '/^# krew plugin manifest/,/^# manifest with the placeholder/d' "$template" >"$out/conntrack-race.yaml"
   printf 'plugin-archive: %s (%s KB, sha256 %s)\n' "$archive" "$(($(stat -c %s "$archive") / 1024))" "$sha"
   printf 'plugin-archive: %s\n' "$out/conntrack-race.yaml"

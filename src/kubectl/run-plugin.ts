@@ -133,7 +133,8 @@ async function nodes(
       .get(agentProxyPath(options.agent, agentPod, '/metrics'))
       .catch((error: unknown) => ({ status: 0, body: messageOf(error) }));
     if (answer.status !== 200) {
-      const why = answer.status === 401 ? ' (--metrics-auth: see why)' : '';
+      // An agent with --metrics-auth kubernetes never sees the caller's token (agentAuthError).
+      const why = answer.status === 401 ? ' (ERR_AGENT_AUTH: --metrics-auth)' : '';
       rows.push([node, agent, `error: HTTP ${answer.status}${why}`, '-', '-']);
       continue;
     }
