@@ -80,9 +80,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log
 # The agent needs the node binary only: npm, npx, corepack and yarn, and the C headers for
 # native addons, are build tools (the build stage has them).
+# `doctor --reproduce`, run in the agent's pod (read-only root), mounts a private tmpfs here for
+# `ip netns`, whose directory is compiled in: the image provides the empty mount point.
 RUN rm -rf /usr/local/lib/node_modules /usr/local/include/node /opt/yarn-* \
         /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
-        /usr/local/bin/yarn /usr/local/bin/yarnpkg
+        /usr/local/bin/yarn /usr/local/bin/yarnpkg \
+    && mkdir -p /run/netns
 
 # One file system, without the files the layers above deleted (a deletion in a later layer does
 # not make an image smaller).

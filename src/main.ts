@@ -85,6 +85,7 @@ async function main(): Promise<void> {
 
 /** `doctor`: reads the node (and optionally races a lab) and prints what it found. */
 async function doctor(): Promise<void> {
+  if (await doctorInPrivateNetnsDir()) return;
   const { runDoctor } = await import('./diagnose/doctor/run-doctor.js');
   // SIGINT/SIGTERM stop a --reproduce race and let it remove its lab; a second one exits.
   const interrupt = new AbortController();
@@ -104,6 +105,47 @@ async function doctor(): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/**
+ * `doctor --reproduce` where /run/netns cannot be written (the agent's read-only root, reached
+ * with `kubectl exec`): runs the doctor again in a private mount namespace with a tmpfs there,
+ * passes signals on and exits as it did. Resolves to false when no re-run is needed.
+ */
+async function doctorInPrivateNetnsDir(): Promise<boolean> {
+  const { netnsDirWritable, privateNetnsCommand, PRIVATE_NETNS_ENV } =
+    await import('./diagnose/reproduce/private-netns-dir.js');
+  if (!process.argv.includes('--reproduce') || process.env[PRIVATE_NETNS_ENV] === '1') return false;
+  if (netnsDirWritable()) return false;
+  const { spawn } = await import('node:child_process');
+  const { constants } = await import('node:os');
+  const command = privateNetnsCommand([
+    process.execPath,
+    ...process.execArgv,
+    ...process.argv.slice(1),
+  ]);
+  const child = spawn(command.file, command.args, {
+    stdio: 'inherit',
+    env: { ...process.env, [PRIVATE_NETNS_ENV]: '1' },
+  });
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    child.once('error', (error) => {
+      process.stderr.write(
+        `conntrack-race-observer doctor: cannot start unshare for a private /run/netns: ${error.message}\n`,
+      );
+      resolve([3, null]);
+    });
+    child.once('exit', (exitCode, exitSignal) => resolve([exitCode, exitSignal]));
+  });
+  process.off('SIGINT', forward);
+  process.off('SIGTERM', forward);
+  process.exitCode = code ?? 128 + (signal ? constants.signals[signal] : 0);
+  return true;
 }
 
 /**

@@ -13,7 +13,8 @@ export class PluginError extends Error {
       | 'ERR_NO_AGENT'
       | 'ERR_PROXY'
       | 'ERR_API'
-      | 'ERR_AGENT_ANSWER',
+      | 'ERR_AGENT_ANSWER'
+      | 'ERR_AGENT_AUTH',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -118,10 +119,46 @@ export async function agentOnNode(
   return running;
 }
 
+/**
+ * Whether the agent pod serves TLS: `--metrics-auth kubernetes` (or `=kubernetes`, or
+ * METRICS_AUTH=kubernetes) in its container's args or environment, as the secure-metrics
+ * overlay sets it. An explicit `--agent-scheme` wins.
+ */
+export function agentScheme(agent: AgentLocation, pod: V1Pod | undefined): 'http' | 'https' {
+  if (agent.scheme !== 'auto') return agent.scheme;
+  for (const container of pod?.spec?.containers ?? []) {
+    const args = [...(container.command ?? []), ...(container.args ?? [])];
+    const flag = args.findIndex((arg) => arg === '--metrics-auth');
+    if (flag >= 0 && args[flag + 1] === 'kubernetes') return 'https';
+    if (args.includes('--metrics-auth=kubernetes')) return 'https';
+    const env = container.env?.find((entry) => entry.name === 'METRICS_AUTH');
+    if (flag < 0 && env?.value === 'kubernetes') return 'https';
+  }
+  return 'http';
+}
+
 /** `/api/v1/namespaces/<ns>/pods/[https:]<agent>:<port>/proxy/<path>`: RBAC decides (pods/proxy). */
-export function agentProxyPath(agent: AgentLocation, agentPod: string, path: string): string {
-  const target = `${agent.scheme === 'https' ? 'https:' : ''}${agentPod}:${agent.port}`;
+export function agentProxyPath(
+  agent: AgentLocation,
+  agentPod: V1Pod | string,
+  path: string,
+): string {
+  const name = typeof agentPod === 'string' ? agentPod : (agentPod.metadata?.name ?? '');
+  const scheme = agentScheme(agent, typeof agentPod === 'string' ? undefined : agentPod);
+  const target = `${scheme === 'https' ? 'https:' : ''}${name}:${agent.port}`;
   return `/api/v1/namespaces/${encodeURIComponent(agent.namespace)}/pods/${encodeURIComponent(target).replaceAll('%3A', ':')}/proxy${path}`;
+}
+
+/**
+ * A 401 from an agent behind the pod proxy: kube-apiserver authenticates the caller and then
+ * drops its Authorization header, and dials pods without a client certificate, so an agent
+ * with `--metrics-auth kubernetes` never sees who asks.
+ */
+export function agentAuthError(path: string): PluginError {
+  return new PluginError(
+    `GET ${path}: HTTP 401 from the agent: it runs with --metrics-auth kubernetes, and the API server's pod proxy does not pass the caller's credentials on to a pod, so the agent cannot authorize the request. Read it with a token it accepts instead: kubectl port-forward -n NS POD 9474 and curl -k -H "Authorization: Bearer $TOKEN" https://127.0.0.1:9474${path.slice(path.indexOf('/proxy/') + '/proxy'.length)}`,
+    'ERR_AGENT_AUTH',
+  );
 }
 
 export function messageOf(error: unknown): string {

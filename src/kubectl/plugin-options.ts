@@ -6,14 +6,17 @@ export const AGENT_DEFAULTS = {
   namespace: 'conntrack-race-observer',
   selector: 'app.kubernetes.io/name=conntrack-race-observer,app.kubernetes.io/component=agent',
   port: 9474,
-  scheme: 'http',
+  scheme: 'auto',
 } as const;
+
+/** `auto`: https for an agent started with `--metrics-auth kubernetes` (it then serves TLS only). */
+export type AgentScheme = 'http' | 'https' | 'auto';
 
 export interface AgentLocation {
   readonly namespace: string;
   readonly selector: string;
   readonly port: number;
-  readonly scheme: 'http' | 'https';
+  readonly scheme: AgentScheme;
 }
 
 export interface PluginCommon {
@@ -39,7 +42,8 @@ const USAGE = `Usage: kubectl conntrack-race why POD [-n NAMESPACE]
   nodes      per node, its agent's totals
 
 Options of both: --kubeconfig FILE, --context NAME, --agent-namespace NS (${AGENT_DEFAULTS.namespace}),
-  --agent-selector LABELS, --agent-port PORT (${AGENT_DEFAULTS.port}), --agent-scheme http|https
+  --agent-selector LABELS, --agent-port PORT (${AGENT_DEFAULTS.port}), --agent-scheme http|https|auto (auto: https
+  when the agent pod runs with --metrics-auth kubernetes)
 `;
 
 function port(value: string): number {
@@ -70,7 +74,7 @@ function common(command: Command): Command {
     )
     .addOption(
       new Option('--agent-scheme <scheme>', 'https when the agents serve TLS (--metrics-auth)')
-        .choices(['http', 'https'])
+        .choices(['http', 'https', 'auto'])
         .default(AGENT_DEFAULTS.scheme),
     )
     .allowExcessArguments(false);
@@ -100,7 +104,7 @@ export function parsePluginArgs(argv: readonly string[]): ParsedPluginArgs {
     agentNamespace: string;
     agentSelector: string;
     agentPort: number;
-    agentScheme: 'http' | 'https';
+    agentScheme: AgentScheme;
   }>();
   const base: PluginCommon = {
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),

@@ -1,5 +1,6 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import {
+  agentAuthError,
   agentOnNode,
   agentProxyPath,
   messageOf,
@@ -82,13 +83,14 @@ async function why(
   const agentName = agent.metadata?.name ?? '';
   const path = agentProxyPath(
     options.agent,
-    agentName,
+    agent,
     `/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(options.pod)}`,
   );
   const answer = await api.get(path);
   if (answer.status === 404 && answer.body.includes('pod not known')) {
     return `Pod               ${namespace}/${options.pod} on node ${nodeName} (agent ${agentName})\nNo race or DNS drop counted for this pod, and the agent does not know it yet.\n`;
   }
+  if (answer.status === 401) throw agentAuthError(path);
   if (answer.status !== 200) {
     throw new PluginError(
       `GET ${path}: HTTP ${answer.status}: ${answer.body.trim().slice(0, 300)}${answer.status === 403 ? ' (RBAC: get on pods/proxy is needed)' : ''}`,
@@ -112,25 +114,28 @@ async function nodes(
     api.listNodeNames(),
     api.listPods(options.agent.namespace, options.agent.selector),
   ]);
-  const agentByNode = new Map<string, string>();
+  const agentByNode = new Map<string, V1Pod>();
   for (const agent of agents) {
     const node = agent.spec?.nodeName;
     const name = agent.metadata?.name;
     if (node && name && (!agentByNode.has(node) || agent.status?.phase === 'Running'))
-      agentByNode.set(node, name);
+      agentByNode.set(node, agent);
   }
   const rows = [['NODE', 'AGENT', 'INSERT_FAILURES', 'DNS_DROPS', 'CLASHES_RESOLVED']];
   for (const node of [...nodeNames].sort()) {
-    const agent = agentByNode.get(node);
-    if (!agent) {
+    const agentPod = agentByNode.get(node);
+    const agent = agentPod?.metadata?.name;
+    if (!agentPod || !agent) {
       rows.push([node, '<none>', '-', '-', '-']);
       continue;
     }
     const answer = await api
-      .get(agentProxyPath(options.agent, agent, '/metrics'))
+      .get(agentProxyPath(options.agent, agentPod, '/metrics'))
       .catch((error: unknown) => ({ status: 0, body: messageOf(error) }));
     if (answer.status !== 200) {
-      rows.push([node, agent, `error: HTTP ${answer.status}`, '-', '-']);
+      // An agent with --metrics-auth kubernetes never sees the caller's token (agentAuthError).
+      const why = answer.status === 401 ? ' (ERR_AGENT_AUTH: --metrics-auth)' : '';
+      rows.push([node, agent, `error: HTTP ${answer.status}${why}`, '-', '-']);
       continue;
     }
     const totals = totalsOfExposition(answer.body);

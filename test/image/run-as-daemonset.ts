@@ -1,11 +1,11 @@
 /**
  * Runs the built image as deploy/base/daemonset.yaml runs it (privileged, host network and PID,
  * the manifest's mounts, args and environment, read-only root) beside the lab, and checks it
- * from outside: /readyz, a SNAT race counted exactly, a clean stop on SIGTERM, the versions
- * inside. Prints a summary; exits 1 if any check failed. Started by `scripts/image.sh test`,
+ * from outside: /readyz, a SNAT race counted exactly, `doctor --reproduce` run in the running
+ * container as `kubectl exec` runs it, a clean stop on SIGTERM, the versions inside. Prints a summary; exits 1 if any check failed. Started by `scripts/image.sh test`,
  * as root, under the host lock.
  *
- *   run-as-daemonset.ts --runtime chroot --rootfs DIR --image-config FILE [--min-insert-failures N]
+ *   run-as-daemonset.ts --runtime chroot --rootfs DIR --image-config FILE [--min-insert-failures N] [--reproduce-seconds N]
  *   run-as-daemonset.ts --runtime podman --image NAME --image-config FILE [...]
  */
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { execa, type ResultPromise } from 'execa';
 import { createLab, startSnatRaceLoop, type Lab } from '../lab/index.js';
 import { parsePrometheusText, sumOf, type Sample } from '../support/prometheus-text.js';
 import { readDaemonSetContainer, tmpfsSize, type DaemonSetContainer } from './daemonset-spec.js';
+import { checkDoctorReproduce, type ExecTarget } from './doctor-reproduce-check.js';
 
 const daemonSetPath = new URL('../../deploy/base/daemonset.yaml', import.meta.url).pathname;
 const enterRootfs = new URL('./enter-rootfs.sh', import.meta.url).pathname;
@@ -24,6 +25,8 @@ const enterRootfs = new URL('./enter-rootfs.sh', import.meta.url).pathname;
 const nodeName = 'image-test-node';
 const readyTimeoutMs = 120_000;
 const raceTimeoutMs = 180_000;
+/** What `--name` gives the docker/podman container, for `exec`. */
+const containerName = 'conntrack-race-observer-image-test';
 /** Kubernetes' grace period is 15 s; the agent promises to be gone within 5. */
 const stopBudgetMs = 5_000;
 
@@ -33,6 +36,7 @@ interface Options {
   image?: string;
   imageConfig: string;
   minInsertFailures: number;
+  reproduceSeconds: number;
 }
 
 interface ImageConfig {
@@ -71,6 +75,7 @@ function parseOptions(argv: readonly string[]): Options {
     .option('--image <name>', 'the image (podman runtime)')
     .requiredOption('--image-config <file>', "the image's OCI config (Entrypoint, Env, WorkingDir)")
     .option('--min-insert-failures <n>', 'race until this many', positiveInteger, 20)
+    .option('--reproduce-seconds <n>', 'doctor --reproduce bound per scenario', positiveInteger, 20)
     .parse(argv)
     .opts<Options>();
   if (options.runtime === 'chroot' && options.rootfs === undefined)
@@ -136,7 +141,7 @@ function launchCommand(
     throw new Error(`hostPath ${path} (type ${type || 'unset'}) does not exist on this machine`);
   };
   if (options.runtime !== 'chroot') {
-    const flags = ['--rm', '--privileged', '--network=host', '--pid=host'];
+    const flags = ['--rm', '--name', containerName, '--privileged', '--network=host', '--pid=host'];
     if (spec.readOnlyRootFilesystem) flags.push('--read-only');
     for (const mount of spec.mounts) {
       if (mount.source.kind === 'hostPath') {
@@ -179,6 +184,39 @@ function launchCommand(
       ...entrypoint,
     ],
     substitutes,
+  };
+}
+
+/**
+ * `kubectl exec` into the running agent: its mount namespace, root and working directory (the
+ * chroot runtime: nsenter into the agent's process), or the runtime's own exec.
+ */
+function execTarget(
+  options: Options,
+  spec: DaemonSetContainer,
+  config: ImageConfig,
+  agentPid: number,
+): ExecTarget {
+  const env = containerEnv(spec, config);
+  return {
+    entrypoint: config.Entrypoint ?? [],
+    exec: (command) =>
+      options.runtime === 'chroot'
+        ? {
+            file: 'nsenter',
+            args: [
+              `--target=${agentPid}`,
+              '--mount',
+              '--root',
+              '--wd',
+              '--',
+              '/usr/bin/env',
+              '-i',
+              ...env,
+              ...command,
+            ],
+          }
+        : { file: options.runtime, args: ['exec', containerName, ...command] },
   };
 }
 
@@ -371,6 +409,13 @@ async function run(options: Options): Promise<void> {
       `${race.rounds} rounds; agent insert_failures_total +${agentCounted}, kernel insert_failed +${kernelDelta} (conntrack -S in the node namespace), as the agent exports it ${exported ?? 'missing'} (of ${kernelAfter}), unexplained ${unexplained}`,
     );
 
+    // The agent keeps running meanwhile, as it would on a node where an operator runs this.
+    const doctor = await checkDoctorReproduce(
+      execTarget(options, spec, config, agent.pid!),
+      options.reproduceSeconds,
+    );
+    check('doctor --reproduce in the container', doctor.ok, doctor.detail);
+
     const stopStarted = Date.now();
     agent.kill('SIGTERM');
     const exit = await Promise.race([agent, sleep(stopBudgetMs + 5_000).then(() => undefined)]);
@@ -398,6 +443,7 @@ async function run(options: Options): Promise<void> {
         agentInsertFailures: agentCounted,
         kernelInsertFailed: kernelDelta,
         exportedKernelInsertFailed: exported,
+        doctorReproduce: doctor.summary,
         stopMs,
         exitCode: exit?.exitCode,
         durationMs: Date.now() - testStarted,

@@ -7,7 +7,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as createHttpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -229,7 +236,9 @@ export interface FakeApiServer {
   /**
    * Answers `GET /api/v1/namespaces/<ns>/pods/[<scheme>:]<name>:<port>/proxy/<path>` by
    * forwarding to `target` (e.g. `http://127.0.0.1:<port>` of a server the test runs), as the
-   * API server's pod proxy does. The caller's Authorization header is not forwarded.
+   * API server's pod proxy does. The caller's Authorization header is not forwarded, and an
+   * `https:` target's certificate is not verified (kube-apiserver dials pods by IP with
+   * InsecureSkipVerify and no client certificate).
    */
   proxyPod(namespace: string, name: string, port: number, target: string): void;
   /** Open watch streams. */
@@ -667,11 +676,10 @@ class FakeApiServerImpl implements FakeApiServer {
       );
       return;
     }
-    const answer = await fetch(`${target}/${rest}${url.search}`);
+    const answer = await getUnverified(`${target}/${rest}${url.search}`);
     const headers: Record<string, string> = {};
-    const type = answer.headers.get('content-type');
-    if (type) headers['content-type'] = type;
-    res.writeHead(answer.status, headers).end(await answer.text());
+    if (answer.contentType) headers['content-type'] = answer.contentType;
+    res.writeHead(answer.status, headers).end(answer.body);
   }
 
   /**
@@ -1075,6 +1083,33 @@ function parseContinue(token: string): { id: number; offset: number } | undefine
     // not a token of this server
   }
   return undefined;
+}
+
+/** A GET with no credentials, not verifying an https server's certificate: the pod proxy's dial. */
+function getUnverified(
+  target: string,
+): Promise<{ status: number; contentType?: string; body: string }> {
+  const url = new URL(target);
+  const request = url.protocol === 'https:' ? httpsRequest : createHttpRequest;
+  return new Promise((resolve, reject) => {
+    const outgoing = request(url, { method: 'GET', rejectUnauthorized: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('error', reject);
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          ...(response.headers['content-type']
+            ? { contentType: response.headers['content-type'] }
+            : {}),
+          body,
+        }),
+      );
+    });
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
 }
 
 /** `/api/v1/namespaces/<ns>/pods/[<scheme>:]<name>[:<port>]/proxy/<path>`. */

@@ -101,11 +101,11 @@ export async function createRaceLab(deps: RaceLabDependencies): Promise<RaceLab>
     for (const role of LAB_ROLES) {
       await ip('netns', 'add', names[role]);
       await ip('-n', names[role], 'link', 'set', 'lo', 'up');
-      // IPv4 only: no router solicitations or DAD in the lab.
-      await inside(role, 'sysctl', [
-        '-qw',
-        'net.ipv6.conf.all.disable_ipv6=1',
-        'net.ipv6.conf.default.disable_ipv6=1',
+      // IPv4 only: no router solicitations or DAD in the lab (nothing to do where the kernel
+      // has IPv6 off altogether).
+      await inside(role, 'sh', [
+        '-c',
+        `[ ! -d /proc/sys/net/ipv6 ] || { ${writeSysctl('net/ipv6/conf/all/disable_ipv6', '1')} && ${writeSysctl('net/ipv6/conf/default/disable_ipv6', '1')}; }`,
       ]);
     }
     const a = raceLabAddresses;
@@ -130,13 +130,21 @@ export async function createRaceLab(deps: RaceLabDependencies): Promise<RaceLab>
     await ip('-n', names.up, 'link', 'set', 'eth0', 'up');
     await ip('-n', names.up, 'route', 'add', 'default', 'via', a.nodeUpstream);
     // The lab's node has no default route: it reaches its pods and its upstream link, nothing else.
-    await inside('node', 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    await inside('node', 'sh', ['-c', writeSysctl('net/ipv4/ip_forward', '1')]);
     await inside('node', 'iptables-restore', [], raceLabNatRules(a));
     return lab;
   } catch (error) {
     await lab.destroy();
     throw error;
   }
+}
+
+/**
+ * A shell command setting a sysctl of the namespace it runs in. /proc/sys/net follows the
+ * writer's network namespace; sysctl(8) (procps) is not in the image, a shell is.
+ */
+function writeSysctl(path: string, value: string): string {
+  return `echo ${value} > /proc/sys/${path}`;
 }
 
 /** `ip` arguments: a veth pair from `side` in namespace `from` to eth0 in namespace `to`. */
