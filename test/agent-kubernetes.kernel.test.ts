@@ -7,9 +7,13 @@ import {
   createLab,
   labAddresses,
   runDnsBackendStopped,
+  seed004,
   sendQueries,
   snatRaceUntil,
+  startSeed004,
   type Lab,
+  type LoopingResolver,
+  type Seed004Run,
 } from './lab/index.js';
 import {
   startAgentUnderTest,
@@ -34,6 +38,63 @@ interface LoggedEvent {
 const INSERT_FAILED = 'ConntrackInsertFailed';
 const DNS_DROPPED = 'DNSQueryDropped';
 const DNS_UNANSWERED = 'DNSQueryUnanswered';
+const STOPPED_ON_NODATA = 'DNSLookupStoppedOnNoData';
+
+const eventsOf = (server: FakeApiServer, reason: string) =>
+  server.events().filter((event) => event.reason === reason);
+
+/** Each Event's count by name: what an earlier test left is subtracted, not assumed absent. */
+const countsByName = (events: K8sObject[]) =>
+  new Map(events.map((event) => [String(event.metadata.name), Number(event.count)]));
+const countSince = (event: K8sObject, before: Map<string, number>) =>
+  Number(event.count) - (before.get(String(event.metadata.name)) ?? 0);
+
+/** Polls until `read` reaches `expected` (or passes it), and returns the last value read. */
+async function settled(
+  read: () => Promise<number>,
+  expected: number,
+  timeoutMs = 15_000,
+): Promise<number> {
+  let last = Number.NaN;
+  try {
+    return await waitFor(
+      `${expected}`,
+      async () => {
+        last = await read();
+        return last >= expected ? last : undefined;
+      },
+      timeoutMs,
+    );
+  } catch {
+    return last;
+  }
+}
+
+/** The agent in process on the lab's node, its Kubernetes API the fake; ready when returned. */
+async function startAgentOn(
+  lab: Lab,
+  fake: FakeApiServer,
+  extraArgs: readonly string[] = [],
+): Promise<AgentUnderTest> {
+  const connection = resolveKubernetesConnection({ kubeconfigFlag: await fake.kubeConfigFile() });
+  if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
+  const agent = await startAgentUnderTest(
+    [
+      '--probe-mode',
+      'tracepoint',
+      '--netns-pid',
+      String(lab.node.pid),
+      '--node-name',
+      LAB_NODE_NAME,
+      '--poll-interval',
+      '0.5',
+      ...extraArgs,
+    ],
+    connection satisfies KubernetesConnection,
+  );
+  await waitUntilReady(agent.baseUrl);
+  return agent;
+}
 
 // The real agent over a real lab, with the Kubernetes API faked at the HTTP level: the fake
 // holds the lab's pods, the kube-dns Service on the lab's ClusterIP and its dnsmasq backends.
@@ -42,7 +103,7 @@ describe('the agent with Kubernetes against a real kernel', () => {
   let lab: Lab;
   let cluster: LabCluster;
 
-  // One lab for the file; each describe below runs its own agent on it, one at a time (the
+  // One lab for this block; each describe below runs its own agent on it, one at a time (the
   // probes see the whole machine), and every check is a delta, so no test needs another first.
   beforeAll(async () => {
     lab = await createLab();
@@ -54,8 +115,6 @@ describe('the agent with Kubernetes against a real kernel', () => {
   });
 
   const podAt = (ip: string) => cluster.pods.find((pod) => pod.ip === ip);
-  const eventsOf = (server: FakeApiServer, reason: string) =>
-    server.events().filter((event) => event.reason === reason);
   const countOf = (events: K8sObject[]) =>
     events.reduce((sum, event) => sum + Number(event.count), 0);
   const podFailures = (samples: Sample[]) =>
@@ -69,27 +128,6 @@ describe('the agent with Kubernetes against a real kernel', () => {
         }),
       0,
     );
-
-  /** Polls until `read` reaches `expected` (or passes it), and returns the last value read. */
-  async function settled(
-    read: () => Promise<number>,
-    expected: number,
-    timeoutMs = 15_000,
-  ): Promise<number> {
-    let last = Number.NaN;
-    try {
-      return await waitFor(
-        `${expected}`,
-        async () => {
-          last = await read();
-          return last >= expected ? last : undefined;
-        },
-        timeoutMs,
-      );
-    } catch {
-      return last;
-    }
-  }
 
   function expectInsertFailedEvent(event: K8sObject): void {
     expect(event.type).toBe('Warning');
@@ -134,36 +172,13 @@ describe('the agent with Kubernetes against a real kernel', () => {
     return losses;
   }
 
-  /** Each Event's count by name: what an earlier test left is subtracted, not assumed absent. */
-  const countsByName = (events: K8sObject[]) =>
-    new Map(events.map((event) => [String(event.metadata.name), Number(event.count)]));
-  const countSince = (event: K8sObject, before: Map<string, number>) =>
-    Number(event.count) - (before.get(String(event.metadata.name)) ?? 0);
-
   describe('in process', () => {
     let fake: FakeApiServer;
     let agent: AgentUnderTest;
 
     beforeAll(async () => {
       fake = await startFakeApiServer(cluster.objects);
-      const connection = resolveKubernetesConnection({
-        kubeconfigFlag: await fake.kubeConfigFile(),
-      });
-      if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
-      agent = await startAgentUnderTest(
-        [
-          '--probe-mode',
-          'tracepoint',
-          '--netns-pid',
-          String(lab.node.pid),
-          '--node-name',
-          LAB_NODE_NAME,
-          '--poll-interval',
-          '0.5',
-        ],
-        connection satisfies KubernetesConnection,
-      );
-      await waitUntilReady(agent.baseUrl);
+      agent = await startAgentOn(lab, fake);
     });
 
     afterAll(async () => {
@@ -317,26 +332,7 @@ describe('the agent with Kubernetes against a real kernel', () => {
 
     beforeAll(async () => {
       fake = await startFakeApiServer(cluster.objects);
-      const connection = resolveKubernetesConnection({
-        kubeconfigFlag: await fake.kubeConfigFile(),
-      });
-      if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
-      agent = await startAgentUnderTest(
-        [
-          '--probe-mode',
-          'tracepoint',
-          '--netns-pid',
-          String(lab.node.pid),
-          '--node-name',
-          LAB_NODE_NAME,
-          '--poll-interval',
-          '0.5',
-          '--dns-query-tracking',
-          'on',
-        ],
-        connection satisfies KubernetesConnection,
-      );
-      await waitUntilReady(agent.baseUrl);
+      agent = await startAgentOn(lab, fake, ['--dns-query-tracking', 'on']);
     });
 
     afterAll(async () => {
@@ -466,6 +462,109 @@ describe('the agent with Kubernetes against a real kernel', () => {
       expect(processFake.eventWrites().every((write) => write.status < 300)).toBe(true);
     });
   });
+});
+
+// Seed 004 on a lab of its own, its programs running before the agent starts: the agent reads
+// a pod's diagnosis (C library, resolv.conf) when the pod appears and again only minutes later,
+// so the pods must already run the seed's musl and glibc programs when it first reads them.
+// Another agent's tests on the same pods would leave a diagnosis of other programs.
+describe('the agent with Kubernetes and DNS query tracking on seed 004 (a search domain answering NODATA)', () => {
+  let lab: Lab;
+  let cluster: LabCluster;
+  let run: Seed004Run | undefined;
+  let fake: FakeApiServer | undefined;
+  let agent: AgentUnderTest | undefined;
+
+  beforeAll(async () => {
+    lab = await createLab();
+    cluster = labCluster(lab);
+    run = await startSeed004(lab, { everyMs: 500 });
+    fake = await startFakeApiServer(cluster.objects);
+    agent = await startAgentOn(lab, fake, ['--dns-query-tracking', 'on']);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await fake?.close();
+    await run?.stop();
+    await lab?.destroy();
+  });
+
+  it('tells the musl pod that its lookup stopped on NODATA from the search domain, and the glibc pod resolving the same name nothing', async () => {
+    const podOf = (resolver: LoopingResolver) => {
+      const pod = cluster.pods.find((candidate) => candidate.ip === resolver.pod.ip);
+      if (!pod) throw new Error(`no pod in the fake API at ${resolver.pod.ip}`);
+      return pod;
+    };
+    const muslPod = podOf(run!.musl);
+    const glibcPod = podOf(run!.glibc);
+    const stoppedEvents = () => eventsOf(fake!, STOPPED_ON_NODATA);
+    const on = (name: string) =>
+      stoppedEvents().filter((event) => event.involvedObject.name === name);
+    const stopped = (samples: Sample[], pod: string) =>
+      sumOf(samples, 'conntrack_observer_dns_lookups_stopped_on_nodata_total', {
+        domain: seed004.domain,
+        pod,
+      });
+    const nodataAnswers = (samples: Sample[], pod: string) =>
+      sumOf(samples, 'conntrack_observer_dns_queries_total', { rcode: 'NODATA', pod });
+
+    const event = await waitFor(
+      'a DNSLookupStoppedOnNoData Event on the musl pod',
+      () => on(muslPod.name)[0],
+      60_000,
+    );
+    expect(event).toMatchObject({
+      type: 'Warning',
+      involvedObject: { kind: 'Pod', namespace: muslPod.namespace, name: muslPod.name },
+    });
+    expect(event.message).toContain(`"${seed004.name}" stopped at "${seed004.answeredName}"`);
+    expect(event.message).toContain(`search domain ${seed004.domain}`);
+    expect(event.message).toContain('resolves with musl');
+    expect(event.message).toContain('glibc would go on');
+    expect(event.message).toContain(`"${seed004.name}."`);
+    const muslStops = await settled(
+      async () => stopped(await scrape(agent!.baseUrl), muslPod.name),
+      1,
+    );
+    expect(muslStops).toBeGreaterThan(0);
+
+    // After the musl pod's Event (both pods were read at once, when they appeared), the glibc
+    // pod's lookups get their NODATA answers (the search domain's among them) again, and the
+    // agent sees them.
+    const glibcAnswers = nodataAnswers(await scrape(agent!.baseUrl), glibcPod.name);
+    const glibcLookups = run!.glibc.results.length;
+    await waitFor('more glibc lookups, their NODATA answers seen by the agent', async () =>
+      run!.glibc.results.length >= glibcLookups + 4 &&
+      nodataAnswers(await scrape(agent!.baseUrl), glibcPod.name) > glibcAnswers
+        ? true
+        : undefined,
+    );
+    // The recorder posts an Event's first occurrence at once and patches the rest every 30 s:
+    // once the musl pod's Event has been patched, whatever the agent made of the glibc pod's
+    // answers above has been written too.
+    const muslCount = Number(on(muslPod.name)[0]?.count);
+    await waitFor(
+      "the musl pod's Event patched with later lookups",
+      () => (Number(on(muslPod.name)[0]?.count) > muslCount ? true : undefined),
+      45_000,
+    );
+    const after = await scrape(agent!.baseUrl);
+    expect(stopped(after, glibcPod.name)).toBe(0);
+    expect(on(glibcPod.name)).toEqual([]);
+    // One Event for the search domain, on the musl pod and nowhere else.
+    expect(stoppedEvents().map((candidate) => candidate.involvedObject.name)).toEqual([
+      muslPod.name,
+    ]);
+
+    // The applications' own reports: musl fails the name, glibc resolves it.
+    const musl = [...run!.musl.results];
+    const glibc = [...run!.glibc.results];
+    expect(musl.length).toBeGreaterThan(0);
+    for (const result of musl) expect(result.error).toBe('Name does not resolve');
+    expect(glibc.length).toBeGreaterThan(0);
+    for (const result of glibc) expect(result.addresses).toEqual([seed004.address]);
+  }, 120_000);
 });
 
 /** Packets the two backend DROP rules of the node's FORWARD chain matched (iptables' counters). */
