@@ -33,6 +33,8 @@ const DNS_V1_FIELD_COUNT = 11;
 const DNS_V2_FIELD_COUNT = 16;
 // Schema 3 has the fields of schema 2; it is an example of drops the probe counts in the kernel.
 const DNS_V3_FIELD_COUNT = 16;
+// Schema 4: schema 3 with the address family (`ipv4` / `ipv6`) after the reason.
+const DNS_V4_FIELD_COUNT = 17;
 const MAP_CLEARED_FIELD_COUNT = 3;
 const DNS_NODATA_FIELD_COUNT = 8;
 // IPS_CONFIRMED clear, IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE set: the entry reached the
@@ -239,13 +241,17 @@ function conntrackEvent(
 
 function dnsDropEvent(fields: string[], probe: string, reasonName: DropReasonNamer): ProbeEvent {
   const event = dnsDropFields(fields, probe, reasonName);
-  // Schema 3: an example; the probe's maps count the drop (docs/probe-events.md).
-  return fields[1] === '3' ? { ...event, count: 0 } : event;
+  // Schemas 3 and 4: an example; the probe's maps count the drop (docs/probe-events.md).
+  return fields[1] === '3' || fields[1] === '4' ? { ...event, count: 0 } : event;
 }
 
 function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNamer): DnsDropEvent {
-  const packet = tuple(fields, 6, 'packet');
-  const location = fields[10] ?? '-';
+  // Schema 4 carries the family after the reason; the fields after it shift by one.
+  const withFamily = fields.length === DNS_V4_FIELD_COUNT;
+  const of = withFamily ? family(fields, 6) : 'ipv4';
+  const shift = withFamily ? 1 : 0;
+  const packet = tuple(fields, 6 + shift, 'packet', of);
+  const location = fields[10 + shift] ?? '-';
   // `-`: the kernel has no drop reasons (dns-drops-no-reason.bt); name it from the location.
   const reason =
     fields[5] === NO_REASON
@@ -253,8 +259,8 @@ function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNa
       : reasonName(unsigned(fields, 5, 'reason', 0xffffffff));
   let conntrack: DnsDropEvent['conntrack'];
   if (fields.length >= DNS_V2_FIELD_COUNT) {
-    const ctStatus = status(fields[11] ?? '');
-    const original = tuple(fields, 12, 'original');
+    const ctStatus = status(fields[11 + shift] ?? '');
+    const original = tuple(fields, 12 + shift, 'original', of);
     // Status 0: the packet had no conntrack entry.
     if (ctStatus !== 0) {
       conntrack = {
@@ -359,6 +365,7 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
       ['1', DNS_V1_FIELD_COUNT],
       ['2', DNS_V2_FIELD_COUNT],
       ['3', DNS_V3_FIELD_COUNT],
+      ['4', DNS_V4_FIELD_COUNT],
     ]),
   ],
   ['map_cleared', new Map([['1', MAP_CLEARED_FIELD_COUNT]])],

@@ -2,14 +2,25 @@ import type { DnsDropEvent, FlowTuple } from '../events/types.js';
 import { CumulativeCounts, ipv4Field, u32Field, type ParsedCountKey } from './count-maps.js';
 import { dropReasonFromLocation } from './drop-location.js';
 import type { DropReasonNamer } from './decode.js';
+import { ipv6FromHalves } from './ip-address.js';
 
-/** The maps of probes/tracepoint/dns-drops*.bt (docs/probe-events.md). */
-export const DNS_DROP_MAPS = ['@dns_drops_0', '@dns_drops_1'] as const;
+/**
+ * The maps of probes/tracepoint/dns-drops*.bt (docs/probe-events.md): IPv4 datagrams in
+ * `@dns_drops_*`, IPv6 datagrams in `@dns_drops6_*` (each address keyed as two u64 halves);
+ * one totals map for both.
+ */
+export const DNS_DROP_MAPS = [
+  '@dns_drops_0',
+  '@dns_drops_1',
+  '@dns_drops6_0',
+  '@dns_drops6_1',
+] as const;
 export const DNS_DROP_TOTALS_MAP = '@dns_drop_totals';
 
 /** The reason key of a kernel without drop reasons (dns-drops-no-reason.bt). */
 const NO_REASON_KEY = 0xffffffff;
 const KEY_FIELDS = 9;
+const IPV6_KEY_FIELDS = 13;
 const CT_NONE = 0;
 const CT_LOST_INSERT_RACE_SIGNATURE = 2;
 
@@ -54,25 +65,73 @@ function dnsDropOf(
   reasonOf: (code: number, location: string) => string,
 ): ParsedCountKey<DnsDropEvent> | undefined {
   const fields = key.split(',');
-  if (fields.length !== KEY_FIELDS) return undefined;
-  const [
-    netnsText,
-    reasonText,
-    location = '',
-    queryText,
-    srcText,
-    dstText,
-    ctText,
-    osrcText,
-    odstText,
-  ] = fields;
+  if (fields.length === KEY_FIELDS) {
+    const [netnsText, reasonText, location, queryText, src, dst, ctText, osrc, odst] = fields;
+    return dropEvent(
+      {
+        netnsText,
+        reasonText,
+        location,
+        queryText,
+        src: ipv4Field(src),
+        dst: ipv4Field(dst),
+        ctText,
+        osrc: ipv4Field(osrc),
+        odst: ipv4Field(odst),
+      },
+      count,
+      monotonicNs,
+      probe,
+      reasonOf,
+    );
+  }
+  if (fields.length !== IPV6_KEY_FIELDS) return undefined;
+  const [netnsText, reasonText, location, queryText, srcA, srcB, dstA, dstB, ctText] = fields;
+  const [osrcA, osrcB, odstA, odstB] = fields.slice(9);
+  const halves = (a: string | undefined, b: string | undefined): string | undefined =>
+    a === undefined || b === undefined ? undefined : ipv6FromHalves(a, b);
+  return dropEvent(
+    {
+      netnsText,
+      reasonText,
+      location,
+      queryText,
+      src: halves(srcA, srcB),
+      dst: halves(dstA, dstB),
+      ctText,
+      osrc: halves(osrcA, osrcB),
+      odst: halves(odstA, odstB),
+    },
+    count,
+    monotonicNs,
+    probe,
+    reasonOf,
+  );
+}
+
+/** A key's fields, addresses already read (undefined where not an address of its family). */
+interface KeyFields {
+  readonly netnsText: string | undefined;
+  readonly reasonText: string | undefined;
+  readonly location: string | undefined;
+  readonly queryText: string | undefined;
+  readonly src: string | undefined;
+  readonly dst: string | undefined;
+  readonly ctText: string | undefined;
+  readonly osrc: string | undefined;
+  readonly odst: string | undefined;
+}
+
+function dropEvent(
+  { netnsText, reasonText, location = '', queryText, src, dst, ctText, osrc, odst }: KeyFields,
+  count: number,
+  monotonicNs: bigint,
+  probe: string,
+  reasonOf: (code: number, location: string) => string,
+): ParsedCountKey<DnsDropEvent> | undefined {
   const netnsInode = u32Field(netnsText);
   const reasonCode = u32Field(reasonText);
-  const src = ipv4Field(srcText);
-  const dst = ipv4Field(dstText);
   const ctClass = u32Field(ctText);
-  const osrc = ipv4Field(osrcText);
-  const odst = ipv4Field(odstText);
   if (
     netnsInode === undefined ||
     reasonCode === undefined ||

@@ -18,8 +18,11 @@ const REASON_BY_LOCATION: ReadonlyMap<string, string> = new Map([
   // No socket on the port (also a datagram shorter than its header or with a bad checksum:
   // PKT_TOO_SMALL and UDP_CSUM in later kernels, counted in Udp InErrors/InCsumErrors).
   ['__udp4_lib_rcv', 'NO_SOCKET'],
+  // Its IPv6 counterpart, counted in Udp6NoPorts (and Udp6InErrors/InCsumErrors likewise).
+  ['__udp6_lib_rcv', 'NO_SOCKET'],
   // The receiving socket's buffer is full (PROTO_MEM when UDP's global memory is exhausted).
   ['__udp_queue_rcv_skb', 'SOCKET_RCVBUFF'],
+  ['__udpv6_queue_rcv_skb', 'SOCKET_RCVBUFF'],
 ]);
 
 /**

@@ -29,12 +29,12 @@ export interface ProbeArgumentContext {
 export type ProbeRecordKind = ProbeEvent['kind'] | 'snat_port_alloc';
 
 /**
- * Kernel structs a script dereferences. `sk_buff` and `sock` are vmlinux types (BTF from
- * `/sys/kernel/btf/vmlinux`); `nf_conn` belongs to nf_conntrack, which is usually a module:
+ * Kernel structs a script dereferences. `sk_buff`, `sock` and `ipv6hdr` are vmlinux types (BTF
+ * from `/sys/kernel/btf/vmlinux`); `nf_conn` belongs to nf_conntrack, which is usually a module:
  * its types come from the module's BTF (5.11+), from vmlinux when conntrack is built in, or
  * from the kernel headers (`--include`) on kernels that export no module BTF.
  */
-export type KernelStruct = 'sk_buff' | 'sock' | 'nf_conn';
+export type KernelStruct = 'sk_buff' | 'sock' | 'ipv6hdr' | 'nf_conn';
 
 /** What one script needs of the running kernel; mode selection checks each of them. */
 export interface ProbeRequirements {
@@ -248,13 +248,14 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsDrops',
     emits: ['dns_drop'],
-    maps: ['@dns_drop_totals', '@dns_drops_0', '@dns_drops_1'],
+    // IPv4 datagrams in @dns_drops_*, IPv6 in @dns_drops6_*; one totals map for both.
+    maps: ['@dns_drop_totals', '@dns_drops_0', '@dns_drops_1', '@dns_drops6_0', '@dns_drops6_1'],
     variants: [
       {
         script: 'tracepoint/dns-drops.bt',
         requires: {
           kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason', 'rx_sk'],
-          structs: ['sk_buff', 'sock', 'nf_conn'],
+          structs: ['sk_buff', 'sock', 'nf_conn', 'ipv6hdr'],
         },
         ...dnsDropCounting,
       },
@@ -263,7 +264,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
         script: 'tracepoint/dns-drops-no-rx-sk.bt',
         requires: {
           kfreeSkbFields: ['skbaddr', 'location', 'protocol', 'reason'],
-          structs: ['sk_buff', 'sock', 'nf_conn'],
+          structs: ['sk_buff', 'sock', 'nf_conn', 'ipv6hdr'],
         },
         limits:
           'skb:kfree_skb has no rx_sk field (added in 6.11): a datagram freed from a socket ' +
@@ -275,7 +276,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
         script: 'tracepoint/dns-drops-no-reason.bt',
         requires: {
           kfreeSkbFields: ['skbaddr', 'location', 'protocol'],
-          structs: ['sk_buff', 'sock', 'nf_conn'],
+          structs: ['sk_buff', 'sock', 'nf_conn', 'ipv6hdr'],
         },
         limits:
           'skb:kfree_skb has no reason field (added in 5.17): the cause is named from the ' +

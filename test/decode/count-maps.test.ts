@@ -87,6 +87,165 @@ describe('decoding the count maps the DNS-drop probe prints', () => {
   });
 });
 
+describe('DnsDropCounts: IPv6 datagrams, keyed by u64 address halves', () => {
+  // Each address as two u64 halves of its bytes read little-endian, as the probes key them
+  // (bpftrace's values for these addresses, as in the insert-failure maps' tests).
+  const POD6 = ['74775649059069', '144115188075855872']; // fd00:10:244::2
+  const UPSTREAM6 = ['3087860000', '5980780305148018688']; // 2001:db8::53
+  const NODE6 = ['3087860000', '72057594037927936']; // 2001:db8::1
+  const ZERO6 = ['0', '0'];
+  const firewall6 = key([
+    NETNS,
+    12,
+    'nft_do_chain',
+    1,
+    ...POD6,
+    ...UPSTREAM6,
+    1,
+    ...POD6,
+    ...UPSTREAM6,
+  ]);
+  const noSocket6 = key([
+    NETNS,
+    3,
+    '__udp6_lib_rcv',
+    1,
+    ...NODE6,
+    ...UPSTREAM6,
+    0,
+    ...ZERO6,
+    ...ZERO6,
+  ]);
+
+  it('reads IPv6 keys into canonical addresses, counted under the totals of both families', () => {
+    const counter = tracker();
+    observe(counter, '@dns_drop_totals', { '12': 7, '3': 2 });
+    observe(counter, '@dns_drops_0', { [firewallKey]: 2 });
+    const { events } = observe(counter, '@dns_drops6_0', { [firewall6]: 5, [noSocket6]: 2 });
+    expect(events).toEqual([
+      expect.objectContaining({
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '2001:db8::53', dstPort: 53 },
+        conntrack: expect.objectContaining({
+          original: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '2001:db8::53', dstPort: 53 },
+          lostInsertRace: false,
+        }) as unknown,
+        count: 5,
+      }),
+      expect.objectContaining({
+        reason: 'NO_SOCKET',
+        tuple: { srcIp: '2001:db8::1', srcPort: 0, dstIp: '2001:db8::53', dstPort: 53 },
+        count: 2,
+      }),
+    ]);
+    expect(events[1]?.conntrack).toBeUndefined();
+    // IPv4 and IPv6 detailed counts together make the totals: nothing uncounted.
+    observe(counter, '@dns_drop_totals', { '12': 7, '3': 2 });
+    expect(observe(counter, '@dns_drop_totals', { '12': 7, '3': 2 }).uncounted).toEqual(new Map());
+  });
+
+  it('counts a cleared IPv6 generation from zero again, apart from the IPv4 one', () => {
+    const counter = tracker();
+    observe(counter, '@dns_drops_0', { [firewallKey]: 4 });
+    observe(counter, '@dns_drops6_0', { [firewall6]: 5 });
+    counter.cleared('@dns_drops6_0');
+    expect(observe(counter, '@dns_drops6_0', { [firewall6]: 1 }).events[0]?.count).toBe(1);
+    expect(observe(counter, '@dns_drops_0', { [firewallKey]: 4 }).events).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a half past u64',
+      [
+        NETNS,
+        12,
+        'nft_do_chain',
+        1,
+        '18446744073709551616',
+        '0',
+        ...UPSTREAM6,
+        0,
+        ...ZERO6,
+        ...ZERO6,
+      ],
+    ],
+    [
+      'a half that is no number',
+      [NETNS, 12, 'nft_do_chain', 1, 'fd00::2', '0', ...UPSTREAM6, 0, ...ZERO6, ...ZERO6],
+    ],
+    ['one field short', [NETNS, 12, 'nft_do_chain', 1, ...POD6, ...UPSTREAM6, 0, ...ZERO6, '0']],
+    [
+      'a conntrack class past 2',
+      [NETNS, 12, 'nft_do_chain', 1, ...POD6, ...UPSTREAM6, 3, ...ZERO6, ...ZERO6],
+    ],
+  ])('rejects an IPv6 key with %s', (_, fields) => {
+    const bad = key(fields);
+    expect(observe(tracker(), '@dns_drops6_1', { [bad]: 1 }).rejectedKeys).toEqual([bad]);
+  });
+
+  it('reads schema-4 dns_drop lines of either family, IPv6 addresses made canonical', () => {
+    const printf = (data: string) => JSON.stringify({ type: 'printf', data: `${data}\n` });
+    expect(
+      decode(
+        printf(
+          'dns_drop 4 5036542919870 1 4026532420 12 ipv6 fd00:10:244:0:0:0:0:2 41234 2001:DB8::66 53 nft_do_chain 0x100 fd00:10:244::2 41234 2001:db8::66 53',
+        ),
+      ),
+    ).toMatchObject({
+      type: 'event',
+      event: {
+        kind: 'dns_drop',
+        count: 0,
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 41234, dstIp: '2001:db8::66', dstPort: 53 },
+        conntrack: { status: 0x100, original: { srcIp: 'fd00:10:244::2', dstIp: '2001:db8::66' } },
+      },
+    });
+    // No conntrack entry: the unspecified address and status 0.
+    const noEntry = decode(
+      printf(
+        'dns_drop 4 5036542919870 1 4026532420 3 ipv6 2001:db8::1 41234 2001:db8::99 53 __udp6_lib_rcv 0x0 :: 0 :: 0',
+      ),
+    );
+    expect(noEntry).toMatchObject({ type: 'event', event: { reason: 'NO_SOCKET', count: 0 } });
+    expect(
+      noEntry.type === 'event' && noEntry.event.kind === 'dns_drop' && noEntry.event.conntrack,
+    ).toBe(undefined);
+    expect(
+      decode(
+        printf(
+          'dns_drop 4 5036542919870 1 4026532420 - ipv4 10.244.0.2 41234 192.0.2.99 53 __udp4_lib_rcv 0x0 0.0.0.0 0 0.0.0.0 0',
+        ),
+      ),
+    ).toMatchObject({
+      type: 'event',
+      event: { reason: 'NO_SOCKET', tuple: { dstIp: '192.0.2.99' } },
+    });
+  });
+
+  it.each([
+    [
+      'an IPv6 address in an ipv4 record',
+      'ipv4 fd00::2 41234 192.0.2.99 53 x 0x0 0.0.0.0 0 0.0.0.0 0',
+    ],
+    ['an IPv4 address in an ipv6 record', 'ipv6 10.244.0.2 41234 2001:db8::99 53 x 0x0 :: 0 :: 0'],
+    [
+      'an IPv4 original in an ipv6 record',
+      'ipv6 fd00::2 41234 2001:db8::99 53 x 0x100 0.0.0.0 0 :: 0',
+    ],
+    ['an IPv6 address with a zone', 'ipv6 fe80::1%eth0 41234 2001:db8::99 53 x 0x0 :: 0 :: 0'],
+    ['an unknown family', 'ipv5 10.244.0.2 41234 192.0.2.99 53 x 0x0 0.0.0.0 0 0.0.0.0 0'],
+  ])('rejects a schema-4 dns_drop line with %s', (_, rest) => {
+    const line = JSON.stringify({
+      type: 'printf',
+      data: `dns_drop 4 10 1 4026532420 12 ${rest}\n`,
+    });
+    expect(decode(line)).toMatchObject({ type: 'rejected', code: 'bad_field' });
+  });
+});
+
 describe('DnsDropCounts: cumulative kernel counts to events', () => {
   it('hands on each key once per growth, with the growth as its count', () => {
     const counter = tracker();

@@ -389,6 +389,8 @@ describe('decoding DNS drops from a kernel without drop reasons', () => {
     ['nft_do_chain', 'NETFILTER_DROP'],
     ['__udp4_lib_rcv', 'NO_SOCKET'],
     ['__udp_queue_rcv_skb', 'SOCKET_RCVBUFF'],
+    ['__udp6_lib_rcv', 'NO_SOCKET'],
+    ['__udpv6_queue_rcv_skb', 'SOCKET_RCVBUFF'],
     ['ip_rcv_finish_core', 'NOT_SPECIFIED'],
   ])('names a drop freed in %s %s', (location, reason) => {
     expect(noReasonLine(location)).toMatchObject({

@@ -66,9 +66,16 @@ describe('IPv6 text', () => {
     expect(ipv6FromHalves('18446744073709551615', '0')).toBe('ffff:ffff:ffff:ffff::');
   });
 
+  it("reads a half bpftrace printed as a negative (signed) 64-bit integer as its two's complement", () => {
+    // As bpftrace 0.17 printed 2001:db8::99 in a map key (a half at or above 2^63).
+    expect(ipv6FromHalves('3087860000', '-7421932185906577408')).toBe('2001:db8::99');
+    expect(ipv6FromHalves('-1', '-9223372036854775808')).toBe('ffff:ffff:ffff:ffff::80');
+  });
+
   it.each([
     ['18446744073709551616', '0'],
-    ['-1', '0'],
+    ['-9223372036854775809', '0'],
+    ['--1', '0'],
     ['1', ''],
     ['1e3', '0'],
   ])('refuses the halves %j, %j', (first, second) => {

@@ -7,7 +7,12 @@ export {
   podSearchPath,
 } from './lab.js';
 export type { Lab, LabNode, LabPod, LabUpstream, LabOptions } from './lab.js';
-export { readConntrackStats, counterDelta, readSnmpCounter } from './kernel-counters.js';
+export {
+  readConntrackStats,
+  counterDelta,
+  readSnmpCounter,
+  readSnmp6Counter,
+} from './kernel-counters.js';
 export type { ConntrackStats } from './kernel-counters.js';
 export { generatorPath } from './generators.js';
 export type { GeneratorName } from './generators.js';

@@ -33,3 +33,15 @@ export async function readSnmpCounter(netns: string, group: string, name: string
   if (value === undefined) throw new Error(`no ${group} ${name} in /proc/net/snmp of ${netns}`);
   return Number.parseInt(value, 10);
 }
+
+/**
+ * One counter of /proc/net/snmp6 (e.g. Udp6NoPorts) in a namespace: IPv6 counters are kept
+ * apart from the IPv4 ones, one `name value` pair a line.
+ */
+export async function readSnmp6Counter(netns: string, name: string): Promise<number> {
+  const { stdout } = await runIn(netns, 'cat', ['/proc/net/snmp6']);
+  const line = stdout.split('\n').find((entry) => entry.split(/\s+/)[0] === name);
+  const value = line?.trim().split(/\s+/)[1];
+  if (value === undefined) throw new Error(`no ${name} in /proc/net/snmp6 of ${netns}`);
+  return Number.parseInt(value, 10);
+}

@@ -49,6 +49,10 @@ export const labAddresses6 = {
   podPrefix: 'fd00:10:244::',
   nodeUpstream: '2001:db8::1',
   upstreamHost: '2001:db8::53',
+  /** The node's ip6tables firewall drops UDP/53 to this address (FORWARD and OUTPUT). */
+  blockedDns: '2001:db8::66',
+  /** Assigned in the upstream namespace, nothing listens on it. */
+  silentDns: '2001:db8::99',
 } as const;
 
 export const podSearchPath = [
@@ -145,13 +149,23 @@ COMMIT
 COMMIT
 `;
 
-/** The node's IPv6 NAT: pod traffic to the upstream masqueraded, as for IPv4. */
+/**
+ * The node's IPv6 NAT and firewall: pod traffic to the upstream masqueraded, UDP/53 to the
+ * blocked address dropped, as for IPv4.
+ */
 const nodeRules6 = (a: typeof labAddresses6): string => `*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
 -A POSTROUTING -s ${a.podSubnet} -o up0 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -d ${a.blockedDns}/128 -p udp --dport 53 -j DROP
+-A OUTPUT -d ${a.blockedDns}/128 -p udp --dport 53 -j DROP
 COMMIT
 `;
 
@@ -304,16 +318,9 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
         'up0',
         'nodad',
       ]);
-      await run('ip', [
-        '-n',
-        upstreamNs,
-        'addr',
-        'add',
-        `${a6.upstreamHost}/64`,
-        'dev',
-        'eth0',
-        'nodad',
-      ]);
+      for (const address of [a6.upstreamHost, a6.blockedDns, a6.silentDns]) {
+        await run('ip', ['-n', upstreamNs, 'addr', 'add', `${address}/64`, 'dev', 'eth0', 'nodad']);
+      }
       await run('ip', ['-n', upstreamNs, '-6', 'route', 'add', 'default', 'via', a6.nodeUpstream]);
       await runIn(nodeNs, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
       await runIn(nodeNs, 'ip6tables-restore', [], { input: nodeRules6(a6) });

@@ -5,7 +5,7 @@ import { probeSpec } from '../../src/probes/catalogue.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { replayCounts } from './counted.js';
 import { dropReason, readDropReasons } from '../lab/drop-reasons.js';
-import { createLab, labAddresses, type Lab } from '../lab/lab.js';
+import { createLab, labAddresses, labAddresses6, type Lab } from '../lab/lab.js';
 import { runDnsBlocked, runNoListener } from '../lab/scenarios/dns-queries.js';
 
 const reasons = readDropReasons();
@@ -30,7 +30,8 @@ const dnsProbes = new Map<string, ProbeRun>();
 let conntrackProbe: ProbeRun;
 
 beforeAll(async () => {
-  lab = await createLab();
+  // Dual-stack: the same firewall and silent upstream address for IPv6 beside IPv4.
+  lab = await createLab({ dualStack: true });
   const [conntrack, ...dns] = await Promise.all([
     startProbe('tracepoint/conntrack-insert-failed.bt', [
       String(dropReason(reasons, 'NETFILTER_DROP')),
@@ -198,6 +199,74 @@ describe.each(variants)('%s', (script) => {
         // Received after the node masqueraded it.
         expect(drop.tuple).toMatchObject({ srcIp: labAddresses.nodeUpstream, dstPort: 53 });
       }
+      expect(insertFailuresIn(lab.upstream.netnsInode)).toEqual([]);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'counts each IPv6 query a pod sends into the node ip6tables firewall as a NETFILTER_DROP query in the node namespace, exactly',
+    async () => {
+      let firewallDrops = 0;
+      const { count, drops, examples } = await countedDuring(
+        script,
+        labAddresses6.blockedDns,
+        13,
+        async () => {
+          firewallDrops = (await runDnsBlocked(lab, { queries: 13, from: 'pod', family: 'ipv6' }))
+            .firewallDrops;
+        },
+      );
+
+      expect(firewallDrops).toBe(13);
+      expect(count).toBe(13);
+      for (const drop of [...drops, ...examples]) {
+        expect(drop).toMatchObject({
+          reason: 'NETFILTER_DROP',
+          direction: 'query',
+          netnsInode: lab.node.netnsInode,
+          protocol: 'udp',
+        });
+        // Forwarded: dropped before source NAT, so the pod's own IPv6 address, canonical.
+        expect(drop.tuple).toMatchObject({ srcIp: lab.pods[0]!.ip6, dstPort: 53 });
+        // The conntrack entry's original direction is the query, in IPv6 too.
+        expect(drop.conntrack?.original).toMatchObject({
+          srcIp: lab.pods[0]!.ip6,
+          dstIp: labAddresses6.blockedDns,
+        });
+      }
+      expect(examples.length).toBeGreaterThan(0);
+      expect(new Set(examples.map((drop) => drop.tuple.srcPort)).size).toBe(examples.length);
+      expect(insertFailuresIn(lab.node.netnsInode)).toEqual([]);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'counts each IPv6 query to an upstream address with no listener as NO_SOCKET in the upstream namespace, exactly as Udp6NoPorts',
+    async () => {
+      let noPorts = 0;
+      const { count, drops, examples } = await countedDuring(
+        script,
+        labAddresses6.silentDns,
+        9,
+        async () => {
+          noPorts = (await runNoListener(lab, { queries: 9, family: 'ipv6' })).upstreamUdpNoPorts;
+        },
+      );
+
+      expect(noPorts).toBe(9);
+      expect(count).toBe(9);
+      for (const drop of [...drops, ...examples]) {
+        expect(drop).toMatchObject({
+          reason: 'NO_SOCKET',
+          direction: 'query',
+          netnsInode: lab.upstream.netnsInode,
+        });
+        // Received after the node masqueraded it to its own upstream IPv6 address.
+        expect(drop.tuple).toMatchObject({ srcIp: labAddresses6.nodeUpstream, dstPort: 53 });
+      }
+      expect(examples.length).toBeGreaterThan(0);
       expect(insertFailuresIn(lab.upstream.netnsInode)).toEqual([]);
     },
     timeoutMs,

@@ -119,6 +119,32 @@ export const validEventFields: fc.Arbitrary<string[]> = fc.oneof(
       location,
     ]),
   fc
+    .tuple(
+      nsecs,
+      cpu,
+      u32,
+      fc.oneof(u32.map(String), fc.constant('-')),
+      fc.oneof(
+        fc.tuple(fc.constant('ipv4'), tupleFields, tupleFields),
+        fc.tuple(fc.constant('ipv6'), tupleFields6, tupleFields6),
+      ),
+      symbol,
+      hexStatus,
+    )
+    .map(([ns, c, netns, reason, [family, packet, original], location, status]) => [
+      'dns_drop',
+      '4',
+      ns,
+      String(c),
+      String(netns),
+      reason,
+      family,
+      ...packet,
+      location,
+      status,
+      ...original,
+    ]),
+  fc
     .tuple(nsecs, cpu, u32, u32, tupleFields, symbol, hexStatus, tupleFields)
     .map(([ns, c, netns, reason, packet, location, status, original]) => [
       'dns_drop',

@@ -2,7 +2,7 @@
  * Sends COUNT DNS queries for NAME, each from its own socket (so each is a new flow with its
  * own conntrack entry), then waits up to TIMEOUT_MS for the answers.
  *
- * usage: dns-query DST_IP DST_PORT COUNT NAME TIMEOUT_MS
+ * usage: dns-query DST_IP DST_PORT COUNT NAME TIMEOUT_MS (DST_IP: IPv4 or IPv6)
  * stdout: {"sent":S,"answered":A,"sendErrors":E}
  */
 #include "lab-common.h"
@@ -15,8 +15,21 @@ int main(int argc, char **argv) {
     return 2;
   }
   exit_with_parent();
-  struct sockaddr_in destination = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
-  if (inet_pton(AF_INET, argv[1], &destination.sin_addr) != 1) {
+  /* DST_IP of either family: an IPv6 destination is sent to from an IPv6 socket. */
+  struct sockaddr_storage destination = {0};
+  socklen_t destination_len;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&destination;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&destination;
+  uint16_t port = htons((uint16_t)atoi(argv[2]));
+  if (inet_pton(AF_INET, argv[1], &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = port;
+    destination_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, argv[1], &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = port;
+    destination_len = sizeof *v6;
+  } else {
     fprintf(stderr, "bad address %s\n", argv[1]);
     return 2;
   }
@@ -31,10 +44,10 @@ int main(int argc, char **argv) {
   long sent = 0, send_errors = 0, answered = 0;
   uint8_t query[512];
   for (int i = 0; i < count; i++) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(destination.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) die("socket");
     size_t len = dns_build_query(query, sizeof query, (uint16_t)i, argv[4], 1);
-    if (sendto(fd, query, len, 0, (struct sockaddr *)&destination, sizeof destination) == (ssize_t)len)
+    if (sendto(fd, query, len, 0, (struct sockaddr *)&destination, destination_len) == (ssize_t)len)
       sent++;
     else
       send_errors++;

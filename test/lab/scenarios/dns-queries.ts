@@ -1,7 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { generatorPath } from '../generators.js';
-import { counterDelta, readSnmpCounter, type ConntrackStats } from '../kernel-counters.js';
-import { labAddresses, type Lab } from '../lab.js';
+import {
+  counterDelta,
+  readSnmp6Counter,
+  readSnmpCounter,
+  type ConntrackStats,
+} from '../kernel-counters.js';
+import { labAddresses, labAddresses6, type Lab } from '../lab.js';
+
+/** The address family a scenario's queries use; `ipv6` needs a dual-stack lab. */
+export type LabFamily = 'ipv4' | 'ipv6';
+
+const addressesOf = (family: LabFamily) => (family === 'ipv6' ? labAddresses6 : labAddresses);
 
 export interface QueryBurst {
   readonly sent: number;
@@ -32,6 +42,8 @@ export interface DnsBlockedOptions {
   readonly queries: number;
   /** `pod`: forwarded through the node (FORWARD drop); `node`: sent by the node itself (OUTPUT drop). */
   readonly from?: 'pod' | 'node';
+  /** `ipv6`: to the blocked IPv6 address, dropped by the node's ip6tables rule. */
+  readonly family?: LabFamily;
 }
 
 export interface DnsBlockedResult {
@@ -42,13 +54,18 @@ export interface DnsBlockedResult {
   /** sendto() failures: a locally sent datagram dropped by OUTPUT fails with EPERM. */
   readonly sendErrors: number;
   readonly answered: number;
-  /** Packets the node's DROP rule matched (iptables' own counter). */
+  /** Packets the node's DROP rule matched (iptables' or ip6tables' own counter). */
   readonly firewallDrops: number;
   readonly kernel: ConntrackStats;
 }
 
-async function dropRulePackets(lab: Lab, chain: 'FORWARD' | 'OUTPUT'): Promise<number> {
-  const { stdout } = await lab.exec(lab.node.netns, 'iptables', [
+async function dropRulePackets(
+  lab: Lab,
+  chain: 'FORWARD' | 'OUTPUT',
+  family: LabFamily,
+): Promise<number> {
+  const blocked = addressesOf(family).blockedDns;
+  const { stdout } = await lab.exec(lab.node.netns, family === 'ipv6' ? 'ip6tables' : 'iptables', [
     '-t',
     'filter',
     '-L',
@@ -57,12 +74,9 @@ async function dropRulePackets(lab: Lab, chain: 'FORWARD' | 'OUTPUT'): Promise<n
     '-v',
     '-x',
   ]);
-  const rule = stdout
-    .split('\n')
-    .find((line) => /\bDROP\b/.test(line) && line.includes(labAddresses.blockedDns));
+  const rule = stdout.split('\n').find((line) => /\bDROP\b/.test(line) && line.includes(blocked));
   const packets = rule?.trim().split(/\s+/)[0];
-  if (packets === undefined)
-    throw new Error(`no DROP rule for ${labAddresses.blockedDns} in ${chain}`);
+  if (packets === undefined) throw new Error(`no DROP rule for ${blocked} in ${chain}`);
   return Number.parseInt(packets, 10);
 }
 
@@ -72,13 +86,15 @@ export async function runDnsBlocked(
   options: DnsBlockedOptions,
 ): Promise<DnsBlockedResult> {
   const from = options.from ?? 'pod';
+  const family = options.family ?? 'ipv4';
   const chain = from === 'pod' ? 'FORWARD' : 'OUTPUT';
   const netns = from === 'pod' ? lab.pods[0]!.netns : lab.node.netns;
-  const rulesBefore = await dropRulePackets(lab, chain);
+  const blocked = addressesOf(family).blockedDns;
+  const rulesBefore = await dropRulePackets(lab, chain, family);
   const before = await lab.nodeConntrackStats();
-  const burst = await sendQueries(lab, netns, labAddresses.blockedDns, options.queries, 100);
+  const burst = await sendQueries(lab, netns, blocked, options.queries, 100);
   const after = await lab.nodeConntrackStats();
-  const rulesAfter = await dropRulePackets(lab, chain);
+  const rulesAfter = await dropRulePackets(lab, chain, family);
   return {
     scenario: 'dns-blocked',
     from,
@@ -92,13 +108,15 @@ export async function runDnsBlocked(
 
 export interface NoListenerOptions {
   readonly queries: number;
+  /** `ipv6`: to the silent IPv6 address, counted by Udp6 NoPorts. */
+  readonly family?: LabFamily;
 }
 
 export interface NoListenerResult {
   readonly scenario: 'no-listener';
   readonly queriesSent: number;
   readonly answered: number;
-  /** Udp NoPorts of the upstream namespace, after minus before. */
+  /** Udp NoPorts (Udp6NoPorts for IPv6) of the upstream namespace, after minus before. */
   readonly upstreamUdpNoPorts: number;
   readonly kernel: ConntrackStats;
 }
@@ -108,17 +126,22 @@ export async function runNoListener(
   lab: Lab,
   options: NoListenerOptions,
 ): Promise<NoListenerResult> {
-  const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
+  const family = options.family ?? 'ipv4';
+  const noPorts = () =>
+    family === 'ipv6'
+      ? readSnmp6Counter(lab.upstream.netns, 'Udp6NoPorts')
+      : readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
+  const noPortsBefore = await noPorts();
   const before = await lab.nodeConntrackStats();
   const burst = await sendQueries(
     lab,
     lab.pods[0]!.netns,
-    labAddresses.silentDns,
+    addressesOf(family).silentDns,
     options.queries,
     100,
   );
   const after = await lab.nodeConntrackStats();
-  const noPortsAfter = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
+  const noPortsAfter = await noPorts();
   return {
     scenario: 'no-listener',
     queriesSent: burst.sent,
