@@ -60,6 +60,62 @@ describe('the kernel matrix report', () => {
     );
   });
 
+  it('shows the IPv6 race in its own columns, a dash for a result from before it', () => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    const withIpv6 = (agent: number, snatOfPods: number): string => {
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...result,
+          figures: {
+            ...result.figures,
+            insertFailures6: { agent, kernel: 23, sent: 100, seconds: 9.5, snatOfPods },
+          },
+        }),
+      );
+      const report = loadMatrix(out, [kernelById('6.12')]);
+      expect(summaryLines(report)[0]).toContain(`IPv6 insert failures ${agent}/23`);
+      return renderTable(report, '2026-12-06');
+    };
+    const header = (table: string): string[] =>
+      table
+        .split('\n')
+        .find((line) => line.startsWith('| kernel |'))!
+        .split(' | ');
+    const rows = (table: string): string[][] =>
+      table
+        .split('\n')
+        .filter((line) => line.startsWith('| 6.12'))
+        .map((line) => line.split(' | '));
+
+    const equal = withIpv6(23, 23);
+    const column = header(equal).indexOf('IPv6 insert failures (snat-race over IPv6)');
+    expect(column).toBeGreaterThan(0);
+    const [auto, tracepoint] = rows(equal);
+    expect(auto!.length).toBe(header(equal).length);
+    expect(auto![column]).toBe('23 / 23 (100 rounds)');
+    expect(auto![column + 1]).toBe('23 / 23');
+    // The tracepoint result carries no IPv6 figures.
+    expect(tracepoint![column]).toBe('—');
+    expect(tracepoint![column + 1]).toBe('—');
+
+    const [short] = rows(withIpv6(23, 21));
+    expect(short![column]).toBe('23 / 23 (100 rounds)');
+    expect(short![column + 1]).toBe('21 / 23 **≠**');
+    const [over] = rows(withIpv6(25, 23));
+    expect(over![column]).toBe('25 / 23 **≠** (100 rounds)');
+  });
+
+  it('keeps every row as wide as the header when a result is missing', () => {
+    const table = renderTable(loadMatrix(out, [kernelById('6.1')]), '2026-12-06');
+    const lines = table.split('\n');
+    const width = lines.find((line) => line.startsWith('| kernel |'))!.split(' | ').length;
+    const missing = lines.filter((line) => line.startsWith('| 6.1 '));
+    expect(missing).toHaveLength(2);
+    for (const line of missing) expect(line.split(' | ')).toHaveLength(width);
+  });
+
   it('fails a kernel whose guest brought no result back, saying why', () => {
     const report = loadMatrix(out, [kernelById('6.1')]);
     expect(report.passed).toBe(false);

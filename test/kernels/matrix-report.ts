@@ -96,7 +96,7 @@ function row(entry: MatrixEntry): string {
   const { spec, requestedMode, result } = entry;
   const kernel = `${spec.id} (${spec.runBy})`;
   if (result === undefined) {
-    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
+    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
   }
   const f = result.figures;
   const ready =
@@ -107,6 +107,12 @@ function row(entry: MatrixEntry): string {
         ? '—'
         : 'not observable'
       : `${pair(f.clashResolved, 'rounds')}, ${f.clashResolved.flows} flows`;
+  // Results from before the IPv6 race have no IPv6 figures: a dash, not a failure.
+  const ipv6 = f.insertFailures6;
+  const ipv6Named =
+    ipv6 === undefined
+      ? '—'
+      : `${ipv6.snatOfPods} / ${ipv6.kernel ?? 'no counter'}${ipv6.snatOfPods === ipv6.kernel ? '' : ' **≠**'}`;
   const failed = result.checks.filter((check) => !check.passed);
   const verdict = result.passed
     ? `PASS (${result.checks.length} checks)`
@@ -117,6 +123,8 @@ function row(entry: MatrixEntry): string {
     requestedMode,
     `${result.mode ?? 'none'}, ${ready}`,
     pair(f.insertFailures, 'rounds'),
+    pair(ipv6, 'rounds'),
+    ipv6Named,
     clash,
     pair(f.dnsFirewall, 'queries'),
     pair(f.dnsNoListener, 'queries'),
@@ -138,10 +146,12 @@ export function renderTable(report: MatrixReport, date: string): string {
     "each scenario's window, the kernel's counted in the lab's node namespace with `conntrack -S`",
     "(insert failures: `insert_failed`; resolved clashes: `clash_resolve`), the DNS drops' by the",
     "lab (the firewall rule's packet count; the upstream's Udp `NoPorts`); unexplained is the",
-    "agent's `unexplained_insert_failures_total` from readiness on.",
+    "agent's `unexplained_insert_failures_total` from readiness on. The lab is dual-stack: the IPv6",
+    'columns are the same SNAT race over IPv6 (`ip6tables` MASQUERADE on the node), its insert',
+    'failures as the agent counted them and as it named them SNAT races of the pods’ IPv6 addresses.',
     '',
-    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | resolved clashes (dnat-clash) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | unexplained | result |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | IPv6 insert failures (snat-race over IPv6) | IPv6: SNAT races named by pod IPv6 address | resolved clashes (dnat-clash) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | unexplained | result |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...report.entries.map(row),
     '',
     'Why each mode, in the agent’s words, and what it could not run:',
@@ -211,6 +221,7 @@ export function summaryLines(report: MatrixReport): string[] {
           ? ', never ready'
           : `, ready after ${result.readyz.afterSeconds} s`) +
         figure('insert failures', f.insertFailures) +
+        figure('IPv6 insert failures', f.insertFailures6) +
         figure('clash resolved', f.clashResolved) +
         figure('DNS firewall', f.dnsFirewall) +
         figure('DNS no listener', f.dnsNoListener) +

@@ -28,6 +28,11 @@ export interface CountFigure {
 export interface ProofFigures {
   /** snat-race: agent insert failures and the node's insert_failed delta. */
   readonly insertFailures?: CountFigure;
+  /** snat-race over IPv6: agent insert failures and the node's insert_failed delta. */
+  readonly insertFailures6?: CountFigure & {
+    /** Of the agent's, those it named a SNAT race of a lab pod's IPv6 address. */
+    readonly snatOfPods: number;
+  };
   /** dnat-clash (kprobe mode): agent clash_resolved and the node's clash_resolve delta. */
   readonly clashResolved?: CountFigure & {
     /** Distinct flows (source ports) among the resolved clashes the agent logged. */

@@ -11,6 +11,9 @@
  *   1. snat-race until the node namespace's insert_failed rose by --snat-needed: the agent's
  *      insert failures (all SNAT races of the lab's pods, also seen as NETFILTER_DROP DNS
  *      query drops) must equal the kernel's delta;
+ *   1b. the same race over IPv6 (the lab is dual-stack: the node masquerades the pods' IPv6
+ *      traffic with ip6tables) until insert_failed rose by --snat6-needed: the agent's insert
+ *      failures must equal the kernel's delta, each one a SNAT race of a pod's IPv6 address;
  *   2. kprobe mode: the one-socket DNAT race until clash_resolve rose by --clash-needed: the
  *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
  *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
@@ -29,6 +32,7 @@ import {
   createLab,
   counterDelta,
   labAddresses,
+  labAddresses6,
   runDnsBlocked,
   runNoListener,
   snatRaceUntil,
@@ -58,6 +62,7 @@ interface ProveOptions {
   expectAuto?: string;
   readyTimeout: number;
   snatNeeded: number;
+  snat6Needed: number;
   clashNeeded: number;
   raceMaxSeconds: number;
   dnsQueries: number;
@@ -268,7 +273,8 @@ class Scenarios {
     const atReady = await Promise.all(this.agents.map((a) => a.metrics()));
     const kernelAtReady = await this.lab.nodeConntrackStats();
 
-    await this.snatRace();
+    await this.snatRace('ipv4');
+    await this.snatRace('ipv6');
     await this.dnatClash();
     await this.dnsDrops();
 
@@ -323,15 +329,22 @@ class Scenarios {
     );
   }
 
-  private async snatRace(): Promise<void> {
+  /**
+   * snat-race in one family. IPv4 losers are also DNS query drops (NETFILTER_DROP); IPv6 ones
+   * are compared as insert failures only, each named by the racing pod's IPv6 address.
+   */
+  private async snatRace(family: 'ipv4' | 'ipv6'): Promise<void> {
+    const ipv6 = family === 'ipv6';
+    const scenario = ipv6 ? 'snat-race over IPv6' : 'snat-race';
     const started = Date.now();
     const before = await Promise.all(this.agents.map((a) => a.metrics()));
-    const race = await this.drive('snat-race', () =>
+    const race = await this.drive(scenario, () =>
       snatRaceUntil(this.lab, {
-        needed: this.options.snatNeeded,
+        needed: ipv6 ? this.options.snat6Needed : this.options.snatNeeded,
         maxMs: this.options.raceMaxSeconds * 1000,
-        label: this.agents.map((a) => a.requested).join(' + '),
+        label: `${this.agents.map((a) => a.requested).join(' + ')}${ipv6 ? ', IPv6' : ''}`,
         report: say,
+        ...(ipv6 && { destination: labAddresses6.upstreamHost }),
       }),
     );
     const kernel = race.kernel['insert_failed'] ?? 0;
@@ -343,38 +356,56 @@ class Scenarios {
       kernel,
     );
     const windowSeconds = seconds(started);
+    const podIps = this.lab.pods.map((pod) => (ipv6 ? pod.ip6 : pod.ip));
+    if (podIps.some((ip) => ip === undefined)) throw new Error('the lab has no IPv6 pods');
+    const what = ipv6 ? ' (IPv6)' : '';
     for (const [i, proof] of this.agents.entries()) {
       const after = await proof.metrics();
       const delta = (name: string, where: Record<string, string>): number =>
         sumOf(after, name, where) - sumOf(before[i]!, name, where);
-      const snatFromPods = this.lab.pods.reduce(
-        (sum, pod) =>
-          sum +
-          delta('conntrack_observer_insert_failures_total', { race: 'snat', source_ip: pod.ip }),
+      const snatFromPods = podIps.reduce(
+        (sum, ip) =>
+          sum + delta('conntrack_observer_insert_failures_total', { race: 'snat', source_ip: ip! }),
         0,
       );
-      proof.phaseSeconds['snatRace'] = windowSeconds;
-      proof.figures['insertFailures'] = {
+      const figure = {
         agent: counted[i]!,
         kernel,
         sent: race.rounds,
         seconds: windowSeconds,
       } satisfies CountFigure;
+      if (ipv6) {
+        proof.phaseSeconds['snatRace6'] = windowSeconds;
+        proof.figures['insertFailures6'] = { ...figure, snatOfPods: snatFromPods };
+      } else {
+        proof.phaseSeconds['snatRace'] = windowSeconds;
+        proof.figures['insertFailures'] = figure;
+      }
       proof.push(
-        equalCheck('insert failures = kernel insert_failed', counted[i]!, kernel, 'kernel'),
-        equalCheck('each one a SNAT race of a lab pod', snatFromPods, kernel, 'kernel'),
+        equalCheck(`insert failures${what} = kernel insert_failed`, counted[i]!, kernel, 'kernel'),
         equalCheck(
-          'race losers seen as DNS query drops (NETFILTER_DROP)',
-          delta('conntrack_observer_dns_drops_total', {
-            reason: 'NETFILTER_DROP',
-            direction: 'query',
-          }),
+          ipv6
+            ? "each one a SNAT race of a lab pod's IPv6 address"
+            : 'each one a SNAT race of a lab pod',
+          snatFromPods,
           kernel,
-          'kernel insert_failed',
+          'kernel',
         ),
       );
+      if (!ipv6)
+        proof.push(
+          equalCheck(
+            'race losers seen as DNS query drops (NETFILTER_DROP)',
+            delta('conntrack_observer_dns_drops_total', {
+              reason: 'NETFILTER_DROP',
+              direction: 'query',
+            }),
+            kernel,
+            'kernel insert_failed',
+          ),
+        );
       say(
-        `${proof.requested}: snat-race ${race.rounds} rounds: insert failures agent ${counted[i]}, kernel ${kernel}`,
+        `${proof.requested}: ${scenario} ${race.rounds} rounds: insert failures agent ${counted[i]}, kernel ${kernel}${ipv6 ? `, of the pods' IPv6 addresses ${snatFromPods}` : ''}`,
       );
     }
   }
@@ -591,6 +622,7 @@ function parseArguments(argv: readonly string[]): ProveOptions {
     .option('--expect-auto <mode>', 'the mode auto must pick (default: the kernel’s)')
     .option('--ready-timeout <seconds>', 'bound on the agent becoming ready', positiveInteger, 240)
     .option('--snat-needed <n>', 'insert failures to race for', positiveInteger, 10)
+    .option('--snat6-needed <n>', 'insert failures to race for over IPv6', positiveInteger, 10)
     .option('--clash-needed <n>', 'resolved clashes to race for', positiveInteger, 20)
     .option('--race-max-seconds <s>', 'bound on each race drive', positiveInteger, 150)
     .option('--dns-queries <n>', 'queries per DNS drop scenario', positiveInteger, 20)
@@ -616,7 +648,8 @@ async function main(): Promise<number> {
   mkdirSync(options.out, { recursive: true });
   const started = Date.now();
   say(`kernel ${options.kernel} (${release()}): proving ${options.modes.join(', ')}`);
-  const lab = await createLab();
+  // Dual-stack: the IPv4 scenarios run as before, the IPv6 SNAT race beside them.
+  const lab = await createLab({ dualStack: true });
   const onSignal = (): void => {
     void lab.destroy().finally(() => process.exit(143));
   };
