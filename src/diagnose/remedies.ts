@@ -56,12 +56,16 @@ export function advised(
   base: Omit<AttributedEvent, 'diagnosis' | 'advice'>,
   diagnosis: EventDiagnosis | undefined,
 ): AttributedEvent {
-  const advice = adviceForEvent(base.event, diagnosis);
-  return {
-    ...base,
-    ...(diagnosis ? { diagnosis } : {}),
-    ...(advice ? { advice } : {}),
+  const advice = adviceForEvent(base.event, diagnosis, memoizedAdvice);
+  // One literal of a fixed shape, not spreads: this runs for every event of a storm.
+  const attributed: { -readonly [K in keyof AttributedEvent]: AttributedEvent[K] } = {
+    event: base.event,
+    attribution: base.attribution,
+    wallTimeMs: base.wallTimeMs,
   };
+  if (diagnosis) attributed.diagnosis = diagnosis;
+  if (advice) attributed.advice = advice;
+  return attributed;
 }
 
 /**
@@ -71,24 +75,27 @@ export function advised(
 export function adviceForEvent(
   event: InsertFailureEvent | DnsDropEvent,
   diagnosis: EventDiagnosis | undefined,
+  write?: typeof adviceFor,
 ): Advice;
 export function adviceForEvent(
   event: ProbeEvent,
   diagnosis: EventDiagnosis | undefined,
+  write?: typeof adviceFor,
 ): Advice | undefined;
 export function adviceForEvent(
   event: ProbeEvent,
   diagnosis: EventDiagnosis | undefined,
+  write: typeof adviceFor = adviceFor,
 ): Advice | undefined {
   switch (event.kind) {
     case 'dns_drop': {
       const raceLike = event.reason === 'NETFILTER_DROP' || event.reason === 'NO_SOCKET';
-      return adviceFor({ protocol: 'udp', dns: true, dnsRaceLike: raceLike }, diagnosis);
+      return write({ protocol: 'udp', dns: true, dnsRaceLike: raceLike }, diagnosis);
     }
     case 'insert_failed': {
       const { original } = event;
       const dns = event.protocol === 'udp' && (original.dstPort === 53 || original.srcPort === 53);
-      return adviceFor(
+      return write(
         { race: event.race, protocol: event.protocol, dns, dnsRaceLike: true },
         diagnosis,
       );
@@ -96,7 +103,7 @@ export function adviceForEvent(
     case 'dns_query': {
       if (event.outcome !== 'unanswered') return undefined;
       const cause = event.cause ?? 'none';
-      return adviceFor(
+      return write(
         {
           protocol: 'udp',
           dns: true,
@@ -110,6 +117,42 @@ export function adviceForEvent(
     case 'snat_port_alloc':
       return undefined;
   }
+}
+
+/**
+ * Advice depends only on the pod's and the node's diagnosis and a few facts of the event, and
+ * writing it (remedy texts, YAML patches) costs microseconds: done for every event of a storm
+ * it cut the pipeline's throughput to a quarter (docs/benchmarks.md, section 1). So each
+ * advice is written once per diagnosis and input, kept while that diagnosis is (a diagnosis
+ * read again is a new object, and the old one's advice goes with it). Callers never change it.
+ */
+const NO_DIAGNOSIS = {};
+const adviceCache = new WeakMap<object, WeakMap<object, Map<string, Advice>>>();
+
+function memoizedAdvice(input: AdviceInput, diagnosis: EventDiagnosis | undefined): Advice {
+  const podKey: object = diagnosis?.pod ?? NO_DIAGNOSIS;
+  const nodeKey: object = diagnosis?.node ?? NO_DIAGNOSIS;
+  let byNode = adviceCache.get(podKey);
+  if (byNode === undefined) {
+    byNode = new WeakMap();
+    adviceCache.set(podKey, byNode);
+  }
+  let byInput = byNode.get(nodeKey);
+  if (byInput === undefined) {
+    byInput = new Map();
+    byNode.set(nodeKey, byInput);
+  }
+  const key =
+    (input.race ?? '-') +
+    input.protocol +
+    (input.dns ? 'D' : 'd') +
+    (input.dnsRaceLike ? 'R' : 'r');
+  let advice = byInput.get(key);
+  if (advice === undefined) {
+    advice = adviceFor(input, diagnosis);
+    byInput.set(key, advice);
+  }
+  return advice;
 }
 
 export function adviceFor(input: AdviceInput, diagnosis: EventDiagnosis | undefined): Advice {
