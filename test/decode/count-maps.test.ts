@@ -2,17 +2,13 @@ import { createLineDecoder } from '../../src/decode/decode.js';
 import type { DecodedLine } from '../../src/decode/decoded-line.js';
 import { DnsDropCounts } from '../../src/decode/dns-drop-counts.js';
 import { InsertFailureCounts } from '../../src/decode/insert-failure-counts.js';
+import { probeKeyOfIpv4 } from '../support/probe-keys.js';
 
 const reasonNames: Record<number, string> = { 3: 'NO_SOCKET', 12: 'NETFILTER_DROP' };
 const reasonName = (code: number): string => reasonNames[code] ?? `UNKNOWN_${code}`;
 const decode = createLineDecoder('tracepoint/dns-drops', reasonName);
 
-// Addresses as the probe keys them: the u32 of network-order bytes read little-endian.
-const ip = (dotted: string): number =>
-  dotted
-    .split('.')
-    .map(Number)
-    .reduceRight((value, octet) => value * 256 + octet, 0);
+const ip = probeKeyOfIpv4;
 const POD = ip('10.244.0.2');
 const CLUSTER_IP = ip('10.96.0.10');
 const NODE = ip('192.0.2.1');

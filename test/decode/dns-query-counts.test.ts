@@ -1,15 +1,11 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsQueryCounts, isDnsQueryMap } from '../../src/decode/dns-query-counts.js';
 import type { DnsQueryEvent } from '../../src/events/types.js';
+import { probeKeyOfIpv4 } from '../support/probe-keys.js';
 
 const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
 
-// Addresses as the probe keys them: the u32 of network-order bytes read little-endian.
-const ip = (dotted: string): number =>
-  dotted
-    .split('.')
-    .map(Number)
-    .reduceRight((value, octet) => value * 256 + octet, 0);
+const ip = probeKeyOfIpv4;
 const POD = ip('10.244.0.2');
 const OTHER_POD = ip('10.244.0.3');
 const CLUSTER_IP = ip('10.96.0.10');

@@ -4,15 +4,12 @@ import { createDropReasonTable } from '../../../src/detect/drop-reasons.js';
 import type { ProbeEvent } from '../../../src/events/types.js';
 import type { Clock } from '../../../src/shared/clock.js';
 import { CountRecords } from '../../../src/sources/bpftrace/count-records.js';
+import { probeKeyOfIpv4 } from '../../support/probe-keys.js';
 
 const PROBE = 'tracepoint/conntrack-insert-failed';
 // A SNAT race key as the probe prints it: netns, race, protocol, then the tuples' addresses
 // (u32 of network-order bytes) and server ports (53 read little-endian is 0x3500).
-const ip = (dotted: string): number =>
-  dotted
-    .split('.')
-    .map(Number)
-    .reduceRight((value, octet) => value * 256 + octet, 0);
+const ip = probeKeyOfIpv4;
 const snatKey = [
   4026532420,
   1,
