@@ -158,7 +158,7 @@ export function renderReport(r: BenchResults): string {
     'Where an aim is missed and why: delivered packets do not fire the drop tracepoint, so the few',
     'per cent between runs with and without the agent in the dns and other variants are of the order of the run-to-run spread (2–3 %);',
     'in the storm every dropped DNS datagram is counted in a BPF map in the kernel (header parse,',
-    'conntrack and namespace reads, two map updates): no per-packet line leaves the kernel, so the',
+    'conntrack and namespace reads, two map updates and a lookup): no per-packet line leaves the kernel, so the',
     "counts are exact, and the agent's cost above the empty program's is that work per packet. The",
     'insert-failure probe shares that one program (one block per attach point in the combined program).',
     'The RSS figure is the standalone agent,',
