@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { createExecaProbeSpawner } from '../src/sources/bpftrace/probe-process.js';
+import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import type { BenchPrograms } from './build-c.js';
 
 export interface EmitRate {
@@ -30,14 +31,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** bpftrace's ceiling: lines per second Node receives from `-f json -B line`, and what it lost. */
 export async function measureEmitRate(programs: BenchPrograms, seconds = 5): Promise<EmitRate> {
   // The agent's own reader: the spawner the supervisor runs its probes with.
-  const bpftrace = createExecaProbeSpawner()('bpftrace', [
-    '-f',
-    'json',
-    '-B',
-    'line',
-    '-e',
-    script,
-  ]);
+  const bpftrace = createExecaProbeSpawner()(
+    'bpftrace',
+    ['-f', 'json', '-B', 'line', '-e', script],
+    { env: NOTIFY_ATTACHED_ENV },
+  );
   let linesReceived = 0;
   let lostEvents = 0;
   let attached!: () => void;
@@ -46,7 +44,6 @@ export async function measureEmitRate(programs: BenchPrograms, seconds = 5): Pro
     for await (const lines of bpftrace.stdoutBatches) {
       for (const line of lines) {
         if (line.includes('"printf"')) linesReceived += 1;
-        else if (line.includes('"attached_probes"')) attached();
         else if (line.includes('"lost_events"')) {
           const parsed = JSON.parse(line) as { data?: { events?: number } };
           lostEvents += parsed.data?.events ?? 0;
@@ -55,7 +52,7 @@ export async function measureEmitRate(programs: BenchPrograms, seconds = 5): Pro
     }
   })();
   const draining = (async () => {
-    for await (const line of bpftrace.stderrLines) void line;
+    for await (const line of bpftrace.stderrLines) if (line.trim() === ATTACHED_NOTICE) attached();
   })();
   try {
     await Promise.race([

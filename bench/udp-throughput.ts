@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
+import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import { sumSamples } from './metrics-text.js';
@@ -186,11 +187,12 @@ async function startEmptyProbe(): Promise<{ stop(): Promise<void> }> {
     reject: false,
     stdin: 'ignore',
     buffer: false,
+    env: NOTIFY_ATTACHED_ENV,
   });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the empty probe did not attach')), 60_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('attached_probes')) {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes(ATTACHED_NOTICE)) {
         clearTimeout(timer);
         resolve();
       }

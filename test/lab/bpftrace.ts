@@ -2,6 +2,8 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 
+import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../../src/sources/bpftrace/probe-stderr.js';
+
 export const probesDir = fileURLToPath(new URL('../../probes/', import.meta.url));
 
 export interface ProbeRun {
@@ -16,8 +18,8 @@ export interface ProbeRun {
 }
 
 /**
- * Starts `bpftrace -f json -B line SCRIPT ARGS` as the agent does, and resolves once the
- * `attached_probes` record arrives: from then on every matching kernel event is seen.
+ * Starts `bpftrace -f json -B line SCRIPT ARGS` as the agent does, and resolves once bpftrace
+ * says every probe is attached: from then on every matching kernel event is seen.
  */
 const STOP_GRACE_MS = 5_000;
 
@@ -34,7 +36,7 @@ export async function startProbe(
       reject: false,
       stdin: 'ignore',
       buffer: { stdout: false, stderr: true },
-      env,
+      env: { ...env, ...NOTIFY_ATTACHED_ENV },
     },
   );
   const lines: string[] = [];
@@ -46,8 +48,11 @@ export async function startProbe(
   const reader = createInterface({ input: child.stdout! });
   reader.on('line', (line) => {
     lines.push(line);
-    if (line.includes('"attached_probes"')) attached();
     for (const wake of waiters) wake();
+  });
+  // The attached_probes record comes before bpftrace attaches anything; this notice after.
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (line.trim() === ATTACHED_NOTICE) attached();
   });
   const exited = child.then((result) => {
     throw new Error(`bpftrace ${script} exited before attaching: ${String(result.stderr)}`);

@@ -10,7 +10,7 @@ import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { LineDecoder } from '../../decode/decoded-line.js';
 import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
 import type { ProbeUnavailableReason, UnavailableProbe } from '../../probes/catalogue.js';
-import { failureOf, ProbeStderr } from './probe-stderr.js';
+import { failureOf, NOTIFY_ATTACHED_ENV, ProbeStderr } from './probe-stderr.js';
 import {
   newProbeLineState,
   ProbeLines,
@@ -440,7 +440,7 @@ export class BpftraceSupervisor implements Lifecycle {
     const [file = 'bpftrace', ...args] = command;
     let child: ProbeProcess;
     try {
-      child = this.options.spawn(file, args, { env: unit.env });
+      child = this.options.spawn(file, args, { env: { ...unit.env, ...NOTIFY_ATTACHED_ENV } });
     } catch (error) {
       this.options.logger.error({ probe, err: error, ...logged }, 'probe could not be started');
       return { attached: false, stableMs: 0, failure: `could not be started: ${String(error)}` };
@@ -461,13 +461,19 @@ export class BpftraceSupervisor implements Lifecycle {
     const watchdog = this.watchAttach(unit, child, attachWatch.signal).then((killed) => {
       timedOut = killed;
     });
+    // bpftrace announces its probe count (stdout) before it attaches anything, and says on
+    // stderr when every probe is attached: only then is the probe ready, and its counts whole.
+    let announcedProbes: number | undefined;
     const [exit] = await Promise.all([
       child.exited,
-      this.readStdout(unit, child, () => {
+      this.readStdout(unit, child, (probes) => {
+        announcedProbes = probes;
+      }),
+      this.stderr.read(probe, child.stderrLines, stderrTail, () => {
         attachedAt = this.now();
         attachWatch.abort();
+        this.attached(unit, announcedProbes);
       }),
-      this.stderr.read(probe, child.stderrLines, stderrTail),
     ]);
     attachWatch.abort();
     await watchdog;
@@ -508,7 +514,7 @@ export class BpftraceSupervisor implements Lifecycle {
   private async readStdout(
     unit: ProcessUnit,
     child: ProbeProcess,
-    onAttached: () => void,
+    onAnnounced: (probes: number) => void,
   ): Promise<void> {
     for await (const lines of child.stdoutBatches) {
       for (const line of lines) {
@@ -517,21 +523,14 @@ export class BpftraceSupervisor implements Lifecycle {
         // the probe's run and, unhandled, end the agent. handle() never throws.
         const state = unit.route(line);
         const probes = this.lines.handle(state.lines, line);
-        if (probes === undefined) continue;
-        // As for any line: its handling failing must not end the read.
-        try {
-          this.attached(unit, probes, onAttached);
-        } catch (error) {
-          this.lines.handlingFailed(state.lines, line, error);
-        }
+        if (probes !== undefined) onAnnounced(probes);
       }
     }
   }
 
-  /** The process attached: every probe it runs is ready. */
-  private attached(unit: ProcessUnit, probes: number, onAttached: () => void): void {
+  /** The process attached every probe: each probe it runs is ready. */
+  private attached(unit: ProcessUnit, probes: number | undefined): void {
     const at = this.now();
-    onAttached();
     for (const member of unit.members) {
       member.ready = true;
       member.attachedAt = at;

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +129,30 @@ describe('BpftraceSupervisor', () => {
     expect(
       await metricValue(registry, 'conntrack_observer_probe_restarts_total', { probe: 'probe-a' }),
     ).toBe(0);
+  });
+
+  it('is not ready on the probe count bpftrace prints before attaching, only once it says every probe is attached', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cro-attach-'));
+    try {
+      const gate = join(dir, 'attached');
+      const { supervisor, registry, events } = harness([
+        { name: 'probe-a', script: 'announces-before-attaching', args: [gate] },
+      ]);
+      supervisor.start();
+      await eventually('the event printed before attaching', () => events.length === 1);
+      expect(supervisor.isReady()).toBe(false);
+      expect(await metricValue(registry, 'conntrack_observer_probe_up', { probe: 'probe-a' })).toBe(
+        0,
+      );
+
+      await writeFile(gate, '');
+      await eventually('attached', () => supervisor.isReady());
+      expect(await metricValue(registry, 'conntrack_observer_probe_up', { probe: 'probe-a' })).toBe(
+        1,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('passes the script positional arguments after the json and line-buffering flags', async () => {
@@ -519,7 +543,11 @@ describe('BpftraceSupervisor', () => {
       fakeScript('attaches-and-stays'),
       '0',
     ]);
-    expect(spawnCalls[0]?.env).toEqual({ BPFTRACE_BTF: '/sys/kernel/btf/vmlinux' });
+    expect(spawnCalls[0]?.env).toEqual({
+      BPFTRACE_BTF: '/sys/kernel/btf/vmlinux',
+      // bpftrace then says when every probe is attached, which is when the probe is ready.
+      __BPFTRACE_NOTIFY_PROBES_ATTACHED: '1',
+    });
   });
 
   it('reports a bpftrace that cannot be started as a failed probe and retries it', async () => {
