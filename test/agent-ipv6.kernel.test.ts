@@ -1,5 +1,13 @@
 import type { FlowTuple } from '../src/events/types.js';
-import { createLab, labAddresses6, snatRaceUntil, type Lab } from './lab/index.js';
+import { canonicalIp } from '../src/shared/canonical-ip.js';
+import {
+  createLab,
+  labAddresses6,
+  runDnsBlocked,
+  runNoListener,
+  snatRaceUntil,
+  type Lab,
+} from './lab/index.js';
 import {
   startAgentUnderTest,
   waitFor,
@@ -16,9 +24,19 @@ interface LoggedRace {
   reply: FlowTuple;
 }
 
+interface LoggedDnsDrop {
+  kind: string;
+  reason: string;
+  direction: string;
+  netns: number;
+  sourceIp: string;
+  tuple: FlowTuple;
+}
+
 // The real agent, in tracepoint mode (standalone: no Kubernetes), watching a dual-stack lab
 // node while pods race over IPv6 through the node's ip6tables MASQUERADE. The kernel's own
-// counters, read with conntrack -S, are the oracle.
+// counters, read with conntrack -S, are the oracle; for DNS drops, the node's ip6tables rule
+// counter and the receiving namespace's Udp6NoPorts.
 describe('the agent against a real kernel, IPv6 flows', () => {
   let lab: Lab;
   let agent: AgentUnderTest;
@@ -66,6 +84,106 @@ describe('the agent against a real kernel, IPv6 flows', () => {
       return last;
     }
   }
+
+  const dnsDrops = (samples: Sample[], where: Record<string, string> = {}) =>
+    sumOf(samples, 'conntrack_observer_dns_drops_total', where);
+
+  /**
+   * DNS drops are counted in the kernel and read once a second: waits (bounded) until the
+   * agent's total has not moved for three readings, so that a test's deltas hold only its own.
+   */
+  async function dnsDropsQuiet(): Promise<void> {
+    let last = dnsDrops(await metrics());
+    let still = 0;
+    await waitFor(
+      'DNS drop counts to stop moving',
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const next = dnsDrops(await metrics());
+        still = next === last ? still + 1 : 0;
+        last = next;
+        return still >= 3 ? true : undefined;
+      },
+      30_000,
+    );
+  }
+
+  beforeEach(dnsDropsQuiet);
+
+  const loggedDnsDrops = (from: number) =>
+    agent.logs
+      .slice(from)
+      .map((record) => record.event as LoggedDnsDrop | undefined)
+      .filter((event): event is LoggedDnsDrop => event?.kind === 'dns_drop');
+
+  it('counts each IPv6 query the node firewall drops as NETFILTER_DROP, exactly as the ip6tables rule, on the IPv6 pod', async () => {
+    const pod6 = lab.pods[0]!.ip6!;
+    expect(canonicalIp(pod6)).toBe(pod6);
+    const byPod = { reason: 'NETFILTER_DROP', direction: 'query', source_ip: pod6 };
+    const before = await metrics();
+    const logsBefore = agent.logs.length;
+    const blocked = await runDnsBlocked(lab, { queries: 17, from: 'pod', family: 'ipv6' });
+    // The oracle: what the rule's own packet counter saw.
+    expect(blocked.firewallDrops).toBe(17);
+    expect(blocked.answered).toBe(0);
+
+    const delta = (s: Sample[]) => dnsDrops(s, byPod) - dnsDrops(before, byPod);
+    expect(await settled(delta, blocked.firewallDrops)).toBe(blocked.firewallDrops);
+    // Once every count has arrived, none more: nothing counted twice or under another cause.
+    await dnsDropsQuiet();
+    const after = await metrics();
+    expect(delta(after)).toBe(blocked.firewallDrops);
+    expect(dnsDrops(after) - dnsDrops(before)).toBe(blocked.firewallDrops);
+    // Standalone: blamed on the address alone, no pod or namespace to name.
+    expect(dnsDrops(after, { ...byPod, namespace: '', pod: '' })).toBe(dnsDrops(after, byPod));
+    expect(insertFailures(after) - insertFailures(before)).toBe(0);
+
+    // The probe's examples, logged with the same attribution, in the node's namespace.
+    const examples = loggedDnsDrops(logsBefore);
+    expect(examples.length).toBeGreaterThan(0);
+    for (const example of examples) {
+      expect(example).toMatchObject({
+        reason: 'NETFILTER_DROP',
+        direction: 'query',
+        netns: lab.node.netnsInode,
+        sourceIp: pod6,
+      });
+      expect(example.tuple).toMatchObject({ srcIp: pod6, dstIp: labAddresses6.blockedDns });
+    }
+  });
+
+  it('counts each IPv6 query to an address with no listener as NO_SOCKET, exactly as Udp6NoPorts, on the address that reached it', async () => {
+    // Dropped in the upstream namespace, after the node masqueraded the query: the client
+    // there is the node's upstream address, not the pod.
+    const client = labAddresses6.nodeUpstream;
+    expect(canonicalIp(client)).toBe(client);
+    const byClient = { reason: 'NO_SOCKET', direction: 'query', source_ip: client };
+    const before = await metrics();
+    const logsBefore = agent.logs.length;
+    const silent = await runNoListener(lab, { queries: 11, family: 'ipv6' });
+    expect(silent.upstreamUdpNoPorts).toBe(11);
+    expect(silent.answered).toBe(0);
+
+    const delta = (s: Sample[]) => dnsDrops(s, byClient) - dnsDrops(before, byClient);
+    expect(await settled(delta, silent.upstreamUdpNoPorts)).toBe(silent.upstreamUdpNoPorts);
+    await dnsDropsQuiet();
+    const after = await metrics();
+    expect(delta(after)).toBe(silent.upstreamUdpNoPorts);
+    expect(dnsDrops(after) - dnsDrops(before)).toBe(silent.upstreamUdpNoPorts);
+    expect(insertFailures(after) - insertFailures(before)).toBe(0);
+
+    const examples = loggedDnsDrops(logsBefore);
+    expect(examples.length).toBeGreaterThan(0);
+    for (const example of examples) {
+      expect(example).toMatchObject({
+        reason: 'NO_SOCKET',
+        direction: 'query',
+        netns: lab.upstream.netnsInode,
+        sourceIp: client,
+      });
+      expect(example.tuple).toMatchObject({ srcIp: client, dstIp: labAddresses6.silentDns });
+    }
+  });
 
   it('counts every IPv6 SNAT insert failure exactly, per IPv6 pod, and leaves nothing unexplained', async () => {
     const before = await metrics();
