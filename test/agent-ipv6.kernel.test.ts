@@ -14,6 +14,13 @@ import {
   waitUntilReady,
   type AgentUnderTest,
 } from './support/agent-harness.js';
+import {
+  startFakeApiServer,
+  type FakeApiServer,
+  type K8sObject,
+} from './support/fake-apiserver.js';
+import { startAgentOn } from './support/lab-agent.js';
+import { labCluster, type LabCluster } from './support/lab-cluster.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
 
 interface LoggedRace {
@@ -224,5 +231,101 @@ describe('the agent against a real kernel, IPv6 flows', () => {
       expect(event!.race).toBe('snat');
       expect(event!.netns).toBe(lab.node.netnsInode);
     }
+  });
+});
+
+// The same firewall drop with the Kubernetes API faked at the HTTP level: the lab's pods have
+// both addresses in status.podIPs, so the agent must find the pod by its IPv6 address.
+describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
+  let lab: Lab;
+  let cluster: LabCluster;
+  let fake: FakeApiServer;
+  let agent: AgentUnderTest;
+
+  beforeAll(async () => {
+    lab = await createLab({ dualStack: true });
+    cluster = labCluster(lab);
+    fake = await startFakeApiServer(cluster.objects);
+    agent = await startAgentOn(lab, fake);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await fake?.close();
+    await lab?.destroy();
+  });
+
+  it('puts a DNSQueryDropped Event naming the IPv6 address on the pod whose IPv6 query the firewall dropped, counted as the rule', async () => {
+    const pod = cluster.pods[0]!;
+    const pod6 = pod.ip6!;
+    expect(pod6).toBe(canonicalIp(pod6));
+    const firewalled = () =>
+      fake
+        .events()
+        .filter(
+          (event) =>
+            event.reason === 'DNSQueryDropped' &&
+            event.involvedObject.uid === pod.uid &&
+            String(event.message).includes('(reason NETFILTER_DROP'),
+        );
+    const countOf = (events: K8sObject[]) =>
+      events.reduce((sum, event) => sum + Number(event.count), 0);
+    const eventsBefore = countOf(firewalled());
+    const labels = {
+      reason: 'NETFILTER_DROP',
+      direction: 'query',
+      source_ip: pod6,
+      namespace: pod.namespace,
+      pod: pod.name,
+    };
+    const drops = (samples: Sample[]) =>
+      sumOf(samples, 'conntrack_observer_dns_drops_total', labels);
+    const before = await scrape(agent.baseUrl);
+
+    const blocked = await runDnsBlocked(lab, { queries: 15, from: 'pod', family: 'ipv6' });
+    expect(blocked.firewallDrops).toBe(15);
+
+    const counted = await waitFor(
+      `${blocked.firewallDrops} drops on ${pod.name}`,
+      async () => {
+        const seen = drops(await scrape(agent.baseUrl)) - drops(before);
+        return seen >= blocked.firewallDrops ? seen : undefined;
+      },
+      15_000,
+    ).catch(async () => drops(await scrape(agent.baseUrl)) - drops(before));
+    expect(counted).toBe(blocked.firewallDrops);
+
+    // The first drop is posted at once, the rest patched onto the same Event.
+    const posted = await waitFor(
+      `the Event's count to reach ${blocked.firewallDrops}`,
+      async () => {
+        const seen = countOf(firewalled()) - eventsBefore;
+        return seen >= blocked.firewallDrops ? seen : undefined;
+      },
+      60_000,
+    ).catch(() => countOf(firewalled()) - eventsBefore);
+    expect(posted).toBe(blocked.firewallDrops);
+    const events = firewalled();
+    expect(events).toHaveLength(1);
+    const [event] = events;
+    expect(event!.type).toBe('Warning');
+    expect(event!.involvedObject).toMatchObject({
+      kind: 'Pod',
+      namespace: pod.namespace,
+      name: pod.name,
+    });
+    // Counted in the kernel by address: the client alone, the server in brackets with its port.
+    expect(String(event!.message)).toMatch(
+      new RegExp(`^UDP query ${pod6} → \\[${labAddresses6.blockedDns}\\]:53`),
+    );
+    // Nothing of this on the other pod, which sent nothing.
+    expect(
+      fake
+        .events()
+        .filter(
+          (other) =>
+            other.reason === 'DNSQueryDropped' && other.involvedObject.uid === cluster.pods[1]!.uid,
+        ),
+    ).toEqual([]);
   });
 });

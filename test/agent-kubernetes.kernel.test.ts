@@ -1,9 +1,5 @@
 import type { FlowTuple } from '../src/events/types.js';
 import {
-  resolveKubernetesConnection,
-  type KubernetesConnection,
-} from '../src/attribute/kubernetes/connection.js';
-import {
   createLab,
   labAddresses,
   runDnsBackendStopped,
@@ -15,18 +11,14 @@ import {
   type LoopingResolver,
   type Seed004Run,
 } from './lab/index.js';
-import {
-  startAgentUnderTest,
-  waitFor,
-  waitUntilReady,
-  type AgentUnderTest,
-} from './support/agent-harness.js';
+import { waitFor, type AgentUnderTest } from './support/agent-harness.js';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import {
   startFakeApiServer,
   type FakeApiServer,
   type K8sObject,
 } from './support/fake-apiserver.js';
+import { startAgentOn } from './support/lab-agent.js';
 import { LAB_NODE_NAME, labCluster, type LabCluster } from './support/lab-cluster.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
 
@@ -68,32 +60,6 @@ async function settled(
   } catch {
     return last;
   }
-}
-
-/** The agent in process on the lab's node, its Kubernetes API the fake; ready when returned. */
-async function startAgentOn(
-  lab: Lab,
-  fake: FakeApiServer,
-  extraArgs: readonly string[] = [],
-): Promise<AgentUnderTest> {
-  const connection = resolveKubernetesConnection({ kubeconfigFlag: await fake.kubeConfigFile() });
-  if (!connection || connection instanceof Error) throw new Error(`kubeconfig: ${connection}`);
-  const agent = await startAgentUnderTest(
-    [
-      '--probe-mode',
-      'tracepoint',
-      '--netns-pid',
-      String(lab.node.pid),
-      '--node-name',
-      LAB_NODE_NAME,
-      '--poll-interval',
-      '0.5',
-      ...extraArgs,
-    ],
-    connection satisfies KubernetesConnection,
-  );
-  await waitUntilReady(agent.baseUrl);
-  return agent;
 }
 
 // The real agent over a real lab, with the Kubernetes API faked at the HTTP level: the fake

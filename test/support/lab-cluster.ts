@@ -1,10 +1,12 @@
 /**
  * The Kubernetes view of a network-namespace lab, for the fake API server: the lab's two pods
  * as Pods on node `lab-node`, the ClusterIP as the kube-dns Service, its dnsmasq backends as
- * the Service's EndpointSlice, and the node with the lab's SNAT address as InternalIP.
+ * the Service's EndpointSlice, and the node with the lab's SNAT address as InternalIP. In a
+ * dual-stack lab each Pod has both addresses in `status.podIPs` (IPv4 first, as `podIP`) and the
+ * node both of its upstream addresses.
  */
 import type { Lab } from '../lab/index.js';
-import { labAddresses } from '../lab/index.js';
+import { labAddresses, labAddresses6 } from '../lab/index.js';
 import type { FakeApiServerOptions, K8sObject } from './fake-apiserver.js';
 import { podFrom, stored } from './k8s-fixtures.js';
 
@@ -15,6 +17,8 @@ export interface LabPodObject {
   readonly name: string;
   readonly uid: string;
   readonly ip: string;
+  /** Its IPv6 address, in a dual-stack lab. */
+  readonly ip6?: string;
 }
 
 export interface LabCluster {
@@ -30,6 +34,10 @@ export function labCluster(lab: Lab): LabCluster {
     podFrom('pod-dns-client-a', { ip: podA.ip, nodeName: LAB_NODE_NAME }),
     podFrom('pod-dns-client-b', { ip: podB.ip, nodeName: LAB_NODE_NAME }),
   ];
+  lab.pods.forEach((labPod, index) => {
+    if (labPod.ip6) (pods[index]!.status.podIPs as K8sObject[]).push({ ip: labPod.ip6 });
+  });
+  const dualStack = lab.pods.some((labPod) => labPod.ip6 !== undefined);
   const service = stored('service-kube-dns');
   service.spec.clusterIP = labAddresses.clusterDns;
   service.spec.clusterIPs = [labAddresses.clusterDns];
@@ -41,6 +49,7 @@ export function labCluster(lab: Lab): LabCluster {
   const node = stored('node-lab-node');
   node.status.addresses = [
     { address: labAddresses.nodeUpstream, type: 'InternalIP' },
+    ...(dualStack ? [{ address: labAddresses6.nodeUpstream, type: 'InternalIP' }] : []),
     { address: LAB_NODE_NAME, type: 'Hostname' },
   ];
   return {
@@ -50,6 +59,7 @@ export function labCluster(lab: Lab): LabCluster {
       name: pod.metadata.name as string,
       uid: pod.metadata.uid as string,
       ip: lab.pods[index]!.ip,
+      ...(lab.pods[index]!.ip6 ? { ip6: lab.pods[index]!.ip6 } : {}),
     })),
   };
 }
