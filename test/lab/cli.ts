@@ -2,7 +2,7 @@
  * The lab as a command: builds the namespaces, runs one scenario, prints its figures and
  * tears everything down, also on SIGINT/SIGTERM.
  *
- *   npm run lab -- <scenario> [--rounds N] [--queries N] [--loop [--paused]] [--interval-ms MS] [--json]
+ *   npm run lab -- <scenario> [--rounds N] [--queries N] [--family ipv4|ipv6] [--loop [--paused]] [--interval-ms MS] [--json]
  *
  * In --loop form SIGUSR1 pauses the races and SIGUSR2 resumes them (each acknowledged with a
  * `paused`/`resumed` line), so that a watcher can compare counts while nothing moves.
@@ -12,7 +12,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLab, netnsInodeOfPid, removeStaleLabs, type Lab } from './lab.js';
 import { runSnatRace, startSnatRaceLoop } from './scenarios/snat-race.js';
 import { runDnatClash } from './scenarios/dnat-clash.js';
-import { runDnsBackendStopped, runDnsBlocked, runNoListener } from './scenarios/dns-queries.js';
+import {
+  runDnsBackendStopped,
+  runDnsBlocked,
+  runNoListener,
+  type LabFamily,
+} from './scenarios/dns-queries.js';
 import { runResolver } from './scenarios/resolver.js';
 
 const scenarios = [
@@ -34,6 +39,7 @@ interface CliOptions {
   paused: boolean;
   intervalMs: number;
   from: 'pod' | 'node';
+  family: LabFamily;
   json: boolean;
 }
 
@@ -91,9 +97,13 @@ async function runScenario(lab: Lab, scenario: Scenario, options: CliOptions): P
     case 'dnat-clash':
       return runDnatClash(lab, { rounds: options.rounds ?? 20_000 });
     case 'dns-blocked':
-      return runDnsBlocked(lab, { queries: options.queries, from: options.from });
+      return runDnsBlocked(lab, {
+        queries: options.queries,
+        from: options.from,
+        family: options.family,
+      });
     case 'no-listener':
-      return runNoListener(lab, { queries: options.queries });
+      return runNoListener(lab, { queries: options.queries, family: options.family });
     case 'dns-backend-stopped': {
       const stopped = await runDnsBackendStopped(lab, {
         queriesPerRound: options.queries,
@@ -143,6 +153,14 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option('--from <side>', 'dns-blocked: sender').choices(['pod', 'node']).default('pod'),
     )
+    .addOption(
+      new Option(
+        '--family <family>',
+        'dns-blocked, no-listener: address family of the queries (ipv6 makes the lab dual-stack)',
+      )
+        .choices(['ipv4', 'ipv6'])
+        .default('ipv4'),
+    )
     .option('--json', 'one JSON object per line', false)
     .parse(argv);
   const scenario = program.args[0] as Scenario;
@@ -154,7 +172,8 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   await removeStaleLabs();
-  const lab = await createLab();
+  // Only the DNS-drop scenarios take a family; the others run IPv4 whatever it says.
+  const lab = await createLab({ dualStack: options.family === 'ipv6' });
   let exiting = false;
   const teardown = (signal: NodeJS.Signals): void => {
     if (exiting) return;
