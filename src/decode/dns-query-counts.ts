@@ -6,6 +6,8 @@ import type { CountEntry } from './decoded-line.js';
 export const DNS_QUERY_ANSWERS_MAP = '@dns_q_answers';
 export const DNS_QUERY_PENDING_MAPS = ['@dns_q_pending_0', '@dns_q_pending_1'] as const;
 export const DNS_QUERY_UNTRACKED_MAP = '@dns_q_untracked';
+/** Parallel queries: sent while another of the same socket was pending (two generations). */
+export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'] as const;
 
 /** Whether a printed map is one of the DNS-query probe's (its names all start so). */
 export function isDnsQueryMap(map: string): boolean {
@@ -44,7 +46,8 @@ export interface DnsQueryCountsOptions {
 
 /**
  * Turns the DNS-query probe's maps into events. The answer and untracked counts are cumulative
- * and never cleared while bpftrace runs: their growth since the last print is what is new. A
+ * and never cleared while bpftrace runs: their growth since the last print is what is new. The
+ * parallel counts are the same in two generations, each forgotten on its `map_cleared`. A
  * printed pending generation is printed once, just before the probe clears it: every key in it
  * is one query that went unanswered, summed here per namespace, client and server.
  */
@@ -53,10 +56,20 @@ export class DnsQueryCounts {
 
   constructor(private readonly options: DnsQueryCountsOptions) {}
 
+  /**
+   * The probe cleared a generation map after its last print (`map_cleared`): its keys count
+   * from zero again.
+   */
+  cleared(map: string): void {
+    this.lastValues.delete(map);
+  }
+
   observe(map: string, entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
       return this.unanswered(entries);
-    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP) return NOTHING;
+    const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
+    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP && !parallel)
+      return NOTHING;
     const monotonicNs = this.options.monotonicNs();
     let last = this.lastValues.get(map);
     if (last === undefined) {
@@ -76,7 +89,9 @@ export class DnsQueryCounts {
         else untracked += growth;
         continue;
       }
-      const event = this.answered(key, growth, monotonicNs);
+      const event = parallel
+        ? this.parallel(key, growth, monotonicNs)
+        : this.answered(key, growth, monotonicNs);
       if (event === undefined) rejectedKeys.push(key);
       else events.push(event);
     }
@@ -111,6 +126,26 @@ export class DnsQueryCounts {
       outcome: 'answered',
       answer,
       latencyBucketSeconds: DNS_QUERY_DURATION_BUCKETS[bucket] ?? Infinity,
+      count,
+    };
+  }
+
+  /** A (namespace, client) key of the parallel maps: queries sent beside a pending one. */
+  private parallel(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+    const fields = key.split(',');
+    if (fields.length !== 2) return undefined;
+    const netnsInode = u32(fields[0]);
+    const client = ipv4Of(fields[1]);
+    if (netnsInode === undefined || client === undefined) return undefined;
+    return {
+      kind: 'dns_query',
+      probe: this.options.probe,
+      monotonicNs,
+      cpu: 0,
+      netnsInode,
+      protocol: 'udp',
+      tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      outcome: 'parallel',
       count,
     };
   }

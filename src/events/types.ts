@@ -128,7 +128,12 @@ export interface DnsQueryEvent extends ProbeEventBase {
    * not kept (0, and 53 on the server side); the server of answers is not kept (0.0.0.0).
    */
   readonly tuple: FlowTuple;
-  readonly outcome: 'answered' | 'unanswered';
+  /**
+   * `parallel`: queries sent from a socket that had another query (another DNS id) pending,
+   * as A and AAAA sent together (the precondition of the conntrack DNAT race); they are also
+   * counted as answered or unanswered.
+   */
+  readonly outcome: 'answered' | 'unanswered' | 'parallel';
   /** Answered only. */
   readonly answer?: DnsAnswerClass;
   /** Answered only: the upper bound of the latency bucket, seconds; Infinity past the last. */

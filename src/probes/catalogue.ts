@@ -291,7 +291,14 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsQueries',
     emits: ['dns_query', 'dns_nodata'],
-    maps: ['@dns_q_answers', '@dns_q_pending_0', '@dns_q_pending_1', '@dns_q_untracked'],
+    maps: [
+      '@dns_q_answers',
+      '@dns_q_pending_0',
+      '@dns_q_pending_1',
+      '@dns_q_untracked',
+      '@dns_q_parallel_0',
+      '@dns_q_parallel_1',
+    ],
     variants: [
       {
         script: 'tracepoint/dns-queries.bt',

@@ -92,6 +92,52 @@ describe('DnsQueryCounts', () => {
     expect(observe(counts, '@dns_q_untracked', { [NETNS]: 5 }).untracked).toBe(2);
   });
 
+  it('turns the growth of the parallel counts into parallel queries per client, each generation from zero after its map_cleared', () => {
+    const counts = tracker();
+    const first = observe(counts, '@dns_q_parallel_0', {
+      [`${NETNS},${POD}`]: 3,
+      [`${NETNS},${OTHER_POD}`]: 1,
+    });
+    expect(first.events).toEqual([
+      expect.objectContaining({
+        kind: 'dns_query',
+        outcome: 'parallel',
+        count: 3,
+        netnsInode: NETNS,
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      }),
+      expect.objectContaining({ outcome: 'parallel', count: 1 }),
+    ]);
+    expect(first.events[0]).not.toHaveProperty('answer');
+    // The writers moved on to the other generation; the last print of this one adds 2.
+    const other = observe(counts, '@dns_q_parallel_1', { [`${NETNS},${POD}`]: 1 });
+    expect(other.events.map((event) => event.count)).toEqual([1]);
+    const last = observe(counts, '@dns_q_parallel_0', {
+      [`${NETNS},${POD}`]: 5,
+      [`${NETNS},${OTHER_POD}`]: 1,
+    });
+    expect(last.events.map((event) => [event.tuple.srcIp, event.count])).toEqual([
+      ['10.244.0.2', 2],
+    ]);
+    counts.cleared('@dns_q_parallel_0');
+    const again = observe(counts, '@dns_q_parallel_0', { [`${NETNS},${POD}`]: 1 });
+    expect(again.events.map((event) => event.count)).toEqual([1]);
+    // The other generation was not cleared: its keys still count by growth.
+    expect(observe(counts, '@dns_q_parallel_1', { [`${NETNS},${POD}`]: 1 }).events).toEqual([]);
+  });
+
+  it('leaves out parallel keys that are not (namespace, client), and says which', () => {
+    const update = observe(tracker(), '@dns_q_parallel_1', {
+      [`${NETNS},${POD},53`]: 1,
+      [`${NETNS}`]: 1,
+      [`x,${POD}`]: 1,
+      [`${NETNS},4294967296`]: 1,
+      [`${NETNS},${POD}`]: 2,
+    });
+    expect(update.rejectedKeys).toHaveLength(4);
+    expect(update.events).toEqual([expect.objectContaining({ outcome: 'parallel', count: 2 })]);
+  });
+
   it('leaves out keys that are not as the probe prints them, and says which', () => {
     const counts = tracker();
     const answers = observe(counts, '@dns_q_answers', {

@@ -1,8 +1,11 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
 import type { DnsNoDataEvent, DnsQueryEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
+import type { ResolvedName } from '../lab/scenarios/resolver.js';
 import { createLab, labAddresses, type Lab, type LabPod } from '../lab/lab.js';
 import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 import { runDnsBlocked, type QueryBurst } from '../lab/scenarios/dns-queries.js';
@@ -34,6 +37,7 @@ function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
   let untracked = 0;
   for (const line of probe.lines) {
     const decoded = decode(line);
+    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
     if (decoded.type !== 'counts') continue;
     const update = counts.observe(decoded.map, decoded.entries);
     expect(update.rejectedKeys).toEqual([]);
@@ -45,17 +49,20 @@ function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
 
 interface Tally {
   unanswered: number;
+  /** Queries sent while another of the same socket was pending. */
+  parallel: number;
   answered: Map<string, number>;
   /** Every event of the pod, with the namespace it was counted in. */
   netns: Set<number>;
 }
 
 function tallyFor(clientIp: string): Tally {
-  const tally: Tally = { unanswered: 0, answered: new Map(), netns: new Set() };
+  const tally: Tally = { unanswered: 0, parallel: 0, answered: new Map(), netns: new Set() };
   for (const event of outcomes().events) {
     if (event.tuple.srcIp !== clientIp) continue;
     tally.netns.add(event.netnsInode);
     if (event.outcome === 'unanswered') tally.unanswered += event.count;
+    else if (event.outcome === 'parallel') tally.parallel += event.count;
     else tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
   }
   return tally;
@@ -142,6 +149,62 @@ describe('tracepoint/dns-queries.bt', () => {
         .map((event) => event.latencyBucketSeconds!);
       expect(latencies.length).toBeGreaterThan(0);
       for (const latency of latencies) expect(latency).toBeLessThanOrEqual(0.25);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'counts the parallel A/AAAA of a glibc lookup, one per lookup, and none from a glibc pod with options single-request',
+    async () => {
+      const [parallelPod, singlePod] = [lab.pods[0]!, lab.pods[1]!];
+      const binary = await generatorPath('resolve', lab.buildDir);
+      const name = 'www.example.test';
+      const saved = new Map<string, string>();
+      const setResolvConf = (pod: LabPod, options: string): void => {
+        const path = `/etc/netns/${pod.netns}/resolv.conf`;
+        saved.set(path, readFileSync(path, 'utf8'));
+        // No search list: one name, so each lookup is one A and one AAAA question.
+        writeFileSync(path, `nameserver ${labAddresses.clusterDns}\n${options}`);
+      };
+      const lookup = async (pod: LabPod): Promise<ResolvedName> => {
+        const { stdout } = await lab.exec(pod.netns, binary, [name]);
+        return JSON.parse(stdout.trim()) as ResolvedName;
+      };
+      const before = { parallel: tallyFor(parallelPod.ip), single: tallyFor(singlePod.ip) };
+      const grown = (pod: LabPod, from: Tally): number => tallyFor(pod.ip).parallel - from.parallel;
+      let lookups = 0;
+      try {
+        setResolvConf(parallelPod, '');
+        setResolvConf(singlePod, 'options single-request\n');
+        // Drive lookups from both pods until the first has a parallel query counted for each
+        // (the counts are printed once a second), bounded.
+        const deadline = Date.now() + 30_000;
+        while (
+          Date.now() < deadline &&
+          (lookups < 3 || grown(parallelPod, before.parallel) < lookups)
+        ) {
+          if (lookups < 20) {
+            expect(await lookup(parallelPod)).toEqual({ name, addresses: [labZone[name]] });
+            expect(await lookup(singlePod)).toEqual({ name, addresses: [labZone[name]] });
+            lookups += 1;
+          } else {
+            await sleep(250);
+          }
+        }
+      } finally {
+        for (const [path, text] of saved) writeFileSync(path, text);
+      }
+      const parallel = await settle(parallelPod.ip, () => true);
+      const single = tallyFor(singlePod.ip);
+      expect(parallel.parallel - before.parallel.parallel).toBe(lookups);
+      expect(single.parallel - before.single.parallel).toBe(0);
+      // Both pods' queries were seen and answered: the single-request pod's are not missed.
+      const answered = (tally: Tally, from: Tally): number =>
+        [...tally.answered.values()].reduce((sum, n) => sum + n, 0) -
+        [...from.answered.values()].reduce((sum, n) => sum + n, 0);
+      expect(answered(parallel, before.parallel)).toBe(2 * lookups);
+      expect(answered(single, before.single)).toBe(2 * lookups);
+      expect(parallel.netns).toEqual(new Set([parallelPod.netnsInode]));
     },
     timeoutMs,
   );

@@ -94,6 +94,7 @@ export class EventMetrics implements EventSink {
   private readonly keysRejected: Counter;
   private readonly dnsQueries: Counter;
   private readonly dnsUnanswered: Counter;
+  private readonly dnsParallel: Counter;
   private readonly dnsQueryDuration: Histogram;
   private readonly dnsQueriesUntracked: Counter;
   private readonly lookupsStoppedOnNoData: Counter;
@@ -195,6 +196,7 @@ export class EventMetrics implements EventSink {
     const dns = dnsQueryMetrics(registry, this.beforeScrape);
     this.dnsQueries = dns.queries;
     this.dnsUnanswered = dns.unanswered;
+    this.dnsParallel = dns.parallel;
     this.dnsQueryDuration = dns.duration;
     this.dnsQueriesUntracked = dns.untracked;
     this.lookupsStoppedOnNoData = dns.stoppedOnNoData;
@@ -299,6 +301,15 @@ export class EventMetrics implements EventSink {
           pod: podName,
           service: serviceName,
         });
+    } else if (event.outcome === 'parallel') {
+      const key = 'qp' + SEPARATOR + who;
+      series =
+        this.series.get(key) ??
+        this.createSeries(key, this.dnsParallel, {
+          source_ip: attribution.sourceIp,
+          namespace,
+          pod: podName,
+        });
     } else {
       const rcode = event.answer ?? 'OTHER';
       const key = 'qa' + SEPARATOR + rcode + SEPARATOR + who;
@@ -313,7 +324,8 @@ export class EventMetrics implements EventSink {
       this.observeDuration(event, namespace, podName);
     }
     this.count(series, event.count);
-    if (countUnattributed && !pod) {
+    // Parallel queries are also answered or unanswered: counted unattributed there, once.
+    if (countUnattributed && !pod && event.outcome !== 'parallel') {
       const key = 'u' + SEPARATOR + event.kind;
       this.count(
         this.series.get(key) ?? this.createSeries(key, this.unattributed, { kind: event.kind }),
@@ -558,6 +570,13 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     registers: [registry],
     collect: beforeScrape,
   });
+  const parallel = new Counter({
+    name: 'conntrack_observer_dns_parallel_queries_total',
+    help: 'DNS queries (UDP) a client sent from a socket that had another query pending: A and AAAA sent together (glibc without `options single-request`, musl), the precondition of the conntrack DNAT race. By client; seen in the client namespace.',
+    labelNames: ['source_ip', 'namespace', 'pod'],
+    registers: [registry],
+    collect: beforeScrape,
+  });
   // The kernel counts answers in these buckets; each is observed at its upper bound, so
   // the buckets and the count are exact and the sum is an upper estimate.
   const duration = new Histogram({
@@ -579,7 +598,7 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     registers: [registry],
     collect: beforeScrape,
   });
-  return { queries, unanswered, duration, untracked, stoppedOnNoData };
+  return { queries, unanswered, parallel, duration, untracked, stoppedOnNoData };
 }
 
 /** How many labelled series the event counters hold, read at each scrape. */

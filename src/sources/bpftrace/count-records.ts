@@ -56,8 +56,9 @@ export class CountRecords {
       state = { run, trackers: trackersOf(probe, this.options) };
       this.byProbe.set(probe, state);
     }
-    if (record.type !== 'map_cleared' && isDnsQueryMap(record.map)) {
-      this.queries(state.trackers.queries, record.map, record.entries, probe);
+    if (isDnsQueryMap(record.map)) {
+      if (record.type === 'map_cleared') state.trackers.queries.cleared(record.map);
+      else this.queries(state.trackers.queries, record.map, record.entries, probe);
     } else {
       this.drops(state.trackers, record, probe);
     }

@@ -326,14 +326,37 @@ describe('DNS query metrics', () => {
     expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
   });
 
+  it('counts parallel queries per client apart from answered ones, and not twice as unattributed', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const parallel = (count: number) =>
+      dnsQuery({ outcome: 'parallel', answer: undefined, latencyBucketSeconds: undefined, count });
+    metrics.record(attributed(parallel(2), podA), true);
+    metrics.record(attributed(parallel(3), podA), true);
+    metrics.record(
+      { event: parallel(1), attribution: { sourceIp: '10.244.9.9', netnsInode: 1 }, wallTimeMs: 0 },
+      true,
+    );
+    expect(await valuesOf(registry, 'conntrack_observer_dns_parallel_queries_total')).toEqual([
+      { value: 5, labels: { source_ip: '10.244.0.2', namespace: 'shop', pod: 'cart-7d9f' } },
+      { value: 1, labels: { source_ip: '10.244.9.9', namespace: '', pod: '' } },
+    ]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
+    const duration = await valuesOf(registry, 'conntrack_observer_dns_query_duration_seconds');
+    expect(duration).toEqual([]);
+    expect(await valuesOf(registry, 'conntrack_observer_unattributed_events_total')).toEqual([]);
+  });
+
   it('removes every DNS query series of a pod with the pod', async () => {
     const registry = new Registry();
     const metrics = new EventMetrics(registry);
     metrics.record(attributed(dnsQuery(), podA), true);
     metrics.record(attributed(dnsQuery({ outcome: 'unanswered', answer: undefined }), podA), true);
+    metrics.record(attributed(dnsQuery({ outcome: 'parallel', answer: undefined }), podA), true);
     metrics.forgetPod('shop', 'cart-7d9f');
     expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
     expect(await valuesOf(registry, 'conntrack_observer_dns_unanswered_queries_total')).toEqual([]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_parallel_queries_total')).toEqual([]);
     const duration = await valuesOf(registry, 'conntrack_observer_dns_query_duration_seconds');
     expect(duration.filter((v) => v.labels.pod === 'cart-7d9f')).toEqual([]);
   });

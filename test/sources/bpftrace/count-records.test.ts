@@ -70,6 +70,19 @@ describe('count records: the probes printed count maps to events', () => {
     );
   });
 
+  it("hands the DNS-query probe's map_cleared to its tracker: the cleared generation counts from zero", () => {
+    const { counts, events } = harness();
+    const probe = 'tracepoint/dns-queries';
+    const key = `4026532420,${ip('10.244.0.2')}`;
+    const parallel = (value: number) =>
+      ({ type: 'counts', map: '@dns_q_parallel_0', entries: [{ key, value }] }) as const;
+    counts.handle(parallel(3), probe, 1);
+    counts.handle(parallel(3), probe, 1);
+    counts.handle({ type: 'map_cleared', map: '@dns_q_parallel_0' }, probe, 1);
+    counts.handle(parallel(2), probe, 1);
+    expect(events.map((event) => ('count' in event ? event.count : undefined))).toEqual([3, 2]);
+  });
+
   it('starts the counts over for a new bpftrace run', () => {
     const { counts, events } = harness();
     const record = {
