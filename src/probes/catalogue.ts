@@ -291,7 +291,13 @@ export const probeCatalogue: readonly ProbeSpec[] = [
     essentialIn: [],
     observation: 'dnsQueries',
     emits: ['dns_query', 'dns_nodata'],
-    maps: ['@dns_q_answers', '@dns_q_pending_0', '@dns_q_pending_1', '@dns_q_untracked'],
+    maps: [
+      '@dns_q_answers',
+      '@dns_q_pending_0',
+      '@dns_q_pending_1',
+      '@dns_q_untracked',
+      '@dns_q_resent',
+    ],
     variants: [
       {
         script: 'tracepoint/dns-queries.bt',
