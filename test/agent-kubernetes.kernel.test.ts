@@ -452,13 +452,14 @@ describe('the agent with Kubernetes against a real kernel', () => {
         );
 
         // What the resolver felt: a stall of its timeout per lost query (glibc waits the whole
-        // timeout, 5 s, before it retries; musl retries every timeout / attempts, 2.5 s).
+        // timeout, 5 s, before it resends; musl resends every timeout / attempts, 2.5 s), as the
+        // program measured it (musl's own millisecond clock reads 2,499 for its 2.5 s).
         const stallMs = pod.library === 'glibc' ? 5_000 : 2_500;
         const stalls = pod.results.reduce(
-          (sum, result) => sum + Math.floor(result.ms / stallMs),
+          (sum, result) => sum + Math.round(result.ms / stallMs),
           0,
         );
-        expect(pod.results.some((result) => result.ms >= stallMs)).toBe(true);
+        expect(stalls).toBeGreaterThanOrEqual(1);
         // Every stall waited for a query the firewall dropped.
         expect(stalls).toBeLessThanOrEqual(pod.firewallDrops);
 

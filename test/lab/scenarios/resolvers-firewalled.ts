@@ -140,6 +140,12 @@ export async function runResolversFirewalled(
       if (pods.every((pod) => (drops.get(pod.netns) ?? 0) >= options.dropsPerPod)) break;
     }
     const after = await lab.nodeConntrackStats();
+    // One line per drive, as the races print theirs: what each pod's resolver went through.
+    const figures = options.resolvers.map((resolver, index) => {
+      const durations = results[index]!.map((result) => result.ms);
+      return `${resolver.library} ${drops.get(resolver.pod.netns) ?? 0} dropped, ${durations.length} lookups, ms ${durations.join(' ')}`;
+    });
+    console.log(`resolvers-firewalled: ${figures.join('; ')}`);
     return {
       scenario: 'resolvers-firewalled',
       backend: backend.address,
