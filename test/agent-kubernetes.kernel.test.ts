@@ -2,7 +2,10 @@ import type { FlowTuple } from '../src/events/types.js';
 import {
   createLab,
   labAddresses,
+  labZone,
+  lookUpIn,
   runDnsBackendStopped,
+  runResolversFirewalled,
   seed004,
   sendQueries,
   snatRaceUntil,
@@ -357,6 +360,98 @@ describe('the agent with Kubernetes against a real kernel', () => {
         await stopped.resume();
       }
     });
+
+    it('counts the queries the firewall dropped of real glibc and musl lookups as unanswered for each pod, with the firewall as their cause, and a clean run as none', async () => {
+      const [glibcLabPod, muslLabPod] = lab.pods;
+      const resolvers = [
+        { library: 'glibc', pod: glibcLabPod! },
+        { library: 'musl', pod: muslLabPod! },
+      ] as const;
+      const podOf = (ip: string) => {
+        const pod = podAt(ip);
+        if (!pod) throw new Error(`no pod in the fake API at ${ip}`);
+        return pod;
+      };
+      const unanswered = (samples: Sample[], ip: string, cause?: string) =>
+        sumOf(samples, 'conntrack_observer_dns_unanswered_queries_total', {
+          namespace: podOf(ip).namespace,
+          pod: podOf(ip).name,
+          service: 'kube-system/kube-dns',
+          ...(cause === undefined ? {} : { cause }),
+        });
+      const allUnanswered = (samples: Sample[]) =>
+        sumOf(samples, 'conntrack_observer_dns_unanswered_queries_total');
+      const before = await scrape(agent.baseUrl);
+      const eventsBefore = countsByName(eventsOf(fake, DNS_UNANSWERED));
+      const dropsPerPod = 3;
+      const run = await runResolversFirewalled(lab, { resolvers, dropsPerPod });
+      const drops = run.runs.reduce((sum, pod) => sum + pod.firewallDrops, 0);
+      for (const pod of run.runs) expect(pod.firewallDrops).toBeGreaterThanOrEqual(dropsPerPod);
+
+      // Reported one to two periods (5 s) after sending; the bound leaves room for a loaded machine.
+      const seen = await settled(
+        async () => allUnanswered(await scrape(agent.baseUrl)) - allUnanswered(before),
+        drops,
+        40_000,
+      );
+      expect(seen).toBe(drops);
+      const firewalled = await scrape(agent.baseUrl);
+
+      // A clean run: the rules are gone, every lookup is answered at once.
+      const clean = await Promise.all(
+        resolvers.map((resolver) => lookUpIn(lab, resolver, 'www.example.test.')),
+      );
+      for (const results of clean)
+        for (const result of results)
+          expect(result.addresses).toContain(labZone['www.example.test']);
+      // Two more periods: a query of either run counted late, or past the drops, would show.
+      await new Promise((resolve) => setTimeout(resolve, 12_000));
+      const after = await scrape(agent.baseUrl);
+      expect(allUnanswered(after) - allUnanswered(firewalled)).toBe(0);
+
+      for (const pod of run.runs) {
+        const ip = pod.pod.ip;
+        // Each pod's unanswered queries are the ones its rule dropped, all linked to the firewall.
+        expect(unanswered(after, ip) - unanswered(before, ip)).toBe(pod.firewallDrops);
+        expect(unanswered(after, ip, 'firewall') - unanswered(before, ip, 'firewall')).toBe(
+          pod.firewallDrops,
+        );
+
+        // What the resolver felt: a stall of its timeout per lost query (glibc waits the whole
+        // timeout, 5 s, before it resends; musl resends every timeout / attempts, 2.5 s), as the
+        // program measured it (musl's own millisecond clock reads 2,499 for its 2.5 s).
+        const stallMs = pod.library === 'glibc' ? 5_000 : 2_500;
+        const stalls = pod.results.reduce(
+          (sum, result) => sum + Math.round(result.ms / stallMs),
+          0,
+        );
+        expect(stalls).toBeGreaterThanOrEqual(1);
+        // Every stall waited for a query the firewall dropped.
+        expect(stalls).toBeLessThanOrEqual(pod.firewallDrops);
+
+        const grown = () =>
+          eventsOf(fake, DNS_UNANSWERED).filter(
+            (event) =>
+              event.involvedObject.name === podOf(ip).name &&
+              Number(event.count) > (eventsBefore.get(String(event.metadata.name)) ?? 0),
+          );
+        const event = await waitFor(
+          `a DNSQueryUnanswered Event on ${podOf(ip).name}`,
+          async () => grown()[0],
+        );
+        expect(event.type).toBe('Warning');
+        expect(event.involvedObject).toMatchObject({
+          kind: 'Pod',
+          namespace: podOf(ip).namespace,
+          name: podOf(ip).name,
+        });
+        expect(event.message).toContain(`${ip} → kube-dns`);
+        expect(event.message).toContain('dropped DNS datagrams of this client in netfilter');
+        expect(countSince(event, eventsBefore)).toBeLessThanOrEqual(pod.firewallDrops);
+        // One Event per pod: every unanswered query of it had the firewall as its cause.
+        expect(grown()).toHaveLength(1);
+      }
+    }, 120_000);
   });
 
   describe('as a process', () => {

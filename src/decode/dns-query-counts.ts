@@ -8,6 +8,7 @@ export const DNS_QUERY_PENDING_MAPS = ['@dns_q_pending_0', '@dns_q_pending_1'] a
 export const DNS_QUERY_UNTRACKED_MAP = '@dns_q_untracked';
 /** Parallel queries: sent while another of the same socket was pending (two generations). */
 export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'] as const;
+export const DNS_QUERY_RESENT_MAP = '@dns_q_resent';
 
 /** Whether a printed map is one of the DNS-query probe's (its names all start so). */
 export function isDnsQueryMap(map: string): boolean {
@@ -68,7 +69,12 @@ export class DnsQueryCounts {
     if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
       return this.unanswered(entries);
     const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
-    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP && !parallel)
+    if (
+      map !== DNS_QUERY_ANSWERS_MAP &&
+      map !== DNS_QUERY_UNTRACKED_MAP &&
+      map !== DNS_QUERY_RESENT_MAP &&
+      !parallel
+    )
       return NOTHING;
     const monotonicNs = this.options.monotonicNs();
     let last = this.lastValues.get(map);
@@ -91,7 +97,9 @@ export class DnsQueryCounts {
       }
       const event = parallel
         ? this.parallel(key, growth, monotonicNs)
-        : this.answered(key, growth, monotonicNs);
+        : map === DNS_QUERY_RESENT_MAP
+          ? this.resent(key, growth, monotonicNs)
+          : this.answered(key, growth, monotonicNs);
       if (event === undefined) rejectedKeys.push(key);
       else events.push(event);
     }
@@ -150,6 +158,21 @@ export class DnsQueryCounts {
     };
   }
 
+  /**
+   * Queries sent again while still pending, per namespace, client and server: each earlier copy
+   * went unanswered within the resolver's own timeout, reported as it is resent.
+   */
+  private resent(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+    const fields = key.split(',');
+    if (fields.length !== 3) return undefined;
+    const [netnsText, clientText, serverText] = fields;
+    const netnsInode = u32(netnsText);
+    const client = ipv4Of(clientText);
+    const server = ipv4Of(serverText);
+    if (netnsInode === undefined || client === undefined || server === undefined) return undefined;
+    return unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count);
+  }
+
   /** One key per query (namespace, client, port, DNS id, server): summed per client and server. */
   private unanswered(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
@@ -184,21 +207,32 @@ export class DnsQueryCounts {
       if (known) known.count += 1;
       else groups.set(group, { netnsInode, client, server, count: 1 });
     }
-    const events = [...groups.values()].map(
-      ({ netnsInode, client, server, count }): DnsQueryEvent => ({
-        kind: 'dns_query',
-        probe: this.options.probe,
-        monotonicNs,
-        cpu: 0,
-        netnsInode,
-        protocol: 'udp',
-        tuple: { srcIp: client, srcPort: 0, dstIp: server, dstPort: 53 },
-        outcome: 'unanswered',
-        count,
-      }),
+    const events = [...groups.values()].map(({ netnsInode, client, server, count }) =>
+      unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count),
     );
     return { events, untracked: 0, rejectedKeys };
   }
+}
+
+function unansweredEvent(
+  probe: string,
+  monotonicNs: bigint,
+  netnsInode: number,
+  client: string,
+  server: string,
+  count: number,
+): DnsQueryEvent {
+  return {
+    kind: 'dns_query',
+    probe,
+    monotonicNs,
+    cpu: 0,
+    netnsInode,
+    protocol: 'udp',
+    tuple: { srcIp: client, srcPort: 0, dstIp: server, dstPort: 53 },
+    outcome: 'unanswered',
+    count,
+  };
 }
 
 function u32(text: string | undefined): number | undefined {

@@ -298,6 +298,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_untracked',
       '@dns_q_parallel_0',
       '@dns_q_parallel_1',
+      '@dns_q_resent',
     ],
     variants: [
       {

@@ -86,6 +86,30 @@ describe('DnsQueryCounts', () => {
     expect(observe(counts, '@dns_q_pending_0', {}).events).toEqual([]);
   });
 
+  it('counts the growth of the resent count as unanswered queries of that client and server, and rejects other keys', () => {
+    const counts = tracker();
+    const first = observe(counts, '@dns_q_resent', {
+      [`${NETNS},${POD},${CLUSTER_IP}`]: 2,
+      [`${NETNS},${POD}`]: 1,
+    });
+    expect(first.events).toEqual([
+      expect.objectContaining({
+        kind: 'dns_query',
+        outcome: 'unanswered',
+        count: 2,
+        netnsInode: NETNS,
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+      }),
+    ]);
+    expect(first.rejectedKeys).toEqual([`${NETNS},${POD}`]);
+    // Cumulative: only the growth is new.
+    const next = observe(counts, '@dns_q_resent', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 });
+    expect(next.events).toEqual([expect.objectContaining({ outcome: 'unanswered', count: 1 })]);
+    expect(
+      observe(counts, '@dns_q_resent', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 }).events,
+    ).toEqual([]);
+  });
+
   it('reports the growth of the untracked count: queries the pending map had no room for', () => {
     const counts = tracker();
     expect(observe(counts, '@dns_q_untracked', { [NETNS]: 3 }).untracked).toBe(3);

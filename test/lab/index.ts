@@ -44,6 +44,13 @@ export type {
   ResolvedName,
   ResolverLibrary,
 } from './scenarios/resolver.js';
+export { lookUpIn, runResolversFirewalled } from './scenarios/resolvers-firewalled.js';
+export type {
+  FirewalledResolver,
+  FirewalledResolverRun,
+  FirewalledResolversOptions,
+  FirewalledResolversRun,
+} from './scenarios/resolvers-firewalled.js';
 export { snatRaceUntil, dnatClashUntil, RaceShortfallError } from './scenarios/race-until.js';
 export type { RaceUntilOptions, RaceUntilResult } from './scenarios/race-until.js';
 export { startSeed004, seed004 } from './scenarios/seed-004.js';

@@ -34,6 +34,9 @@ function mtimeOf(path: string): number | undefined {
   }
 }
 
+/** Builds started by this process: each compiles to a temporary file of its own. */
+let partialSequence = 0;
+
 /**
  * Compiles one generator from `sourceDir` into `outDir` unless it is there and newer than its
  * sources; returns its path. Others (the test lab) compile their own programs with it too.
@@ -54,7 +57,10 @@ export async function buildGenerator(
   if (built !== undefined && built >= newestSource) return binary;
   mkdirSync(outDir, { recursive: true });
   // Compiled to a private name, then renamed: a concurrent run never executes half a file.
-  const partial = `${binary}.${process.pid}.tmp`;
+  // The sequence number keeps two builds of one program in one process apart (each renamed
+  // the other's half-linked file, left without its execute bit).
+  partialSequence += 1;
+  const partial = `${binary}.${process.pid}.${partialSequence}.tmp`;
   const compiler = source.compiler ?? 'gcc';
   const outcome = await run(
     compiler,

@@ -7,8 +7,9 @@
  *                                     killed: a long-lived process, as a pod's application is,
  *                                     that the agent's diagnosis can read (its C library, its
  *                                     resolv.conf) while its lookups go on
- * stdout: one JSON object per name and lookup: {"name":N,"addresses":[...]} or
- *         {"name":N,"error":E}, flushed at once
+ * stdout: one JSON object per name and lookup: {"name":N,"ms":T,"addresses":[...]} or
+ *         {"name":N,"ms":T,"error":E}, flushed at once; T is how long getaddrinfo took
+ *         (monotonic clock, milliseconds): the stall the application felt
  */
 #include "lab-common.h"
 
@@ -20,12 +21,17 @@ static void resolve_all(int first, int argc, char **argv) {
   for (int i = first; i < argc; i++) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *result = NULL;
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     int rc = getaddrinfo(argv[i], NULL, &hints, &result);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    long ms = (end.tv_sec - start.tv_sec) * 1000L + (end.tv_nsec - start.tv_nsec) / 1000000L;
     if (rc != 0) {
-      printf("{\"name\":\"%s\",\"error\":\"%s\"}\n", argv[i], gai_strerror(rc));
+      printf("{\"name\":\"%s\",\"ms\":%ld,\"error\":\"%s\"}\n", argv[i], ms,
+             gai_strerror(rc));
       continue;
     }
-    printf("{\"name\":\"%s\",\"addresses\":[", argv[i]);
+    printf("{\"name\":\"%s\",\"ms\":%ld,\"addresses\":[", argv[i], ms);
     int first = 1;
     for (struct addrinfo *ai = result; ai; ai = ai->ai_next) {
       char text[INET6_ADDRSTRLEN];

@@ -7,6 +7,8 @@ export type ResolverLibrary = 'glibc' | 'musl';
 
 export interface ResolvedName {
   readonly name: string;
+  /** How long getaddrinfo took, milliseconds: the stall the application felt. */
+  readonly ms: number;
   readonly addresses?: readonly string[];
   readonly error?: string;
 }
