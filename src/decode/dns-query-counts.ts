@@ -8,7 +8,8 @@ export const DNS_QUERY_PENDING_MAPS = ['@dns_q_pending_0', '@dns_q_pending_1'] a
 export const DNS_QUERY_UNTRACKED_MAP = '@dns_q_untracked';
 /** Parallel queries: sent while another of the same socket was pending (two generations). */
 export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'] as const;
-export const DNS_QUERY_RESENT_MAP = '@dns_q_resent';
+/** Queries sent again while still pending: each earlier copy unanswered (two generations). */
+export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as const;
 
 /** Whether a printed map is one of the DNS-query probe's (its names all start so). */
 export function isDnsQueryMap(map: string): boolean {
@@ -69,12 +70,8 @@ export class DnsQueryCounts {
     if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
       return this.unanswered(entries);
     const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
-    if (
-      map !== DNS_QUERY_ANSWERS_MAP &&
-      map !== DNS_QUERY_UNTRACKED_MAP &&
-      map !== DNS_QUERY_RESENT_MAP &&
-      !parallel
-    )
+    const resent = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
+    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP && !resent && !parallel)
       return NOTHING;
     const monotonicNs = this.options.monotonicNs();
     let last = this.lastValues.get(map);
@@ -97,7 +94,7 @@ export class DnsQueryCounts {
       }
       const event = parallel
         ? this.parallel(key, growth, monotonicNs)
-        : map === DNS_QUERY_RESENT_MAP
+        : resent
           ? this.resent(key, growth, monotonicNs)
           : this.answered(key, growth, monotonicNs);
       if (event === undefined) rejectedKeys.push(key);

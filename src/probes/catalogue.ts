@@ -298,7 +298,8 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_untracked',
       '@dns_q_parallel_0',
       '@dns_q_parallel_1',
-      '@dns_q_resent',
+      '@dns_q_resent_0',
+      '@dns_q_resent_1',
     ],
     variants: [
       {

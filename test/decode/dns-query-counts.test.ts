@@ -88,7 +88,7 @@ describe('DnsQueryCounts', () => {
 
   it('counts the growth of the resent count as unanswered queries of that client and server, and rejects other keys', () => {
     const counts = tracker();
-    const first = observe(counts, '@dns_q_resent', {
+    const first = observe(counts, '@dns_q_resent_0', {
       [`${NETNS},${POD},${CLUSTER_IP}`]: 2,
       [`${NETNS},${POD}`]: 1,
     });
@@ -103,11 +103,20 @@ describe('DnsQueryCounts', () => {
     ]);
     expect(first.rejectedKeys).toEqual([`${NETNS},${POD}`]);
     // Cumulative: only the growth is new.
-    const next = observe(counts, '@dns_q_resent', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 });
+    const next = observe(counts, '@dns_q_resent_0', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 });
     expect(next.events).toEqual([expect.objectContaining({ outcome: 'unanswered', count: 1 })]);
     expect(
-      observe(counts, '@dns_q_resent', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 }).events,
+      observe(counts, '@dns_q_resent_0', { [`${NETNS},${POD},${CLUSTER_IP}`]: 3 }).events,
     ).toEqual([]);
+    // Cleared after its last print: the generation's next writes count from zero.
+    counts.cleared('@dns_q_resent_0');
+    expect(
+      observe(counts, '@dns_q_resent_0', { [`${NETNS},${POD},${CLUSTER_IP}`]: 2 }).events,
+    ).toEqual([expect.objectContaining({ outcome: 'unanswered', count: 2 })]);
+    // The other generation has its own keys.
+    expect(
+      observe(counts, '@dns_q_resent_1', { [`${NETNS},${POD},${CLUSTER_IP}`]: 1 }).events,
+    ).toEqual([expect.objectContaining({ outcome: 'unanswered', count: 1 })]);
   });
 
   it('reports the growth of the untracked count: queries the pending map had no room for', () => {
