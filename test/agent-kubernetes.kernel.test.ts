@@ -353,7 +353,7 @@ describe('the agent with Kubernetes against a real kernel', () => {
           name: podA!.name,
         });
         expect(event.message).toContain(`${podA!.ip} → kube-dns`);
-        expect(event.message).toContain('got no answer within 5 s');
+        expect(event.message).toContain('no answer came within 5 s');
         expect(event.message).toContain('No drop on this node explains it');
         expect(grown()).toHaveLength(1);
       } finally {

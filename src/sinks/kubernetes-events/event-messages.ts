@@ -157,8 +157,8 @@ export function explainUnansweredQueries(
   const flow = describeFlow('udp', event.tuple, attribution);
   const plural = event.count === 1 ? 'query' : 'queries';
   const message = assemble([
-    `${event.count} DNS ${plural} (${flow}) got no answer within ${timeoutSeconds} s.`,
-    `${subject(context)} stalled for its resolver timeout (5 s by default) on each before retrying or failing: lookups that take exactly 5 s.`,
+    `${event.count} DNS ${plural} (${flow}) got no answer: the resolver sent ${event.count === 1 ? 'it' : 'each'} again, or no answer came within ${timeoutSeconds} s.`,
+    `${subject(context)} stalled on each before retrying or failing: glibc waits its resolver timeout (5 s by default), musl the timeout divided by attempts (2.5 s by default): lookups that take exactly 5 s (2.5 s with musl).`,
     UNANSWERED_CAUSE_TEXT[cause],
     { optional: fromHost(context) },
     ...adviceText(context.advice),
