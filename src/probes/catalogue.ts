@@ -298,6 +298,9 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_untracked',
       '@dns_q_parallel_0',
       '@dns_q_parallel_1',
+      '@dns_q_lookups',
+      '@dns_q_lookup_n_0',
+      '@dns_q_lookup_n_1',
     ],
     variants: [
       {
