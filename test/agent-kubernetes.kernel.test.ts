@@ -1,9 +1,11 @@
 import type { FlowTuple } from '../src/events/types.js';
 import {
   createLab,
+  generatorPath,
   labAddresses,
   labZone,
   lookUpIn,
+  podSearchPath,
   runDnsBackendStopped,
   runResolversFirewalled,
   seed004,
@@ -452,6 +454,51 @@ describe('the agent with Kubernetes against a real kernel', () => {
         expect(grown()).toHaveLength(1);
       }
     }, 120_000);
+    it('shows the queries per lookup on each pod: 8 for a short name with ndots:5 and 3 search domains, 2 for an FQDN with a trailing dot', async () => {
+      // The lab's pods: 3 search domains, ndots:5; the name resolves in none of them.
+      expect(podSearchPath).toHaveLength(3);
+      const [shortPod, fqdnPod] = cluster.pods;
+      const resolve = await generatorPath('resolve', lab.buildDir);
+      const bucket = (samples: Sample[], pod: typeof shortPod, le: string) =>
+        sumOf(samples, 'conntrack_observer_dns_queries_per_lookup_bucket', {
+          namespace: pod!.namespace,
+          pod: pod!.name,
+          le,
+        });
+      const lookups = (samples: Sample[], pod: typeof shortPod) => bucket(samples, pod, '+Inf');
+      const before = await scrape(agent.baseUrl);
+      const driven = 4;
+      for (let i = 0; i < driven; i += 1) {
+        await lab.exec(lab.pods[0]!.netns, resolve, ['missing.example.test']);
+        await lab.exec(lab.pods[1]!.netns, resolve, ['www.example.test.']);
+      }
+      // Each lookup ends after a quiet period (5 s) and is read at the next print.
+      const seen = await settled(
+        async () => {
+          const samples = await scrape(agent.baseUrl);
+          return Math.min(
+            lookups(samples, shortPod) - lookups(before, shortPod),
+            lookups(samples, fqdnPod) - lookups(before, fqdnPod),
+          );
+        },
+        driven,
+        30_000,
+      );
+      expect(seen).toBe(driven);
+      const after = await scrape(agent.baseUrl);
+      const grown = (pod: typeof shortPod, le: string) =>
+        bucket(after, pod, le) - bucket(before, pod, le);
+      expect([grown(shortPod, '6'), grown(shortPod, '8'), grown(shortPod, '+Inf')]).toEqual([
+        0,
+        driven,
+        driven,
+      ]);
+      expect([grown(fqdnPod, '1'), grown(fqdnPod, '2'), grown(fqdnPod, '+Inf')]).toEqual([
+        0,
+        driven,
+        driven,
+      ]);
+    });
   });
 
   describe('as a process', () => {

@@ -11,6 +11,13 @@ export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'
 /** Queries sent again while still pending: each earlier copy unanswered (two generations). */
 export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as const;
 
+/** Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries). */
+export const DNS_QUERY_LOOKUPS_MAP = '@dns_q_lookups';
+/** Lookups ended by a quiet period: printed once before cleared, one key per lookup. */
+export const DNS_QUERY_LOOKUP_MAPS = ['@dns_q_lookup_n_0', '@dns_q_lookup_n_1'] as const;
+/** The probe's cap of the queries-per-lookup key: above 32 it keys 33. */
+export const MAX_COUNTED_QUERIES_PER_LOOKUP = 32;
+
 /** Whether a printed map is one of the DNS-query probe's (its names all start so). */
 export function isDnsQueryMap(map: string): boolean {
   return map.startsWith('@dns_q_');
@@ -69,9 +76,18 @@ export class DnsQueryCounts {
   observe(map: string, entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
       return this.unanswered(entries);
+    if ((DNS_QUERY_LOOKUP_MAPS as readonly string[]).includes(map))
+      return this.quietLookups(entries);
     const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
     const resent = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
-    if (map !== DNS_QUERY_ANSWERS_MAP && map !== DNS_QUERY_UNTRACKED_MAP && !resent && !parallel)
+    const lookups = map === DNS_QUERY_LOOKUPS_MAP;
+    if (
+      map !== DNS_QUERY_ANSWERS_MAP &&
+      map !== DNS_QUERY_UNTRACKED_MAP &&
+      !resent &&
+      !parallel &&
+      !lookups
+    )
       return NOTHING;
     const monotonicNs = this.options.monotonicNs();
     let last = this.lastValues.get(map);
@@ -96,7 +112,9 @@ export class DnsQueryCounts {
         ? this.parallel(key, growth, monotonicNs)
         : resent
           ? this.resent(key, growth, monotonicNs)
-          : this.answered(key, growth, monotonicNs);
+          : lookups
+            ? this.lookups(key, growth, monotonicNs)
+            : this.answered(key, growth, monotonicNs);
       if (event === undefined) rejectedKeys.push(key);
       else events.push(event);
     }
@@ -168,6 +186,66 @@ export class DnsQueryCounts {
     const server = ipv4Of(serverText);
     if (netnsInode === undefined || client === undefined || server === undefined) return undefined;
     return unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count);
+  }
+
+  /** A (namespace, client, queries) key of the lookups map: lookups that cost that many. */
+  private lookups(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+    const fields = key.split(',');
+    if (fields.length !== 3) return undefined;
+    const netnsInode = u32(fields[0]);
+    const client = ipv4Of(fields[1]);
+    const queries = u32(fields[2]);
+    if (
+      netnsInode === undefined ||
+      client === undefined ||
+      queries === undefined ||
+      queries === 0 ||
+      queries > MAX_COUNTED_QUERIES_PER_LOOKUP + 1
+    ) {
+      return undefined;
+    }
+    return lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count);
+  }
+
+  /**
+   * A printed idle generation of `@dns_q_lookup_n_*`: one key per thread (namespace, client,
+   * thread id) whose lookup ended quietly, its value the queries it cost; summed per client and
+   * queries.
+   */
+  private quietLookups(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
+    const monotonicNs = this.options.monotonicNs();
+    const groups = new Map<
+      string,
+      { netnsInode: number; client: string; queries: number; count: number }
+    >();
+    const rejectedKeys: string[] = [];
+    for (const { key, value } of entries) {
+      const fields = key.split(',');
+      const netnsInode = u32(fields[0]);
+      const client = ipv4Of(fields[1]);
+      const tid = u32(fields[2]);
+      if (
+        fields.length !== 3 ||
+        netnsInode === undefined ||
+        client === undefined ||
+        tid === undefined ||
+        !Number.isInteger(value) ||
+        value < 1 ||
+        value > MAX_U16
+      ) {
+        rejectedKeys.push(key);
+        continue;
+      }
+      const queries = Math.min(value, MAX_COUNTED_QUERIES_PER_LOOKUP + 1);
+      const group = `${netnsInode},${client},${queries}`;
+      const known = groups.get(group);
+      if (known) known.count += 1;
+      else groups.set(group, { netnsInode, client, queries, count: 1 });
+    }
+    const events = [...groups.values()].map(({ netnsInode, client, queries, count }) =>
+      lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count),
+    );
+    return { events, untracked: 0, rejectedKeys };
   }
 
   /** One key per query (namespace, client, port, DNS id, server): summed per client and server. */
@@ -243,4 +321,26 @@ function ipv4Of(text: string | undefined): string | undefined {
   const value = u32(text);
   if (value === undefined) return undefined;
   return `${value & 0xff}.${(value >>> 8) & 0xff}.${(value >>> 16) & 0xff}.${value >>> 24}`;
+}
+
+function lookupEvent(
+  probe: string,
+  monotonicNs: bigint,
+  netnsInode: number,
+  client: string,
+  queries: number,
+  count: number,
+): DnsQueryEvent {
+  return {
+    kind: 'dns_query',
+    probe,
+    monotonicNs,
+    cpu: 0,
+    netnsInode,
+    protocol: 'udp',
+    tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+    outcome: 'lookup',
+    queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
+    count,
+  };
 }

@@ -131,14 +131,20 @@ export interface DnsQueryEvent extends ProbeEventBase {
   /**
    * `parallel`: queries sent from a socket that had another query (another DNS id) pending,
    * as A and AAAA sent together (the precondition of the conntrack DNAT race); they are also
-   * counted as answered or unanswered.
+   * counted as answered or unanswered. `lookup`: lookups that cost `queriesPerLookup` queries
+   * each (the queries one thread sent for one requested name, search-list names included).
    */
-  readonly outcome: 'answered' | 'unanswered' | 'parallel';
+  readonly outcome: 'answered' | 'unanswered' | 'parallel' | 'lookup';
+  /** Lookup only: queries per lookup; Infinity past the probe's cap (32). */
+  readonly queriesPerLookup?: number;
   /** Answered only. */
   readonly answer?: DnsAnswerClass;
   /** Answered only: the upper bound of the latency bucket, seconds; Infinity past the last. */
   readonly latencyBucketSeconds?: number;
-  /** How many queries this stands for (growth of a count, or unanswered queries of a period). */
+  /**
+   * How many queries this stands for (growth of a count, or unanswered queries of a period);
+   * for `lookup`, how many lookups.
+   */
   readonly count: number;
   /** Unanswered only, once the agent linked it to the drops it saw (events/unanswered-cause.ts). */
   readonly cause?: UnansweredCause;

@@ -300,6 +300,9 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_parallel_1',
       '@dns_q_resent_0',
       '@dns_q_resent_1',
+      '@dns_q_lookups',
+      '@dns_q_lookup_n_0',
+      '@dns_q_lookup_n_1',
     ],
     variants: [
       {

@@ -159,6 +159,67 @@ describe('DnsQueryCounts', () => {
     expect(observe(counts, '@dns_q_parallel_1', { [`${NETNS},${POD}`]: 1 }).events).toEqual([]);
   });
 
+  it('turns the growth of the lookup counts into lookups per client by queries each, past the cap as Infinity', () => {
+    const counts = tracker();
+    const first = observe(counts, '@dns_q_lookups', {
+      [`${NETNS},${POD},8`]: 3,
+      [`${NETNS},${POD},33`]: 1,
+    });
+    expect(first.events).toEqual([
+      expect.objectContaining({
+        kind: 'dns_query',
+        outcome: 'lookup',
+        queriesPerLookup: 8,
+        count: 3,
+        netnsInode: NETNS,
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      }),
+      expect.objectContaining({ outcome: 'lookup', queriesPerLookup: Infinity, count: 1 }),
+    ]);
+    const next = observe(counts, '@dns_q_lookups', {
+      [`${NETNS},${POD},8`]: 5,
+      [`${NETNS},${POD},33`]: 1,
+    });
+    expect(next.events.map((event) => [event.queriesPerLookup, event.count])).toEqual([[8, 2]]);
+  });
+
+  it('counts each key of a printed quiet-lookup generation as one lookup of its value, summed per client and queries', () => {
+    const update = observe(tracker(), '@dns_q_lookup_n_1', {
+      [`${NETNS},${POD},101`]: 8,
+      [`${NETNS},${POD},102`]: 8,
+      [`${NETNS},${POD},103`]: 2,
+      [`${NETNS},${OTHER_POD},104`]: 40,
+    });
+    expect(update.rejectedKeys).toEqual([]);
+    expect(
+      update.events.map((event) => [event.tuple.srcIp, event.queriesPerLookup, event.count]),
+    ).toEqual([
+      ['10.244.0.2', 8, 2],
+      ['10.244.0.2', 2, 1],
+      ['10.244.0.3', Infinity, 1],
+    ]);
+  });
+
+  it('leaves out lookup keys and values that are not as the probe prints them, and says which', () => {
+    const lookups = observe(tracker(), '@dns_q_lookups', {
+      [`${NETNS},${POD}`]: 1,
+      [`${NETNS},${POD},0`]: 1,
+      [`${NETNS},${POD},34`]: 1,
+      [`${NETNS},${POD},2`]: 1,
+    });
+    expect(lookups.rejectedKeys).toHaveLength(3);
+    expect(lookups.events).toEqual([expect.objectContaining({ queriesPerLookup: 2, count: 1 })]);
+    const quiet = observe(tracker(), '@dns_q_lookup_n_0', {
+      [`${NETNS},${POD}`]: 1,
+      [`${NETNS},${POD},7`]: 0,
+      [`${NETNS},${POD},8`]: 65536,
+      [`${NETNS},x,9`]: 1,
+      [`${NETNS},${POD},10`]: 4,
+    });
+    expect(quiet.rejectedKeys).toHaveLength(4);
+    expect(quiet.events).toEqual([expect.objectContaining({ queriesPerLookup: 4, count: 1 })]);
+  });
+
   it('leaves out parallel keys that are not (namespace, client), and says which', () => {
     const update = observe(tracker(), '@dns_q_parallel_1', {
       [`${NETNS},${POD},53`]: 1,

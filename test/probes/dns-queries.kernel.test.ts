@@ -6,7 +6,7 @@ import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
 import type { ResolvedName } from '../lab/scenarios/resolver.js';
-import { createLab, labAddresses, type Lab, type LabPod } from '../lab/lab.js';
+import { createLab, labAddresses, podSearchPath, type Lab, type LabPod } from '../lab/lab.js';
 import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 import { runDnsBlocked, type QueryBurst } from '../lab/scenarios/dns-queries.js';
 
@@ -52,18 +52,30 @@ interface Tally {
   /** Queries sent while another of the same socket was pending. */
   parallel: number;
   answered: Map<string, number>;
+  /** Lookups by the queries each cost. */
+  lookups: Map<number, number>;
   /** Every event of the pod, with the namespace it was counted in. */
   netns: Set<number>;
 }
 
 function tallyFor(clientIp: string): Tally {
-  const tally: Tally = { unanswered: 0, parallel: 0, answered: new Map(), netns: new Set() };
+  const tally: Tally = {
+    unanswered: 0,
+    parallel: 0,
+    answered: new Map(),
+    lookups: new Map(),
+    netns: new Set(),
+  };
   for (const event of outcomes().events) {
     if (event.tuple.srcIp !== clientIp) continue;
     tally.netns.add(event.netnsInode);
     if (event.outcome === 'unanswered') tally.unanswered += event.count;
     else if (event.outcome === 'parallel') tally.parallel += event.count;
-    else tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
+    else if (event.outcome === 'lookup') {
+      const queries = event.queriesPerLookup!;
+      tally.lookups.set(queries, (tally.lookups.get(queries) ?? 0) + event.count);
+    } else
+      tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
   }
   return tally;
 }
@@ -208,6 +220,69 @@ describe('tracepoint/dns-queries.bt', () => {
     },
     timeoutMs,
   );
+
+  for (const library of ['glibc', 'musl'] as const) {
+    it(
+      `counts the queries of each ${library} lookup: 8 for a short name found in no search domain (ndots:5, 3 domains, A and AAAA), 2 for an FQDN with a trailing dot`,
+      async () => {
+        // The lab's pods: nameserver the ClusterIP, 3 search domains, ndots:5.
+        expect(podSearchPath).toHaveLength(3);
+        const [shortPod, fqdnPod] = [lab.pods[0]!, lab.pods[1]!];
+        const shortName = 'missing.example.test';
+        const fqdn = 'www.example.test.';
+        const binary = await generatorPath(
+          library === 'glibc' ? 'resolve' : 'resolve-musl',
+          lab.buildDir,
+        );
+        // Lookups of earlier tests end after a quiet period: let them be counted first.
+        await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
+        const before = { short: tallyFor(shortPod.ip), fqdn: tallyFor(fqdnPod.ip) };
+        const lookupsOf = (tally: Tally, from: Tally): Map<number, number> => {
+          const grown = new Map<number, number>();
+          for (const [queries, count] of tally.lookups) {
+            const growth = count - (from.lookups.get(queries) ?? 0);
+            if (growth > 0) grown.set(queries, growth);
+          }
+          return grown;
+        };
+        const total = (lookups: Map<number, number>): number =>
+          [...lookups.values()].reduce((sum, n) => sum + n, 0);
+        // Three lookups a process: the next lookup of the same thread ends one in the kernel,
+        // a quiet period the last. Driven until each pod has 6 counted, bounded.
+        let driven = 0;
+        const deadline = Date.now() + 40_000;
+        while (
+          Date.now() < deadline &&
+          (driven < 6 ||
+            total(lookupsOf(tallyFor(shortPod.ip), before.short)) < driven ||
+            total(lookupsOf(tallyFor(fqdnPod.ip), before.fqdn)) < driven)
+        ) {
+          if (driven < 6) {
+            const short = await lab.exec(shortPod.netns, binary, [shortName, shortName, shortName]);
+            for (const line of short.stdout.trim().split('\n'))
+              expect(JSON.parse(line)).toMatchObject({
+                name: shortName,
+                error: expect.any(String),
+              });
+            const full = await lab.exec(fqdnPod.netns, binary, [fqdn, fqdn, fqdn]);
+            for (const line of full.stdout.trim().split('\n'))
+              expect(JSON.parse(line)).toEqual({
+                name: fqdn,
+                addresses: [labZone['www.example.test']],
+              });
+            driven += 3;
+          } else {
+            await sleep(250);
+          }
+        }
+        const short = lookupsOf(await settle(shortPod.ip, () => true), before.short);
+        const full = lookupsOf(tallyFor(fqdnPod.ip), before.fqdn);
+        expect(short).toEqual(new Map([[8, driven]]));
+        expect(full).toEqual(new Map([[2, driven]]));
+      },
+      timeoutMs,
+    );
+  }
 
   it(
     'prints the NODATA answers of seed 004 with their question: the search-list name, from the musl pod and the glibc pod',

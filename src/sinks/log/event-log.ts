@@ -135,7 +135,9 @@ function describe(event: ProbeEvent): string {
     case 'snat_port_alloc':
       return `SNAT port allocation took ${event.attempts} attempts`;
     case 'dns_query':
-      return `${event.count} DNS queries ${event.outcome}`;
+      return event.outcome === 'lookup'
+        ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each`
+        : `${event.count} DNS queries ${event.outcome}`;
     case 'dns_nodata':
       return `DNS lookup stopped on NODATA for ${event.name}: musl ends its search-list walk there`;
   }

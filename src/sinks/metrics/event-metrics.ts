@@ -96,6 +96,9 @@ export class EventMetrics implements EventSink {
   private readonly dnsUnanswered: Counter;
   private readonly dnsParallel: Counter;
   private readonly dnsQueryDuration: Histogram;
+  private readonly dnsQueriesPerLookup: Histogram;
+  /** The queries-per-lookup series per pod (`namespace/name`), removed with the pod. */
+  private readonly lookupLabelsByPod = new Map<string, Labels>();
   private readonly dnsQueriesUntracked: Counter;
   private readonly lookupsStoppedOnNoData: Counter;
   /** Label sets of the duration histogram per pod (namespace/name), removed with the pod. */
@@ -198,6 +201,7 @@ export class EventMetrics implements EventSink {
     this.dnsUnanswered = dns.unanswered;
     this.dnsParallel = dns.parallel;
     this.dnsQueryDuration = dns.duration;
+    this.dnsQueriesPerLookup = dns.perLookup;
     this.dnsQueriesUntracked = dns.untracked;
     this.lookupsStoppedOnNoData = dns.stoppedOnNoData;
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
@@ -288,6 +292,10 @@ export class EventMetrics implements EventSink {
     const podName = pod?.name ?? '';
     const who = attribution.sourceIp + SEPARATOR + namespace + SEPARATOR + podName;
     let series: Series | undefined;
+    if (event.outcome === 'lookup') {
+      this.observeLookups(event, namespace, podName);
+      return;
+    }
     if (event.outcome === 'unanswered') {
       const serviceName = service ? `${service.namespace}/${service.name}` : '';
       const cause = event.cause ?? 'none';
@@ -369,6 +377,19 @@ export class EventMetrics implements EventSink {
   }
 
   /** Series per pod only: a client address alone would be unbounded and is in the counters. */
+  /**
+   * Lookups of a pod, observed at their query count (Infinity past the probe's cap lands in
+   * +Inf). Per pod only, like the latency: an unattributed client would be an unbounded label.
+   */
+  private observeLookups(event: DnsQueryEvent, namespace: string, pod: string): void {
+    const queries = event.queriesPerLookup;
+    if (queries === undefined || !pod) return;
+    const value = Number.isFinite(queries) ? queries : DNS_LOOKUP_OVERFLOW_QUERIES;
+    const labels = { namespace, pod };
+    this.lookupLabelsByPod.set(`${namespace}/${pod}`, labels);
+    for (let i = 0; i < event.count; i += 1) this.dnsQueriesPerLookup.observe(labels, value);
+  }
+
   private observeDuration(event: DnsQueryEvent, namespace: string, pod: string): void {
     const bound = event.latencyBucketSeconds;
     if (bound === undefined || !pod) return;
@@ -438,6 +459,11 @@ export class EventMetrics implements EventSink {
     if (duration !== undefined) {
       this.dnsQueryDuration.remove(duration);
       this.durationLabelsByPod.delete(podKey);
+    }
+    const lookups = this.lookupLabelsByPod.get(podKey);
+    if (lookups !== undefined) {
+      this.dnsQueriesPerLookup.remove(lookups);
+      this.lookupLabelsByPod.delete(podKey);
     }
   }
 
@@ -550,6 +576,14 @@ export function occurrencesOf(event: AttributedEvent['event']): number {
   return event.kind === 'dns_drop' || event.kind === 'insert_failed' ? (event.count ?? 1) : 1;
 }
 
+/**
+ * Queries per lookup: 1 and 2 (one name, one or both types), then each search-list step of
+ * two (up to 6 domains, glibc's and musl's limit, is 14), then a resend's room.
+ */
+const DNS_QUERIES_PER_LOOKUP_BUCKETS = [1, 2, 4, 6, 8, 10, 12, 14, 16, 24, 32] as const;
+/** Observed for a lookup past the probe's cap: above every bucket, so in +Inf. */
+const DNS_LOOKUP_OVERFLOW_QUERIES = 33;
+
 function isMeasurement(value: number): boolean {
   return Number.isFinite(value) && value >= 0;
 }
@@ -586,6 +620,13 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     buckets: [...DNS_QUERY_DURATION_BUCKETS],
     registers: [registry],
   });
+  const perLookup = new Histogram({
+    name: 'conntrack_observer_dns_queries_per_lookup',
+    help: 'DNS queries (UDP) one lookup of a pod cost: the queries one thread sent for one requested name, search-list names and both types included (ndots:5 with 3 search domains: 8 for a name found nowhere or outside the cluster; an FQDN with a trailing dot: 2). Counted in the kernel; above 32 in +Inf.',
+    labelNames: ['namespace', 'pod'],
+    buckets: [...DNS_QUERIES_PER_LOOKUP_BUCKETS],
+    registers: [registry],
+  });
   const untracked = new Counter({
     name: 'conntrack_observer_dns_queries_untracked_total',
     help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
@@ -598,7 +639,7 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     registers: [registry],
     collect: beforeScrape,
   });
-  return { queries, unanswered, parallel, duration, untracked, stoppedOnNoData };
+  return { queries, unanswered, parallel, duration, perLookup, untracked, stoppedOnNoData };
 }
 
 /** How many labelled series the event counters hold, read at each scrape. */

@@ -347,6 +347,44 @@ describe('DNS query metrics', () => {
     expect(await valuesOf(registry, 'conntrack_observer_unattributed_events_total')).toEqual([]);
   });
 
+  it('observes lookups per pod at their query count, past the cap in +Inf, and not for an unattributed client', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const lookups = (queriesPerLookup: number, count: number) =>
+      dnsQuery({
+        outcome: 'lookup',
+        answer: undefined,
+        latencyBucketSeconds: undefined,
+        queriesPerLookup,
+        count,
+      });
+    metrics.record(attributed(lookups(8, 3), podA), true);
+    metrics.record(attributed(lookups(2, 1), podA), true);
+    metrics.record(attributed(lookups(Infinity, 1), podA), true);
+    metrics.record(
+      {
+        event: lookups(8, 1),
+        attribution: { sourceIp: '10.244.9.9', netnsInode: 1 },
+        wallTimeMs: 0,
+      },
+      true,
+    );
+    const values = await valuesOf(registry, 'conntrack_observer_dns_queries_per_lookup');
+    const bucket = (le: number | string) =>
+      values.find((v) => v.labels.le === le && v.labels.pod === 'cart-7d9f')?.value;
+    expect(bucket(1)).toBe(0);
+    expect(bucket(2)).toBe(1);
+    expect(bucket(6)).toBe(1);
+    expect(bucket(8)).toBe(4);
+    expect(bucket(32)).toBe(4);
+    expect(bucket('+Inf')).toBe(5);
+    expect(values.filter((v) => v.labels.pod !== 'cart-7d9f')).toEqual([]);
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_total')).toEqual([]);
+    expect(await valuesOf(registry, 'conntrack_observer_unattributed_events_total')).toEqual([]);
+    metrics.forgetPod('shop', 'cart-7d9f');
+    expect(await valuesOf(registry, 'conntrack_observer_dns_queries_per_lookup')).toEqual([]);
+  });
+
   it('removes every DNS query series of a pod with the pod', async () => {
     const registry = new Registry();
     const metrics = new EventMetrics(registry);
