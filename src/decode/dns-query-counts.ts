@@ -12,7 +12,7 @@ export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'
 export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as const;
 
 /** Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries). */
-export const DNS_QUERY_LOOKUPS_MAP = '@dns_q_lookups';
+export const DNS_QUERY_LOOKUPS_MAPS = ['@dns_q_lookups_0', '@dns_q_lookups_1'] as const;
 /** Lookups ended by a quiet period: printed once before cleared, one key per lookup. */
 export const DNS_QUERY_LOOKUP_MAPS = ['@dns_q_lookup_n_0', '@dns_q_lookup_n_1'] as const;
 /** The probe's cap of the queries-per-lookup key: above 32 it keys 33. */
@@ -80,7 +80,7 @@ export class DnsQueryCounts {
       return this.quietLookups(entries);
     const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
     const resent = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
-    const lookups = map === DNS_QUERY_LOOKUPS_MAP;
+    const lookups = (DNS_QUERY_LOOKUPS_MAPS as readonly string[]).includes(map);
     if (
       map !== DNS_QUERY_ANSWERS_MAP &&
       map !== DNS_QUERY_UNTRACKED_MAP &&

@@ -161,7 +161,7 @@ describe('DnsQueryCounts', () => {
 
   it('turns the growth of the lookup counts into lookups per client by queries each, past the cap as Infinity', () => {
     const counts = tracker();
-    const first = observe(counts, '@dns_q_lookups', {
+    const first = observe(counts, '@dns_q_lookups_0', {
       [`${NETNS},${POD},8`]: 3,
       [`${NETNS},${POD},33`]: 1,
     });
@@ -176,7 +176,7 @@ describe('DnsQueryCounts', () => {
       }),
       expect.objectContaining({ outcome: 'lookup', queriesPerLookup: Infinity, count: 1 }),
     ]);
-    const next = observe(counts, '@dns_q_lookups', {
+    const next = observe(counts, '@dns_q_lookups_0', {
       [`${NETNS},${POD},8`]: 5,
       [`${NETNS},${POD},33`]: 1,
     });
@@ -201,7 +201,7 @@ describe('DnsQueryCounts', () => {
   });
 
   it('leaves out lookup keys and values that are not as the probe prints them, and says which', () => {
-    const lookups = observe(tracker(), '@dns_q_lookups', {
+    const lookups = observe(tracker(), '@dns_q_lookups_0', {
       [`${NETNS},${POD}`]: 1,
       [`${NETNS},${POD},0`]: 1,
       [`${NETNS},${POD},34`]: 1,
