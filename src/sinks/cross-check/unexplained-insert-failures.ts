@@ -27,10 +27,13 @@ const DEFAULT_GRACE_MS = 3_000;
  * Both sides are compared as totals since a common baseline (the first kernel reading), never
  * per interval, so an event that lands in the interval after its kernel increment still
  * matches it. A probe's count reaches the agent a little after the kernel counter moves (the
- * probes print their counts once a second), so a shortfall only counts once it has lasted two
- * consecutive polls and the grace time, and only for the part that lasted: the counted amount
- * is the smallest shortfall seen over that span. What has been counted is remembered, so a
- * lasting shortfall is counted once, and the export never goes down when late counts catch up.
+ * probes print their counts once a second), so the agent's total now is held against the
+ * kernel's total of an earlier poll at least the grace time old: whatever the kernel had
+ * counted by then has had time to arrive, and failures still on their way are never taken for
+ * missing ones (with races every half second, comparing totals of the same moment, or the
+ * smallest shortfall over a span, counted an in-flight failure or two as unexplained for good).
+ * What has been counted is remembered, so a lasting shortfall is counted once, and the export
+ * never goes down when late counts catch up.
  *
  * Before kernel 5.10 (no clash_resolve column) insert_failed also counted clashes the kernel
  * then resolved without dropping anything; the probes only see drops, so on those kernels this
@@ -41,8 +44,8 @@ export class UnexplainedInsertFailures {
   private observed = 0;
   private kernelBase: number | undefined;
   private observedBase = 0;
-  /** Shortfalls at the polls of the grace span, oldest first, and the one poll before it. */
-  private shortfalls: { atMs: number; shortfall: number }[] = [];
+  /** The kernel's totals since the baseline at the polls of the grace span, oldest first, and the one poll before it. */
+  private kernelReadings: { atMs: number; kernelSince: number }[] = [];
   private readonly nowMs: () => number;
   private readonly graceMs: number;
   private countedShortfall = 0;
@@ -56,7 +59,7 @@ export class UnexplainedInsertFailures {
     this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     this.unexplained = new Counter({
       name: 'conntrack_observer_unexplained_insert_failures_total',
-      help: 'Insert failures the kernel counted in the watched namespace since the agent started that no probe reported (a shortfall counted once it has lasted two polls).',
+      help: "Insert failures the kernel counted in the watched namespace since the agent started that no probe reported (the agent's total held against the kernel's of a poll at least the grace time, 3 s, earlier).",
       registers: [options.registry],
     });
     this.coverage = new Gauge({
@@ -93,14 +96,13 @@ export class UnexplainedInsertFailures {
       // attributable to the old namespace's probe counts, so neither side is compared for them.
       this.kernelBase = kernel;
       this.observedBase = this.observed;
-      this.shortfalls = [];
+      this.kernelReadings = [];
       this.countedShortfall = 0;
       return;
     }
     const kernelSince = kernel - this.kernelBase;
     const observedSince = this.observed - this.observedBase;
-    const shortfall = Math.max(0, kernelSince - observedSince);
-    const lasting = this.lastingShortfall(shortfall);
+    const lasting = Math.max(0, this.kernelGraceAgo(kernelSince) - observedSince);
     if (lasting > this.countedShortfall) {
       this.unexplained.inc(lasting - this.countedShortfall);
       this.countedShortfall = lasting;
@@ -109,22 +111,26 @@ export class UnexplainedInsertFailures {
   }
 
   /**
-   * The part of the shortfall that has lasted two polls and the grace time: the smallest one
-   * seen from the last poll at least the grace time ago until now (0 while there is none).
+   * The kernel's total since the baseline at the newest earlier poll at least the grace time
+   * ago (0 while there is none): every failure in it has had time to reach the agent.
    */
-  private lastingShortfall(shortfall: number): number {
+  private kernelGraceAgo(kernelSince: number): number {
     const now = this.nowMs();
-    this.shortfalls.push({ atMs: now, shortfall });
-    // Keep one reading older than the grace span: the span's start.
-    for (;;) {
-      const second = this.shortfalls[1];
-      if (this.shortfalls.length <= 2 || second === undefined || now - second.atMs < this.graceMs)
-        break;
-      this.shortfalls.shift();
+    this.kernelReadings.push({ atMs: now, kernelSince });
+    // Keep the newest reading old enough, and the ones after it.
+    while (
+      this.kernelReadings.length > 2 &&
+      now - (this.kernelReadings[1]?.atMs ?? now) >= this.graceMs
+    ) {
+      this.kernelReadings.shift();
     }
-    const first = this.shortfalls[0];
-    if (first === undefined || this.shortfalls.length < 2 || now - first.atMs < this.graceMs)
+    const reference = this.kernelReadings[0];
+    if (
+      reference === undefined ||
+      this.kernelReadings.length < 2 ||
+      now - reference.atMs < this.graceMs
+    )
       return 0;
-    return Math.min(...this.shortfalls.map((reading) => reading.shortfall));
+    return reference.kernelSince;
   }
 }

@@ -165,4 +165,32 @@ describe('UnexplainedInsertFailures with polls faster than the probes print thei
     for (let poll = 0; poll < 2; poll += 1) check.observeKernel(reading(7));
     expect(await unexplained()).toBe(2);
   });
+
+  it('never takes failures still on their way for missing ones, however steadily they come', async () => {
+    const registry = new Registry();
+    const { logger } = capturingLogger();
+    let nowMs = 0;
+    const check = new UnexplainedInsertFailures({
+      registry,
+      logger,
+      graceMs: 3_000,
+      nowMs: () => (nowMs += 500),
+    });
+    const unexplained = () =>
+      metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
+    // A race every poll; each failure reaches the agent two polls (1 s) after the kernel
+    // counted it: at every poll two are on their way, none is missing.
+    check.observeKernel(reading(0));
+    for (let poll = 1; poll <= 40; poll += 1) {
+      if (poll > 2) check.recordObserved();
+      check.observeKernel(reading(poll));
+    }
+    expect(await unexplained()).toBe(0);
+    // The races stop; one failure never arrives: counted once the grace time has passed.
+    for (let poll = 0; poll < 10; poll += 1) {
+      if (poll === 0) check.recordObserved();
+      check.observeKernel(reading(40));
+    }
+    expect(await unexplained()).toBe(1);
+  });
 });
