@@ -214,10 +214,7 @@ export class DnsQueryCounts {
    */
   private quietLookups(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
-    const groups = new Map<
-      string,
-      { netnsInode: number; client: string; queries: number; count: number }
-    >();
+    const groups = new Tally<{ netnsInode: number; client: string; queries: number }>();
     const rejectedKeys: string[] = [];
     for (const { key, value } of entries) {
       const fields = key.split(',');
@@ -237,24 +234,20 @@ export class DnsQueryCounts {
         continue;
       }
       const queries = Math.min(value, MAX_COUNTED_QUERIES_PER_LOOKUP + 1);
-      const group = `${netnsInode},${client},${queries}`;
-      const known = groups.get(group);
-      if (known) known.count += 1;
-      else groups.set(group, { netnsInode, client, queries, count: 1 });
+      groups.add(`${netnsInode},${client},${queries}`, { netnsInode, client, queries });
     }
-    const events = [...groups.values()].map(({ netnsInode, client, queries, count }) =>
-      lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count),
-    );
+    const events = groups
+      .counted()
+      .map(({ netnsInode, client, queries, count }) =>
+        lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count),
+      );
     return { events, untracked: 0, rejectedKeys };
   }
 
   /** One key per query (namespace, client, port, DNS id, server): summed per client and server. */
   private unanswered(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
-    const groups = new Map<
-      string,
-      { netnsInode: number; client: string; server: string; count: number }
-    >();
+    const groups = new Tally<{ netnsInode: number; client: string; server: string }>();
     const rejectedKeys: string[] = [];
     for (const { key } of entries) {
       const fields = key.split(',');
@@ -277,14 +270,13 @@ export class DnsQueryCounts {
         rejectedKeys.push(key);
         continue;
       }
-      const group = `${netnsInode},${client},${server}`;
-      const known = groups.get(group);
-      if (known) known.count += 1;
-      else groups.set(group, { netnsInode, client, server, count: 1 });
+      groups.add(`${netnsInode},${client},${server}`, { netnsInode, client, server });
     }
-    const events = [...groups.values()].map(({ netnsInode, client, server, count }) =>
-      unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count),
-    );
+    const events = groups
+      .counted()
+      .map(({ netnsInode, client, server, count }) =>
+        unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count),
+      );
     return { events, untracked: 0, rejectedKeys };
   }
 }
@@ -343,4 +335,19 @@ function lookupEvent(
     queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
     count,
   };
+}
+
+/** Keys printed one per query or thread, counted per group (client and server, or client and size). */
+class Tally<G extends object> {
+  private readonly groups = new Map<string, G & { count: number }>();
+
+  add(groupKey: string, group: G): void {
+    const known = this.groups.get(groupKey);
+    if (known) known.count += 1;
+    else this.groups.set(groupKey, { ...group, count: 1 });
+  }
+
+  counted(): (G & { count: number })[] {
+    return [...this.groups.values()];
+  }
 }
