@@ -1,5 +1,6 @@
 import { DNS_QUERY_DURATION_BUCKETS } from '../events/dns-query-buckets.js';
 import type { DnsAnswerClass, DnsQueryEvent } from '../events/types.js';
+import { ipv4Field, u32Field } from './count-maps.js';
 import type { CountEntry } from './decoded-line.js';
 
 /** The maps of probes/tracepoint/dns-queries.bt (docs/probe-events.md). */
@@ -32,7 +33,6 @@ const ANSWER_CLASSES: readonly DnsAnswerClass[] = [
   'REFUSED',
   'OTHER',
 ];
-const MAX_U32 = 0xffffffff;
 const MAX_U16 = 0xffff;
 
 /** What one printed map of the DNS-query probe adds. */
@@ -104,7 +104,7 @@ export class DnsQueryCounts {
       last.set(key, value);
       if (growth === 0) continue;
       if (map === DNS_QUERY_UNTRACKED_MAP) {
-        if (u32(key) === undefined) rejectedKeys.push(key);
+        if (u32Field(key) === undefined) rejectedKeys.push(key);
         else untracked += growth;
         continue;
       }
@@ -125,10 +125,10 @@ export class DnsQueryCounts {
     const fields = key.split(',');
     if (fields.length !== 4) return undefined;
     const [netnsText, clientText, classText, bucketText] = fields;
-    const netnsInode = u32(netnsText);
-    const client = ipv4Of(clientText);
-    const answer = ANSWER_CLASSES[u32(classText) ?? ANSWER_CLASSES.length];
-    const bucket = u32(bucketText);
+    const netnsInode = u32Field(netnsText);
+    const client = ipv4Field(clientText);
+    const answer = ANSWER_CLASSES[u32Field(classText) ?? ANSWER_CLASSES.length];
+    const bucket = u32Field(bucketText);
     if (
       netnsInode === undefined ||
       client === undefined ||
@@ -138,39 +138,23 @@ export class DnsQueryCounts {
     ) {
       return undefined;
     }
-    return {
-      kind: 'dns_query',
-      probe: this.options.probe,
-      monotonicNs,
-      cpu: 0,
-      netnsInode,
-      protocol: 'udp',
-      tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+    return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
       outcome: 'answered',
       answer,
       latencyBucketSeconds: DNS_QUERY_DURATION_BUCKETS[bucket] ?? Infinity,
-      count,
-    };
+    });
   }
 
   /** A (namespace, client) key of the parallel maps: queries sent beside a pending one. */
   private parallel(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
     const fields = key.split(',');
     if (fields.length !== 2) return undefined;
-    const netnsInode = u32(fields[0]);
-    const client = ipv4Of(fields[1]);
+    const netnsInode = u32Field(fields[0]);
+    const client = ipv4Field(fields[1]);
     if (netnsInode === undefined || client === undefined) return undefined;
-    return {
-      kind: 'dns_query',
-      probe: this.options.probe,
-      monotonicNs,
-      cpu: 0,
-      netnsInode,
-      protocol: 'udp',
-      tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+    return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
       outcome: 'parallel',
-      count,
-    };
+    });
   }
 
   /**
@@ -181,20 +165,23 @@ export class DnsQueryCounts {
     const fields = key.split(',');
     if (fields.length !== 3) return undefined;
     const [netnsText, clientText, serverText] = fields;
-    const netnsInode = u32(netnsText);
-    const client = ipv4Of(clientText);
-    const server = ipv4Of(serverText);
+    const netnsInode = u32Field(netnsText);
+    const client = ipv4Field(clientText);
+    const server = ipv4Field(serverText);
     if (netnsInode === undefined || client === undefined || server === undefined) return undefined;
-    return unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count);
+    return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      outcome: 'unanswered',
+      server,
+    });
   }
 
   /** A (namespace, client, queries) key of the lookups map: lookups that cost that many. */
   private lookups(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
     const fields = key.split(',');
     if (fields.length !== 3) return undefined;
-    const netnsInode = u32(fields[0]);
-    const client = ipv4Of(fields[1]);
-    const queries = u32(fields[2]);
+    const netnsInode = u32Field(fields[0]);
+    const client = ipv4Field(fields[1]);
+    const queries = u32Field(fields[2]);
     if (
       netnsInode === undefined ||
       client === undefined ||
@@ -204,7 +191,10 @@ export class DnsQueryCounts {
     ) {
       return undefined;
     }
-    return lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count);
+    return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      outcome: 'lookup',
+      queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
+    });
   }
 
   /**
@@ -218,9 +208,9 @@ export class DnsQueryCounts {
     const rejectedKeys: string[] = [];
     for (const { key, value } of entries) {
       const fields = key.split(',');
-      const netnsInode = u32(fields[0]);
-      const client = ipv4Of(fields[1]);
-      const tid = u32(fields[2]);
+      const netnsInode = u32Field(fields[0]);
+      const client = ipv4Field(fields[1]);
+      const tid = u32Field(fields[2]);
       if (
         fields.length !== 3 ||
         netnsInode === undefined ||
@@ -236,11 +226,12 @@ export class DnsQueryCounts {
       const queries = Math.min(value, MAX_COUNTED_QUERIES_PER_LOOKUP + 1);
       groups.add(`${netnsInode},${client},${queries}`, { netnsInode, client, queries });
     }
-    const events = groups
-      .counted()
-      .map(({ netnsInode, client, queries, count }) =>
-        lookupEvent(this.options.probe, monotonicNs, netnsInode, client, queries, count),
-      );
+    const events = groups.counted().map(({ netnsInode, client, queries, count }) =>
+      queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+        outcome: 'lookup',
+        queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
+      }),
+    );
     return { events, untracked: 0, rejectedKeys };
   }
 
@@ -252,11 +243,11 @@ export class DnsQueryCounts {
     for (const { key } of entries) {
       const fields = key.split(',');
       const [netnsText, clientText, portText, idText, serverText] = fields;
-      const netnsInode = u32(netnsText);
-      const client = ipv4Of(clientText);
-      const port = u32(portText);
-      const id = u32(idText);
-      const server = ipv4Of(serverText);
+      const netnsInode = u32Field(netnsText);
+      const client = ipv4Field(clientText);
+      const port = u32Field(portText);
+      const id = u32Field(idText);
+      const server = ipv4Field(serverText);
       if (
         fields.length !== 5 ||
         netnsInode === undefined ||
@@ -272,69 +263,14 @@ export class DnsQueryCounts {
       }
       groups.add(`${netnsInode},${client},${server}`, { netnsInode, client, server });
     }
-    const events = groups
-      .counted()
-      .map(({ netnsInode, client, server, count }) =>
-        unansweredEvent(this.options.probe, monotonicNs, netnsInode, client, server, count),
-      );
+    const events = groups.counted().map(({ netnsInode, client, server, count }) =>
+      queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+        outcome: 'unanswered',
+        server,
+      }),
+    );
     return { events, untracked: 0, rejectedKeys };
   }
-}
-
-function unansweredEvent(
-  probe: string,
-  monotonicNs: bigint,
-  netnsInode: number,
-  client: string,
-  server: string,
-  count: number,
-): DnsQueryEvent {
-  return {
-    kind: 'dns_query',
-    probe,
-    monotonicNs,
-    cpu: 0,
-    netnsInode,
-    protocol: 'udp',
-    tuple: { srcIp: client, srcPort: 0, dstIp: server, dstPort: 53 },
-    outcome: 'unanswered',
-    count,
-  };
-}
-
-function u32(text: string | undefined): number | undefined {
-  if (text === undefined || !/^\d{1,10}$/.test(text)) return undefined;
-  const value = Number(text);
-  return value <= MAX_U32 ? value : undefined;
-}
-
-/** An IPv4 address the probe keyed as a u32 read little-endian from network-order bytes. */
-function ipv4Of(text: string | undefined): string | undefined {
-  const value = u32(text);
-  if (value === undefined) return undefined;
-  return `${value & 0xff}.${(value >>> 8) & 0xff}.${(value >>> 16) & 0xff}.${value >>> 24}`;
-}
-
-function lookupEvent(
-  probe: string,
-  monotonicNs: bigint,
-  netnsInode: number,
-  client: string,
-  queries: number,
-  count: number,
-): DnsQueryEvent {
-  return {
-    kind: 'dns_query',
-    probe,
-    monotonicNs,
-    cpu: 0,
-    netnsInode,
-    protocol: 'udp',
-    tuple: { srcIp: client, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
-    outcome: 'lookup',
-    queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
-    count,
-  };
 }
 
 /** Keys printed one per query or thread, counted per group (client and server, or client and size). */
@@ -350,4 +286,35 @@ class Tally<G extends object> {
   counted(): (G & { count: number })[] {
     return [...this.groups.values()];
   }
+}
+
+/**
+ * One client's DNS-query event: the server it asked where the key names one (unanswered
+ * queries), else 0.0.0.0; ports are not kept.
+ */
+function queryEvent(
+  probe: string,
+  monotonicNs: bigint,
+  netnsInode: number,
+  client: string,
+  count: number,
+  detail: Pick<
+    DnsQueryEvent,
+    'outcome' | 'answer' | 'latencyBucketSeconds' | 'queriesPerLookup'
+  > & {
+    readonly server?: string;
+  },
+): DnsQueryEvent {
+  const { server = '0.0.0.0', ...outcome } = detail;
+  return {
+    kind: 'dns_query',
+    probe,
+    monotonicNs,
+    cpu: 0,
+    netnsInode,
+    protocol: 'udp',
+    tuple: { srcIp: client, srcPort: 0, dstIp: server, dstPort: 53 },
+    ...outcome,
+    count,
+  };
 }

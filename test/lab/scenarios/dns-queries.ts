@@ -7,6 +7,7 @@ import {
   type ConntrackStats,
 } from '../kernel-counters.js';
 import { labAddresses, labAddresses6, type Lab } from '../lab.js';
+import { rulePackets } from '../rule-counters.js';
 
 /** The address family a scenario's queries use; `ipv6` needs a dual-stack lab. */
 export type LabFamily = 'ipv4' | 'ipv6';
@@ -59,25 +60,18 @@ export interface DnsBlockedResult {
   readonly kernel: ConntrackStats;
 }
 
-async function dropRulePackets(
+function dropRulePackets(
   lab: Lab,
   chain: 'FORWARD' | 'OUTPUT',
   family: LabFamily,
 ): Promise<number> {
   const blocked = addressesOf(family).blockedDns;
-  const { stdout } = await lab.exec(lab.node.netns, family === 'ipv6' ? 'ip6tables' : 'iptables', [
-    '-t',
-    'filter',
-    '-L',
+  return rulePackets(lab, {
     chain,
-    '-n',
-    '-v',
-    '-x',
-  ]);
-  const rule = stdout.split('\n').find((line) => /\bDROP\b/.test(line) && line.includes(blocked));
-  const packets = rule?.trim().split(/\s+/)[0];
-  if (packets === undefined) throw new Error(`no DROP rule for ${blocked} in ${chain}`);
-  return Number.parseInt(packets, 10);
+    family,
+    matches: (line) => /\bDROP\b/.test(line) && line.includes(blocked),
+    what: `the DROP rule for ${blocked}`,
+  });
 }
 
 /** DNS queries to an address the node's firewall drops: a firewall drop, not a race. */
@@ -200,20 +194,12 @@ function countingRule(backend: string): string[] {
   ];
 }
 
-async function countingRulePackets(lab: Lab): Promise<number> {
-  const { stdout } = await lab.exec(lab.node.netns, 'iptables', [
-    '-t',
-    'filter',
-    '-L',
-    'FORWARD',
-    '-n',
-    '-v',
-    '-x',
-  ]);
-  const rule = stdout.split('\n').find((line) => line.includes(COUNTING_RULE_COMMENT));
-  const packets = rule?.trim().split(/\s+/)[0];
-  if (packets === undefined) throw new Error('the counting rule of the stopped backend is gone');
-  return Number.parseInt(packets, 10);
+function countingRulePackets(lab: Lab): Promise<number> {
+  return rulePackets(lab, {
+    chain: 'FORWARD',
+    matches: (line) => line.includes(COUNTING_RULE_COMMENT),
+    what: 'the counting rule of the stopped backend',
+  });
 }
 
 /**

@@ -2,6 +2,7 @@ import { generatorPath } from '../generators.js';
 import { counterDelta, type ConntrackStats } from '../kernel-counters.js';
 import type { Lab, LabPod } from '../lab.js';
 import type { ResolvedName, ResolverLibrary } from './resolver.js';
+import { rulePackets } from '../rule-counters.js';
 
 export interface FirewalledResolver {
   readonly library: ResolverLibrary;
@@ -62,23 +63,15 @@ function dropRule(pod: LabPod, backend: string): string[] {
 
 /** Each pod's DROP rule's packet counter, by pod namespace. */
 async function dropRulePackets(lab: Lab, pods: readonly LabPod[]): Promise<Map<string, number>> {
-  const { stdout } = await lab.exec(lab.node.netns, 'iptables', [
-    '-t',
-    'filter',
-    '-L',
-    'FORWARD',
-    '-n',
-    '-v',
-    '-x',
-  ]);
-  const lines = stdout.split('\n');
   const packets = new Map<string, number>();
   for (const pod of pods) {
-    // The comment ends the line: "… /* cro-lab: firewalled DNS backend <netns> */".
-    const rule = lines.find((line) => line.includes(`${RULE_COMMENT} ${pod.netns} */`));
-    const count = rule?.trim().split(/\s+/)[0];
-    if (count === undefined) throw new Error(`the DROP rule of ${pod.netns} is gone`);
-    packets.set(pod.netns, Number.parseInt(count, 10));
+    const packetsOfPod = await rulePackets(lab, {
+      chain: 'FORWARD',
+      // The comment ends the line: "… /* cro-lab: firewalled DNS backend <netns> */".
+      matches: (line) => line.includes(`${RULE_COMMENT} ${pod.netns} */`),
+      what: `the DROP rule of ${pod.netns}`,
+    });
+    packets.set(pod.netns, packetsOfPod);
   }
   return packets;
 }
