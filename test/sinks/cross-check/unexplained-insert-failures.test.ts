@@ -22,15 +22,16 @@ function reading(
   };
 }
 
-function setup() {
+/** Each kernel reading is one poll `pollMs` after the one before (default: the agent's 5 s). */
+function setup({ pollMs = 5_000, graceMs }: { pollMs?: number; graceMs?: number } = {}) {
   const registry = new Registry();
   const { logger, records } = capturingLogger();
-  // Each kernel reading is one poll of the agent's default period (5 s) after the one before.
   let nowMs = 0;
   const check = new UnexplainedInsertFailures({
     registry,
     logger,
-    nowMs: () => (nowMs += 5_000),
+    graceMs,
+    nowMs: () => (nowMs += pollMs),
   });
   const unexplained = () =>
     metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
@@ -141,17 +142,7 @@ describe('unexplained insert failures', () => {
 
 describe('UnexplainedInsertFailures with polls faster than the probes print their counts', () => {
   it('waits out the grace time before a shortfall counts, however many polls it spans', async () => {
-    const registry = new Registry();
-    const { logger } = capturingLogger();
-    let nowMs = 0;
-    const check = new UnexplainedInsertFailures({
-      registry,
-      logger,
-      graceMs: 3_000,
-      nowMs: () => (nowMs += 500),
-    });
-    const unexplained = () =>
-      metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
+    const { check, unexplained } = setup({ pollMs: 500, graceMs: 3_000 });
     check.observeKernel(reading(0));
     // Five failures the counts will bring a second later: four polls of 0.5 s see them missing.
     for (let poll = 0; poll < 4; poll += 1) check.observeKernel(reading(5));
@@ -167,17 +158,7 @@ describe('UnexplainedInsertFailures with polls faster than the probes print thei
   });
 
   it('never takes failures still on their way for missing ones, however steadily they come', async () => {
-    const registry = new Registry();
-    const { logger } = capturingLogger();
-    let nowMs = 0;
-    const check = new UnexplainedInsertFailures({
-      registry,
-      logger,
-      graceMs: 3_000,
-      nowMs: () => (nowMs += 500),
-    });
-    const unexplained = () =>
-      metricValue(registry, 'conntrack_observer_unexplained_insert_failures_total', {});
+    const { check, unexplained } = setup({ pollMs: 500, graceMs: 3_000 });
     // A race every poll; each failure reaches the agent two polls (1 s) after the kernel
     // counted it: at every poll two are on their way, none is missing.
     check.observeKernel(reading(0));
