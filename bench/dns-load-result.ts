@@ -164,12 +164,28 @@ export function chooseTargetRate(aim: number, ceilingAnsweredPerSecond: number):
   return Math.max(1000, Math.floor((ceilingAnsweredPerSecond * 0.9) / 1000) * 1000);
 }
 
-/** Every query counted exactly: the agent's answered and unanswered deltas equal the generator's. */
+/**
+ * Every query counted exactly: the agent's answered and unanswered deltas equal the
+ * generator's, none untracked.
+ */
 export function countedExactly(run: { load: LoadOutput; agent?: AgentCount }): boolean {
   return (
     run.agent !== undefined &&
+    run.agent.untracked === 0 &&
     run.agent.answered === run.load.answered &&
-    run.agent.unanswered + run.agent.untracked === run.load.unanswered
+    run.agent.unanswered === run.load.unanswered
+  );
+}
+
+/**
+ * Every query accounted for: answered, unanswered or untracked (the pending map was full when
+ * it left), adding up to what was sent, and no more answers than the generator received.
+ */
+export function accountedFor(run: { load: LoadOutput; agent?: AgentCount }): boolean {
+  return (
+    run.agent !== undefined &&
+    run.agent.answered <= run.load.answered &&
+    run.agent.answered + run.agent.unanswered + run.agent.untracked === run.load.sent
   );
 }
 
@@ -183,6 +199,7 @@ export interface ModeSummary {
   /** Agent (node + bpftrace) CPU per 1,000 answered q/s, % of one core (median). */
   readonly agentCpuPer1000: number;
   readonly exactRuns: number;
+  readonly accountedRuns: number;
   readonly agentRuns: number;
 }
 
@@ -205,6 +222,7 @@ export function summarizeMode(runs: readonly DnsLoadRun[], mode: DnsLoadRun['mod
       cpuPer1000(without, (run) => run.machineCpuPercent),
     agentCpuPer1000: cpuPer1000(withAgent, (run) => run.agentCpuPercent ?? Number.NaN),
     exactRuns: withAgent.filter(countedExactly).length,
+    accountedRuns: withAgent.filter(accountedFor).length,
     agentRuns: withAgent.length,
   };
 }

@@ -5,6 +5,7 @@ import { rulePackets } from '../test/lab/rule-counters.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import {
+  accountedFor,
   chooseTargetRate,
   loadArgs,
   parseLoadOutput,
@@ -133,8 +134,8 @@ function agentCounters(text: string, clientIp: string): AgentCounters {
 }
 
 /**
- * Waits until the agent's deltas equal the generator's counts: answers are printed once a
- * second, unanswered queries one to two periods (5 s) later. Bounded: a count that never
+ * Waits until the agent accounts for every query sent (answered, unanswered or untracked):
+ * answers are printed once a second, unanswered queries one to two periods (5 s) later. Bounded: a count that never
  * matches is reported as it stands after `boundMs`.
  */
 async function agentCountAfter(
@@ -152,8 +153,7 @@ async function agentCountAfter(
       unanswered: now.unanswered - before.unanswered,
       untracked: now.untracked - before.untracked,
     };
-    const matched =
-      count.answered === load.answered && count.unanswered + count.untracked === load.unanswered;
+    const matched = accountedFor({ load, agent: { ...count, settleSeconds: 0 } });
     if (matched || Date.now() - ended > boundMs) {
       if (matched) {
         // One more print of the maps: a query counted twice would show here.
