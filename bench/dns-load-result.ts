@@ -194,6 +194,9 @@ export interface ModeSummary {
   readonly withAgent: number;
   /** withAgent / without, of the medians of answered/s. */
   readonly kept: number;
+  /** Machine busy CPU over the generator's runs, % of one core (medians without and with). */
+  readonly machineCpuWithout: number;
+  readonly machineCpuWith: number;
   /** Machine busy CPU added by the agent per 1,000 answered q/s, % of one core (medians). */
   readonly machineCpuPer1000: number;
   /** Agent (node + bpftrace) CPU per 1,000 answered q/s, % of one core (median). */
@@ -217,6 +220,8 @@ export function summarizeMode(runs: readonly DnsLoadRun[], mode: DnsLoadRun['mod
     without: withoutRate,
     withAgent: perSecond(withAgent),
     kept: perSecond(withAgent) / withoutRate,
+    machineCpuWithout: median(without.map((run) => run.machineCpuPercent)),
+    machineCpuWith: median(withAgent.map((run) => run.machineCpuPercent)),
     machineCpuPer1000:
       cpuPer1000(withAgent, (run) => run.machineCpuPercent) -
       cpuPer1000(without, (run) => run.machineCpuPercent),
