@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
-export type BenchProgram = 'udp-blast' | 'udp-sink' | 'getppid-loop';
+export type BenchProgram = 'udp-blast' | 'udp-sink' | 'getppid-loop' | 'dns-load';
 
 export interface BenchPrograms {
   readonly dir: string;
@@ -17,7 +17,7 @@ const sourceDir = fileURLToPath(new URL('./c/', import.meta.url));
 /** Compiles the benchmark's C programs into a fresh temp dir; remove() deletes it. */
 export async function buildBenchPrograms(): Promise<BenchPrograms> {
   const dir = mkdtempSync(join(tmpdir(), 'cro-bench-'));
-  const names: BenchProgram[] = ['udp-blast', 'udp-sink', 'getppid-loop'];
+  const names: BenchProgram[] = ['udp-blast', 'udp-sink', 'getppid-loop', 'dns-load'];
   try {
     for (const name of names) {
       await execa('gcc', [

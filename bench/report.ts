@@ -1,5 +1,7 @@
 import { COUNT_MAP_KEYS } from '../src/probes/catalogue.js';
 import type { CountMapBound } from './count-map-bound.js';
+import { dnsLoadAimRows, renderDnsLoadSection } from './dns-load-report.js';
+import type { DnsLoadFigures } from './dns-load-result.js';
 import type { EmitRate } from './emit-rate.js';
 import type { InsertFailureStorm } from './insert-failure-storm.js';
 import type { IdleCost } from './idle-cost.js';
@@ -27,6 +29,7 @@ export interface BenchResults {
   kubernetes: KubernetesScaleRun;
   insertStorm: InsertFailureStorm;
   mapBound: CountMapBound;
+  dnsLoad: DnsLoadFigures;
   wallSeconds: number;
   loadAtEnd: number;
 }
@@ -154,6 +157,7 @@ export function renderReport(r: BenchResults): string {
     `| insert-failure storm: agent = kernel \`insert_failed\` exactly, nothing unexplained (section 7) | ${int(r.insertStorm.agentCounted)} counted of ${int(r.insertStorm.kernelInsertFailed)} (${int(r.insertStorm.rounds)} rounds in ${r.insertStorm.seconds} s); ${int(r.insertStorm.unexplained)} unexplained | ${verdict(r.insertStorm.agentCounted === r.insertStorm.kernelInsertFailed && r.insertStorm.kernelInsertFailed > 0 && r.insertStorm.unexplained === 0)} |`,
     `| map bound reached on purpose: every drop counted, the shortfall reported (section 8) | ${int(r.mapBound.countedByKey)} by key + ${int(r.mapBound.uncounted)} uncounted of ${int(r.mapBound.dropped)} dropped (${int(r.mapBound.distinctKeys)} keys, bound ${int(r.mapBound.mapKeys)}) | ${verdict(r.mapBound.countedByKey + r.mapBound.uncounted === r.mapBound.dropped && r.mapBound.uncounted > 0)} |`,
     `| series and heap stay flat over ${int(r.series.bench.addresses)} client addresses (section 5) | at most ${int(seriesVerdict.maxSeries)} series; heap ×${seriesVerdict.heapGrowth.toFixed(2)} from the first to the last reading | ${verdict(seriesVerdict.pass)} |`,
+    ...dnsLoadAimRows(r.dnsLoad),
     '',
     'Where an aim is missed and why: delivered packets do not fire the drop tracepoint, so the few',
     'per cent between runs with and without the agent in the dns and other variants are of the order of the run-to-run spread (2–3 %);',
@@ -286,6 +290,7 @@ export function renderReport(r: BenchResults): string {
     '|---|---|---|---|---|---|---|',
     `| ${int(r.mapBound.mapKeys)} | ${int(r.mapBound.distinctKeys)} | ${int(r.mapBound.dropped)} | ${int(r.mapBound.countedByKey)} | ${int(r.mapBound.keysHeld)} | ${int(r.mapBound.uncounted)} | ${int(r.mapBound.countedByKey + r.mapBound.uncounted)} |`,
     '',
+    renderDnsLoadSection(r.dnsLoad),
   );
   return lines.join('\n');
 }

@@ -7,7 +7,8 @@
  * scale benchmark alone (no root; it needs `npm run build` first), against this tree's
  * dist/main.js or another build's, and prints its section.
  * `npm run bench -- --only insert-storm` (root, `npm run build` first) and `--only map-bound`
- * (root) run sections 7 and 8 alone and print their figures.
+ * (root) run sections 7 and 8 alone and print their figures; `--only dns-load` (root,
+ * `npm run build` first) runs section 9 alone and prints its section.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -16,6 +17,8 @@ import { execa } from 'execa';
 import { buildBenchPrograms } from './build-c.js';
 import { measureCountMapBound } from './count-map-bound.js';
 import { measureDecodeThroughput } from './decode-throughput.js';
+import { measureDnsLoad } from './dns-load.js';
+import { renderDnsLoadSection } from './dns-load-report.js';
 import { measureEmitRate, type EmitRate } from './emit-rate.js';
 import { measureIdleCost, type IdleCost } from './idle-cost.js';
 import { measureInsertFailureStorm } from './insert-failure-storm.js';
@@ -29,12 +32,19 @@ import {
   type DecodeFigures,
 } from './report.js';
 import { measureSeriesRetention } from './series-retention.js';
+import type { DnsLoadFigures } from './dns-load-result.js';
 import { median } from './stats.js';
 import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-const SECTIONS_RUN_ALONE = ['series', 'kubernetes', 'insert-storm', 'map-bound'] as const;
+const SECTIONS_RUN_ALONE = [
+  'series',
+  'kubernetes',
+  'insert-storm',
+  'map-bound',
+  'dns-load',
+] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
   const at = argv.indexOf(flag);
@@ -77,6 +87,17 @@ async function main(): Promise<void> {
     log(`   ${JSON.stringify(await measureCountMapBound(64, 100))}`);
     return;
   }
+  if (onlySection(argv) === 'dns-load') {
+    log('9. DNS query load (the built agent with --dns-query-tracking on; npm run build first)');
+    const programs = await buildBenchPrograms();
+    try {
+      const dnsLoad = await measureDnsLoad(programs, { log: (line) => log(`   ${line}`) });
+      log(renderDnsLoadSection(dnsLoad));
+    } finally {
+      programs.remove();
+    }
+    return;
+  }
   if (onlySection(argv) === 'series') {
     log('5. bounded series: 100,000 client addresses over time');
     const series = await measureSeriesRetention();
@@ -108,6 +129,7 @@ async function main(): Promise<void> {
   let emit: EmitRate;
   let idle: IdleCost;
   let udp: UdpRun[];
+  let dnsLoad: DnsLoadFigures;
   try {
     log('2. bpftrace emit ceiling');
     emit = await measureEmitRate(programs, 5);
@@ -117,6 +139,8 @@ async function main(): Promise<void> {
     log(`   ${JSON.stringify(idle)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
     udp = await measureUdpThroughput(programs, 3, 4, (line) => log(`   ${line}`));
+    log('9. DNS query load, without and with the agent (--dns-query-tracking on)');
+    dnsLoad = await measureDnsLoad(programs, { log: (line) => log(`   ${line}`) });
   } finally {
     programs.remove();
   }
@@ -142,6 +166,7 @@ async function main(): Promise<void> {
     kubernetes,
     insertStorm,
     mapBound,
+    dnsLoad,
     wallSeconds,
     loadAtEnd: loadavg()[0] ?? Number.NaN,
   });
