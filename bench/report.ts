@@ -8,6 +8,7 @@ import type { IdleCost } from './idle-cost.js';
 import type { KubernetesScaleRun } from './kubernetes-scale.js';
 import type { MachineFacts } from './machine.js';
 import type { SeriesRetentionFigures, SeriesRun } from './series-retention.js';
+import type { StormRunTime } from './storm-run-time.js';
 import { median } from './stats.js';
 import { udpVariants, type UdpRun, type UdpVariant } from './udp-throughput.js';
 
@@ -25,6 +26,7 @@ export interface BenchResults {
   emit: EmitRate;
   idle: IdleCost;
   udp: UdpRun[];
+  stormRunTime: StormRunTime[];
   series: SeriesRetentionFigures;
   kubernetes: KubernetesScaleRun;
   insertStorm: InsertFailureStorm;
@@ -108,6 +110,33 @@ export function renderSeriesSection(figures: SeriesRetentionFigures): string {
     );
   }
   return lines.join('\n');
+}
+
+/** Section 4's run time in the kernel per storm packet, from `measureStormRunTime`. */
+export function renderStormRunTime(runs: readonly StormRunTime[]): string {
+  const of = (probe: StormRunTime['probe']) => runs.filter((run) => run.probe === probe);
+  const ns = (value: number) => (Number.isFinite(value) ? value.toFixed(0) : '?');
+  const row = (probe: StormRunTime['probe']) => {
+    const mine = of(probe);
+    // A run whose program did not run has no per-run figure; it does not move the median.
+    const middle = (values: number[]) => median(values.filter(Number.isFinite));
+    return `| ${probe} | ${ns(middle(mine.map((run) => run.nsPerRun)))} | ${ns(middle(mine.map((run) => run.nsPerDropped)))} | ${mine.map((run) => `${ns(run.nsPerRun)} / ${ns(run.nsPerDropped)} (${int(run.dropped)} dropped)`).join(', ')} |`;
+  };
+  return [
+    "Where the storm's time goes (`bench/storm-run-time.ts`): the same storm, 2 s per run, three runs",
+    'with the empty program and three with the agent, with `kernel.bpf_stats_enabled` set (off',
+    'again after; it adds two clock reads per program run, so it is never on for the packet rates',
+    "above). The kernel accounts each BPF program's runs and run time (`run_cnt`, `run_time_ns` in",
+    "the fdinfo of the bpftrace processes' program descriptors). Per run: the program on",
+    "`skb:kfree_skb` (it runs for every skb freed on the host, the storm's datagrams almost all of",
+    "them); per dropped datagram: all the probe's programs together. The dispatch to the tracepoint",
+    "itself is not in these figures: it is what the empty program's packet rate above shows.",
+    '',
+    '| probe | ns per run (median) | ns per dropped datagram (median) | runs: per run / per dropped |',
+    '|---|---|---|---|',
+    row('empty program'),
+    row('agent'),
+  ].join('\n');
 }
 
 export function renderReport(r: BenchResults): string {
@@ -259,6 +288,8 @@ export function renderReport(r: BenchResults): string {
       (u, i) =>
         `| ${i + 1} | ${int(u.sent)} | ${int(u.arrived)} | ${int(u.agentCounted ?? 0)} | ${int(u.agentLost ?? 0)} | ${int(u.storm?.unaccounted ?? Number.NaN)} | ${int(u.storm?.countedAnyReason ?? Number.NaN)} | ${int(u.storm?.rejected ?? Number.NaN)} | ${int(u.storm?.restarts ?? Number.NaN)} | ${u.storm ? `${u.storm.minProbesUp} of ${u.storm.probes}` : '?'} | ${u.storm ? `${u.storm.settleSeconds.toFixed(1)} s` : '?'} |`,
     ),
+    '',
+    renderStormRunTime(r.stormRunTime),
     '',
     renderSeriesSection(r.series),
     '',

@@ -8,7 +8,8 @@
  * dist/main.js or another build's, and prints its section.
  * `npm run bench -- --only insert-storm` (root, `npm run build` first) and `--only map-bound`
  * (root) run sections 7 and 8 alone and print their figures; `--only dns-load` (root,
- * `npm run build` first) runs section 9 alone and prints its section.
+ * `npm run build` first) runs section 9 alone and prints its section; `--only storm-cost` (root,
+ * `npm run build` first) runs the run-time measurement of section 4 alone and prints it.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -28,10 +29,12 @@ import {
   renderKubernetesSection,
   renderReport,
   renderSeriesSection,
+  renderStormRunTime,
   seriesFlat,
   type DecodeFigures,
 } from './report.js';
 import { measureSeriesRetention } from './series-retention.js';
+import { measureStormRunTime, type StormRunTime } from './storm-run-time.js';
 import type { DnsLoadFigures } from './dns-load-result.js';
 import { median } from './stats.js';
 import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
@@ -44,6 +47,7 @@ const SECTIONS_RUN_ALONE = [
   'insert-storm',
   'map-bound',
   'dns-load',
+  'storm-cost',
 ] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
@@ -85,6 +89,16 @@ async function main(): Promise<void> {
   if (onlySection(argv) === 'map-bound') {
     log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
     log(`   ${JSON.stringify(await measureCountMapBound(64, 100))}`);
+    return;
+  }
+  if (onlySection(argv) === 'storm-cost') {
+    log('4b. run time in the kernel per storm packet (npm run build first)');
+    const programs = await buildBenchPrograms();
+    try {
+      log(renderStormRunTime(await measureStormRunTime(programs)));
+    } finally {
+      programs.remove();
+    }
     return;
   }
   if (onlySection(argv) === 'dns-load') {
@@ -129,6 +143,7 @@ async function main(): Promise<void> {
   let emit: EmitRate;
   let idle: IdleCost;
   let udp: UdpRun[];
+  let stormRunTime: StormRunTime[];
   let dnsLoad: DnsLoadFigures;
   try {
     log('2. bpftrace emit ceiling');
@@ -139,6 +154,9 @@ async function main(): Promise<void> {
     log(`   ${JSON.stringify(idle)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
     udp = await measureUdpThroughput(programs, 3, 4, (line) => log(`   ${line}`));
+    log('4b. run time in the kernel per storm packet (kernel.bpf_stats_enabled)');
+    stormRunTime = await measureStormRunTime(programs);
+    log(`   ${JSON.stringify(stormRunTime)}`);
     log('9. DNS query load, without and with the agent (--dns-query-tracking on)');
     dnsLoad = await measureDnsLoad(programs, { log: (line) => log(`   ${line}`) });
   } finally {
@@ -162,6 +180,7 @@ async function main(): Promise<void> {
     emit,
     idle,
     udp,
+    stormRunTime,
     series,
     kubernetes,
     insertStorm,
