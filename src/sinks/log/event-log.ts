@@ -136,7 +136,7 @@ function describe(event: ProbeEvent): string {
       return `SNAT port allocation took ${event.attempts} attempts`;
     case 'dns_query':
       return event.outcome === 'lookup'
-        ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each`
+        ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each, ended ${event.lookupEnd ?? 'unknown'}`
         : `${event.count} DNS queries ${event.outcome}`;
     case 'dns_nodata':
       return `DNS lookup stopped on NODATA for ${event.name}: musl ends its search-list walk there`;
