@@ -176,6 +176,9 @@ export function explainUnansweredQueries(
 export function explainLookupStoppedOnNoData(stop: NoDataStop, server: string): Explanation {
   const message = assemble([
     `A DNS lookup of "${stop.requested}" stopped at "${stop.name}": the server of search domain ${stop.domain} (asked at ${server}) answered NOERROR with no record (NODATA) instead of NXDOMAIN.`,
+    {
+      optional: `Names tried, in the order of its search list: ${stop.tried.join(', ')} (NODATA: stopped there; "${stop.requested}" itself never tried).`,
+    },
     `Container ${stop.container} resolves with musl, which ends the search-list walk at a NODATA answer and fails the lookup ("Name does not resolve"); glibc would go on to the next domain and the name itself.`,
     `Remedies: look the name up as an FQDN with a trailing dot ("${stop.requested}."); lower ndots (dnsConfig options ndots:1 or ndots:2) so that a name with dots is tried as is first; or fix the server of ${stop.domain} to answer NXDOMAIN for names it does not hold.`,
   ]);

@@ -212,6 +212,7 @@ function eventFields({
           requested: stop.requested,
           libc: stop.libc,
           container: stop.container,
+          namesTried: stop.tried,
         }),
       },
     };

@@ -192,6 +192,9 @@ describe('the Kubernetes parts against a fake API server', () => {
       count: 1,
     });
     expect(event.message).toContain('"www.example.test" stopped at "www.example.test.corp.test"');
+    expect(event.message).toContain(
+      'Names tried, in the order of its search list: www.example.test.shop.svc.cluster.local, www.example.test.svc.cluster.local, www.example.test.corp.test (NODATA: stopped there',
+    );
     expect(event.message).toContain('search domain corp.test');
     expect(event.message).toContain('musl');
     expect(event.message).toContain('glibc would go on');

@@ -2,7 +2,8 @@ import { jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { EventLog } from '../../../src/sinks/log/event-log.js';
-import { attributed, insertFailure, podA } from '../../support/events.js';
+import { attributed, dnsNoData, insertFailure, podA } from '../../support/events.js';
+import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 
 function capture() {
   const records: Record<string, unknown>[] = [];
@@ -30,6 +31,28 @@ describe('event log', () => {
         ctStatus: '0x190',
         original: { srcIp: '10.244.0.2', srcPort: 40000 },
         reply: { dstIp: '192.0.2.1' },
+      },
+    });
+  });
+
+  it('logs a musl lookup that stopped on NODATA with the names it tried in order, and a glibc one not at all', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
+    const glibc = eventDiagnosis(muslSeed004Diagnosis('glibc'));
+    log.record({ ...attributed(dnsNoData(), podA), diagnosis: glibc });
+    const musl = eventDiagnosis(muslSeed004Diagnosis('musl'));
+    log.record({ ...attributed(dnsNoData(), podA), diagnosis: musl });
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      event: {
+        kind: 'dns_nodata',
+        domain: 'corp.test',
+        requested: 'www.example.test',
+        namesTried: [
+          'www.example.test.shop.svc.cluster.local',
+          'www.example.test.svc.cluster.local',
+          'www.example.test.corp.test',
+        ],
       },
     });
   });
