@@ -36,6 +36,7 @@ const INSERT_FAILED = 'ConntrackInsertFailed';
 const DNS_DROPPED = 'DNSQueryDropped';
 const DNS_UNANSWERED = 'DNSQueryUnanswered';
 const STOPPED_ON_NODATA = 'DNSLookupStoppedOnNoData';
+const FAN_OUT = 'DNSSearchListFanOut';
 
 const eventsOf = (server: FakeApiServer, reason: string) =>
   server.events().filter((event) => event.reason === reason);
@@ -454,23 +455,39 @@ describe('the agent with Kubernetes against a real kernel', () => {
         expect(grown()).toHaveLength(1);
       }
     }, 120_000);
-    it('shows the queries per lookup on each pod: 8 for a short name with ndots:5 and 3 search domains, 2 for an FQDN with a trailing dot', async () => {
-      // The lab's pods: 3 search domains, ndots:5; the name resolves in none of them.
+    it('shows the queries per lookup and how lookups ended on each pod, and tells the pod whose glibc and musl lookups walk the search list (ndots:5, 3 domains) of its fan-out, and the pod looking up an FQDN with a trailing dot nothing', async () => {
+      // The lab's pods: 3 search domains, ndots:5; the short name resolves in none of them.
       expect(podSearchPath).toHaveLength(3);
       const [shortPod, fqdnPod] = cluster.pods;
-      const resolve = await generatorPath('resolve', lab.buildDir);
+      const binaries = [
+        await generatorPath('resolve', lab.buildDir),
+        await generatorPath('resolve-musl', lab.buildDir),
+      ];
       const bucket = (samples: Sample[], pod: typeof shortPod, le: string) =>
         sumOf(samples, 'conntrack_observer_dns_queries_per_lookup_bucket', {
           namespace: pod!.namespace,
           pod: pod!.name,
           le,
         });
+      const ended = (samples: Sample[], pod: typeof shortPod, outcome?: string) =>
+        sumOf(samples, 'conntrack_observer_dns_lookups_total', {
+          namespace: pod!.namespace,
+          pod: pod!.name,
+          ...(outcome === undefined ? {} : { outcome }),
+        });
+      const fanOutOn = (pod: typeof shortPod) =>
+        eventsOf(fake, FAN_OUT).filter((event) => event.involvedObject.name === pod!.name);
       const lookups = (samples: Sample[], pod: typeof shortPod) => bucket(samples, pod, '+Inf');
       const before = await scrape(agent.baseUrl);
-      const driven = 4;
+      const fanOutBefore = countsByName(eventsOf(fake, FAN_OUT));
+      // Alternating glibc and musl lookups in each pod. The agent judges a pod's lookups in
+      // windows of 5, and the first may hold up to 4 lookups of earlier tests: 10 fill at least
+      // one window with these alone.
+      const driven = 10;
       for (let i = 0; i < driven; i += 1) {
-        await lab.exec(lab.pods[0]!.netns, resolve, ['missing.example.test']);
-        await lab.exec(lab.pods[1]!.netns, resolve, ['www.example.test.']);
+        const binary = binaries[i % 2]!;
+        await lab.exec(lab.pods[0]!.netns, binary, ['missing.example.test']);
+        await lab.exec(lab.pods[1]!.netns, binary, ['www.example.test.']);
       }
       // Each lookup ends after a quiet period (5 s) and is read at the next print.
       const seen = await settled(
@@ -479,6 +496,8 @@ describe('the agent with Kubernetes against a real kernel', () => {
           return Math.min(
             lookups(samples, shortPod) - lookups(before, shortPod),
             lookups(samples, fqdnPod) - lookups(before, fqdnPod),
+            ended(samples, shortPod) - ended(before, shortPod),
+            ended(samples, fqdnPod) - ended(before, fqdnPod),
           );
         },
         driven,
@@ -498,6 +517,22 @@ describe('the agent with Kubernetes against a real kernel', () => {
         driven,
         driven,
       ]);
+      // How they ended: every name the short one was tried as does not exist; the FQDN resolved.
+      expect(ended(after, shortPod, 'nxdomain') - ended(before, shortPod, 'nxdomain')).toBe(driven);
+      expect(ended(after, fqdnPod, 'answered') - ended(before, fqdnPod, 'answered')).toBe(driven);
+
+      const event = await waitFor('a DNSSearchListFanOut Event on the short-name pod', async () =>
+        fanOutOn(shortPod).find((e) => countSince(e, fanOutBefore) > 0),
+      );
+      expect(event!.type).toBe('Warning');
+      expect(event!.involvedObject).toMatchObject({ kind: 'Pod', namespace: shortPod!.namespace });
+      expect(event!.message).toMatch(/cost \d+(\.\d)? queries each on average/);
+      // These pods run no process the agent could read when they appeared (the lookups are
+      // short-lived programs): the Event says so and explains with Kubernetes' defaults. The
+      // seed-004 test below has the pod's own resolv.conf in it.
+      expect(event!.message).toContain("Its resolv.conf was not read; with Kubernetes' defaults");
+      expect(event!.message).toContain('trailing dot');
+      expect(fanOutOn(fqdnPod).filter((e) => countSince(e, fanOutBefore) > 0)).toEqual([]);
     });
   });
 
@@ -673,7 +708,30 @@ describe('the agent with Kubernetes and DNS query tracking on seed 004 (a search
     for (const result of musl) expect(result.error).toBe('Name does not resolve');
     expect(glibc.length).toBeGreaterThan(0);
     for (const result of glibc) expect(result.addresses).toEqual([seed004.address]);
-  }, 120_000);
+
+    // How the lookups ended, counted per pod: musl's on NODATA, glibc's answered.
+    const outcomes = (pod: string) =>
+      after
+        .filter(
+          (sample) =>
+            sample.name === 'conntrack_observer_dns_lookups_total' &&
+            sample.labels.pod === pod &&
+            sample.value > 0,
+        )
+        .map((sample) => sample.labels.outcome);
+    expect(outcomes(muslPod.name)).toEqual(['nodata']);
+    expect(outcomes(glibcPod.name)).toEqual(['answered']);
+
+    // glibc walks the whole search list before the name itself: 8 queries a lookup, and the
+    // fan-out Event, explained from the pod's own resolv.conf.
+    const fanOut = await waitFor(
+      'a DNSSearchListFanOut Event on the glibc pod',
+      () => eventsOf(fake!, FAN_OUT).find((e) => e.involvedObject.name === glibcPod.name),
+      60_000,
+    );
+    expect(fanOut.message).toContain(`ndots:5 and 3 search domains (${seed004.search.join(' ')})`);
+    expect(fanOut.message).toContain(`"api.example.com."`);
+  }, 180_000);
 });
 
 /** Packets the two backend DROP rules of the node's FORWARD chain matched (iptables' counters). */

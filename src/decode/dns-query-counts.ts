@@ -1,4 +1,10 @@
 import { DNS_QUERY_DURATION_BUCKETS } from '../events/dns-query-buckets.js';
+import {
+  LOOKUP_END_BITS,
+  lookupEndBitsOfValue,
+  lookupEndOf,
+  type LookupEnd,
+} from '../events/lookup-end.js';
 import type { DnsAnswerClass, DnsQueryEvent } from '../events/types.js';
 import { ipv4Field, u32Field } from './count-maps.js';
 import type { CountEntry } from './decoded-line.js';
@@ -12,7 +18,10 @@ export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'
 /** Queries sent again while still pending: each earlier copy unanswered (two generations). */
 export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as const;
 
-/** Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries). */
+/**
+ * Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries,
+ * end bits).
+ */
 export const DNS_QUERY_LOOKUPS_MAPS = ['@dns_q_lookups_0', '@dns_q_lookups_1'] as const;
 /** Lookups ended by a quiet period: printed once before cleared, one key per lookup. */
 export const DNS_QUERY_LOOKUP_MAPS = ['@dns_q_lookup_n_0', '@dns_q_lookup_n_1'] as const;
@@ -34,6 +43,8 @@ const ANSWER_CLASSES: readonly DnsAnswerClass[] = [
   'OTHER',
 ];
 const MAX_U16 = 0xffff;
+/** The largest `@dns_q_lookup_n_*` value: the four class bits above 16-bit answers and queries. */
+const MAX_LOOKUP_VALUE = 0xf_ffff_ffff;
 
 /** What one printed map of the DNS-query probe adds. */
 export interface DnsQueryCountsUpdate {
@@ -175,61 +186,81 @@ export class DnsQueryCounts {
     });
   }
 
-  /** A (namespace, client, queries) key of the lookups map: lookups that cost that many. */
+  /**
+   * A (namespace, client, queries, end bits) key of the lookups map: lookups that cost that many
+   * and ended so.
+   */
   private lookups(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 3) return undefined;
+    if (fields.length !== 4) return undefined;
     const netnsInode = u32Field(fields[0]);
     const client = ipv4Field(fields[1]);
     const queries = u32Field(fields[2]);
+    const bits = u32Field(fields[3]);
     if (
       netnsInode === undefined ||
       client === undefined ||
       queries === undefined ||
       queries === 0 ||
-      queries > MAX_COUNTED_QUERIES_PER_LOOKUP + 1
+      queries > MAX_COUNTED_QUERIES_PER_LOOKUP + 1 ||
+      bits === undefined ||
+      (bits & ~LOOKUP_END_BITS) !== 0
     ) {
       return undefined;
     }
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
       outcome: 'lookup',
       queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
+      lookupEnd: lookupEndOf(bits),
     });
   }
 
   /**
    * A printed idle generation of `@dns_q_lookup_n_*`: one key per thread (namespace, client,
-   * thread id) whose lookup ended quietly, its value the queries it cost; summed per client and
-   * queries.
+   * thread id) whose lookup ended quietly, its value what the probe kept of it (answer classes
+   * << 32 | answers << 16 | queries); summed per client, queries and end.
    */
   private quietLookups(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
-    const groups = new Tally<{ netnsInode: number; client: string; queries: number }>();
+    const groups = new Tally<{
+      netnsInode: number;
+      client: string;
+      queries: number;
+      end: LookupEnd;
+    }>();
     const rejectedKeys: string[] = [];
     for (const { key, value } of entries) {
       const fields = key.split(',');
       const netnsInode = u32Field(fields[0]);
       const client = ipv4Field(fields[1]);
       const tid = u32Field(fields[2]);
+      const kept = Number.isSafeInteger(value) ? lookupEndBitsOfValue(value) : undefined;
       if (
         fields.length !== 3 ||
         netnsInode === undefined ||
         client === undefined ||
         tid === undefined ||
-        !Number.isInteger(value) ||
-        value < 1 ||
-        value > MAX_U16
+        kept === undefined ||
+        kept.queries < 1 ||
+        value > MAX_LOOKUP_VALUE
       ) {
         rejectedKeys.push(key);
         continue;
       }
-      const queries = Math.min(value, MAX_COUNTED_QUERIES_PER_LOOKUP + 1);
-      groups.add(`${netnsInode},${client},${queries}`, { netnsInode, client, queries });
+      const queries = Math.min(kept.queries, MAX_COUNTED_QUERIES_PER_LOOKUP + 1);
+      const end = lookupEndOf(kept.bits);
+      groups.add(`${netnsInode},${client},${queries},${end}`, {
+        netnsInode,
+        client,
+        queries,
+        end,
+      });
     }
-    const events = groups.counted().map(({ netnsInode, client, queries, count }) =>
+    const events = groups.counted().map(({ netnsInode, client, queries, end, count }) =>
       queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
         outcome: 'lookup',
         queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
+        lookupEnd: end,
       }),
     );
     return { events, untracked: 0, rejectedKeys };
@@ -300,7 +331,7 @@ function queryEvent(
   count: number,
   detail: Pick<
     DnsQueryEvent,
-    'outcome' | 'answer' | 'latencyBucketSeconds' | 'queriesPerLookup'
+    'outcome' | 'answer' | 'latencyBucketSeconds' | 'queriesPerLookup' | 'lookupEnd'
   > & {
     readonly server?: string;
   },

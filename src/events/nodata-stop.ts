@@ -47,6 +47,12 @@ export interface NoDataStop extends SearchListAnswer {
   readonly libc: LibcKind;
   /** The container whose resolver settings and C library the verdict was read from. */
   readonly container: string;
+  /**
+   * The names the lookup tried, in order, the answered one last: the requested name with each
+   * search domain up to this one, as its resolv.conf makes musl try them (a name with fewer dots
+   * than ndots goes through the search list before it is tried as is).
+   */
+  readonly tried: readonly string[];
 }
 
 /**
@@ -66,10 +72,28 @@ export function noDataStopOf(
     if (container.libc.kind !== 'musl' || container.resolvConf === undefined) continue;
     const answer = searchListAnswerOf(event.name, container.resolvConf);
     if (answer !== undefined) {
-      return { ...answer, name: event.name, libc: 'musl', container: container.name };
+      return {
+        ...answer,
+        name: event.name,
+        libc: 'musl',
+        container: container.name,
+        tried: namesTried(answer, container.resolvConf.search),
+      };
     }
   }
   return undefined;
+}
+
+/** The search-list names before and including the answered one, in the list's order. */
+function namesTried(answer: SearchListAnswer, search: readonly string[]): string[] {
+  const tried: string[] = [];
+  for (const entry of search) {
+    const domain = stripDot(entry.toLowerCase());
+    if (domain.length === 0) continue;
+    tried.push(`${answer.requested}.${domain}`);
+    if (domain === answer.domain) break;
+  }
+  return tried;
 }
 
 function stripDot(name: string): string {

@@ -1,3 +1,4 @@
+import type { LookupEnd } from './lookup-end.js';
 import type { Advice } from './advice.js';
 import type { EventDiagnosis } from './diagnosis.js';
 
@@ -137,6 +138,8 @@ export interface DnsQueryEvent extends ProbeEventBase {
   readonly outcome: 'answered' | 'unanswered' | 'parallel' | 'lookup';
   /** Lookup only: queries per lookup; Infinity past the probe's cap (32). */
   readonly queriesPerLookup?: number;
+  /** Lookup only: how those lookups ended (events/lookup-end.ts). */
+  readonly lookupEnd?: LookupEnd;
   /** Answered only. */
   readonly answer?: DnsAnswerClass;
   /** Answered only: the upper bound of the latency bucket, seconds; Infinity past the last. */

@@ -159,64 +159,94 @@ describe('DnsQueryCounts', () => {
     expect(observe(counts, '@dns_q_parallel_1', { [`${NETNS},${POD}`]: 1 }).events).toEqual([]);
   });
 
-  it('turns the growth of the lookup counts into lookups per client by queries each, past the cap as Infinity', () => {
+  it('turns the growth of the lookup counts into lookups per client by queries each and how they ended, past the cap as Infinity', () => {
     const counts = tracker();
     const first = observe(counts, '@dns_q_lookups_0', {
-      [`${NETNS},${POD},8`]: 3,
-      [`${NETNS},${POD},33`]: 1,
+      [`${NETNS},${POD},8,4`]: 3,
+      [`${NETNS},${POD},33,21`]: 1,
     });
     expect(first.events).toEqual([
       expect.objectContaining({
         kind: 'dns_query',
         outcome: 'lookup',
         queriesPerLookup: 8,
+        lookupEnd: 'nxdomain',
         count: 3,
         netnsInode: NETNS,
         tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
       }),
-      expect.objectContaining({ outcome: 'lookup', queriesPerLookup: Infinity, count: 1 }),
+      // Records seen: answered, though a query went unanswered (16) and one got NXDOMAIN (4).
+      expect.objectContaining({
+        outcome: 'lookup',
+        queriesPerLookup: Infinity,
+        lookupEnd: 'answered',
+        count: 1,
+      }),
     ]);
     const next = observe(counts, '@dns_q_lookups_0', {
-      [`${NETNS},${POD},8`]: 5,
-      [`${NETNS},${POD},33`]: 1,
+      [`${NETNS},${POD},8,4`]: 5,
+      [`${NETNS},${POD},33,21`]: 1,
     });
     expect(next.events.map((event) => [event.queriesPerLookup, event.count])).toEqual([[8, 2]]);
   });
 
-  it('counts each key of a printed quiet-lookup generation as one lookup of its value, summed per client and queries', () => {
+  it('counts each key of a printed quiet-lookup generation as one lookup of its queries, summed per client, queries and end', () => {
+    // The value: answer classes << 32 | answers << 16 | queries.
+    const kept = (classes: number, answers: number, queries: number): number =>
+      classes * 2 ** 32 + answers * 2 ** 16 + queries;
     const update = observe(tracker(), '@dns_q_lookup_n_1', {
-      [`${NETNS},${POD},101`]: 8,
-      [`${NETNS},${POD},102`]: 8,
-      [`${NETNS},${POD},103`]: 2,
-      [`${NETNS},${OTHER_POD},104`]: 40,
+      // NXDOMAIN everywhere, every query answered.
+      [`${NETNS},${POD},101`]: kept(4, 8, 8),
+      [`${NETNS},${POD},102`]: kept(4, 8, 8),
+      // NXDOMAIN then NODATA (musl stopping at a search-list name).
+      [`${NETNS},${POD},103`]: kept(6, 6, 6),
+      // Records: answered.
+      [`${NETNS},${POD},104`]: kept(3, 2, 2),
+      // One query of two without an answer, nothing with records.
+      [`${NETNS},${POD},105`]: kept(2, 1, 2),
+      // SERVFAIL.
+      [`${NETNS},${POD},106`]: kept(8, 2, 2),
+      [`${NETNS},${OTHER_POD},107`]: kept(1, 40, 40),
     });
     expect(update.rejectedKeys).toEqual([]);
     expect(
-      update.events.map((event) => [event.tuple.srcIp, event.queriesPerLookup, event.count]),
+      update.events.map((event) => [
+        event.tuple.srcIp,
+        event.queriesPerLookup,
+        event.lookupEnd,
+        event.count,
+      ]),
     ).toEqual([
-      ['10.244.0.2', 8, 2],
-      ['10.244.0.2', 2, 1],
-      ['10.244.0.3', Infinity, 1],
+      ['10.244.0.2', 8, 'nxdomain', 2],
+      ['10.244.0.2', 6, 'nodata', 1],
+      ['10.244.0.2', 2, 'answered', 1],
+      ['10.244.0.2', 2, 'unanswered', 1],
+      ['10.244.0.2', 2, 'failed', 1],
+      ['10.244.0.3', Infinity, 'answered', 1],
     ]);
   });
 
   it('leaves out lookup keys and values that are not as the probe prints them, and says which', () => {
     const lookups = observe(tracker(), '@dns_q_lookups_0', {
-      [`${NETNS},${POD}`]: 1,
-      [`${NETNS},${POD},0`]: 1,
-      [`${NETNS},${POD},34`]: 1,
       [`${NETNS},${POD},2`]: 1,
+      [`${NETNS},${POD},0,1`]: 1,
+      [`${NETNS},${POD},34,1`]: 1,
+      [`${NETNS},${POD},2,32`]: 1,
+      [`${NETNS},${POD},2,1`]: 1,
     });
-    expect(lookups.rejectedKeys).toHaveLength(3);
-    expect(lookups.events).toEqual([expect.objectContaining({ queriesPerLookup: 2, count: 1 })]);
+    expect(lookups.rejectedKeys).toHaveLength(4);
+    expect(lookups.events).toEqual([
+      expect.objectContaining({ queriesPerLookup: 2, lookupEnd: 'answered', count: 1 }),
+    ]);
     const quiet = observe(tracker(), '@dns_q_lookup_n_0', {
       [`${NETNS},${POD}`]: 1,
       [`${NETNS},${POD},7`]: 0,
       [`${NETNS},${POD},8`]: 65536,
       [`${NETNS},x,9`]: 1,
+      [`${NETNS},${POD},11`]: 2 ** 36,
       [`${NETNS},${POD},10`]: 4,
     });
-    expect(quiet.rejectedKeys).toHaveLength(4);
+    expect(quiet.rejectedKeys).toHaveLength(5);
     expect(quiet.events).toEqual([expect.objectContaining({ queriesPerLookup: 4, count: 1 })]);
   });
 

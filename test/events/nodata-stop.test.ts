@@ -55,6 +55,11 @@ describe("whether a NODATA answer stopped the pod's lookup", () => {
       domain: 'corp.test',
       libc: 'musl',
       container: 'alpine',
+      tried: [
+        'www.example.test.shop.svc.cluster.local',
+        'www.example.test.svc.cluster.local',
+        'www.example.test.corp.test',
+      ],
     });
   });
 

@@ -54,6 +54,8 @@ interface Tally {
   answered: Map<string, number>;
   /** Lookups by the queries each cost. */
   lookups: Map<number, number>;
+  /** Lookups by how they ended. */
+  ends: Map<string, number>;
   /** Every event of the pod, with the namespace it was counted in. */
   netns: Set<number>;
 }
@@ -64,6 +66,7 @@ function tallyFor(clientIp: string): Tally {
     parallel: 0,
     answered: new Map(),
     lookups: new Map(),
+    ends: new Map(),
     netns: new Set(),
   };
   for (const event of outcomes().events) {
@@ -74,6 +77,8 @@ function tallyFor(clientIp: string): Tally {
     else if (event.outcome === 'lookup') {
       const queries = event.queriesPerLookup!;
       tally.lookups.set(queries, (tally.lookups.get(queries) ?? 0) + event.count);
+      const end = event.lookupEnd!;
+      tally.ends.set(end, (tally.ends.get(end) ?? 0) + event.count);
     } else
       tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
   }
@@ -90,6 +95,16 @@ async function query(netns: string, name: string, count: number): Promise<QueryB
     '2000',
   ]);
   return JSON.parse(stdout.trim()) as QueryBurst;
+}
+
+/** What grew in a map of counts since `from`, keys that did not grow left out. */
+function grownIn<K>(now: Map<K, number>, from: Map<K, number>): Map<K, number> {
+  const grown = new Map<K, number>();
+  for (const [key, count] of now) {
+    const growth = count - (from.get(key) ?? 0);
+    if (growth > 0) grown.set(key, growth);
+  }
+  return grown;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -223,7 +238,7 @@ describe('tracepoint/dns-queries.bt', () => {
 
   for (const library of ['glibc', 'musl'] as const) {
     it(
-      `counts the queries of each ${library} lookup: 8 for a short name found in no search domain (ndots:5, 3 domains, A and AAAA), 2 for an FQDN with a trailing dot`,
+      `counts the queries of each ${library} lookup and how it ended: 8 and NXDOMAIN for a short name found in no search domain (ndots:5, 3 domains, A and AAAA), 2 and answered for an FQDN with a trailing dot`,
       async () => {
         // The lab's pods: nameserver the ClusterIP, 3 search domains, ndots:5.
         expect(podSearchPath).toHaveLength(3);
@@ -237,14 +252,8 @@ describe('tracepoint/dns-queries.bt', () => {
         // Lookups of earlier tests end after a quiet period: let them be counted first.
         await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
         const before = { short: tallyFor(shortPod.ip), fqdn: tallyFor(fqdnPod.ip) };
-        const lookupsOf = (tally: Tally, from: Tally): Map<number, number> => {
-          const grown = new Map<number, number>();
-          for (const [queries, count] of tally.lookups) {
-            const growth = count - (from.lookups.get(queries) ?? 0);
-            if (growth > 0) grown.set(queries, growth);
-          }
-          return grown;
-        };
+        const lookupsOf = (tally: Tally, from: Tally): Map<number, number> =>
+          grownIn(tally.lookups, from.lookups);
         const total = (lookups: Map<number, number>): number =>
           [...lookups.values()].reduce((sum, n) => sum + n, 0);
         // Three lookups a process: the next lookup of the same thread ends one in the kernel,
@@ -275,18 +284,25 @@ describe('tracepoint/dns-queries.bt', () => {
             await sleep(250);
           }
         }
-        const short = lookupsOf(await settle(shortPod.ip, () => true), before.short);
-        const full = lookupsOf(tallyFor(fqdnPod.ip), before.fqdn);
-        expect(short).toEqual(new Map([[8, driven]]));
-        expect(full).toEqual(new Map([[2, driven]]));
+        const shortTally = await settle(shortPod.ip, () => true);
+        const fqdnTally = tallyFor(fqdnPod.ip);
+        expect(lookupsOf(shortTally, before.short)).toEqual(new Map([[8, driven]]));
+        expect(lookupsOf(fqdnTally, before.fqdn)).toEqual(new Map([[2, driven]]));
+        expect(grownIn(shortTally.ends, before.short.ends)).toEqual(
+          new Map([['nxdomain', driven]]),
+        );
+        expect(grownIn(fqdnTally.ends, before.fqdn.ends)).toEqual(new Map([['answered', driven]]));
       },
       timeoutMs,
     );
   }
 
   it(
-    'prints the NODATA answers of seed 004 with their question: the search-list name, from the musl pod and the glibc pod',
+    'prints the NODATA answers of seed 004 with their question: the search-list name, from the musl pod and the glibc pod, and counts the musl lookups as ended on NODATA and the glibc ones as answered',
     async () => {
+      // Lookups of earlier tests end after a quiet period: let them be counted first.
+      await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
+      const before = { musl: tallyFor(lab.pods[0]!.ip), glibc: tallyFor(lab.pods[1]!.ip) };
       const run = await startSeed004(lab, { everyMs: 500 });
       const nodata = (): DnsNoDataEvent[] =>
         probe.lines.flatMap((line) => {
@@ -303,10 +319,16 @@ describe('tracepoint/dns-queries.bt', () => {
             event.name === seed004.answeredName &&
             event.qtype === 'A',
         );
+      const ended = (pod: LabPod, from: Tally): number =>
+        [...grownIn(tallyFor(pod.ip).ends, from.ends).values()].reduce((sum, n) => sum + n, 0);
       try {
+        // Until both pods have NODATA examples and a few lookups counted, bounded.
         const deadline = Date.now() + 20_000;
         while (
-          (fromPod(run.musl.pod).length === 0 || fromPod(run.glibc.pod).length === 0) &&
+          (fromPod(run.musl.pod).length === 0 ||
+            fromPod(run.glibc.pod).length === 0 ||
+            ended(run.musl.pod, before.musl) < 3 ||
+            ended(run.glibc.pod, before.glibc) < 3) &&
           Date.now() < deadline
         ) {
           await sleep(250);
@@ -314,6 +336,23 @@ describe('tracepoint/dns-queries.bt', () => {
       } finally {
         await run.stop();
       }
+      // Every lookup each process made, the last ended by the quiet period after it stopped.
+      const musl = await settle(
+        run.musl.pod.ip,
+        (tally) =>
+          [...grownIn(tally.ends, before.musl.ends).values()].reduce((sum, n) => sum + n, 0) >=
+          run.musl.results.length,
+      );
+      const glibc = await settle(run.glibc.pod.ip, () => true);
+      // A lookup the stop cut short has no result line: one more may be counted.
+      const counted = (tally: Tally, from: Tally, end: string, results: number): void => {
+        const ends = grownIn(tally.ends, from.ends);
+        expect([...ends.keys()]).toEqual([end]);
+        expect(ends.get(end)).toBeGreaterThanOrEqual(results);
+        expect(ends.get(end)).toBeLessThanOrEqual(results + 1);
+      };
+      counted(musl, before.musl, 'nodata', run.musl.results.length);
+      counted(glibc, before.glibc, 'answered', run.glibc.results.length);
       expect(fromPod(run.musl.pod).length).toBeGreaterThan(0);
       expect(fromPod(run.glibc.pod).length).toBeGreaterThan(0);
       expect(fromPod(run.musl.pod)[0]!.tuple.dstIp).toBe(labAddresses.clusterDns);

@@ -14,6 +14,7 @@ import type { Advice } from '../../events/advice.js';
 import type { UnansweredCause } from '../../events/unanswered-cause.js';
 import { canonicalIp, ipFamilyOf } from '../../shared/canonical-ip.js';
 import type { NoDataStop } from '../../events/nodata-stop.js';
+import type { FanOut } from '../../events/fan-out.js';
 
 export const EVENT_REASONS = {
   /** On a Pod: a packet of its flow lost a conntrack insert race and was dropped. */
@@ -24,6 +25,8 @@ export const EVENT_REASONS = {
   dnsUnanswered: 'DNSQueryUnanswered',
   /** On a Pod: a musl lookup ended on a NODATA answer to a search-list name. */
   dnsLookupStoppedOnNoData: 'DNSLookupStoppedOnNoData',
+  /** On a Pod: its lookups walk the search list, costing many queries each. */
+  dnsSearchListFanOut: 'DNSSearchListFanOut',
   /** On the Node: the conntrack table is full, new flows are dropped. */
   tableFull: 'ConntrackTableFull',
   /** On the Node: an insert race from the host network namespace, blamable on no pod. */
@@ -173,10 +176,39 @@ export function explainUnansweredQueries(
 export function explainLookupStoppedOnNoData(stop: NoDataStop, server: string): Explanation {
   const message = assemble([
     `A DNS lookup of "${stop.requested}" stopped at "${stop.name}": the server of search domain ${stop.domain} (asked at ${server}) answered NOERROR with no record (NODATA) instead of NXDOMAIN.`,
+    {
+      optional: `Names tried, in the order of its search list: ${stop.tried.join(', ')} (NODATA: stopped there; "${stop.requested}" itself never tried).`,
+    },
     `Container ${stop.container} resolves with musl, which ends the search-list walk at a NODATA answer and fails the lookup ("Name does not resolve"); glibc would go on to the next domain and the name itself.`,
     `Remedies: look the name up as an FQDN with a trailing dot ("${stop.requested}."); lower ndots (dnsConfig options ndots:1 or ndots:2) so that a name with dots is tried as is first; or fix the server of ${stop.domain} to answer NXDOMAIN for names it does not hold.`,
   ]);
   return { reason: EVENT_REASONS.dnsLookupStoppedOnNoData, message };
+}
+
+/**
+ * Lookups that walk the search list: what they cost, why (the pod's ndots and search list, where
+ * read), and the remedies that fit (NodeLocal DNSCache left out for a pod already on it).
+ */
+export function explainSearchListFanOut(fanOut: FanOut): Explanation {
+  const cost = `${fanOut.lookups} DNS lookups of this pod cost ${fanOut.meanQueries} queries each on average${fanOut.nxdomain > 0 ? ` (${fanOut.nxdomain} of them found the name nowhere: NXDOMAIN for every name tried)` : ''}, where a name looked up as is costs 2 (A and AAAA).`;
+  const why =
+    fanOut.ndots !== undefined && fanOut.search !== undefined
+      ? `Its resolv.conf has ndots:${fanOut.ndots} and ${fanOut.search.length} search domains (${fanOut.search.join(' ')}): a name with fewer than ${fanOut.ndots} dots is tried with each search domain before itself, both types each, up to ${(fanOut.search.length + 1) * 2} queries for a name outside the cluster.`
+      : "Its resolv.conf was not read; with Kubernetes' defaults (ndots:5, 3 search domains) a name with fewer than 5 dots is tried with each search domain before itself, both types each, up to 8 queries for a name outside the cluster.";
+  const remedies = [
+    'look external names up as FQDNs with a trailing dot ("api.example.com.")',
+    "lower ndots in the pod's dnsConfig (options ndots:1 or ndots:2) so that a name with dots is tried as is first",
+    ...(fanOut.nodeLocal
+      ? []
+      : ['NodeLocal DNSCache, which answers the repeated search-list names from the node']),
+  ];
+  const message = assemble([
+    cost,
+    why,
+    'Every query is one more chance to lose a packet to the conntrack race, and one more round trip the lookup waits for.',
+    `Remedies: ${remedies.join('; ')}.`,
+  ]);
+  return { reason: EVENT_REASONS.dnsSearchListFanOut, message };
 }
 
 export interface TableFullInput {

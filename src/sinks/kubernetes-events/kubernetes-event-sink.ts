@@ -1,13 +1,20 @@
 import type { Logger } from 'pino';
 import type { EventDiagnosis } from '../../events/diagnosis.js';
-import type { AttributedEvent, DnsDropEvent, DnsNoDataEvent } from '../../events/types.js';
+import type {
+  AttributedEvent,
+  DnsDropEvent,
+  DnsNoDataEvent,
+  DnsQueryEvent,
+} from '../../events/types.js';
 import { noDataStopOf } from '../../events/nodata-stop.js';
+import { FanOutWindows, type FanOutOptions } from '../../events/fan-out.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { EventSink } from '../../event-pipeline.js';
 import {
   explainDnsDrop,
   explainInsertFailure,
   explainLookupStoppedOnNoData,
+  explainSearchListFanOut,
   explainTableFull,
   explainUnansweredQueries,
 } from './event-messages.js';
@@ -42,6 +49,8 @@ export interface KubernetesEventSinkOptions {
   readonly diagnosisWaitMs?: number;
   /** The DNS-query probe's period: how long an unanswered query went without an answer. */
   readonly dnsQueryTimeoutSeconds?: number;
+  /** How many lookups a pod's fan-out is judged over; default events/fan-out.ts. */
+  readonly fanOut?: FanOutOptions;
 }
 
 /**
@@ -58,8 +67,11 @@ const DEFAULT_DIAGNOSIS_WAIT_MS = 2_000;
 export class KubernetesEventSink implements EventSink, Lifecycle {
   readonly name = 'kubernetes-events';
   private recordFailureLogged = false;
+  private readonly fanOut: FanOutWindows;
 
-  constructor(private readonly options: KubernetesEventSinkOptions) {}
+  constructor(private readonly options: KubernetesEventSinkOptions) {
+    this.fanOut = new FanOutWindows(options.fanOut);
+  }
 
   start(signal: AbortSignal): void {
     signal.addEventListener('abort', () => void this.stop(), { once: true });
@@ -76,6 +88,10 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       const { event, attribution, wallTimeMs } = attributed;
       // Nothing was dropped: the metrics count these, no pod needs telling.
       if (event.kind === 'clash_resolved' || event.kind === 'snat_port_alloc') return;
+      if (event.kind === 'dns_query' && event.outcome === 'lookup') {
+        this.recordFanOut(event, attributed);
+        return;
+      }
       // Answered queries tell the pod nothing it needs to act on: the metrics count them.
       if (event.kind === 'dns_query' && event.outcome !== 'unanswered') return;
       if (event.kind === 'dns_drop' && !deservesDnsEvent(event)) return;
@@ -154,6 +170,24 @@ export class KubernetesEventSink implements EventSink, Lifecycle {
       (diagnosed) => this.guarded(() => record(diagnosed.diagnosis)),
       () => undefined,
     );
+  }
+
+  /**
+   * A DNSSearchListFanOut Event on a pod whose lookups cost many queries each (events/fan-out.ts),
+   * aggregated: one per pod, its count the windows that showed it.
+   */
+  private recordFanOut(event: DnsQueryEvent, attributed: AttributedEvent): void {
+    const pod = attributed.attribution.pod;
+    if (pod === undefined) return;
+    const fanOut = this.fanOut.observe(`${pod.namespace}/${pod.name}`, event, attributed.diagnosis);
+    if (fanOut === undefined) return;
+    this.options.recorder.record({
+      involvedObject: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      aggregationKey: 'search_list_fan_out',
+      wallTimeMs: attributed.wallTimeMs,
+      occurrences: 1,
+      ...explainSearchListFanOut(fanOut),
+    });
   }
 
   /** A full conntrack table: a ConntrackTableFull Event on the Node. */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
 import { noDataStopOf } from '../../events/nodata-stop.js';
+import { FanOutWindows, type FanOut } from '../../events/fan-out.js';
 import type { EventSink } from '../../event-pipeline.js';
 import { unrefTimers, type Timers } from '../../shared/timers.js';
 
@@ -37,6 +38,8 @@ export class EventLog implements EventSink {
   private linesInWindow = 0;
   private tally: StormTally = emptyTally();
   private cancelFlush: (() => void) | undefined;
+  /** The search-list fan-out per pod (or client address standalone, where no Event is posted). */
+  private readonly fanOut = new FanOutWindows();
 
   constructor(private readonly options: EventLogOptions) {
     this.windowStartMs = options.nowMs();
@@ -53,17 +56,39 @@ export class EventLog implements EventSink {
     if ((event.kind === 'dns_drop' || event.kind === 'insert_failed') && (event.count ?? 0) > 0)
       return;
     // Counted in the kernel too: the metrics hold them and the agent logs one summary a period.
-    if (event.kind === 'dns_query') return;
+    // Lookups are news when a window of them shows search-list fan-out.
+    if (event.kind === 'dns_query') {
+      if (event.outcome === 'lookup') this.recordFanOut(attributed);
+      return;
+    }
     // A NODATA answer is news only when it ended a lookup (a musl pod's search-list name).
     if (event.kind === 'dns_nodata' && noDataStopOf(event, attributed.diagnosis) === undefined)
       return;
+    this.write(
+      attributed,
+      { ...eventFields(attributed), ...adviceFields(attributed) },
+      describe(attributed.event),
+    );
+  }
+
+  private recordFanOut(attributed: AttributedEvent): void {
+    if (attributed.event.kind !== 'dns_query') return;
+    const { pod, sourceIp } = attributed.attribution;
+    const fanOut = this.fanOut.observe(
+      pod ? `${pod.namespace}/${pod.name}` : sourceIp,
+      attributed.event,
+      attributed.diagnosis,
+    );
+    if (fanOut === undefined) return;
+    this.write(attributed, { ...eventFields(attributed), fanOut }, describeFanOut(fanOut));
+  }
+
+  /** One line while the window has room; past it, counted in the window's summary. */
+  private write(attributed: AttributedEvent, fields: Record<string, unknown>, msg: string): void {
     this.rollWindowIfDue();
     if (this.linesInWindow < this.options.maxLinesPerWindow) {
       this.linesInWindow += 1;
-      this.options.logger.info(
-        { ...eventFields(attributed), ...adviceFields(attributed) },
-        describe(attributed.event),
-      );
+      this.options.logger.info(fields, msg);
       return;
     }
     const { tally } = this;
@@ -124,6 +149,14 @@ function emptyTally(): StormTally {
   return { suppressed: 0, byKind: {}, bySource: new Map() };
 }
 
+function describeFanOut(fanOut: FanOut): string {
+  const why =
+    fanOut.ndots !== undefined && fanOut.search !== undefined
+      ? `ndots:${fanOut.ndots} with ${fanOut.search.length} search domains`
+      : 'resolv.conf not read';
+  return `DNS lookups walk the search list: ${fanOut.meanQueries} queries each over ${fanOut.lookups} lookups (${why}); an FQDN with a trailing dot or a lower ndots costs 2`;
+}
+
 function describe(event: ProbeEvent): string {
   switch (event.kind) {
     case 'insert_failed':
@@ -136,7 +169,7 @@ function describe(event: ProbeEvent): string {
       return `SNAT port allocation took ${event.attempts} attempts`;
     case 'dns_query':
       return event.outcome === 'lookup'
-        ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each`
+        ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each, ended ${event.lookupEnd ?? 'unknown'}`
         : `${event.count} DNS queries ${event.outcome}`;
     case 'dns_nodata':
       return `DNS lookup stopped on NODATA for ${event.name}: musl ends its search-list walk there`;
@@ -212,6 +245,7 @@ function eventFields({
           requested: stop.requested,
           libc: stop.libc,
           container: stop.container,
+          namesTried: stop.tried,
         }),
       },
     };

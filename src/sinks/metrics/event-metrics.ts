@@ -100,6 +100,7 @@ export class EventMetrics implements EventSink {
   /** The queries-per-lookup series per pod (`namespace/name`), removed with the pod. */
   private readonly lookupLabelsByPod = new Map<string, Labels>();
   private readonly dnsQueriesUntracked: Counter;
+  private readonly dnsLookups: Counter;
   private readonly lookupsStoppedOnNoData: Counter;
   /** Label sets of the duration histogram per pod (namespace/name), removed with the pod. */
   private readonly durationLabelsByPod = new Map<string, Labels>();
@@ -202,6 +203,7 @@ export class EventMetrics implements EventSink {
     this.dnsParallel = dns.parallel;
     this.dnsQueryDuration = dns.duration;
     this.dnsQueriesPerLookup = dns.perLookup;
+    this.dnsLookups = dns.lookups;
     this.dnsQueriesUntracked = dns.untracked;
     this.lookupsStoppedOnNoData = dns.stoppedOnNoData;
     this.valuesRejected.inc({ kind: 'snat_port_alloc' }, 0);
@@ -388,6 +390,13 @@ export class EventMetrics implements EventSink {
     const labels = { namespace, pod };
     this.lookupLabelsByPod.set(`${namespace}/${pod}`, labels);
     for (let i = 0; i < event.count; i += 1) this.dnsQueriesPerLookup.observe(labels, value);
+    // Five outcomes per pod: bounded; counted through the pod's series, removed with it.
+    const outcome = event.lookupEnd;
+    if (outcome === undefined) return;
+    const key = 'lo' + SEPARATOR + outcome + SEPARATOR + namespace + SEPARATOR + pod;
+    const series =
+      this.series.get(key) ?? this.createSeries(key, this.dnsLookups, { outcome, namespace, pod });
+    this.count(series, event.count);
   }
 
   private observeDuration(event: DnsQueryEvent, namespace: string, pod: string): void {
@@ -627,6 +636,13 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     buckets: [...DNS_QUERIES_PER_LOOKUP_BUCKETS],
     registers: [registry],
   });
+  const lookups = new Counter({
+    name: 'conntrack_observer_dns_lookups_total',
+    help: 'DNS lookups of a pod (the queries one thread sent for one requested name) by how they ended: answered (an answer carried records), unanswered (none did and a query got no answer: the resolver timed out), nodata (every query answered, none with records, a NODATA among them: musl stopping at a NODATA search-list name), nxdomain (every name tried does not exist), failed (SERVFAIL, REFUSED or another error). Counted in the kernel; observed up to one period (5 s) after the lookup ended.',
+    labelNames: ['outcome', 'namespace', 'pod'],
+    registers: [registry],
+    collect: beforeScrape,
+  });
   const untracked = new Counter({
     name: 'conntrack_observer_dns_queries_untracked_total',
     help: "DNS queries the DNS-query probe's pending map had no room for (BPFTRACE_MAP_KEYS_MAX): neither their answer nor their absence is counted.",
@@ -639,7 +655,16 @@ function dnsQueryMetrics(registry: Registry, beforeScrape: () => void) {
     registers: [registry],
     collect: beforeScrape,
   });
-  return { queries, unanswered, parallel, duration, perLookup, untracked, stoppedOnNoData };
+  return {
+    queries,
+    unanswered,
+    parallel,
+    duration,
+    perLookup,
+    lookups,
+    untracked,
+    stoppedOnNoData,
+  };
 }
 
 /** How many labelled series the event counters hold, read at each scrape. */

@@ -192,12 +192,50 @@ describe('the Kubernetes parts against a fake API server', () => {
       count: 1,
     });
     expect(event.message).toContain('"www.example.test" stopped at "www.example.test.corp.test"');
+    expect(event.message).toContain(
+      'Names tried, in the order of its search list: www.example.test.shop.svc.cluster.local, www.example.test.svc.cluster.local, www.example.test.corp.test (NODATA: stopped there',
+    );
     expect(event.message).toContain('search domain corp.test');
     expect(event.message).toContain('musl');
     expect(event.message).toContain('glibc would go on');
     expect(event.message).toContain('"www.example.test."');
     expect(event.message).toContain('ndots:1 or ndots:2');
     expect(event.message).not.toContain('glibc.test');
+  });
+
+  it('tells a pod whose lookups walk the search list what they cost, why and what to do, once per window, and a pod whose lookups cost 2 nothing', async () => {
+    const { fake, parts } = await start();
+    const lookups = (queriesPerLookup: number, count: number, srcIp: string) =>
+      baseDnsQuery({
+        outcome: 'lookup',
+        answer: undefined,
+        latencyBucketSeconds: undefined,
+        queriesPerLookup,
+        lookupEnd: queriesPerLookup === 2 ? 'answered' : 'nxdomain',
+        count,
+        tuple: { srcIp, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
+      });
+    const diagnosis = eventDiagnosis(muslSeed004Diagnosis());
+    for (let i = 0; i < 5; i += 1) {
+      parts.events.handle({ ...attributed(parts, lookups(2, 1, '10.244.0.2')), diagnosis });
+    }
+    expect(fake.events()).toEqual([]);
+    parts.events.handle({ ...attributed(parts, lookups(8, 5, '10.244.0.2')), diagnosis });
+    await eventually('fan-out event', () => fake.events().length === 1);
+    const event = fake.events()[0]!;
+    expect(event).toMatchObject({
+      reason: 'DNSSearchListFanOut',
+      type: 'Warning',
+      involvedObject: { name: CLIENT_A },
+      count: 1,
+    });
+    expect(event.message).toContain('5 DNS lookups of this pod cost 8 queries each on average');
+    expect(event.message).toContain('ndots:5 and 3 search domains');
+    expect(event.message).toContain('shop.svc.cluster.local svc.cluster.local corp.test');
+    expect(event.message).toContain('trailing dot');
+    expect(event.message).toContain('ndots:1 or ndots:2');
+    expect(event.message).toContain('NodeLocal DNSCache');
+    expect(fake.events().length).toBe(1);
   });
 
   it('posts no DNS Event for a race loser or a late answer, only the race itself', async () => {

@@ -2,7 +2,8 @@ import { jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { EventLog } from '../../../src/sinks/log/event-log.js';
-import { attributed, insertFailure, podA } from '../../support/events.js';
+import { attributed, dnsNoData, dnsQuery, insertFailure, podA } from '../../support/events.js';
+import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 
 function capture() {
   const records: Record<string, unknown>[] = [];
@@ -31,6 +32,57 @@ describe('event log', () => {
         original: { srcIp: '10.244.0.2', srcPort: 40000 },
         reply: { dstIp: '192.0.2.1' },
       },
+    });
+  });
+
+  it('logs a musl lookup that stopped on NODATA with the names it tried in order, and a glibc one not at all', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
+    const glibc = eventDiagnosis(muslSeed004Diagnosis('glibc'));
+    log.record({ ...attributed(dnsNoData(), podA), diagnosis: glibc });
+    const musl = eventDiagnosis(muslSeed004Diagnosis('musl'));
+    log.record({ ...attributed(dnsNoData(), podA), diagnosis: musl });
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      event: {
+        kind: 'dns_nodata',
+        domain: 'corp.test',
+        requested: 'www.example.test',
+        namesTried: [
+          'www.example.test.shop.svc.cluster.local',
+          'www.example.test.svc.cluster.local',
+          'www.example.test.corp.test',
+        ],
+      },
+    });
+  });
+
+  it('logs a window of lookups that walk the search list once, with what they cost and why, also without a pod, and none for lookups of 2 queries', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
+    const lookups = (queriesPerLookup: number, count: number) =>
+      dnsQuery({
+        outcome: 'lookup',
+        answer: undefined,
+        latencyBucketSeconds: undefined,
+        queriesPerLookup,
+        lookupEnd: queriesPerLookup === 2 ? 'answered' : 'nxdomain',
+        count,
+      });
+    const diagnosis = eventDiagnosis(muslSeed004Diagnosis());
+    log.record({ ...attributed(lookups(2, 5), podA), diagnosis });
+    log.record({ ...attributed(lookups(8, 4), podA), diagnosis });
+    expect(records).toEqual([]);
+    log.record({ ...attributed(lookups(8, 1), podA), diagnosis });
+    // Standalone: no pod, keyed by the client address; resolv.conf not read.
+    log.record(attributed(lookups(8, 5), undefined, '10.244.0.9'));
+    expect(records.map((record) => record.msg)).toEqual([
+      'DNS lookups walk the search list: 8 queries each over 5 lookups (ndots:5 with 3 search domains); an FQDN with a trailing dot or a lower ndots costs 2',
+      'DNS lookups walk the search list: 8 queries each over 5 lookups (resolv.conf not read); an FQDN with a trailing dot or a lower ndots costs 2',
+    ]);
+    expect(records[0]).toMatchObject({
+      event: { kind: 'dns_query', pod: 'shop/cart-7d9f' },
+      fanOut: { lookups: 5, meanQueries: 8, nxdomain: 5, ndots: 5, nodeLocal: false },
     });
   });
 

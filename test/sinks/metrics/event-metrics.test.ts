@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client';
 import { EventMetrics } from '../../../src/sinks/metrics/event-metrics.js';
+import type { LookupEnd } from '../../../src/events/lookup-end.js';
 import {
   attributed,
   dnsDrop,
@@ -383,6 +384,40 @@ describe('DNS query metrics', () => {
     expect(await valuesOf(registry, 'conntrack_observer_unattributed_events_total')).toEqual([]);
     metrics.forgetPod('shop', 'cart-7d9f');
     expect(await valuesOf(registry, 'conntrack_observer_dns_queries_per_lookup')).toEqual([]);
+  });
+
+  it('counts lookups per pod by how they ended, not for an unattributed client, and removes them with the pod', async () => {
+    const registry = new Registry();
+    const metrics = new EventMetrics(registry);
+    const lookups = (queriesPerLookup: number, lookupEnd: LookupEnd, count: number) =>
+      dnsQuery({
+        outcome: 'lookup',
+        answer: undefined,
+        latencyBucketSeconds: undefined,
+        queriesPerLookup,
+        lookupEnd,
+        count,
+      });
+    metrics.record(attributed(lookups(8, 'nxdomain', 3), podA), true);
+    metrics.record(attributed(lookups(6, 'nodata', 1), podA), true);
+    metrics.record(attributed(lookups(2, 'answered', 2), podA), true);
+    metrics.record(attributed(lookups(8, 'nxdomain', 1), podA), true);
+    metrics.record(
+      {
+        event: lookups(2, 'unanswered', 1),
+        attribution: { sourceIp: '10.244.9.9', netnsInode: 1 },
+        wallTimeMs: 0,
+      },
+      true,
+    );
+    const values = await valuesOf(registry, 'conntrack_observer_dns_lookups_total');
+    expect(values).toEqual([
+      { value: 4, labels: { outcome: 'nxdomain', namespace: 'shop', pod: 'cart-7d9f' } },
+      { value: 1, labels: { outcome: 'nodata', namespace: 'shop', pod: 'cart-7d9f' } },
+      { value: 2, labels: { outcome: 'answered', namespace: 'shop', pod: 'cart-7d9f' } },
+    ]);
+    metrics.forgetPod('shop', 'cart-7d9f');
+    expect(await valuesOf(registry, 'conntrack_observer_dns_lookups_total')).toEqual([]);
   });
 
   it('removes every DNS query series of a pod with the pod', async () => {
