@@ -18,6 +18,8 @@
  *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
  *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
  *      the agent's query drops by reason must equal what the lab counted dropped;
+ *   3b. the same over IPv6 (ip6tables DROP rule; Udp6NoPorts upstream): counted by reason as
+ *      the lab counted them, and each one labelled with the client's IPv6 address;
  *   4. no unexplained insert failure from readiness to the end, and the agent's copy of the
  *      kernel's insert_failed moved as conntrack -S did.
  * Writes prove-<mode>.json per mode into KERNEL_MATRIX_RESULTS (or --out) and exits 1 when a
@@ -46,6 +48,7 @@ import { scrape, sumOf, type Sample } from '../support/prometheus-text.js';
 import { kernelById, kernels } from './catalogue.js';
 import {
   proofFileName,
+  type AttributedFigure,
   type CountFigure,
   type ProofCheck,
   type ProofFigures,
@@ -495,32 +498,51 @@ class Scenarios {
     }
   }
 
+  /**
+   * Each DNS scenario in both families. Over IPv6 the drops must also carry the client's
+   * address: the pod's for the firewall (dropped in the node, before masquerading), the node's
+   * upstream address for the silent server (dropped in the upstream namespace, after it).
+   */
   private async dnsDrops(): Promise<void> {
     const queries = this.options.dnsQueries;
-    await this.dnsWindow('dnsFirewall', 'NETFILTER_DROP', async () => {
-      const blocked = await runDnsBlocked(this.lab, { queries });
-      return {
-        dropped: blocked.firewallDrops,
-        sent: blocked.queriesSent,
-        labCount: 'firewall rule matches',
-      };
-    });
-    await this.dnsWindow('dnsNoListener', 'NO_SOCKET', async () => {
-      const silent = await runNoListener(this.lab, { queries });
-      return {
-        dropped: silent.upstreamUdpNoPorts,
-        sent: silent.queriesSent,
-        labCount: 'upstream Udp NoPorts',
-      };
-    });
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const ipv6 = family === 'ipv6';
+      await this.dnsWindow({
+        key: ipv6 ? 'dnsFirewall6' : 'dnsFirewall',
+        reason: 'NETFILTER_DROP',
+        family,
+        ...(ipv6 && { source: this.lab.pods[0]!.ip6 }),
+        scenario: async () => {
+          const blocked = await runDnsBlocked(this.lab, { queries, family });
+          return {
+            dropped: blocked.firewallDrops,
+            sent: blocked.queriesSent,
+            labCount: ipv6 ? 'ip6tables rule matches' : 'firewall rule matches',
+          };
+        },
+      });
+      await this.dnsWindow({
+        key: ipv6 ? 'dnsNoListener6' : 'dnsNoListener',
+        reason: 'NO_SOCKET',
+        family,
+        ...(ipv6 && { source: labAddresses6.nodeUpstream }),
+        scenario: async () => {
+          const silent = await runNoListener(this.lab, { queries, family });
+          return {
+            dropped: silent.upstreamUdpNoPorts,
+            sent: silent.queriesSent,
+            labCount: ipv6 ? 'upstream Udp6NoPorts' : 'upstream Udp NoPorts',
+          };
+        },
+      });
+    }
   }
 
   /** One DNS scenario: the agents' query drops by reason against what the lab dropped. */
-  private async dnsWindow(
-    key: 'dnsFirewall' | 'dnsNoListener',
-    reason: string,
-    scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>,
-  ): Promise<void> {
+  private async dnsWindow(window: DnsWindow): Promise<void> {
+    const { key, reason, family, source, scenario } = window;
+    if (family === 'ipv6' && source === undefined) throw new Error('the lab has no IPv6 pods');
+    const what = family === 'ipv6' ? ' (IPv6)' : '';
     const started = Date.now();
     // DNS drops are counted in the kernel and printed once a second: the window starts once
     // the counts of the phase before it (a race drops DNS queries too) have all arrived.
@@ -534,20 +556,26 @@ class Scenarios {
     );
     const windowSeconds = seconds(started);
     for (const [i, proof] of this.agents.entries()) {
-      const others = Object.entries(queryDropsByReason(before[i]!, await proof.metrics())).filter(
+      const after = await proof.metrics();
+      const others = Object.entries(queryDropsByReason(before[i]!, after)).filter(
         ([name]) => name !== reason,
       );
-      proof.phaseSeconds[key] = windowSeconds;
-      proof.figures[key] = {
+      const figure = {
         agent: counted[i]!,
         kernel: dropped,
         sent,
         seconds: windowSeconds,
       } satisfies CountFigure;
+      proof.phaseSeconds[key] = windowSeconds;
       proof.push(
-        equalCheck(`DNS query drops ${reason} = ${labCount}`, counted[i]!, dropped, labCount),
+        equalCheck(
+          `DNS query drops${what} ${reason} = ${labCount}`,
+          counted[i]!,
+          dropped,
+          labCount,
+        ),
         {
-          name: `no other cause reported for the ${reason} queries`,
+          name: `no other cause reported for the${what} ${reason} queries`,
           passed: others.length === 0,
           detail:
             others.length === 0
@@ -555,13 +583,41 @@ class Scenarios {
               : `also reported: ${others.map(([name, count]) => `${name} ${count}`).join(', ')}`,
         },
       );
+      let attributedSay = '';
+      if (source === undefined) {
+        proof.figures[key] = figure;
+      } else {
+        const where = { reason, direction: 'query', source_ip: source };
+        const attributed =
+          sumOf(after, 'conntrack_observer_dns_drops_total', where) -
+          sumOf(before[i]!, 'conntrack_observer_dns_drops_total', where);
+        proof.figures[key] = { ...figure, attributed, source } satisfies AttributedFigure;
+        proof.push(
+          equalCheck(
+            `each${what} ${reason} query drop on ${source}`,
+            attributed,
+            dropped,
+            labCount,
+          ),
+        );
+        attributedSay = `, on ${source} ${attributed}`;
+      }
       if (dropped !== sent)
-        proof.fail(`the lab dropped every ${reason} query`, `${dropped} of ${sent} dropped`);
+        proof.fail(`the lab dropped every${what} ${reason} query`, `${dropped} of ${sent} dropped`);
       say(
-        `${proof.requested}: ${key}: ${sent} queries, ${labCount} ${dropped}, agent ${counted[i]}`,
+        `${proof.requested}: ${key}: ${sent} queries, ${labCount} ${dropped}, agent ${counted[i]}${attributedSay}`,
       );
     }
   }
+}
+
+interface DnsWindow {
+  readonly key: 'dnsFirewall' | 'dnsNoListener' | 'dnsFirewall6' | 'dnsNoListener6';
+  readonly reason: string;
+  readonly family: 'ipv4' | 'ipv6';
+  /** The client address the drops must be labelled with (IPv6 windows). */
+  readonly source?: string | undefined;
+  readonly scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>;
 }
 
 /** Query-direction DNS drops by reason between two scrapes, every reason the agent reported. */
