@@ -178,6 +178,44 @@ describe('the kernel matrix report', () => {
     expect(short![firewall]).toBe('18 / 20 **≠** (20 queries), 18 on fd00:10:244::2 **≠**');
   });
 
+  it('shows the DNAT race to the IPv6 ClusterIP in its own column: a dash in kprobe mode before it, not observable in tracepoint mode', () => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    const header = (table: string): string[] =>
+      table
+        .split('\n')
+        .find((line) => line.startsWith('| kernel |'))!
+        .split(' | ');
+    const rows = (table: string): string[][] =>
+      table
+        .split('\n')
+        .filter((line) => line.startsWith('| 6.12'))
+        .map((line) => line.split(' | '));
+    const name = 'IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP)';
+
+    const before = renderTable(loadMatrix(out, [kernelById('6.12')]), '2026-12-06');
+    const column = header(before).indexOf(name);
+    expect(column).toBe(header(before).indexOf('resolved clashes (dnat-clash)') + 1);
+    const [autoBefore, tracepoint] = rows(before);
+    expect(autoBefore![column]).toBe('—');
+    expect(tracepoint![column]).toBe('not observable');
+
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...result,
+        figures: {
+          ...result.figures,
+          clashResolved6: { agent: 31, kernel: 33, sent: 400, seconds: 12.5, flows: 31 },
+        },
+      }),
+    );
+    const report = loadMatrix(out, [kernelById('6.12')]);
+    expect(summaryLines(report)[0]).toContain('clash resolved 48/48, IPv6 clash resolved 31/33');
+    const [auto] = rows(renderTable(report, '2026-12-06'));
+    expect(auto![column]).toBe('31 / 33 **≠** (400 rounds), 31 flows');
+  });
+
   it('keeps every row as wide as the header when a result is missing', () => {
     const table = renderTable(loadMatrix(out, [kernelById('6.1')]), '2026-12-06');
     const lines = table.split('\n');

@@ -46,6 +46,10 @@ export interface ProofFigures {
     /** Distinct flows (source ports) among the resolved clashes the agent logged. */
     readonly flows: number;
   };
+  /** dnat-clash to the IPv6 ClusterIP (kprobe mode): as clashResolved. */
+  readonly clashResolved6?: CountFigure & {
+    readonly flows: number;
+  };
   /** Queries the node's firewall dropped: agent NETFILTER_DROP query drops and the rule's count. */
   readonly dnsFirewall?: CountFigure;
   /** Queries to an address with no listener: agent NO_SOCKET query drops and Udp NoPorts. */

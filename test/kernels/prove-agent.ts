@@ -16,6 +16,8 @@
  *      failures must equal the kernel's delta, each one a SNAT race of a pod's IPv6 address;
  *   2. kprobe mode: the one-socket DNAT race until clash_resolve rose by --clash-needed: the
  *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
+ *      insert failures in that window must equal the kernel's in every mode;
+ *   2b. the same race from the pod's IPv6 address to the IPv6 ClusterIP (ip6tables DNAT);
  *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
  *      the agent's query drops by reason must equal what the lab counted dropped;
  *   3b. the same over IPv6 (ip6tables DROP rule; Udp6NoPorts upstream): counted by reason as
@@ -278,7 +280,8 @@ class Scenarios {
 
     await this.snatRace('ipv4');
     await this.snatRace('ipv6');
-    await this.dnatClash();
+    await this.dnatClash('ipv4');
+    await this.dnatClash('ipv6');
     await this.dnsDrops();
 
     // A shortfall counts as unexplained once it has lasted two polls: give it two and a second.
@@ -413,25 +416,39 @@ class Scenarios {
     }
   }
 
-  private async dnatClash(): Promise<void> {
+  /**
+   * dnat-clash in one family: resolved clashes per flow (kprobe mode), insert failures in
+   * every mode. Over IPv6 the pod sends from its IPv6 address to the IPv6 ClusterIP, which the
+   * node DNATs with ip6tables.
+   */
+  private async dnatClash(family: 'ipv4' | 'ipv6'): Promise<void> {
+    const ipv6 = family === 'ipv6';
+    const what = ipv6 ? ' (IPv6)' : '';
+    // Run in every mode: the insert failures of the window are compared in each.
     const kprobe = this.agents.filter((proof) => proof.mode === 'kprobe');
-    if (kprobe.length === 0) return;
     const started = Date.now();
     if ((await this.lab.nodeConntrackStats())['clash_resolve'] === undefined) {
       // Kernels before 5.10 count resolved clashes nowhere: nothing to compare with.
       for (const proof of kprobe)
-        proof.figures['clashResolved'] = { agent: 0, kernel: null, sent: 0, seconds: 0, flows: 0 };
+        proof.figures[ipv6 ? 'clashResolved6' : 'clashResolved'] = {
+          agent: 0,
+          kernel: null,
+          sent: 0,
+          seconds: 0,
+          flows: 0,
+        };
       say('no clash_resolve counter on this kernel: resolved clashes not compared');
       return;
     }
     const before = await Promise.all(this.agents.map((a) => a.metrics()));
     const logsBefore = this.agents.map((a) => a.agent!.logs.length);
-    const race = await this.drive('dnat-clash', () =>
+    const race = await this.drive(`dnat-clash${ipv6 ? ' over IPv6' : ''}`, () =>
       dnatClashUntil(this.lab, {
         needed: this.options.clashNeeded,
         firstBatch: 200,
+        family,
         maxMs: this.options.raceMaxSeconds * 1000,
-        label: this.agents.map((a) => a.requested).join(' + '),
+        label: `${this.agents.map((a) => a.requested).join(' + ')}${ipv6 ? ', IPv6' : ''}`,
         report: say,
       }),
     );
@@ -445,12 +462,14 @@ class Scenarios {
       kprobe,
     );
     const windowSeconds = seconds(started);
-    const [pod] = this.lab.pods;
+    const source = ipv6 ? this.lab.pods[0]?.ip6 : this.lab.pods[0]?.ip;
+    if (source === undefined) throw new Error('the lab has no IPv6 pods');
+    const clusterIp = ipv6 ? labAddresses6.clusterDns : labAddresses.clusterDns;
     for (const [i, proof] of this.agents.entries()) {
       const after = await proof.metrics();
       proof.push(
         equalCheck(
-          'insert failures during dnat-clash = kernel insert_failed',
+          `insert failures during dnat-clash${what} = kernel insert_failed`,
           sumOf(after, 'conntrack_observer_insert_failures_total') -
             sumOf(before[i]!, 'conntrack_observer_insert_failures_total'),
           race.kernel['insert_failed'] ?? 0,
@@ -465,13 +484,13 @@ class Scenarios {
           (event): event is LoggedFlowEvent =>
             event?.kind === 'clash_resolved' &&
             event.netns === this.lab.node.netnsInode &&
-            event.original?.srcIp === pod!.ip &&
-            event.original.dstIp === labAddresses.clusterDns &&
+            event.original?.srcIp === source &&
+            event.original.dstIp === clusterIp &&
             event.original.dstPort === 53,
         );
       const flows = new Set(ofTheClash.map((event) => event.original!.srcPort)).size;
-      proof.phaseSeconds['dnatClash'] = windowSeconds;
-      proof.figures['clashResolved'] = {
+      proof.phaseSeconds[ipv6 ? 'dnatClash6' : 'dnatClash'] = windowSeconds;
+      proof.figures[ipv6 ? 'clashResolved6' : 'clashResolved'] = {
         agent: resolved[kprobe.indexOf(proof)]!,
         kernel,
         sent: race.rounds,
@@ -480,20 +499,20 @@ class Scenarios {
       };
       proof.push(
         equalCheck(
-          'clash_resolved = kernel clash_resolve',
+          `clash_resolved${what} = kernel clash_resolve`,
           resolved[kprobe.indexOf(proof)]!,
           kernel,
           'kernel',
         ),
         equalCheck(
-          'each resolved clash logged with its flow (pod → ClusterIP:53, node namespace)',
+          `each resolved clash logged with its flow (pod → ${ipv6 ? 'IPv6 ' : ''}ClusterIP:53, node namespace)`,
           ofTheClash.length,
           kernel,
           'kernel clash_resolve',
         ),
       );
       say(
-        `${proof.requested}: dnat-clash ${race.rounds} rounds: clash_resolved agent ${resolved[kprobe.indexOf(proof)]}, kernel ${kernel}, ${flows} flows logged`,
+        `${proof.requested}: dnat-clash${what} ${race.rounds} rounds: clash_resolved agent ${resolved[kprobe.indexOf(proof)]}, kernel ${kernel}, ${flows} flows logged`,
       );
     }
   }
