@@ -4,7 +4,7 @@
  * at random over two backends. Both packets create an unconfirmed entry for the same
  * original tuple; the kernel resolves the clash (clash_resolve) rather than dropping.
  *
- * usage: dnat-clash NS DST_IP DST_PORT ROUNDS
+ * usage: dnat-clash NS DST_IP DST_PORT ROUNDS (DST_IP of either family)
  * stdout: {"rounds":R,"sent":S,"sendErrors":E}
  */
 #include "lab-common.h"
@@ -49,8 +49,21 @@ int main(int argc, char **argv) {
   }
   exit_with_parent();
   enter_netns(argv[1]);
-  struct sockaddr_in destination = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3]))};
-  if (inet_pton(AF_INET, argv[2], &destination.sin_addr) != 1) {
+  /* IPv4 or IPv6 (a ClusterIP of either family of a dual-stack Service). */
+  struct sockaddr_storage destination = {0};
+  socklen_t destination_len;
+  uint16_t destination_port = htons((uint16_t)atoi(argv[3]));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&destination;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&destination;
+  if (inet_pton(AF_INET, argv[2], &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = destination_port;
+    destination_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, argv[2], &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = destination_port;
+    destination_len = sizeof *v6;
+  } else {
     fprintf(stderr, "bad address %s\n", argv[2]);
     return 2;
   }
@@ -65,9 +78,9 @@ int main(int argc, char **argv) {
   long round;
   for (round = 0; round < rounds; round++) {
     /* A fresh socket per round: a new source port, so a new conntrack entry to race on. */
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = socket(destination.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
-    if (connect(fd, (struct sockaddr *)&destination, sizeof destination) != 0) die("connect");
+    if (connect(fd, (struct sockaddr *)&destination, destination_len) != 0) die("connect");
     current_fd = fd;
     start_ns = monotonic_ns() + 100000;
     pthread_barrier_wait(&go);

@@ -107,6 +107,115 @@ describe('the kernel matrix report', () => {
     expect(over![column]).toBe('25 / 23 **≠** (100 rounds)');
   });
 
+  it('shows the IPv6 DNS drops in their own columns with the address they were put on, a dash for a result from before them', () => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    const withDns6 = (agent: number, attributed: number): string => {
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...result,
+          figures: {
+            ...result.figures,
+            dnsFirewall6: {
+              agent,
+              kernel: 20,
+              sent: 20,
+              seconds: 4.1,
+              attributed,
+              source: 'fd00:10:244::2',
+            },
+            dnsNoListener6: {
+              agent: 20,
+              kernel: 20,
+              sent: 20,
+              seconds: 3.9,
+              attributed: 20,
+              source: '2001:db8::1',
+            },
+          },
+        }),
+      );
+      const report = loadMatrix(out, [kernelById('6.12')]);
+      expect(summaryLines(report)[0]).toContain(
+        `IPv6 DNS firewall ${agent}/20, IPv6 DNS no listener 20/20`,
+      );
+      return renderTable(report, '2026-12-06');
+    };
+    const header = (table: string): string[] =>
+      table
+        .split('\n')
+        .find((line) => line.startsWith('| kernel |'))!
+        .split(' | ');
+    const rows = (table: string): string[][] =>
+      table
+        .split('\n')
+        .filter((line) => line.startsWith('| 6.12'))
+        .map((line) => line.split(' | '));
+
+    const equal = withDns6(20, 20);
+    const firewall = header(equal).indexOf(
+      'IPv6 DNS drops: firewall (`NETFILTER_DROP`), on the client',
+    );
+    const silent = header(equal).indexOf(
+      'IPv6 DNS drops: no listener (`NO_SOCKET`), on the client',
+    );
+    expect(firewall).toBeGreaterThan(0);
+    expect(silent).toBe(firewall + 1);
+    const [auto, tracepoint] = rows(equal);
+    expect(auto!.length).toBe(header(equal).length);
+    expect(auto![firewall]).toBe('20 / 20 (20 queries), 20 on fd00:10:244::2');
+    expect(auto![silent]).toBe('20 / 20 (20 queries), 20 on 2001:db8::1');
+    // The tracepoint result comes from before the IPv6 DNS checks.
+    expect(tracepoint!.length).toBe(header(equal).length);
+    expect(tracepoint![firewall]).toBe('—');
+    expect(tracepoint![silent]).toBe('—');
+
+    // Counted right but put on another address; then counted short.
+    const [elsewhere] = rows(withDns6(20, 0));
+    expect(elsewhere![firewall]).toBe('20 / 20 (20 queries), 0 on fd00:10:244::2 **≠**');
+    const [short] = rows(withDns6(18, 18));
+    expect(short![firewall]).toBe('18 / 20 **≠** (20 queries), 18 on fd00:10:244::2 **≠**');
+  });
+
+  it('shows the DNAT race to the IPv6 ClusterIP in its own column: a dash in kprobe mode before it, not observable in tracepoint mode', () => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    const header = (table: string): string[] =>
+      table
+        .split('\n')
+        .find((line) => line.startsWith('| kernel |'))!
+        .split(' | ');
+    const rows = (table: string): string[][] =>
+      table
+        .split('\n')
+        .filter((line) => line.startsWith('| 6.12'))
+        .map((line) => line.split(' | '));
+    const name = 'IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP)';
+
+    const before = renderTable(loadMatrix(out, [kernelById('6.12')]), '2026-12-06');
+    const column = header(before).indexOf(name);
+    expect(column).toBe(header(before).indexOf('resolved clashes (dnat-clash)') + 1);
+    const [autoBefore, tracepoint] = rows(before);
+    expect(autoBefore![column]).toBe('—');
+    expect(tracepoint![column]).toBe('not observable');
+
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...result,
+        figures: {
+          ...result.figures,
+          clashResolved6: { agent: 31, kernel: 33, sent: 400, seconds: 12.5, flows: 31 },
+        },
+      }),
+    );
+    const report = loadMatrix(out, [kernelById('6.12')]);
+    expect(summaryLines(report)[0]).toContain('clash resolved 48/48, IPv6 clash resolved 31/33');
+    const [auto] = rows(renderTable(report, '2026-12-06'));
+    expect(auto![column]).toBe('31 / 33 **≠** (400 rounds), 31 flows');
+  });
+
   it('keeps every row as wide as the header when a result is missing', () => {
     const table = renderTable(loadMatrix(out, [kernelById('6.1')]), '2026-12-06');
     const lines = table.split('\n');

@@ -10,6 +10,7 @@ import type { GuestRunResult } from './guest-run.js';
 import {
   parseProofResult,
   proofFileName,
+  type AttributedFigure,
   type CountFigure,
   type ProofResult,
 } from './proof-result.js';
@@ -92,21 +93,28 @@ function pair(figure: CountFigure | undefined, unit: string): string {
   return `${figure.agent} / ${figure.kernel}${mark} (${figure.sent} ${unit})`;
 }
 
+/** An IPv6 DNS-drop cell: the count pair, then how many the agent put on the client's address. */
+function attributed(figure: AttributedFigure | undefined): string {
+  if (figure === undefined) return '—';
+  const mark = figure.attributed === figure.kernel ? '' : ' **≠**';
+  return `${pair(figure, 'queries')}, ${figure.attributed} on ${figure.source}${mark}`;
+}
+
 function row(entry: MatrixEntry): string {
   const { spec, requestedMode, result } = entry;
   const kernel = `${spec.id} (${spec.runBy})`;
   if (result === undefined) {
-    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
+    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
   }
   const f = result.figures;
   const ready =
     result.readyz.afterSeconds === null ? 'never ready' : `ready ${result.readyz.afterSeconds} s`;
-  const clash =
-    f.clashResolved === undefined
+  const clash = (figure: typeof f.clashResolved): string =>
+    figure === undefined
       ? result.mode === 'kprobe'
         ? '—'
         : 'not observable'
-      : `${pair(f.clashResolved, 'rounds')}, ${f.clashResolved.flows} flows`;
+      : `${pair(figure, 'rounds')}, ${figure.flows} flows`;
   // Results from before the IPv6 race have no IPv6 figures: a dash, not a failure.
   const ipv6 = f.insertFailures6;
   const ipv6Named =
@@ -125,9 +133,14 @@ function row(entry: MatrixEntry): string {
     pair(f.insertFailures, 'rounds'),
     pair(ipv6, 'rounds'),
     ipv6Named,
-    clash,
+    clash(f.clashResolved),
+    // A dash in kprobe mode for results from before the IPv6 ClusterIP race.
+    clash(f.clashResolved6),
     pair(f.dnsFirewall, 'queries'),
     pair(f.dnsNoListener, 'queries'),
+    // Results from before the IPv6 DNS checks have no such figures: a dash, as above.
+    attributed(f.dnsFirewall6),
+    attributed(f.dnsNoListener6),
     f.unexplained === undefined ? '—' : String(f.unexplained),
     verdict,
     '',
@@ -148,10 +161,14 @@ export function renderTable(report: MatrixReport, date: string): string {
     "lab (the firewall rule's packet count; the upstream's Udp `NoPorts`); unexplained is the",
     "agent's `unexplained_insert_failures_total` from readiness on. The lab is dual-stack: the IPv6",
     'columns are the same SNAT race over IPv6 (`ip6tables` MASQUERADE on the node), its insert',
-    'failures as the agent counted them and as it named them SNAT races of the pods’ IPv6 addresses.',
+    'failures as the agent counted them and as it named them SNAT races of the pods’ IPv6 addresses,',
+    "the one-socket DNAT race from a pod's IPv6 address to an IPv6 ClusterIP (`ip6tables` DNAT),",
+    "and the same two DNS drops over IPv6 (the node's `ip6tables` DROP rule's packet count; the",
+    "upstream's `Udp6NoPorts`), with how many the agent put on the client's IPv6 address: the pod's",
+    "for the firewall, the node's upstream address for the silent server (it masqueraded the query).",
     '',
-    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | IPv6 insert failures (snat-race over IPv6) | IPv6: SNAT races named by pod IPv6 address | resolved clashes (dnat-clash) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | unexplained | result |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | IPv6 insert failures (snat-race over IPv6) | IPv6: SNAT races named by pod IPv6 address | resolved clashes (dnat-clash) | IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | IPv6 DNS drops: firewall (`NETFILTER_DROP`), on the client | IPv6 DNS drops: no listener (`NO_SOCKET`), on the client | unexplained | result |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...report.entries.map(row),
     '',
     'Why each mode, in the agent’s words, and what it could not run:',
@@ -223,8 +240,11 @@ export function summaryLines(report: MatrixReport): string[] {
         figure('insert failures', f.insertFailures) +
         figure('IPv6 insert failures', f.insertFailures6) +
         figure('clash resolved', f.clashResolved) +
+        figure('IPv6 clash resolved', f.clashResolved6) +
         figure('DNS firewall', f.dnsFirewall) +
         figure('DNS no listener', f.dnsNoListener) +
+        figure('IPv6 DNS firewall', f.dnsFirewall6) +
+        figure('IPv6 DNS no listener', f.dnsNoListener6) +
         (f.unexplained === undefined ? '' : `, unexplained ${f.unexplained}`) +
         ` (agent/kernel; ${result.seconds['total']} s)`,
     );

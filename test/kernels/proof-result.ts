@@ -25,6 +25,14 @@ export interface CountFigure {
   readonly seconds: number;
 }
 
+/** DNS drops the agent counted, and how many of them it put on the address that sent them. */
+export interface AttributedFigure extends CountFigure {
+  /** Of the agent's, those labelled with `source`. */
+  readonly attributed: number;
+  /** The client address the drops belong to (canonical text form). */
+  readonly source: string;
+}
+
 export interface ProofFigures {
   /** snat-race: agent insert failures and the node's insert_failed delta. */
   readonly insertFailures?: CountFigure;
@@ -38,10 +46,18 @@ export interface ProofFigures {
     /** Distinct flows (source ports) among the resolved clashes the agent logged. */
     readonly flows: number;
   };
+  /** dnat-clash to the IPv6 ClusterIP (kprobe mode): as clashResolved. */
+  readonly clashResolved6?: CountFigure & {
+    readonly flows: number;
+  };
   /** Queries the node's firewall dropped: agent NETFILTER_DROP query drops and the rule's count. */
   readonly dnsFirewall?: CountFigure;
   /** Queries to an address with no listener: agent NO_SOCKET query drops and Udp NoPorts. */
   readonly dnsNoListener?: CountFigure;
+  /** The firewall drop over IPv6: NETFILTER_DROP query drops and the ip6tables rule's count. */
+  readonly dnsFirewall6?: AttributedFigure;
+  /** No listener over IPv6: NO_SOCKET query drops and the upstream's Udp6NoPorts. */
+  readonly dnsNoListener6?: AttributedFigure;
   /** Agent's unexplained insert failures from readiness to the end. */
   readonly unexplained?: number;
 }

@@ -16,8 +16,12 @@
  *      failures must equal the kernel's delta, each one a SNAT race of a pod's IPv6 address;
  *   2. kprobe mode: the one-socket DNAT race until clash_resolve rose by --clash-needed: the
  *      agent's clash_resolved must equal the kernel's delta, each one logged as its flow;
+ *      insert failures in that window must equal the kernel's in every mode;
+ *   2b. the same race from the pod's IPv6 address to the IPv6 ClusterIP (ip6tables DNAT);
  *   3. DNS queries the node's firewall drops, and queries to an address nothing listens on:
  *      the agent's query drops by reason must equal what the lab counted dropped;
+ *   3b. the same over IPv6 (ip6tables DROP rule; Udp6NoPorts upstream): counted by reason as
+ *      the lab counted them, and each one labelled with the client's IPv6 address;
  *   4. no unexplained insert failure from readiness to the end, and the agent's copy of the
  *      kernel's insert_failed moved as conntrack -S did.
  * Writes prove-<mode>.json per mode into KERNEL_MATRIX_RESULTS (or --out) and exits 1 when a
@@ -46,6 +50,7 @@ import { scrape, sumOf, type Sample } from '../support/prometheus-text.js';
 import { kernelById, kernels } from './catalogue.js';
 import {
   proofFileName,
+  type AttributedFigure,
   type CountFigure,
   type ProofCheck,
   type ProofFigures,
@@ -275,7 +280,8 @@ class Scenarios {
 
     await this.snatRace('ipv4');
     await this.snatRace('ipv6');
-    await this.dnatClash();
+    await this.dnatClash('ipv4');
+    await this.dnatClash('ipv6');
     await this.dnsDrops();
 
     // A shortfall counts as unexplained once it has lasted two polls: give it two and a second.
@@ -410,25 +416,39 @@ class Scenarios {
     }
   }
 
-  private async dnatClash(): Promise<void> {
+  /**
+   * dnat-clash in one family: resolved clashes per flow (kprobe mode), insert failures in
+   * every mode. Over IPv6 the pod sends from its IPv6 address to the IPv6 ClusterIP, which the
+   * node DNATs with ip6tables.
+   */
+  private async dnatClash(family: 'ipv4' | 'ipv6'): Promise<void> {
+    const ipv6 = family === 'ipv6';
+    const what = ipv6 ? ' (IPv6)' : '';
+    // Run in every mode: the insert failures of the window are compared in each.
     const kprobe = this.agents.filter((proof) => proof.mode === 'kprobe');
-    if (kprobe.length === 0) return;
     const started = Date.now();
     if ((await this.lab.nodeConntrackStats())['clash_resolve'] === undefined) {
       // Kernels before 5.10 count resolved clashes nowhere: nothing to compare with.
       for (const proof of kprobe)
-        proof.figures['clashResolved'] = { agent: 0, kernel: null, sent: 0, seconds: 0, flows: 0 };
+        proof.figures[ipv6 ? 'clashResolved6' : 'clashResolved'] = {
+          agent: 0,
+          kernel: null,
+          sent: 0,
+          seconds: 0,
+          flows: 0,
+        };
       say('no clash_resolve counter on this kernel: resolved clashes not compared');
       return;
     }
     const before = await Promise.all(this.agents.map((a) => a.metrics()));
     const logsBefore = this.agents.map((a) => a.agent!.logs.length);
-    const race = await this.drive('dnat-clash', () =>
+    const race = await this.drive(`dnat-clash${ipv6 ? ' over IPv6' : ''}`, () =>
       dnatClashUntil(this.lab, {
         needed: this.options.clashNeeded,
         firstBatch: 200,
+        family,
         maxMs: this.options.raceMaxSeconds * 1000,
-        label: this.agents.map((a) => a.requested).join(' + '),
+        label: `${this.agents.map((a) => a.requested).join(' + ')}${ipv6 ? ', IPv6' : ''}`,
         report: say,
       }),
     );
@@ -442,12 +462,14 @@ class Scenarios {
       kprobe,
     );
     const windowSeconds = seconds(started);
-    const [pod] = this.lab.pods;
+    const source = ipv6 ? this.lab.pods[0]?.ip6 : this.lab.pods[0]?.ip;
+    if (source === undefined) throw new Error('the lab has no IPv6 pods');
+    const clusterIp = ipv6 ? labAddresses6.clusterDns : labAddresses.clusterDns;
     for (const [i, proof] of this.agents.entries()) {
       const after = await proof.metrics();
       proof.push(
         equalCheck(
-          'insert failures during dnat-clash = kernel insert_failed',
+          `insert failures during dnat-clash${what} = kernel insert_failed`,
           sumOf(after, 'conntrack_observer_insert_failures_total') -
             sumOf(before[i]!, 'conntrack_observer_insert_failures_total'),
           race.kernel['insert_failed'] ?? 0,
@@ -462,13 +484,13 @@ class Scenarios {
           (event): event is LoggedFlowEvent =>
             event?.kind === 'clash_resolved' &&
             event.netns === this.lab.node.netnsInode &&
-            event.original?.srcIp === pod!.ip &&
-            event.original.dstIp === labAddresses.clusterDns &&
+            event.original?.srcIp === source &&
+            event.original.dstIp === clusterIp &&
             event.original.dstPort === 53,
         );
       const flows = new Set(ofTheClash.map((event) => event.original!.srcPort)).size;
-      proof.phaseSeconds['dnatClash'] = windowSeconds;
-      proof.figures['clashResolved'] = {
+      proof.phaseSeconds[ipv6 ? 'dnatClash6' : 'dnatClash'] = windowSeconds;
+      proof.figures[ipv6 ? 'clashResolved6' : 'clashResolved'] = {
         agent: resolved[kprobe.indexOf(proof)]!,
         kernel,
         sent: race.rounds,
@@ -477,50 +499,69 @@ class Scenarios {
       };
       proof.push(
         equalCheck(
-          'clash_resolved = kernel clash_resolve',
+          `clash_resolved${what} = kernel clash_resolve`,
           resolved[kprobe.indexOf(proof)]!,
           kernel,
           'kernel',
         ),
         equalCheck(
-          'each resolved clash logged with its flow (pod → ClusterIP:53, node namespace)',
+          `each resolved clash logged with its flow (pod → ${ipv6 ? 'IPv6 ' : ''}ClusterIP:53, node namespace)`,
           ofTheClash.length,
           kernel,
           'kernel clash_resolve',
         ),
       );
       say(
-        `${proof.requested}: dnat-clash ${race.rounds} rounds: clash_resolved agent ${resolved[kprobe.indexOf(proof)]}, kernel ${kernel}, ${flows} flows logged`,
+        `${proof.requested}: dnat-clash${what} ${race.rounds} rounds: clash_resolved agent ${resolved[kprobe.indexOf(proof)]}, kernel ${kernel}, ${flows} flows logged`,
       );
     }
   }
 
+  /**
+   * Each DNS scenario in both families. Over IPv6 the drops must also carry the client's
+   * address: the pod's for the firewall (dropped in the node, before masquerading), the node's
+   * upstream address for the silent server (dropped in the upstream namespace, after it).
+   */
   private async dnsDrops(): Promise<void> {
     const queries = this.options.dnsQueries;
-    await this.dnsWindow('dnsFirewall', 'NETFILTER_DROP', async () => {
-      const blocked = await runDnsBlocked(this.lab, { queries });
-      return {
-        dropped: blocked.firewallDrops,
-        sent: blocked.queriesSent,
-        labCount: 'firewall rule matches',
-      };
-    });
-    await this.dnsWindow('dnsNoListener', 'NO_SOCKET', async () => {
-      const silent = await runNoListener(this.lab, { queries });
-      return {
-        dropped: silent.upstreamUdpNoPorts,
-        sent: silent.queriesSent,
-        labCount: 'upstream Udp NoPorts',
-      };
-    });
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const ipv6 = family === 'ipv6';
+      await this.dnsWindow({
+        key: ipv6 ? 'dnsFirewall6' : 'dnsFirewall',
+        reason: 'NETFILTER_DROP',
+        family,
+        ...(ipv6 && { source: this.lab.pods[0]!.ip6 }),
+        scenario: async () => {
+          const blocked = await runDnsBlocked(this.lab, { queries, family });
+          return {
+            dropped: blocked.firewallDrops,
+            sent: blocked.queriesSent,
+            labCount: ipv6 ? 'ip6tables rule matches' : 'firewall rule matches',
+          };
+        },
+      });
+      await this.dnsWindow({
+        key: ipv6 ? 'dnsNoListener6' : 'dnsNoListener',
+        reason: 'NO_SOCKET',
+        family,
+        ...(ipv6 && { source: labAddresses6.nodeUpstream }),
+        scenario: async () => {
+          const silent = await runNoListener(this.lab, { queries, family });
+          return {
+            dropped: silent.upstreamUdpNoPorts,
+            sent: silent.queriesSent,
+            labCount: ipv6 ? 'upstream Udp6NoPorts' : 'upstream Udp NoPorts',
+          };
+        },
+      });
+    }
   }
 
   /** One DNS scenario: the agents' query drops by reason against what the lab dropped. */
-  private async dnsWindow(
-    key: 'dnsFirewall' | 'dnsNoListener',
-    reason: string,
-    scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>,
-  ): Promise<void> {
+  private async dnsWindow(window: DnsWindow): Promise<void> {
+    const { key, reason, family, source, scenario } = window;
+    if (family === 'ipv6' && source === undefined) throw new Error('the lab has no IPv6 pods');
+    const what = family === 'ipv6' ? ' (IPv6)' : '';
     const started = Date.now();
     // DNS drops are counted in the kernel and printed once a second: the window starts once
     // the counts of the phase before it (a race drops DNS queries too) have all arrived.
@@ -534,20 +575,26 @@ class Scenarios {
     );
     const windowSeconds = seconds(started);
     for (const [i, proof] of this.agents.entries()) {
-      const others = Object.entries(queryDropsByReason(before[i]!, await proof.metrics())).filter(
+      const after = await proof.metrics();
+      const others = Object.entries(queryDropsByReason(before[i]!, after)).filter(
         ([name]) => name !== reason,
       );
-      proof.phaseSeconds[key] = windowSeconds;
-      proof.figures[key] = {
+      const figure = {
         agent: counted[i]!,
         kernel: dropped,
         sent,
         seconds: windowSeconds,
       } satisfies CountFigure;
+      proof.phaseSeconds[key] = windowSeconds;
       proof.push(
-        equalCheck(`DNS query drops ${reason} = ${labCount}`, counted[i]!, dropped, labCount),
+        equalCheck(
+          `DNS query drops${what} ${reason} = ${labCount}`,
+          counted[i]!,
+          dropped,
+          labCount,
+        ),
         {
-          name: `no other cause reported for the ${reason} queries`,
+          name: `no other cause reported for the${what} ${reason} queries`,
           passed: others.length === 0,
           detail:
             others.length === 0
@@ -555,13 +602,41 @@ class Scenarios {
               : `also reported: ${others.map(([name, count]) => `${name} ${count}`).join(', ')}`,
         },
       );
+      let attributedSay = '';
+      if (source === undefined) {
+        proof.figures[key] = figure;
+      } else {
+        const where = { reason, direction: 'query', source_ip: source };
+        const attributed =
+          sumOf(after, 'conntrack_observer_dns_drops_total', where) -
+          sumOf(before[i]!, 'conntrack_observer_dns_drops_total', where);
+        proof.figures[key] = { ...figure, attributed, source } satisfies AttributedFigure;
+        proof.push(
+          equalCheck(
+            `each${what} ${reason} query drop on ${source}`,
+            attributed,
+            dropped,
+            labCount,
+          ),
+        );
+        attributedSay = `, on ${source} ${attributed}`;
+      }
       if (dropped !== sent)
-        proof.fail(`the lab dropped every ${reason} query`, `${dropped} of ${sent} dropped`);
+        proof.fail(`the lab dropped every${what} ${reason} query`, `${dropped} of ${sent} dropped`);
       say(
-        `${proof.requested}: ${key}: ${sent} queries, ${labCount} ${dropped}, agent ${counted[i]}`,
+        `${proof.requested}: ${key}: ${sent} queries, ${labCount} ${dropped}, agent ${counted[i]}${attributedSay}`,
       );
     }
   }
+}
+
+interface DnsWindow {
+  readonly key: 'dnsFirewall' | 'dnsNoListener' | 'dnsFirewall6' | 'dnsNoListener6';
+  readonly reason: string;
+  readonly family: 'ipv4' | 'ipv6';
+  /** The client address the drops must be labelled with (IPv6 windows). */
+  readonly source?: string | undefined;
+  readonly scenario: () => Promise<{ dropped: number; sent: number; labCount: string }>;
 }
 
 /** Query-direction DNS drops by reason between two scrapes, every reason the agent reported. */

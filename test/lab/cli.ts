@@ -95,7 +95,7 @@ async function runScenario(lab: Lab, scenario: Scenario, options: CliOptions): P
       }
       return runSnatRace(lab, { rounds: options.rounds ?? 1000 });
     case 'dnat-clash':
-      return runDnatClash(lab, { rounds: options.rounds ?? 20_000 });
+      return runDnatClash(lab, { rounds: options.rounds ?? 20_000, family: options.family });
     case 'dns-blocked':
       return runDnsBlocked(lab, {
         queries: options.queries,
@@ -156,7 +156,7 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option(
         '--family <family>',
-        'dns-blocked, no-listener: address family of the queries (ipv6 makes the lab dual-stack)',
+        'dns-blocked, no-listener, dnat-clash: address family of the queries (ipv6 makes the lab dual-stack)',
       )
         .choices(['ipv4', 'ipv6'])
         .default('ipv4'),
@@ -172,7 +172,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   await removeStaleLabs();
-  // Only the DNS-drop scenarios take a family; the others run IPv4 whatever it says.
+  // Only the DNS-drop scenarios and dnat-clash take a family; the others run IPv4 whatever it says.
   const lab = await createLab({ dualStack: options.family === 'ipv6' });
   let exiting = false;
   const teardown = (signal: NodeJS.Signals): void => {

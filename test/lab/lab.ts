@@ -53,6 +53,10 @@ export const labAddresses6 = {
   blockedDns: '2001:db8::66',
   /** Assigned in the upstream namespace, nothing listens on it. */
   silentDns: '2001:db8::99',
+  /** The IPv6 ClusterIP of DNS: the node DNATs it at random to the two backends below. */
+  clusterDns: 'fd00:10:96::a',
+  /** dnsmasq instances in the upstream namespace, as for IPv4. */
+  dnsBackends: ['2001:db8::10', '2001:db8::11'],
 } as const;
 
 export const podSearchPath = [
@@ -150,15 +154,27 @@ COMMIT
 `;
 
 /**
- * The node's IPv6 NAT and firewall: pod traffic to the upstream masqueraded, UDP/53 to the
- * blocked address dropped, as for IPv4.
+ * The node's IPv6 NAT and firewall: pod traffic to the upstream masqueraded, the DNS ClusterIP
+ * DNATed at random over two backends as kube-proxy does for a dual-stack Service, UDP/53 to
+ * the blocked address dropped, as for IPv4.
  */
 const nodeRules6 = (a: typeof labAddresses6): string => `*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-DNS-UDP - [0:0]
+:KUBE-SEP-DNS-A - [0:0]
+:KUBE-SEP-DNS-B - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A OUTPUT -j KUBE-SERVICES
 -A POSTROUTING -s ${a.podSubnet} -o up0 -j MASQUERADE
+-A KUBE-SERVICES -d ${a.clusterDns}/128 -p udp --dport 53 -j KUBE-SVC-DNS-UDP
+-A KUBE-SVC-DNS-UDP -m statistic --mode random --probability 0.5 -j KUBE-SEP-DNS-A
+-A KUBE-SVC-DNS-UDP -j KUBE-SEP-DNS-B
+-A KUBE-SEP-DNS-A -p udp -j DNAT --to-destination [${a.dnsBackends[0]}]:53
+-A KUBE-SEP-DNS-B -p udp -j DNAT --to-destination [${a.dnsBackends[1]}]:53
 COMMIT
 *filter
 :INPUT ACCEPT [0:0]
@@ -318,7 +334,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
         'up0',
         'nodad',
       ]);
-      for (const address of [a6.upstreamHost, a6.blockedDns, a6.silentDns]) {
+      for (const address of [a6.upstreamHost, ...a6.dnsBackends, a6.blockedDns, a6.silentDns]) {
         await run('ip', ['-n', upstreamNs, 'addr', 'add', `${address}/64`, 'dev', 'eth0', 'nodad']);
       }
       await run('ip', ['-n', upstreamNs, '-6', 'route', 'add', 'default', 'via', a6.nodeUpstream]);
@@ -333,6 +349,11 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
 
     const dnsBackends = a.dnsBackends.map((address) => startDnsmasq(upstreamNs, address, workDir));
     processes.push(...dnsBackends.map((backend) => backend.process));
+    // The IPv6 ClusterIP's backends answer as the IPv4 ones do; kept apart from dnsBackends,
+    // whose indexes the IPv4 scenarios use.
+    if (options.dualStack)
+      for (const address of a6.dnsBackends)
+        processes.push(startDnsmasq(upstreamNs, address, workDir).process);
     for (const backend of dnsBackends) {
       await waitUntilAnswering(upstreamNs, backend.address, buildDir);
     }

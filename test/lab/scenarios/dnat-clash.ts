@@ -1,9 +1,11 @@
 import { generatorPath } from '../generators.js';
 import { counterDelta, type ConntrackStats } from '../kernel-counters.js';
-import { labAddresses, type Lab } from '../lab.js';
+import { labAddresses, labAddresses6, type Lab } from '../lab.js';
 
 export interface DnatClashOptions {
   readonly rounds: number;
+  /** `ipv6`: to the IPv6 ClusterIP (ip6tables DNAT), from the pod's IPv6 address; needs a dual-stack lab. */
+  readonly family?: 'ipv4' | 'ipv6' | undefined;
 }
 
 export interface DnatClashResult {
@@ -25,7 +27,12 @@ export async function runDnatClash(lab: Lab, options: DnatClashOptions): Promise
   const { stdout } = await lab.exec(
     pod!.netns,
     binary,
-    [pod!.netns, labAddresses.clusterDns, '53', String(options.rounds)],
+    [
+      pod!.netns,
+      options.family === 'ipv6' ? labAddresses6.clusterDns : labAddresses.clusterDns,
+      '53',
+      String(options.rounds),
+    ],
     {
       timeoutMs: 120_000 + options.rounds,
     },

@@ -93,7 +93,10 @@ export function snatRaceUntil(
 }
 
 /** dnat-clash until the node has counted `needed` resolved clashes (clash_resolve). */
-export function dnatClashUntil(lab: Lab, options: RaceUntilOptions): Promise<RaceUntilResult> {
+export function dnatClashUntil(
+  lab: Lab,
+  options: RaceUntilOptions & { readonly family?: 'ipv4' | 'ipv6' },
+): Promise<RaceUntilResult> {
   return raceUntil(
     () => lab.nodeConntrackStats(),
     {
@@ -103,7 +106,7 @@ export function dnatClashUntil(lab: Lab, options: RaceUntilOptions): Promise<Rac
       defaultMaxRounds: 60_000,
       defaultFirstBatch: 500,
       maxBatch: 10_000,
-      runBatch: (rounds) => runDnatClash(lab, { rounds }),
+      runBatch: (rounds) => runDnatClash(lab, { rounds, family: options.family }),
     },
     options,
   );
