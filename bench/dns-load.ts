@@ -206,6 +206,11 @@ async function measuredRun(
  * within one period than the pending map holds in both generations: the agent must count each
  * one either unanswered or untracked.
  */
+/** The built agent watching the lab node, DNS query tracking on. */
+function startTrackingAgent(lab: Lab): Promise<AgentProcess> {
+  return startBuiltAgent(['--netns-pid', String(lab.node.pid), '--dns-query-tracking', 'on']);
+}
+
 async function measureBound(lab: Lab, programs: BenchPrograms): Promise<DnsLoadBound> {
   const pod = lab.pods[0]!;
   const dropRule = () =>
@@ -214,12 +219,7 @@ async function measureBound(lab: Lab, programs: BenchPrograms): Promise<DnsLoadB
       matches: (line) => /\bDROP\b/.test(line) && line.includes(labAddresses.blockedDns),
       what: `the DROP rule for ${labAddresses.blockedDns}`,
     });
-  const agent = await startBuiltAgent([
-    '--netns-pid',
-    String(lab.node.pid),
-    '--dns-query-tracking',
-    'on',
-  ]);
+  const agent = await startTrackingAgent(lab);
   try {
     await sleep(2_000);
     const before = agentCounters(await agent.metrics(), pod.ip);
@@ -284,12 +284,7 @@ export async function measureDnsLoad(
     for (let round = 0; round < rounds; round += 1) {
       record(await measuredRun(lab, programs, spec(targetRate), 'paced', undefined));
       record(await measuredRun(lab, programs, spec(0), 'max', undefined));
-      const agent = await startBuiltAgent([
-        '--netns-pid',
-        String(lab.node.pid),
-        '--dns-query-tracking',
-        'on',
-      ]);
+      const agent = await startTrackingAgent(lab);
       try {
         await sleep(2_000); // start-up work is not the load's cost
         record(await measuredRun(lab, programs, spec(targetRate), 'paced', agent));

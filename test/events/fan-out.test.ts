@@ -1,21 +1,13 @@
 import { FanOutWindows } from '../../src/events/fan-out.js';
 import type { DnsQueryEvent } from '../../src/events/types.js';
-import { dnsQuery } from '../support/events.js';
+import { dnsLookups, dnsQuery } from '../support/events.js';
 import { eventDiagnosis, muslSeed004Diagnosis } from '../support/pod-diagnoses.js';
 
 const lookups = (
   queriesPerLookup: number,
   count: number,
   lookupEnd: DnsQueryEvent['lookupEnd'] = 'nxdomain',
-): DnsQueryEvent =>
-  dnsQuery({
-    outcome: 'lookup',
-    answer: undefined,
-    latencyBucketSeconds: undefined,
-    queriesPerLookup,
-    lookupEnd,
-    count,
-  });
+): DnsQueryEvent => dnsLookups(queriesPerLookup, count, { lookupEnd });
 
 // ndots:5, search shop.svc.cluster.local svc.cluster.local corp.test.
 const diagnosis = eventDiagnosis(muslSeed004Diagnosis());

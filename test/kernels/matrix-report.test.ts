@@ -17,6 +17,20 @@ import { parseProofResult, type ProofResult } from './proof-result.js';
 const fixtures = new URL('../fixtures/kernel-matrix/', import.meta.url);
 const fixture = (name: string): string => new URL(name, fixtures).pathname;
 
+/** The cells of a rendered table's header row. */
+const header = (table: string): string[] =>
+  table
+    .split('\n')
+    .find((line) => line.startsWith('| kernel |'))!
+    .split(' | ');
+
+/** The cells of each 6.12 row of a rendered table. */
+const rows = (table: string): string[][] =>
+  table
+    .split('\n')
+    .filter((line) => line.startsWith('| 6.12'))
+    .map((line) => line.split(' | '));
+
 describe('the kernel matrix report', () => {
   let out: string;
 
@@ -78,16 +92,6 @@ describe('the kernel matrix report', () => {
       expect(summaryLines(report)[0]).toContain(`IPv6 insert failures ${agent}/23`);
       return renderTable(report, '2026-12-06');
     };
-    const header = (table: string): string[] =>
-      table
-        .split('\n')
-        .find((line) => line.startsWith('| kernel |'))!
-        .split(' | ');
-    const rows = (table: string): string[][] =>
-      table
-        .split('\n')
-        .filter((line) => line.startsWith('| 6.12'))
-        .map((line) => line.split(' | '));
 
     const equal = withIpv6(23, 23);
     const column = header(equal).indexOf('IPv6 insert failures (snat-race over IPv6)');
@@ -142,16 +146,6 @@ describe('the kernel matrix report', () => {
       );
       return renderTable(report, '2026-12-06');
     };
-    const header = (table: string): string[] =>
-      table
-        .split('\n')
-        .find((line) => line.startsWith('| kernel |'))!
-        .split(' | ');
-    const rows = (table: string): string[][] =>
-      table
-        .split('\n')
-        .filter((line) => line.startsWith('| 6.12'))
-        .map((line) => line.split(' | '));
 
     const equal = withDns6(20, 20);
     const firewall = header(equal).indexOf(
@@ -181,16 +175,6 @@ describe('the kernel matrix report', () => {
   it('shows the DNAT race to the IPv6 ClusterIP in its own column: a dash in kprobe mode before it, not observable in tracepoint mode', () => {
     const file = join(out, '6.12', 'results', 'prove-auto.json');
     const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
-    const header = (table: string): string[] =>
-      table
-        .split('\n')
-        .find((line) => line.startsWith('| kernel |'))!
-        .split(' | ');
-    const rows = (table: string): string[][] =>
-      table
-        .split('\n')
-        .filter((line) => line.startsWith('| 6.12'))
-        .map((line) => line.split(' | '));
     const name = 'IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP)';
 
     const before = renderTable(loadMatrix(out, [kernelById('6.12')]), '2026-12-06');

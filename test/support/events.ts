@@ -57,6 +57,22 @@ export function dnsQuery(overrides: Partial<DnsQueryEvent> = {}): DnsQueryEvent 
   };
 }
 
+/** `count` lookups of one client, each costing `queriesPerLookup` queries (a `lookup` record). */
+export function dnsLookups(
+  queriesPerLookup: number,
+  count: number,
+  overrides: Partial<DnsQueryEvent> = {},
+): DnsQueryEvent {
+  return dnsQuery({
+    outcome: 'lookup',
+    answer: undefined,
+    latencyBucketSeconds: undefined,
+    queriesPerLookup,
+    count,
+    ...overrides,
+  });
+}
+
 /** A NODATA answer to an A question for a search-list name (seed 004's case). */
 export function dnsNoData(overrides: Partial<DnsNoDataEvent> = {}): DnsNoDataEvent {
   return {

@@ -23,6 +23,7 @@ import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnose
 import {
   dnsDrop as baseDnsDrop,
   dnsNoData as baseDnsNoData,
+  dnsLookups,
   dnsQuery as baseDnsQuery,
   insertFailure as baseInsertFailure,
 } from '../../support/events.js';
@@ -206,13 +207,8 @@ describe('the Kubernetes parts against a fake API server', () => {
   it('tells a pod whose lookups walk the search list what they cost, why and what to do, once per window, and a pod whose lookups cost 2 nothing', async () => {
     const { fake, parts } = await start();
     const lookups = (queriesPerLookup: number, count: number, srcIp: string) =>
-      baseDnsQuery({
-        outcome: 'lookup',
-        answer: undefined,
-        latencyBucketSeconds: undefined,
-        queriesPerLookup,
+      dnsLookups(queriesPerLookup, count, {
         lookupEnd: queriesPerLookup === 2 ? 'answered' : 'nxdomain',
-        count,
         tuple: { srcIp, srcPort: 0, dstIp: '0.0.0.0', dstPort: 53 },
       });
     const diagnosis = eventDiagnosis(muslSeed004Diagnosis());

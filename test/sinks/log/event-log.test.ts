@@ -2,7 +2,7 @@ import { jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { EventLog } from '../../../src/sinks/log/event-log.js';
-import { attributed, dnsNoData, dnsQuery, insertFailure, podA } from '../../support/events.js';
+import { attributed, dnsLookups, dnsNoData, insertFailure, podA } from '../../support/events.js';
 import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 
 function capture() {
@@ -61,13 +61,8 @@ describe('event log', () => {
     const { logger, records } = capture();
     const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
     const lookups = (queriesPerLookup: number, count: number) =>
-      dnsQuery({
-        outcome: 'lookup',
-        answer: undefined,
-        latencyBucketSeconds: undefined,
-        queriesPerLookup,
+      dnsLookups(queriesPerLookup, count, {
         lookupEnd: queriesPerLookup === 2 ? 'answered' : 'nxdomain',
-        count,
       });
     const diagnosis = eventDiagnosis(muslSeed004Diagnosis());
     log.record({ ...attributed(lookups(2, 5), podA), diagnosis });

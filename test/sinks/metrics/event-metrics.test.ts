@@ -5,6 +5,7 @@ import {
   attributed,
   dnsDrop,
   dnsNoData,
+  dnsLookups,
   dnsQuery,
   insertFailure,
   podA,
@@ -352,13 +353,7 @@ describe('DNS query metrics', () => {
     const registry = new Registry();
     const metrics = new EventMetrics(registry);
     const lookups = (queriesPerLookup: number, count: number) =>
-      dnsQuery({
-        outcome: 'lookup',
-        answer: undefined,
-        latencyBucketSeconds: undefined,
-        queriesPerLookup,
-        count,
-      });
+      dnsLookups(queriesPerLookup, count);
     metrics.record(attributed(lookups(8, 3), podA), true);
     metrics.record(attributed(lookups(2, 1), podA), true);
     metrics.record(attributed(lookups(Infinity, 1), podA), true);
@@ -390,14 +385,7 @@ describe('DNS query metrics', () => {
     const registry = new Registry();
     const metrics = new EventMetrics(registry);
     const lookups = (queriesPerLookup: number, lookupEnd: LookupEnd, count: number) =>
-      dnsQuery({
-        outcome: 'lookup',
-        answer: undefined,
-        latencyBucketSeconds: undefined,
-        queriesPerLookup,
-        lookupEnd,
-        count,
-      });
+      dnsLookups(queriesPerLookup, count, { lookupEnd });
     metrics.record(attributed(lookups(8, 'nxdomain', 3), podA), true);
     metrics.record(attributed(lookups(6, 'nodata', 1), podA), true);
     metrics.record(attributed(lookups(2, 'answered', 2), podA), true);
