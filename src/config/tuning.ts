@@ -35,3 +35,16 @@ export const KUBERNETES = {
   /** How often deleted pods' series are checked for expiry. */
   janitorSweepMs: 30_000,
 } as const;
+
+/** The read of the node's conntrack table that names the backends of unanswered DNS queries. */
+export const CONNTRACK_TABLE = {
+  /** In the image and on PATH (conntrack-tools). */
+  conntrackPath: 'conntrack',
+  /** Only bounds a hang. */
+  timeoutMs: 10_000,
+  /**
+   * About 200 bytes a line: room for some 80,000 UDP port-53 entries. A larger dump fails and
+   * leaves that period's backends unknown rather than holding the agent's memory.
+   */
+  maxOutputBytes: 16 * 1024 * 1024,
+} as const;

@@ -1,0 +1,146 @@
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { canonicalIp } from '../shared/canonical-ip.js';
+import type { DnsQueryEvent, ProbeEvent } from '../events/types.js';
+import type { ConntrackUdpEntry } from '../sources/conntrack-table/conntrack-list.js';
+import type { DnsFlowsResult } from '../sources/conntrack-table/dns-flows.js';
+
+/** More backends than this for one client and server are not named (a Service's few pods are). */
+export const MAX_BACKENDS_NAMED = 8;
+
+/**
+ * The backends `client` → `server`:53 flows were DNATed to and that never answered them: the
+ * reply tuple's source of each unreplied entry (conntrack keeps one for 30 s, the
+ * nf_conntrack_udp_timeout; unanswered queries are reported 5 to 11 s after they left).
+ * Sorted, without repeats, at most MAX_BACKENDS_NAMED.
+ */
+export function unrepliedBackendsOf(
+  entries: readonly ConntrackUdpEntry[],
+  clientIp: string,
+  serverIp: string,
+): string[] {
+  const client = canonicalIp(clientIp);
+  const server = canonicalIp(serverIp);
+  const backends = new Set<string>();
+  for (const { original, reply, replied } of entries) {
+    if (replied || original.dstPort !== 53) continue;
+    if (original.srcIp !== client || original.dstIp !== server) continue;
+    // Not translated: the server asked is the one that did not answer, nothing more to name.
+    if (reply.srcIp === original.dstIp) continue;
+    backends.add(reply.srcIp);
+  }
+  return [...backends].sort().slice(0, MAX_BACKENDS_NAMED);
+}
+
+export interface UnansweredBackendsOptions {
+  /** One dump of the node's UDP port-53 conntrack entries; never throws. */
+  readonly readFlows: () => Promise<DnsFlowsResult>;
+  /** Where every event goes next, held ones once their backends are known. */
+  readonly forward: (event: ProbeEvent) => void;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** Events held for one dump at most; past it they go on without backends. */
+  readonly maxHeld: number;
+}
+
+/**
+ * Names the backends that did not answer: unanswered queries no drop on this node explains
+ * (cause `none`) wait for one read of the conntrack table, then go on with the backends their
+ * flows were DNATed to. One dump per report (the probe reports a period's unanswered queries
+ * together, in one synchronous batch), and none at all while every query is answered. Other
+ * events pass at once. A table that cannot be read leaves the backends unknown, with one warning.
+ */
+export class UnansweredBackends {
+  private held: DnsQueryEvent[] = [];
+  private draining = false;
+  private failing = false;
+  private readonly malformedLines: Counter;
+  private readonly failedReads: Counter;
+
+  constructor(private readonly options: UnansweredBackendsOptions) {
+    this.malformedLines = new Counter({
+      name: 'conntrack_observer_conntrack_list_malformed_lines_total',
+      help: 'Lines of `conntrack -L` (read to name the backends of unanswered DNS queries) not understood and skipped.',
+      registers: [options.registry],
+    });
+    this.failedReads = new Counter({
+      name: 'conntrack_observer_conntrack_list_failures_total',
+      help: 'Reads of the conntrack table (to name the backends of unanswered DNS queries) that failed; those backends stay unknown.',
+      registers: [options.registry],
+    });
+  }
+
+  readonly handle = (event: ProbeEvent): void => {
+    if (!awaitsBackends(event) || this.held.length >= this.options.maxHeld) {
+      this.forward(event);
+      return;
+    }
+    this.held.push(event);
+    if (this.draining) return;
+    this.draining = true;
+    // After the rest of the batch: the whole period's queries share one dump.
+    queueMicrotask(() => void this.drain());
+  };
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.held.length > 0) {
+        const result = await this.read();
+        const batch = this.held;
+        this.held = [];
+        for (const event of batch) {
+          this.forward(
+            result.ok
+              ? {
+                  ...event,
+                  backends: unrepliedBackendsOf(
+                    result.list.entries,
+                    event.tuple.srcIp,
+                    event.tuple.dstIp,
+                  ),
+                }
+              : event,
+          );
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async read(): Promise<DnsFlowsResult> {
+    let result: DnsFlowsResult;
+    try {
+      result = await this.options.readFlows();
+    } catch (error) {
+      result = { ok: false, error: error instanceof Error ? error.message : String(error) };
+    }
+    if (!result.ok) {
+      this.failedReads.inc();
+      if (!this.failing) {
+        this.options.logger.warn(
+          { error: result.error },
+          'cannot read the conntrack table: the backends of unanswered DNS queries stay unknown',
+        );
+      }
+      this.failing = true;
+      return result;
+    }
+    if (this.failing) this.options.logger.info('the conntrack table is readable again');
+    this.failing = false;
+    if (result.list.malformed > 0) this.malformedLines.inc(result.list.malformed);
+    return result;
+  }
+
+  private forward(event: ProbeEvent): void {
+    try {
+      this.options.forward(event);
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'forwarding an event failed');
+    }
+  }
+}
+
+function awaitsBackends(event: ProbeEvent): event is DnsQueryEvent {
+  return event.kind === 'dns_query' && event.outcome === 'unanswered' && event.cause === 'none';
+}
