@@ -9,27 +9,36 @@ import type { DnsFlowsResult } from '../sources/conntrack-table/dns-flows.js';
 export const MAX_BACKENDS_NAMED = 8;
 
 /**
- * The backends `client` → `server`:53 flows were DNATed to and that never answered them: the
- * reply tuple's source of each unreplied entry (conntrack keeps one for 30 s, the
- * nf_conntrack_udp_timeout; unanswered queries are reported 5 to 11 s after they left).
- * Sorted, without repeats, at most MAX_BACKENDS_NAMED.
+ * Who did not answer whom, from one dump: for each client and server address (the server as the
+ * client asked it, a ClusterIP), the backends its unreplied flows to port 53 were DNATed to, the
+ * reply tuple's source (conntrack keeps a UDP entry 30 s, nf_conntrack_udp_timeout; unanswered
+ * queries are reported 5 to 11 s after they left). Built once per dump, so linking a report's
+ * queries costs one pass over the table whatever the number of clients.
  */
-export function unrepliedBackendsOf(
-  entries: readonly ConntrackUdpEntry[],
-  clientIp: string,
-  serverIp: string,
-): string[] {
-  const client = canonicalIp(clientIp);
-  const server = canonicalIp(serverIp);
-  const backends = new Set<string>();
-  for (const { original, reply, replied } of entries) {
-    if (replied || original.dstPort !== 53) continue;
-    if (original.srcIp !== client || original.dstIp !== server) continue;
-    // Not translated: the server asked is the one that did not answer, nothing more to name.
-    if (reply.srcIp === original.dstIp) continue;
-    backends.add(reply.srcIp);
+export class UnrepliedBackends {
+  private readonly byFlow = new Map<string, Set<string>>();
+
+  constructor(entries: readonly ConntrackUdpEntry[]) {
+    for (const { original, reply, replied } of entries) {
+      if (replied || original.dstPort !== 53) continue;
+      // Not translated: the server asked is the one that did not answer, nothing more to name.
+      if (reply.srcIp === original.dstIp) continue;
+      const key = flowKey(original.srcIp, original.dstIp);
+      const backends = this.byFlow.get(key) ?? new Set<string>();
+      backends.add(reply.srcIp);
+      this.byFlow.set(key, backends);
+    }
   }
-  return [...backends].sort().slice(0, MAX_BACKENDS_NAMED);
+
+  /** Sorted, without repeats, at most MAX_BACKENDS_NAMED. */
+  of(clientIp: string, serverIp: string): string[] {
+    const backends = this.byFlow.get(flowKey(canonicalIp(clientIp), canonicalIp(serverIp)));
+    return backends ? [...backends].sort().slice(0, MAX_BACKENDS_NAMED) : [];
+  }
+}
+
+function flowKey(clientIp: string, serverIp: string): string {
+  return `${clientIp} ${serverIp}`;
 }
 
 export interface UnansweredBackendsOptions {
@@ -86,21 +95,12 @@ export class UnansweredBackends {
     try {
       while (this.held.length > 0) {
         const result = await this.read();
+        const unreplied = result.ok ? new UnrepliedBackends(result.list.entries) : undefined;
         const batch = this.held;
         this.held = [];
         for (const event of batch) {
-          this.forward(
-            result.ok
-              ? {
-                  ...event,
-                  backends: unrepliedBackendsOf(
-                    result.list.entries,
-                    event.tuple.srcIp,
-                    event.tuple.dstIp,
-                  ),
-                }
-              : event,
-          );
+          const backends = unreplied?.of(event.tuple.srcIp, event.tuple.dstIp);
+          this.forward(backends ? { ...event, backends } : event);
         }
       }
     } finally {

@@ -3,10 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import {
-  UnansweredBackends,
-  unrepliedBackendsOf,
-} from '../../src/attribute/unanswered-backends.js';
+import { UnansweredBackends, UnrepliedBackends } from '../../src/attribute/unanswered-backends.js';
 import type { ProbeEvent } from '../../src/events/types.js';
 import { parseConntrackList } from '../../src/sources/conntrack-table/conntrack-list.js';
 import type { DnsFlowsResult } from '../../src/sources/conntrack-table/dns-flows.js';
@@ -69,11 +66,11 @@ function stage(read: () => Promise<DnsFlowsResult>, maxHeld = 100) {
 const table = (): Promise<DnsFlowsResult> =>
   Promise.resolve({ ok: true, list: parseConntrackList(TABLE) });
 
-describe('unrepliedBackendsOf', () => {
+describe('UnrepliedBackends', () => {
   it("names the backend a client's unreplied flows to the ClusterIP were DNATed to, not the one that answered", () => {
     const { entries, malformed } = parseConntrackList(TABLE);
     expect(malformed).toBe(0);
-    expect(unrepliedBackendsOf(entries, CLIENT, CLUSTER_IP)).toEqual([STOPPED]);
+    expect(new UnrepliedBackends(entries).of(CLIENT, CLUSTER_IP)).toEqual([STOPPED]);
   });
 
   it('names nothing for another client, another server or a flow that was not translated', () => {
@@ -84,9 +81,10 @@ describe('unrepliedBackendsOf', () => {
         'udp      17 25 src=10.244.0.3 dst=192.0.2.54 sport=41000 dport=53 [UNREPLIED] src=192.0.2.54 dst=10.244.0.3 sport=53 dport=41000 mark=0 use=1',
       ].join('\n'),
     );
-    expect(unrepliedBackendsOf(entries, '10.244.0.9', CLUSTER_IP)).toEqual([]);
-    expect(unrepliedBackendsOf(entries, CLIENT, '10.96.0.11')).toEqual([]);
-    expect(unrepliedBackendsOf(entries, '10.244.0.3', '192.0.2.54')).toEqual([]);
+    const unreplied = new UnrepliedBackends(entries);
+    expect(unreplied.of('10.244.0.9', CLUSTER_IP)).toEqual([]);
+    expect(unreplied.of(CLIENT, '10.96.0.11')).toEqual([]);
+    expect(unreplied.of('10.244.0.3', '192.0.2.54')).toEqual([]);
   });
 });
 
