@@ -122,6 +122,9 @@ export async function eventPath(
     logger: logger.child({ component: 'conntrack-table' }),
     registry,
     maxHeld: UNANSWERED_CAUSE_CLIENTS,
+    minIntervalMs: DNS_QUERY_TIMEOUT_SECONDS * 1000,
+    nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
+    timers: deps.timers,
   });
   const onEvent = (event: ProbeEvent): void =>
     unansweredBackends.handle(unansweredCauses.link(event, clock.nowMs()));

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { canonicalIp } from '../shared/canonical-ip.js';
 import type { DnsQueryEvent, ProbeEvent } from '../events/types.js';
+import type { Timers } from '../shared/timers.js';
 import type { ConntrackUdpEntry } from '../sources/conntrack-table/conntrack-list.js';
 import type { DnsFlowsResult } from '../sources/conntrack-table/dns-flows.js';
 
@@ -50,18 +51,28 @@ export interface UnansweredBackendsOptions {
   readonly registry: Registry;
   /** Events held for one dump at most; past it they go on without backends. */
   readonly maxHeld: number;
+  /**
+   * Reads start at least this far apart: the probe's period. Its resent queries are reported
+   * once a second while a backend stays silent; they wait for the period's read.
+   */
+  readonly minIntervalMs: number;
+  readonly nowMs: () => number;
+  readonly timers: Pick<Timers, 'after'>;
 }
 
 /**
  * Names the backends that did not answer: unanswered queries no drop on this node explains
  * (cause `none`) wait for one read of the conntrack table, then go on with the backends their
  * flows were DNATed to. One dump per report (the probe reports a period's unanswered queries
- * together, in one synchronous batch), and none at all while every query is answered. Other
+ * together, in one synchronous batch), at most one per period, and none at all while every
+ * query is answered. Other
  * events pass at once. A table that cannot be read leaves the backends unknown, with one warning.
  */
 export class UnansweredBackends {
   private held: DnsQueryEvent[] = [];
+  /** A read is scheduled or running: what arrives meanwhile joins it or the next. */
   private draining = false;
+  private lastReadAtMs = Number.NEGATIVE_INFINITY;
   private failing = false;
   private readonly malformedLines: Counter;
   private readonly failedReads: Counter;
@@ -85,27 +96,34 @@ export class UnansweredBackends {
       return;
     }
     this.held.push(event);
-    if (this.draining) return;
-    this.draining = true;
-    // After the rest of the batch: the whole period's queries share one dump.
-    queueMicrotask(() => void this.drain());
+    this.schedule();
   };
+
+  private schedule(): void {
+    if (this.draining || this.held.length === 0) return;
+    this.draining = true;
+    const waitMs = this.lastReadAtMs + this.options.minIntervalMs - this.options.nowMs();
+    // After the rest of the batch at least: the whole period's queries share one dump.
+    if (waitMs <= 0) queueMicrotask(() => void this.drain());
+    else this.options.timers.after(waitMs, () => void this.drain());
+  }
 
   private async drain(): Promise<void> {
     try {
-      while (this.held.length > 0) {
-        const result = await this.read();
-        const unreplied = result.ok ? new UnrepliedBackends(result.list.entries) : undefined;
-        const batch = this.held;
-        this.held = [];
-        for (const event of batch) {
-          const backends = unreplied?.of(event.tuple.srcIp, event.tuple.dstIp);
-          this.forward(backends ? { ...event, backends } : event);
-        }
+      this.lastReadAtMs = this.options.nowMs();
+      const result = await this.read();
+      const unreplied = result.ok ? new UnrepliedBackends(result.list.entries) : undefined;
+      // What arrived during the read joins it: those queries left before it started.
+      const batch = this.held;
+      this.held = [];
+      for (const event of batch) {
+        const backends = unreplied?.of(event.tuple.srcIp, event.tuple.dstIp);
+        this.forward(backends ? { ...event, backends } : event);
       }
     } finally {
       this.draining = false;
     }
+    this.schedule();
   }
 
   private async read(): Promise<DnsFlowsResult> {

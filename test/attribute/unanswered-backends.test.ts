@@ -22,6 +22,7 @@ const TABLE = readFileSync(
 const CLIENT = '10.244.0.2';
 const CLUSTER_IP = '10.96.0.10';
 const STOPPED = '192.0.2.53';
+const PERIOD_MS = 5_000;
 
 const unanswered = (srcIp = CLIENT) =>
   dnsQuery({
@@ -49,6 +50,9 @@ function stage(read: () => Promise<DnsFlowsResult>, maxHeld = 100) {
   const { logger, records } = capture();
   const registry = new Registry();
   let reads = 0;
+  // Time as the test moves it: the reads' spacing is checked without waiting.
+  let now = 1_000_000;
+  const due: { atMs: number; tick: () => void }[] = [];
   const backends = new UnansweredBackends({
     readFlows: () => {
       reads += 1;
@@ -58,9 +62,24 @@ function stage(read: () => Promise<DnsFlowsResult>, maxHeld = 100) {
     logger,
     registry,
     maxHeld,
+    minIntervalMs: PERIOD_MS,
+    nowMs: () => now,
+    timers: {
+      after: (ms, tick) => {
+        due.push({ atMs: now + ms, tick });
+        return () => undefined;
+      },
+    },
   });
   const settled = () => new Promise((resolve) => setImmediate(resolve));
-  return { backends, forwarded, records, registry, reads: () => reads, settled };
+  const advance = async (ms: number) => {
+    now += ms;
+    const ready = due.filter((timer) => timer.atMs <= now);
+    due.splice(0, due.length, ...due.filter((timer) => timer.atMs > now));
+    for (const timer of ready) timer.tick();
+    await settled();
+  };
+  return { backends, forwarded, records, registry, reads: () => reads, settled, advance };
 }
 
 const table = (): Promise<DnsFlowsResult> =>
@@ -115,9 +134,9 @@ describe('UnansweredBackends', () => {
     expect(reads()).toBe(0);
   });
 
-  it('names queries reported while a read runs from that read (their flows were in the table before it), and forwards past its bound without waiting', async () => {
+  it('names queries reported while a read runs from that read (their flows were in the table before it), reads at most once a period, and forwards past its bound without waiting', async () => {
     let release: (result: DnsFlowsResult) => void = () => undefined;
-    const { backends, forwarded, reads, settled } = stage(
+    const { backends, forwarded, reads, settled, advance } = stage(
       () => new Promise((resolve) => (release = resolve)),
       2,
     );
@@ -133,23 +152,28 @@ describe('UnansweredBackends', () => {
       { ...unanswered(), backends: [STOPPED] },
       { ...unanswered('10.244.0.7'), backends: [] },
     ]);
-    // The next period's queries get a read of their own.
+    // Resent queries reported a second later wait for the next period's read.
     backends.handle(unanswered());
-    await settled();
+    await advance(1_000);
+    expect(reads()).toBe(1);
+    expect(forwarded).toHaveLength(3);
+    await advance(PERIOD_MS - 1_000);
+    expect(reads()).toBe(2);
     release({ ok: true, list: parseConntrackList(TABLE) });
     await settled();
-    expect(reads()).toBe(2);
     expect(forwarded).toHaveLength(4);
+    expect(forwarded[3]).toEqual({ ...unanswered(), backends: [STOPPED] });
   });
 
   it('leaves the backends unknown when the table cannot be read, warning once until it can again', async () => {
     let result: DnsFlowsResult = { ok: false, error: 'conntrack -L failed: ENOENT' };
-    const { backends, forwarded, records, registry, settled } = stage(() =>
+    const { backends, forwarded, records, registry, settled, advance } = stage(() =>
       Promise.resolve(result),
     );
     for (let period = 0; period < 3; period += 1) {
       backends.handle(unanswered());
       await settled();
+      await advance(PERIOD_MS);
     }
     expect(forwarded).toEqual([unanswered(), unanswered(), unanswered()]);
     const warnings = records.filter((record) => record.level === 40);
