@@ -65,8 +65,8 @@ export interface UnansweredBackendsOptions {
  * (cause `none`) wait for one read of the conntrack table, then go on with the backends their
  * flows were DNATed to. One dump per report (the probe reports a period's unanswered queries
  * together, in one synchronous batch), at most one per period, and none at all while every
- * query is answered. Other
- * events pass at once. A table that cannot be read leaves the backends unknown, with one warning.
+ * query is answered. Other events pass at once. A table that cannot be read leaves the
+ * backends unknown, with one warning.
  */
 export class UnansweredBackends {
   private held: DnsQueryEvent[] = [];
