@@ -6,13 +6,20 @@ import { standaloneResolver } from './attribute/standalone-resolver.js';
 import type { AgentDependencies } from './agent-dependencies.js';
 import { securedMetrics, type StartPlan } from './agent-plan.js';
 import type { AgentOptions } from './config/options.js';
-import { EVENT_LOG, EVENT_LOOP_SAMPLE_MS, SHUTDOWN_BUDGET } from './config/tuning.js';
+import {
+  CONNTRACK_TABLE,
+  EVENT_LOG,
+  EVENT_LOOP_SAMPLE_MS,
+  SHUTDOWN_BUDGET,
+} from './config/tuning.js';
 import { createLineDecoder } from './decode/decode.js';
 import { registerProbeModeGauge } from './detect/probe-mode-metric.js';
 import { DiagnosisStage } from './diagnose/diagnosis-stage.js';
 import { advised } from './diagnose/remedies.js';
 import { EventPipeline, type EventSink } from './event-pipeline.js';
 import { UnansweredCauses } from './events/unanswered-cause.js';
+import { UnansweredBackends } from './attribute/unanswered-backends.js';
+import { dnsFlowReader } from './sources/conntrack-table/dns-flows.js';
 import type { AttributionResolver, ProbeEvent } from './events/types.js';
 import type { KubernetesParts } from './kubernetes-parts.js';
 import type { Lifecycle } from './shared/lifecycle.js';
@@ -103,8 +110,24 @@ export async function eventPath(
     windowMs: UNANSWERED_CAUSE_WINDOW_MS,
     maxClients: UNANSWERED_CAUSE_CLIENTS,
   });
+  const unansweredBackends = new UnansweredBackends({
+    readFlows: dnsFlowReader({
+      run: deps.runCommand,
+      conntrackPath: CONNTRACK_TABLE.conntrackPath,
+      commandPrefix: nodeNetnsPrefix(deps, plan),
+      timeoutMs: CONNTRACK_TABLE.timeoutMs,
+      maxOutputBytes: CONNTRACK_TABLE.maxOutputBytes,
+    }),
+    forward: (event) => pipeline.handle(event),
+    logger: logger.child({ component: 'conntrack-table' }),
+    registry,
+    maxHeld: UNANSWERED_CAUSE_CLIENTS,
+    minIntervalMs: DNS_QUERY_TIMEOUT_SECONDS * 1000,
+    nowMs: () => Number(clock.monotonicNs() / 1_000_000n),
+    timers: deps.timers,
+  });
   const onEvent = (event: ProbeEvent): void =>
-    pipeline.handle(unansweredCauses.link(event, clock.nowMs()));
+    unansweredBackends.handle(unansweredCauses.link(event, clock.nowMs()));
   return { registry, metrics, log, kubernetes, diagnosis, crossCheck, onEvent };
 }
 
@@ -145,11 +168,7 @@ function diagnosisStage(
     procRoot: deps.procRoot,
     netnsPid: plan.watchedPid,
     run: deps.runCommand,
-    // iptables-save and nft read the namespace they run in: the node's, when it is not ours.
-    commandPrefix:
-      plan.watchedPid === 'self'
-        ? []
-        : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`],
+    commandPrefix: nodeNetnsPrefix(deps, plan),
     clock: deps.clock,
     timers: deps.timers,
     logger: deps.logger.child({ component: 'diagnosis' }),
@@ -159,6 +178,16 @@ function diagnosisStage(
     // Standalone, the pods are found as network namespaces; with Kubernetes, by the informer.
     discoverNamespaces: kubernetes ? undefined : { delay: deps.timers.delay },
   });
+}
+
+/**
+ * iptables-save, nft and conntrack read the namespace they run in: the node's, entered with
+ * nsenter when it is not ours (--netns-pid).
+ */
+function nodeNetnsPrefix(deps: AgentDependencies, plan: StartPlan): string[] {
+  return plan.watchedPid === 'self'
+    ? []
+    : ['nsenter', `--net=${deps.procRoot}/${plan.watchedPid}/ns/net`];
 }
 
 /** The kernel's conntrack counters (feeding the cross-check and the table-full alarm). */

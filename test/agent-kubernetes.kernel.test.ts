@@ -312,7 +312,7 @@ describe('the agent with Kubernetes against a real kernel', () => {
       await fake?.close();
     });
 
-    it('counts the queries a backend received but never answered (SIGSTOP) as unanswered, with no drop on this node, to the kube-dns Service', async () => {
+    it('counts the queries a backend received but never answered (SIGSTOP) as unanswered, with no drop on this node, to the kube-dns Service, and names that backend pod', async () => {
       const [podA] = cluster.pods;
       const unanswered = (samples: Sample[], cause?: string) =>
         sumOf(samples, 'conntrack_observer_dns_unanswered_queries_total', {
@@ -323,8 +323,17 @@ describe('the agent with Kubernetes against a real kernel', () => {
         });
       const before = await scrape(agent.baseUrl);
       const eventsBefore = countsByName(eventsOf(fake, DNS_UNANSWERED));
+      const logsBefore = agent.logs.length;
       const stopped = await runDnsBackendStopped(lab, { queriesPerRound: 10, atLeast: 6 });
       try {
+        // The pod the fake API server's EndpointSlice puts behind the stopped address.
+        const backendPods = cluster.objects.endpointSlices!.flatMap((slice) =>
+          (slice.endpoints as K8sObject[])
+            .filter((endpoint) => (endpoint.addresses as string[]).includes(stopped.backend))
+            .map((endpoint) => String(endpoint.targetRef.name)),
+        );
+        expect(backendPods).toHaveLength(1);
+        const stoppedPod = `kube-system/${backendPods[0]}`;
         expect(stopped.receivedByStopped).toBeGreaterThanOrEqual(6);
         // Every query went to one backend or the other: the live one answered the rest.
         expect(stopped.answered + stopped.receivedByStopped).toBe(stopped.queriesSent);
@@ -358,7 +367,20 @@ describe('the agent with Kubernetes against a real kernel', () => {
         expect(event.message).toContain(`${podA!.ip} → kube-dns`);
         expect(event.message).toContain('no answer came within 5 s');
         expect(event.message).toContain('No drop on this node explains it');
+        // The node's conntrack table names the backend that never answered, and only that one.
+        expect(event.message).toContain(
+          `sent to backend ${stopped.backend} (pod ${stoppedPod}) after DNAT and never answered`,
+        );
         expect(grown()).toHaveLength(1);
+        const logged = agent.logs
+          .slice(logsBefore)
+          .map((record) => record.event as { kind?: string; pod?: string; backends?: unknown })
+          .filter((logEvent) => logEvent?.kind === 'dns_query');
+        expect(logged.length).toBeGreaterThan(0);
+        for (const logEvent of logged) {
+          expect(logEvent.pod).toBe(`${podA!.namespace}/${podA!.name}`);
+          expect(logEvent.backends).toEqual([{ ip: stopped.backend, pod: stoppedPod }]);
+        }
       } finally {
         await stopped.resume();
       }

@@ -28,7 +28,11 @@ export interface CommandOutcome {
 export type CommandRunner = (
   file: string,
   args: readonly string[],
-  options: { readonly timeoutMs: number },
+  options: {
+    readonly timeoutMs: number;
+    /** Output past this many bytes ends the command (it then fails); execa's default else. */
+    readonly maxBufferBytes?: number;
+  },
 ) => Promise<CommandOutcome>;
 
 export interface CapabilityPaths {

@@ -26,7 +26,7 @@ export function createFileSystemCapabilityFiles(): CapabilityFiles {
 
 /** Runs commands with execa; a command that cannot start or is killed is an outcome, not a throw. */
 export function createExecaCommandRunner(): CommandRunner {
-  return async (file, args, { timeoutMs }) => {
+  return async (file, args, { timeoutMs, maxBufferBytes }) => {
     const started = performance.now();
     const result = await execa(file, [...args], {
       reject: false,
@@ -35,6 +35,7 @@ export function createExecaCommandRunner(): CommandRunner {
       forceKillAfterDelay: 2_000,
       stdin: 'ignore',
       stripFinalNewline: false,
+      ...(maxBufferBytes === undefined ? {} : { maxBuffer: maxBufferBytes }),
     });
     const durationMs = performance.now() - started;
     const neverStarted = result.exitCode === undefined && !result.timedOut && !result.isTerminated;

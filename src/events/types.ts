@@ -151,6 +151,12 @@ export interface DnsQueryEvent extends ProbeEventBase {
   readonly count: number;
   /** Unanswered only, once the agent linked it to the drops it saw (events/unanswered-cause.ts). */
   readonly cause?: UnansweredCause;
+  /**
+   * Unanswered with cause `none` only: the backends the node's conntrack table shows this
+   * client's queries to the server DNATed to and never answered (attribute/unanswered-backends.ts);
+   * empty when none was found, absent when the table could not be read.
+   */
+  readonly backends?: readonly string[];
 }
 
 /**
@@ -185,6 +191,8 @@ export interface Attribution {
   readonly service?: ServiceRef;
   /** Set when the DNAT target is a known backend pod. */
   readonly backendPod?: PodRef;
+  /** Unanswered DNS queries: the pods behind the event's `backends`, where known. */
+  readonly backends?: readonly BackendRef[];
   /** True when the reply destination is one of this node's addresses (SNAT to the node). */
   readonly snatToNode?: boolean;
 }
@@ -194,6 +202,12 @@ export interface PodRef {
   readonly name: string;
   readonly uid: string;
   readonly hostNetwork: boolean;
+}
+
+/** A backend address a flow was DNATed to, and the pod behind it where an EndpointSlice names one. */
+export interface BackendRef {
+  readonly ip: string;
+  readonly pod?: PodRef;
 }
 
 export interface ServiceRef {

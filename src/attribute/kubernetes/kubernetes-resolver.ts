@@ -2,6 +2,7 @@ import { canonicalIp } from '../../shared/canonical-ip.js';
 import type {
   Attribution,
   AttributionResolver,
+  BackendRef,
   FlowTuple,
   PodRef,
   ProbeEvent,
@@ -37,7 +38,13 @@ export class KubernetesResolver implements AttributionResolver {
     }
     if (event.kind === 'dns_query' || event.kind === 'dns_nodata') {
       // Seen in the client's own namespace, before DNAT: the server is the address it asked.
-      return this.attributeDns(event.tuple, 'query', event.netnsInode, wallTimeMs);
+      const attribution = this.attributeDns(event.tuple, 'query', event.netnsInode, wallTimeMs);
+      if (event.kind !== 'dns_query' || event.backends === undefined) return attribution;
+      const backends = event.backends.map((ip): BackendRef => {
+        const { backendPod } = this.destination(event.tuple.dstIp, ip, wallTimeMs);
+        return backendPod ? { ip, pod: backendPod } : { ip };
+      });
+      return { ...attribution, backends };
     }
     if (event.kind === 'snat_port_alloc') {
       const reply = {

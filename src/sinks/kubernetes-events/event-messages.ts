@@ -163,10 +163,30 @@ export function explainUnansweredQueries(
     `${event.count} DNS ${plural} (${flow}) got no answer: the resolver sent ${event.count === 1 ? 'it' : 'each'} again, or no answer came within ${timeoutSeconds} s.`,
     `${subject(context)} stalled on each before retrying or failing: glibc waits its resolver timeout (5 s by default), musl the timeout divided by attempts (2.5 s by default): lookups that take exactly 5 s (2.5 s with musl).`,
     UNANSWERED_CAUSE_TEXT[cause],
+    cause === 'none' ? silentBackendsText(event, attribution) : '',
     { optional: fromHost(context) },
     ...adviceText(context.advice),
   ]);
   return { reason: EVENT_REASONS.dnsUnanswered, message };
+}
+
+/**
+ * The backends the node's conntrack table shows the queries went to after DNAT with nothing
+ * back, e.g. "backend 10.244.2.3 (pod kube-system/coredns-5d78c9869d-q9w4t)"; empty where the
+ * table was not read or named none.
+ */
+function silentBackendsText(event: DnsQueryEvent, attribution: Attribution): string {
+  const ips = event.backends ?? [];
+  if (ips.length === 0) return '';
+  const named = ips.map((ip) => {
+    const pod = attribution.backends?.find((backend) => backend.ip === ip)?.pod;
+    return pod
+      ? `${canonicalIp(ip)} (pod ${pod.namespace}/${shortName(pod.name)})`
+      : canonicalIp(ip);
+  });
+  const which = ips.length === 1 ? 'backend' : 'backends';
+  const them = ips.length === 1 ? 'that backend' : 'those backends';
+  return `This node's conntrack table shows queries of this client sent to ${which} ${named.join(', ')} after DNAT and never answered: check ${them} (logs, readiness, CPU throttling, upstreams).`;
 }
 
 /**

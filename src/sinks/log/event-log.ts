@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AttributedEvent, ProbeEvent } from '../../events/types.js';
+import type { AttributedEvent, DnsQueryEvent, ProbeEvent } from '../../events/types.js';
 import { noDataStopOf } from '../../events/nodata-stop.js';
 import { FanOutWindows, type FanOut } from '../../events/fan-out.js';
 import type { EventSink } from '../../event-pipeline.js';
@@ -56,10 +56,12 @@ export class EventLog implements EventSink {
     if ((event.kind === 'dns_drop' || event.kind === 'insert_failed') && (event.count ?? 0) > 0)
       return;
     // Counted in the kernel too: the metrics hold them and the agent logs one summary a period.
-    // Lookups are news when a window of them shows search-list fan-out.
+    // Lookups are news when a window of them shows search-list fan-out; unanswered queries
+    // that name the backend that did not answer are logged too: no metric label carries the
+    // backend (docs/metrics.md).
     if (event.kind === 'dns_query') {
       if (event.outcome === 'lookup') this.recordFanOut(attributed);
-      return;
+      if ((event.backends ?? []).length === 0) return;
     }
     // A NODATA answer is news only when it ended a lookup (a musl pod's search-list name).
     if (event.kind === 'dns_nodata' && noDataStopOf(event, attributed.diagnosis) === undefined)
@@ -168,6 +170,8 @@ function describe(event: ProbeEvent): string {
     case 'snat_port_alloc':
       return `SNAT port allocation took ${event.attempts} attempts`;
     case 'dns_query':
+      if ((event.backends ?? []).length > 0)
+        return `${event.count} DNS queries unanswered, no drop on this node: sent to a backend that never answered`;
       return event.outcome === 'lookup'
         ? `${event.count} DNS lookups of ${event.queriesPerLookup} queries each, ended ${event.lookupEnd ?? 'unknown'}`
         : `${event.count} DNS queries ${event.outcome}`;
@@ -229,7 +233,7 @@ function eventFields({
   }
   if (event.kind === 'dns_query') {
     return {
-      event: { ...common, outcome: event.outcome, answer: event.answer, count: event.count },
+      event: { ...common, ...dnsQueryFields(event, attribution) },
     };
   }
   if (event.kind === 'dns_nodata') {
@@ -259,4 +263,29 @@ function eventFields({
       reply: event.reply,
     },
   };
+}
+
+function dnsQueryFields(
+  event: DnsQueryEvent,
+  attribution: AttributedEvent['attribution'],
+): Record<string, unknown> {
+  return {
+    outcome: event.outcome,
+    answer: event.answer,
+    count: event.count,
+    cause: event.cause,
+    server: event.tuple.dstIp,
+    ...(event.backends && { backends: backendsOf(event.backends, attribution) }),
+  };
+}
+
+/** Each backend address with the pod behind it, as `namespace/name`, where known. */
+function backendsOf(
+  ips: readonly string[],
+  attribution: AttributedEvent['attribution'],
+): { ip: string; pod?: string }[] {
+  return ips.map((ip) => {
+    const pod = attribution.backends?.find((backend) => backend.ip === ip)?.pod;
+    return pod ? { ip, pod: `${pod.namespace}/${pod.name}` } : { ip };
+  });
 }

@@ -14,6 +14,7 @@ import { ServiceIndex } from '../../../src/attribute/kubernetes/service-index.js
 import { fixture } from '../../support/k8s-fixtures.js';
 import {
   dnsDrop as baseDnsDrop,
+  dnsQuery as baseDnsQuery,
   insertFailure as baseInsertFailure,
 } from '../../support/events.js';
 
@@ -158,5 +159,42 @@ describe('KubernetesResolver', () => {
       sourceIp: '10.244.9.9',
       netnsInode: 4026532512,
     });
+  });
+
+  it('names the pods behind the backends an unanswered query was sent to, and the address alone where no slice has it', () => {
+    const event = baseDnsQuery({
+      outcome: 'unanswered',
+      answer: undefined,
+      cause: 'none',
+      tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+      backends: ['10.244.0.10', '10.244.2.3', '10.244.7.7'],
+    });
+    const attribution = resolver().attribute(event, NOW);
+    expect(attribution).toMatchObject({ pod: CLIENT_A, service: KUBE_DNS });
+    expect(attribution.backends).toEqual([
+      {
+        ip: '10.244.0.10',
+        // On this node: the pod index knows it, with its uid.
+        pod: expect.objectContaining({
+          namespace: 'kube-system',
+          name: 'coredns-5d78c9869d-x7k2p',
+        }) as unknown,
+      },
+      {
+        ip: '10.244.2.3',
+        pod: {
+          namespace: 'kube-system',
+          name: 'coredns-5d78c9869d-q9w4t',
+          uid: expect.any(String) as unknown,
+          hostNetwork: false,
+        },
+      },
+      { ip: '10.244.7.7' },
+    ]);
+    expect(attribution.backendPod).toBeUndefined();
+    // Without a read of the table, nothing is said of backends.
+    expect(resolver().attribute({ ...event, backends: undefined }, NOW)).not.toHaveProperty(
+      'backends',
+    );
   });
 });

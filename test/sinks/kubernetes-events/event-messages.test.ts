@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import type {
   Attribution,
   DnsDropEvent,
+  DnsQueryEvent,
   InsertFailureEvent,
   RaceKind,
 } from '../../../src/events/types.js';
@@ -12,12 +13,14 @@ import {
   explainDnsDrop as explainDnsDropWith,
   explainInsertFailure as explainInsertFailureWith,
   explainTableFull,
+  explainUnansweredQueries,
   fitMessage,
   type ExplainContext,
   type Explanation,
 } from '../../../src/sinks/kubernetes-events/event-messages.js';
 import {
   dnsDrop as baseDnsDrop,
+  dnsQuery as baseDnsQuery,
   insertFailure as baseInsertFailure,
 } from '../../support/events.js';
 
@@ -218,6 +221,62 @@ describe('explainDnsDrop', () => {
   it('names any other kernel drop reason as it is', () => {
     const { message } = explainDnsDrop(dnsDrop('IP_RPFILTER'), POD_ATTRIBUTION, ON_POD);
     expect(message).toContain('drop reason IP_RPFILTER');
+  });
+});
+
+describe('explainUnansweredQueries', () => {
+  const unanswered = (changes: Partial<DnsQueryEvent> = {}): DnsQueryEvent =>
+    baseDnsQuery({
+      outcome: 'unanswered',
+      answer: undefined,
+      cause: 'none',
+      count: 4,
+      tuple: { srcIp: '10.244.1.7', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+      ...changes,
+    });
+  const coredns = POD_ATTRIBUTION.backendPod!;
+  const attribution: Attribution = {
+    ...POD_ATTRIBUTION,
+    backendPod: undefined,
+    backends: [{ ip: '10.244.2.3', pod: coredns }, { ip: '10.244.3.4' }],
+  };
+
+  it('names the backend pod that never answered when no drop on this node explains the queries', () => {
+    const { reason, message } = explainUnansweredQueries(
+      unanswered({ backends: ['10.244.2.3'] }),
+      attribution,
+      ON_POD,
+      5,
+    );
+    expect(reason).toBe(EVENT_REASONS.dnsUnanswered);
+    expect(message).toContain('No drop on this node explains it');
+    expect(message).toContain(
+      'sent to backend 10.244.2.3 (pod kube-system/coredns-5d78c9869d-q9w4t) after DNAT and never answered: check that backend',
+    );
+  });
+
+  it('names several backends, by address where no pod is known, and none when the table named none or was not read', () => {
+    const { message } = explainUnansweredQueries(
+      unanswered({ backends: ['10.244.2.3', '10.244.3.4'] }),
+      attribution,
+      ON_POD,
+      5,
+    );
+    expect(message).toContain(
+      'backends 10.244.2.3 (pod kube-system/coredns-5d78c9869d-q9w4t), 10.244.3.4 after DNAT',
+    );
+    for (const backends of [[], undefined]) {
+      const plain = explainUnansweredQueries(unanswered({ backends }), attribution, ON_POD, 5);
+      expect(plain.message).not.toContain('conntrack table');
+    }
+    // A drop here is the cause: no backend is blamed.
+    const firewalled = explainUnansweredQueries(
+      unanswered({ cause: 'firewall', backends: ['10.244.2.3'] }),
+      attribution,
+      ON_POD,
+      5,
+    );
+    expect(firewalled.message).not.toContain('conntrack table');
   });
 });
 

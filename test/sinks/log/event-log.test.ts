@@ -2,7 +2,14 @@ import { jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { EventLog } from '../../../src/sinks/log/event-log.js';
-import { attributed, dnsLookups, dnsNoData, insertFailure, podA } from '../../support/events.js';
+import {
+  attributed,
+  dnsLookups,
+  dnsNoData,
+  dnsQuery,
+  insertFailure,
+  podA,
+} from '../../support/events.js';
 import { eventDiagnosis, muslSeed004Diagnosis } from '../../support/pod-diagnoses.js';
 
 function capture() {
@@ -31,6 +38,48 @@ describe('event log', () => {
         ctStatus: '0x190',
         original: { srcIp: '10.244.0.2', srcPort: 40000 },
         reply: { dstIp: '192.0.2.1' },
+      },
+    });
+  });
+
+  it('logs unanswered queries that name the backend that never answered, and no other DNS query counts', () => {
+    const { logger, records } = capture();
+    const log = new EventLog({ logger, maxLinesPerWindow: 10, windowMs: 1000, nowMs: () => 0 });
+    const unanswered = dnsQuery({
+      outcome: 'unanswered',
+      answer: undefined,
+      cause: 'none',
+      count: 3,
+      backends: ['10.244.2.3', '10.244.3.4'],
+    });
+    const base = attributed(unanswered, podA);
+    const coredns = {
+      namespace: 'kube-system',
+      name: 'coredns-q9w4t',
+      uid: 'u',
+      hostNetwork: false,
+    };
+    log.record({
+      ...base,
+      attribution: {
+        ...base.attribution,
+        backends: [{ ip: '10.244.2.3', pod: coredns }, { ip: '10.244.3.4' }],
+      },
+    });
+    log.record(attributed(dnsQuery(), podA));
+    log.record(attributed({ ...unanswered, backends: [] }, podA));
+    log.record(attributed({ ...unanswered, backends: undefined }, podA));
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      msg: '3 DNS queries unanswered, no drop on this node: sent to a backend that never answered',
+      event: {
+        kind: 'dns_query',
+        pod: 'shop/cart-7d9f',
+        outcome: 'unanswered',
+        cause: 'none',
+        count: 3,
+        server: '10.96.0.10',
+        backends: [{ ip: '10.244.2.3', pod: 'kube-system/coredns-q9w4t' }, { ip: '10.244.3.4' }],
       },
     });
   });
