@@ -25,6 +25,7 @@ export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as c
 export const DNS_QUERY_ANSWERS6_MAP = '@dns_q_answers6';
 export const DNS_QUERY_PENDING6_MAPS = ['@dns_q_pending6_0', '@dns_q_pending6_1'] as const;
 export const DNS_QUERY_RESENT6_MAPS = ['@dns_q_resent6_0', '@dns_q_resent6_1'] as const;
+export const DNS_QUERY_PARALLEL6_MAPS = ['@dns_q_parallel6_0', '@dns_q_parallel6_1'] as const;
 
 /**
  * Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries,
@@ -99,11 +100,13 @@ export class DnsQueryCounts {
       return this.unanswered(entries, ipv6Addresses);
     if ((DNS_QUERY_LOOKUP_MAPS as readonly string[]).includes(map))
       return this.quietLookups(entries);
-    const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
+    const parallel6 = (DNS_QUERY_PARALLEL6_MAPS as readonly string[]).includes(map);
+    const parallel = parallel6 || (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
     const resent4 = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
     const resent6 = (DNS_QUERY_RESENT6_MAPS as readonly string[]).includes(map);
     const resent = resent4 || resent6;
-    const addresses = resent6 || map === DNS_QUERY_ANSWERS6_MAP ? ipv6Addresses : ipv4Addresses;
+    const addresses =
+      resent6 || parallel6 || map === DNS_QUERY_ANSWERS6_MAP ? ipv6Addresses : ipv4Addresses;
     const lookups = (DNS_QUERY_LOOKUPS_MAPS as readonly string[]).includes(map);
     if (
       map !== DNS_QUERY_ANSWERS_MAP &&
@@ -134,7 +137,7 @@ export class DnsQueryCounts {
         continue;
       }
       const event = parallel
-        ? this.parallel(key, growth, monotonicNs)
+        ? this.parallel(key, growth, monotonicNs, addresses)
         : resent
           ? this.resent(key, growth, monotonicNs, addresses)
           : lookups
@@ -177,13 +180,19 @@ export class DnsQueryCounts {
   }
 
   /** A (namespace, client) key of the parallel maps: queries sent beside a pending one. */
-  private parallel(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+  private parallel(
+    key: string,
+    count: number,
+    monotonicNs: bigint,
+    addresses: AddressFields,
+  ): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 2) return undefined;
+    if (fields.length !== 1 + addresses.width) return undefined;
     const netnsInode = u32Field(fields[0]);
-    const client = ipv4Field(fields[1]);
+    const client = addresses.read(fields, 1);
     if (netnsInode === undefined || client === undefined) return undefined;
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      server: addresses.unspecified,
       outcome: 'parallel',
     });
   }

@@ -310,6 +310,8 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_pending6_1',
       '@dns_q_resent6_0',
       '@dns_q_resent6_1',
+      '@dns_q_parallel6_0',
+      '@dns_q_parallel6_1',
     ],
     variants: [
       {

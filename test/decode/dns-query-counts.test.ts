@@ -356,6 +356,28 @@ describe('DnsQueryCounts: IPv6 clients, each address keyed as two u64 halves', (
     ]);
   });
 
+  it('turns the growth of the IPv6 parallel counts into parallel queries of the client, each generation from zero after its map_cleared', () => {
+    const counts = tracker();
+    const key = `${NETNS},${POD6}`;
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 3 }).events).toEqual([
+      expect.objectContaining({
+        outcome: 'parallel',
+        count: 3,
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '::', dstPort: 53 },
+      }),
+    ]);
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 4 }).events).toEqual([
+      expect.objectContaining({ count: 1 }),
+    ]);
+    counts.cleared('@dns_q_parallel6_0');
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 1 }).events).toEqual([
+      expect.objectContaining({ count: 1 }),
+    ]);
+    expect(observe(counts, '@dns_q_parallel6_1', { [`${NETNS},${POD}`]: 1 }).rejectedKeys).toEqual([
+      `${NETNS},${POD}`,
+    ]);
+  });
+
   it('leaves out IPv6 keys that are not as the probe prints them, IPv4-shaped ones included', () => {
     const counts = tracker();
     const answers = observe(counts, '@dns_q_answers6', {

@@ -2,7 +2,10 @@ import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
 import type { DnsQueryEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
+import type { ResolvedName } from '../lab/scenarios/resolver.js';
 import { createLab, labAddresses6, type Lab, type LabPod } from '../lab/lab.js';
 import { rulePackets } from '../lab/rule-counters.js';
 import { sendQueries, type QueryBurst } from '../lab/scenarios/dns-queries.js';
@@ -50,6 +53,8 @@ function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
 
 interface Tally {
   unanswered: number;
+  /** Queries sent while another of the same socket was pending. */
+  parallel: number;
   /** Unanswered queries by the server the client asked. */
   unansweredTo: Map<string, number>;
   answered: Map<string, number>;
@@ -61,6 +66,7 @@ interface Tally {
 function tallyFor(clientIp: string): Tally {
   const tally: Tally = {
     unanswered: 0,
+    parallel: 0,
     unansweredTo: new Map(),
     answered: new Map(),
     answeredTotal: 0,
@@ -73,6 +79,8 @@ function tallyFor(clientIp: string): Tally {
       tally.unanswered += event.count;
       const server = event.tuple.dstIp;
       tally.unansweredTo.set(server, (tally.unansweredTo.get(server) ?? 0) + event.count);
+    } else if (event.outcome === 'parallel') {
+      tally.parallel += event.count;
     } else if (event.outcome === 'answered') {
       tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
       tally.answeredTotal += event.count;
@@ -226,6 +234,48 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
       expect(afterClean.unanswered).toBe(afterBlocked.unanswered);
       expect(afterClean.answeredTotal - afterBlocked.answeredTotal).toBe(12);
       expect(outcomes().untracked).toBe(0);
+    },
+    timeoutMs,
+  );
+  it(
+    'counts the parallel A/AAAA of a glibc lookup over IPv6, one per lookup, under the pod IPv6 address',
+    async () => {
+      const pod = lab.pods[1]!;
+      const client = ip6Of(pod);
+      const binary = await generatorPath('resolve', lab.buildDir);
+      const name = 'www.example.test';
+      await untilAnswering(pod);
+      const path = `/etc/netns/${pod.netns}/resolv.conf`;
+      const saved = readFileSync(path, 'utf8');
+      const before = await settle(client, () => true);
+      const grown = (): number => tallyFor(client).parallel - before.parallel;
+      let lookups = 0;
+      try {
+        // The IPv6 ClusterIP as the only nameserver, no search list: one A and one AAAA each.
+        writeFileSync(path, `nameserver ${labAddresses6.clusterDns}\n`);
+        // Lookups until each has its parallel query counted (printed once a second), bounded.
+        const deadline = Date.now() + 30_000;
+        while (Date.now() < deadline && (lookups < 3 || grown() < lookups)) {
+          if (lookups < 20) {
+            const { stdout } = await lab.exec(pod.netns, binary, [name]);
+            expect(JSON.parse(stdout.trim()) as ResolvedName).toMatchObject({
+              name,
+              addresses: [labZone[name]],
+            });
+            lookups += 1;
+          } else {
+            await sleep(250);
+          }
+        }
+      } finally {
+        writeFileSync(path, saved);
+      }
+      const after = await settle(client, () => true);
+      expect(after.parallel - before.parallel).toBe(lookups);
+      // Both questions of each lookup answered, over IPv6, in the pod's namespace.
+      expect(after.answeredTotal - before.answeredTotal).toBe(2 * lookups);
+      expect(after.unanswered).toBe(before.unanswered);
+      expect(after.netns).toEqual(new Set([pod.netnsInode]));
     },
     timeoutMs,
   );
