@@ -5,6 +5,7 @@ import {
   labAddresses6,
   runDnsBlocked,
   runNoListener,
+  sendQueries,
   snatRaceUntil,
   type Lab,
 } from './lab/index.js';
@@ -19,6 +20,7 @@ import {
   type FakeApiServer,
   type K8sObject,
 } from './support/fake-apiserver.js';
+import { rulePackets } from './lab/rule-counters.js';
 import { startAgentOn } from './support/lab-agent.js';
 import { labCluster, type LabCluster } from './support/lab-cluster.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
@@ -246,7 +248,7 @@ describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
     lab = await createLab({ dualStack: true });
     cluster = labCluster(lab);
     fake = await startFakeApiServer(cluster.objects);
-    agent = await startAgentOn(lab, fake);
+    agent = await startAgentOn(lab, fake, ['--dns-query-tracking', 'on']);
   });
 
   afterAll(async () => {
@@ -328,4 +330,89 @@ describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
         ),
     ).toEqual([]);
   });
+  it('counts the IPv6 queries to the IPv6 ClusterIP that an ip6tables rule dropped at one backend as unanswered on the pod, with the firewall as their cause, to the kube-dns Service, and the rest as answered', async () => {
+    const pod = cluster.pods[0]!;
+    const labPod = lab.pods[0]!;
+    const pod6 = pod.ip6!;
+    const comment = 'cro-lab: firewalled IPv6 DNS backend';
+    // After DNAT, in FORWARD: it matches the one backend's share of the ClusterIP's queries.
+    const rule = [
+      'FORWARD',
+      '-s',
+      pod6,
+      '-d',
+      labAddresses6.dnsBackends[0],
+      '-p',
+      'udp',
+      '--dport',
+      '53',
+      '-m',
+      'comment',
+      '--comment',
+      comment,
+      '-j',
+      'DROP',
+    ];
+    // Asked of the ClusterIP: the earlier test's queries to the blocked address, reported
+    // unanswered up to two periods later, are not the Service's.
+    const ofPod = { namespace: pod.namespace, pod: pod.name, service: 'kube-system/kube-dns' };
+    const unanswered = (samples: Sample[], labels: Record<string, string> = {}) =>
+      sumOf(samples, 'conntrack_observer_dns_unanswered_queries_total', { ...ofPod, ...labels });
+    const answered = (samples: Sample[]) =>
+      sumOf(samples, 'conntrack_observer_dns_queries_total', {
+        namespace: pod.namespace,
+        pod: pod.name,
+        source_ip: pod6,
+      });
+    // The lab waits for its IPv4 backends only: until the IPv6 ones answer too, bounded.
+    await waitFor('the IPv6 DNS backends to answer', async () => {
+      const burst = await sendQueries(lab, labPod.netns, labAddresses6.clusterDns, 8, 1000);
+      return burst.answered === 8 ? true : undefined;
+    });
+    // Two periods: the warm-up's answers are in before the baseline.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const before = await scrape(agent.baseUrl);
+    let sent = 0;
+    let answeredByClient = 0;
+    let drops = 0;
+    const dropped = () =>
+      rulePackets(lab, {
+        chain: 'FORWARD',
+        family: 'ipv6',
+        matches: (line) => line.includes(comment),
+        what: 'the DROP rule of the firewalled IPv6 backend',
+      });
+    await lab.exec(lab.node.netns, 'ip6tables', ['-I', ...rule]);
+    try {
+      // The ClusterIP picks a backend at random per flow: rounds until the rule dropped a few,
+      // bounded.
+      for (let round = 0; round < 10 && drops < 6; round += 1) {
+        const burst = await sendQueries(lab, labPod.netns, labAddresses6.clusterDns, 8, 300);
+        sent += burst.sent;
+        answeredByClient += burst.answered;
+        drops = await dropped();
+      }
+    } finally {
+      await lab.exec(lab.node.netns, 'ip6tables', ['-D', ...rule]);
+    }
+    expect(drops).toBeGreaterThanOrEqual(6);
+    expect(answeredByClient).toBe(sent - drops);
+    // Reported one to two periods (5 s) after sending.
+    const seen = await waitFor(
+      `${drops} unanswered on ${pod.name}`,
+      async () => {
+        const grown = unanswered(await scrape(agent.baseUrl)) - unanswered(before);
+        return grown >= drops ? grown : undefined;
+      },
+      40_000,
+    ).catch(async () => unanswered(await scrape(agent.baseUrl)) - unanswered(before));
+    expect(seen).toBe(drops);
+    // One more period: a query counted late, or twice, would show.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const after = await scrape(agent.baseUrl);
+    const linked = { source_ip: pod6, cause: 'firewall' };
+    expect(unanswered(after) - unanswered(before)).toBe(drops);
+    expect(unanswered(after, linked) - unanswered(before, linked)).toBe(drops);
+    expect(answered(after) - answered(before)).toBe(answeredByClient);
+  }, 120_000);
 });

@@ -8,6 +8,7 @@ import {
 import type { DnsAnswerClass, DnsQueryEvent } from '../events/types.js';
 import { ipv4Field, u32Field } from './count-maps.js';
 import type { CountEntry } from './decoded-line.js';
+import { ipv6FromHalves } from './ip-address.js';
 
 /** The maps of probes/tracepoint/dns-queries.bt (docs/probe-events.md). */
 export const DNS_QUERY_ANSWERS_MAP = '@dns_q_answers';
@@ -17,6 +18,14 @@ export const DNS_QUERY_UNTRACKED_MAP = '@dns_q_untracked';
 export const DNS_QUERY_PARALLEL_MAPS = ['@dns_q_parallel_0', '@dns_q_parallel_1'] as const;
 /** Queries sent again while still pending: each earlier copy unanswered (two generations). */
 export const DNS_QUERY_RESENT_MAPS = ['@dns_q_resent_0', '@dns_q_resent_1'] as const;
+/**
+ * IPv6 queries, in maps of their own: bpftrace 0.17 cannot key a map by a 16-byte array, so
+ * each address is keyed as two u64 halves (`ipv6FromHalves`), one field more per address.
+ */
+export const DNS_QUERY_ANSWERS6_MAP = '@dns_q_answers6';
+export const DNS_QUERY_PENDING6_MAPS = ['@dns_q_pending6_0', '@dns_q_pending6_1'] as const;
+export const DNS_QUERY_RESENT6_MAPS = ['@dns_q_resent6_0', '@dns_q_resent6_1'] as const;
+export const DNS_QUERY_PARALLEL6_MAPS = ['@dns_q_parallel6_0', '@dns_q_parallel6_1'] as const;
 
 /**
  * Lookups ended by the next lookup of the same thread: cumulative per (netns, client, queries,
@@ -86,14 +95,22 @@ export class DnsQueryCounts {
 
   observe(map: string, entries: readonly CountEntry[]): DnsQueryCountsUpdate {
     if ((DNS_QUERY_PENDING_MAPS as readonly string[]).includes(map))
-      return this.unanswered(entries);
+      return this.unanswered(entries, ipv4Addresses);
+    if ((DNS_QUERY_PENDING6_MAPS as readonly string[]).includes(map))
+      return this.unanswered(entries, ipv6Addresses);
     if ((DNS_QUERY_LOOKUP_MAPS as readonly string[]).includes(map))
       return this.quietLookups(entries);
-    const parallel = (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
-    const resent = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
+    const parallel6 = (DNS_QUERY_PARALLEL6_MAPS as readonly string[]).includes(map);
+    const parallel = parallel6 || (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
+    const resent4 = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
+    const resent6 = (DNS_QUERY_RESENT6_MAPS as readonly string[]).includes(map);
+    const resent = resent4 || resent6;
+    const addresses =
+      resent6 || parallel6 || map === DNS_QUERY_ANSWERS6_MAP ? ipv6Addresses : ipv4Addresses;
     const lookups = (DNS_QUERY_LOOKUPS_MAPS as readonly string[]).includes(map);
     if (
       map !== DNS_QUERY_ANSWERS_MAP &&
+      map !== DNS_QUERY_ANSWERS6_MAP &&
       map !== DNS_QUERY_UNTRACKED_MAP &&
       !resent &&
       !parallel &&
@@ -120,24 +137,29 @@ export class DnsQueryCounts {
         continue;
       }
       const event = parallel
-        ? this.parallel(key, growth, monotonicNs)
+        ? this.parallel(key, growth, monotonicNs, addresses)
         : resent
-          ? this.resent(key, growth, monotonicNs)
+          ? this.resent(key, growth, monotonicNs, addresses)
           : lookups
             ? this.lookups(key, growth, monotonicNs)
-            : this.answered(key, growth, monotonicNs);
+            : this.answered(key, growth, monotonicNs, addresses);
       if (event === undefined) rejectedKeys.push(key);
       else events.push(event);
     }
     return { events, untracked, rejectedKeys };
   }
 
-  private answered(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+  private answered(
+    key: string,
+    count: number,
+    monotonicNs: bigint,
+    addresses: AddressFields,
+  ): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 4) return undefined;
-    const [netnsText, clientText, classText, bucketText] = fields;
-    const netnsInode = u32Field(netnsText);
-    const client = ipv4Field(clientText);
+    if (fields.length !== 3 + addresses.width) return undefined;
+    const netnsInode = u32Field(fields[0]);
+    const client = addresses.read(fields, 1);
+    const [classText, bucketText] = fields.slice(1 + addresses.width);
     const answer = ANSWER_CLASSES[u32Field(classText) ?? ANSWER_CLASSES.length];
     const bucket = u32Field(bucketText);
     if (
@@ -150,6 +172,7 @@ export class DnsQueryCounts {
       return undefined;
     }
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      server: addresses.unspecified,
       outcome: 'answered',
       answer,
       latencyBucketSeconds: DNS_QUERY_DURATION_BUCKETS[bucket] ?? Infinity,
@@ -157,13 +180,19 @@ export class DnsQueryCounts {
   }
 
   /** A (namespace, client) key of the parallel maps: queries sent beside a pending one. */
-  private parallel(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+  private parallel(
+    key: string,
+    count: number,
+    monotonicNs: bigint,
+    addresses: AddressFields,
+  ): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 2) return undefined;
+    if (fields.length !== 1 + addresses.width) return undefined;
     const netnsInode = u32Field(fields[0]);
-    const client = ipv4Field(fields[1]);
+    const client = addresses.read(fields, 1);
     if (netnsInode === undefined || client === undefined) return undefined;
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      server: addresses.unspecified,
       outcome: 'parallel',
     });
   }
@@ -172,13 +201,17 @@ export class DnsQueryCounts {
    * Queries sent again while still pending, per namespace, client and server: each earlier copy
    * went unanswered within the resolver's own timeout, reported as it is resent.
    */
-  private resent(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+  private resent(
+    key: string,
+    count: number,
+    monotonicNs: bigint,
+    addresses: AddressFields,
+  ): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 3) return undefined;
-    const [netnsText, clientText, serverText] = fields;
-    const netnsInode = u32Field(netnsText);
-    const client = ipv4Field(clientText);
-    const server = ipv4Field(serverText);
+    if (fields.length !== 1 + 2 * addresses.width) return undefined;
+    const netnsInode = u32Field(fields[0]);
+    const client = addresses.read(fields, 1);
+    const server = addresses.read(fields, 1 + addresses.width);
     if (netnsInode === undefined || client === undefined || server === undefined) return undefined;
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
       outcome: 'unanswered',
@@ -267,20 +300,23 @@ export class DnsQueryCounts {
   }
 
   /** One key per query (namespace, client, port, DNS id, server): summed per client and server. */
-  private unanswered(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
+  private unanswered(
+    entries: readonly CountEntry[],
+    addresses: AddressFields,
+  ): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
     const groups = new Tally<{ netnsInode: number; client: string; server: string }>();
     const rejectedKeys: string[] = [];
+    const width = addresses.width;
     for (const { key } of entries) {
       const fields = key.split(',');
-      const [netnsText, clientText, portText, idText, serverText] = fields;
-      const netnsInode = u32Field(netnsText);
-      const client = ipv4Field(clientText);
-      const port = u32Field(portText);
-      const id = u32Field(idText);
-      const server = ipv4Field(serverText);
+      const netnsInode = u32Field(fields[0]);
+      const client = addresses.read(fields, 1);
+      const port = u32Field(fields[1 + width]);
+      const id = u32Field(fields[2 + width]);
+      const server = addresses.read(fields, 3 + width);
       if (
-        fields.length !== 5 ||
+        fields.length !== 3 + 2 * width ||
         netnsInode === undefined ||
         client === undefined ||
         port === undefined ||
@@ -304,6 +340,31 @@ export class DnsQueryCounts {
   }
 }
 
+/** How a map's keys hold an address: one u32 field (IPv4) or two u64 halves (IPv6). */
+interface AddressFields {
+  /** The key fields one address takes. */
+  readonly width: 1 | 2;
+  /** The address starting at field `at`, in canonical text, or undefined. */
+  read(fields: readonly string[], at: number): string | undefined;
+  /** The server of a key that keeps none. */
+  readonly unspecified: string;
+}
+
+const ipv4Addresses: AddressFields = {
+  width: 1,
+  read: (fields, at) => ipv4Field(fields[at]),
+  unspecified: '0.0.0.0',
+};
+
+const ipv6Addresses: AddressFields = {
+  width: 2,
+  read: (fields, at) => {
+    const [first, second] = [fields[at], fields[at + 1]];
+    return first === undefined || second === undefined ? undefined : ipv6FromHalves(first, second);
+  },
+  unspecified: '::',
+};
+
 /** Keys printed one per query or thread, counted per group (client and server, or client and size). */
 class Tally<G extends object> {
   private readonly groups = new Map<string, G & { count: number }>();
@@ -321,7 +382,7 @@ class Tally<G extends object> {
 
 /**
  * One client's DNS-query event: the server it asked where the key names one (unanswered
- * queries), else 0.0.0.0; ports are not kept.
+ * queries), else the unspecified address of its family (0.0.0.0 by default); ports are not kept.
  */
 function queryEvent(
   probe: string,

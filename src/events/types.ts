@@ -126,7 +126,8 @@ export interface DnsQueryEvent extends ProbeEventBase {
   readonly kind: 'dns_query';
   /**
    * The client and the server as the client addressed it (a ClusterIP before DNAT). Ports are
-   * not kept (0, and 53 on the server side); the server of answers is not kept (0.0.0.0).
+   * not kept (0, and 53 on the server side); the server of answers is not kept (0.0.0.0, or
+   * :: for an IPv6 client).
    */
   readonly tuple: FlowTuple;
   /**

@@ -304,6 +304,14 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_lookups_1',
       '@dns_q_lookup_n_0',
       '@dns_q_lookup_n_1',
+      // IPv6 clients' queries: each address keyed as two u64 halves.
+      '@dns_q_answers6',
+      '@dns_q_pending6_0',
+      '@dns_q_pending6_1',
+      '@dns_q_resent6_0',
+      '@dns_q_resent6_1',
+      '@dns_q_parallel6_0',
+      '@dns_q_parallel6_1',
     ],
     variants: [
       {

@@ -1,7 +1,7 @@
 import { createLineDecoder } from '../../src/decode/decode.js';
 import { DnsQueryCounts, isDnsQueryMap } from '../../src/decode/dns-query-counts.js';
 import type { DnsQueryEvent } from '../../src/events/types.js';
-import { probeKeyOfIpv4 } from '../support/probe-keys.js';
+import { probeKeyOfIpv4, probeKeyOfIpv6 } from '../support/probe-keys.js';
 
 const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
 
@@ -285,5 +285,117 @@ describe('DnsQueryCounts', () => {
     expect(observe(tracker(), '@dns_drops_0', { a: 1 }).events).toEqual([]);
     expect(isDnsQueryMap('@dns_q_pending_0')).toBe(true);
     expect(isDnsQueryMap('@dns_drops_0')).toBe(false);
+  });
+});
+
+describe('DnsQueryCounts: IPv6 clients, each address keyed as two u64 halves', () => {
+  const POD6 = probeKeyOfIpv6('fd00:10:244::2').join(',');
+  const OTHER_POD6 = probeKeyOfIpv6('fd00:10:244::3').join(',');
+  const CLUSTER_IP6 = probeKeyOfIpv6('fd00:10:96::a').join(',');
+  const BACKEND6 = probeKeyOfIpv6('2001:db8::99').join(',');
+
+  it('keys as the probe does: the halves bpftrace printed for 2001:db8::99', () => {
+    expect(probeKeyOfIpv6('2001:db8::99')).toEqual(['3087860000', '-7421932185906577408']);
+  });
+
+  it('turns the growth of the IPv6 answer counts into answered queries of the client, in canonical text', () => {
+    const counts = tracker();
+    observe(counts, '@dns_q_answers6', { [`${NETNS},${POD6},0,2`]: 4 });
+    const update = observe(counts, '@dns_q_answers6', {
+      [`${NETNS},${POD6},0,2`]: 6,
+      [`${NETNS},${POD6},2,11`]: 1,
+    });
+    expect(update.rejectedKeys).toEqual([]);
+    expect(update.events).toEqual([
+      expect.objectContaining({
+        outcome: 'answered',
+        answer: 'NOERROR',
+        latencyBucketSeconds: 0.01,
+        count: 2,
+        netnsInode: NETNS,
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '::', dstPort: 53 },
+      }),
+      expect.objectContaining({ answer: 'NXDOMAIN', latencyBucketSeconds: Infinity, count: 1 }),
+    ]);
+  });
+
+  it('counts each key of a printed IPv6 pending generation as one unanswered query, summed per client and server', () => {
+    const counts = tracker();
+    const update = observe(counts, '@dns_q_pending6_0', {
+      [`${NETNS},${POD6},40001,17,${CLUSTER_IP6}`]: 1000,
+      [`${NETNS},${POD6},40001,18,${CLUSTER_IP6}`]: 1001,
+      [`${NETNS},${POD6},40002,17,${BACKEND6}`]: 1002,
+      [`${NETNS},${OTHER_POD6},40003,5,${CLUSTER_IP6}`]: 1003,
+    });
+    expect(update.rejectedKeys).toEqual([]);
+    const of = (client: string, server: string) =>
+      update.events.find((event) => event.tuple.srcIp === client && event.tuple.dstIp === server);
+    expect(of('fd00:10:244::2', 'fd00:10:96::a')).toMatchObject({
+      outcome: 'unanswered',
+      count: 2,
+    });
+    expect(of('fd00:10:244::2', '2001:db8::99')).toMatchObject({ count: 1 });
+    expect(of('fd00:10:244::3', 'fd00:10:96::a')).toMatchObject({ count: 1 });
+    expect(update.events).toHaveLength(3);
+  });
+
+  it('counts the growth of the IPv6 resent count as unanswered queries of that client and server, each generation from zero after its map_cleared', () => {
+    const counts = tracker();
+    const key = `${NETNS},${POD6},${CLUSTER_IP6}`;
+    expect(observe(counts, '@dns_q_resent6_1', { [key]: 2 }).events).toEqual([
+      expect.objectContaining({
+        outcome: 'unanswered',
+        count: 2,
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: 'fd00:10:96::a', dstPort: 53 },
+      }),
+    ]);
+    expect(observe(counts, '@dns_q_resent6_1', { [key]: 2 }).events).toEqual([]);
+    counts.cleared('@dns_q_resent6_1');
+    expect(observe(counts, '@dns_q_resent6_1', { [key]: 1 }).events).toEqual([
+      expect.objectContaining({ count: 1 }),
+    ]);
+  });
+
+  it('turns the growth of the IPv6 parallel counts into parallel queries of the client, each generation from zero after its map_cleared', () => {
+    const counts = tracker();
+    const key = `${NETNS},${POD6}`;
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 3 }).events).toEqual([
+      expect.objectContaining({
+        outcome: 'parallel',
+        count: 3,
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '::', dstPort: 53 },
+      }),
+    ]);
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 4 }).events).toEqual([
+      expect.objectContaining({ count: 1 }),
+    ]);
+    counts.cleared('@dns_q_parallel6_0');
+    expect(observe(counts, '@dns_q_parallel6_0', { [key]: 1 }).events).toEqual([
+      expect.objectContaining({ count: 1 }),
+    ]);
+    expect(observe(counts, '@dns_q_parallel6_1', { [`${NETNS},${POD}`]: 1 }).rejectedKeys).toEqual([
+      `${NETNS},${POD}`,
+    ]);
+  });
+
+  it('leaves out IPv6 keys that are not as the probe prints them, IPv4-shaped ones included', () => {
+    const counts = tracker();
+    const answers = observe(counts, '@dns_q_answers6', {
+      [`${NETNS},${POD},0,1`]: 1,
+      [`${NETNS},${POD6},0`]: 1,
+      [`${NETNS},x,1,0,1`]: 1,
+      [`${NETNS},${POD6},6,0`]: 1,
+    });
+    expect(answers.rejectedKeys).toHaveLength(4);
+    expect(answers.events).toEqual([]);
+    const pending = observe(counts, '@dns_q_pending6_1', {
+      [`${NETNS},${POD},40001,17,${CLUSTER_IP}`]: 1,
+      [`${NETNS},${POD6},70000,17,${CLUSTER_IP6}`]: 1,
+      [`${NETNS},${POD6},40001,17,${CLUSTER_IP6},1`]: 1,
+    });
+    expect(pending.rejectedKeys).toHaveLength(3);
+    expect(pending.events).toEqual([]);
+    const resent = observe(counts, '@dns_q_resent6_0', { [`${NETNS},${POD},${CLUSTER_IP}`]: 1 });
+    expect(resent.rejectedKeys).toHaveLength(1);
   });
 });

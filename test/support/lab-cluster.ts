@@ -40,7 +40,10 @@ export function labCluster(lab: Lab): LabCluster {
   const dualStack = lab.pods.some((labPod) => labPod.ip6 !== undefined);
   const service = stored('service-kube-dns');
   service.spec.clusterIP = labAddresses.clusterDns;
-  service.spec.clusterIPs = [labAddresses.clusterDns];
+  // Dual-stack: the Service's IPv6 ClusterIP too, as kube-proxy DNATs it in the lab.
+  service.spec.clusterIPs = dualStack
+    ? [labAddresses.clusterDns, labAddresses6.clusterDns]
+    : [labAddresses.clusterDns];
   const slice = stored('endpointslice-kube-dns');
   // The slice's two endpoints become the lab's two dnsmasq backends.
   (slice.endpoints as K8sObject[]).forEach((endpoint, index) => {

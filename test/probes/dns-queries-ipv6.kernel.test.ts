@@ -1,0 +1,282 @@
+import { createLineDecoder } from '../../src/decode/decode.js';
+import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
+import type { DnsQueryEvent } from '../../src/events/types.js';
+import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { labZone } from '../lab/dnsmasq.js';
+import { generatorPath } from '../lab/generators.js';
+import type { ResolvedName } from '../lab/scenarios/resolver.js';
+import { createLab, labAddresses6, type Lab, type LabPod } from '../lab/lab.js';
+import { rulePackets } from '../lab/rule-counters.js';
+import { sendQueries, type QueryBurst } from '../lab/scenarios/dns-queries.js';
+
+// IPv6 queries from a dual-stack lab pod to the IPv6 ClusterIP (DNATed at random to two IPv6
+// dnsmasq backends), matched by the probe in the pod's namespace. Oracles: the query program's
+// own count of answers, and an ip6tables DROP rule's packet counter.
+const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
+const timeoutMs = 120_000;
+// A short period: a query is reported unanswered 2 to 5 s after it was sent.
+const GENERATION_SECONDS = 2;
+/** Long enough for any query sent before it to have been printed (cycle of period + 1 s, twice). */
+const SETTLE_MS = 2 * (GENERATION_SECONDS + 1) * 1000 + 1500;
+const RULE_COMMENT = 'cro-lab: firewalled IPv6 DNS backend';
+
+let lab: Lab;
+let probe: ProbeRun;
+
+beforeAll(async () => {
+  lab = await createLab({ dualStack: true });
+  probe = await startProbe('tracepoint/dns-queries.bt', [String(GENERATION_SECONDS)]);
+}, timeoutMs);
+
+afterAll(async () => {
+  await probe?.stop();
+  await lab?.destroy();
+}, timeoutMs);
+
+/** Every query outcome the probe reported so far, read as the agent reads its maps. */
+function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
+  const counts = new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 0n });
+  const events: DnsQueryEvent[] = [];
+  let untracked = 0;
+  for (const line of probe.lines) {
+    const decoded = decode(line);
+    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
+    if (decoded.type !== 'counts') continue;
+    const update = counts.observe(decoded.map, decoded.entries);
+    expect(update.rejectedKeys).toEqual([]);
+    events.push(...update.events);
+    untracked += update.untracked;
+  }
+  return { events, untracked };
+}
+
+interface Tally {
+  unanswered: number;
+  /** Queries sent while another of the same socket was pending. */
+  parallel: number;
+  /** Unanswered queries by the server the client asked. */
+  unansweredTo: Map<string, number>;
+  answered: Map<string, number>;
+  answeredTotal: number;
+  /** Every event of the client, with the namespace it was counted in. */
+  netns: Set<number>;
+}
+
+function tallyFor(clientIp: string): Tally {
+  const tally: Tally = {
+    unanswered: 0,
+    parallel: 0,
+    unansweredTo: new Map(),
+    answered: new Map(),
+    answeredTotal: 0,
+    netns: new Set(),
+  };
+  for (const event of outcomes().events) {
+    if (event.tuple.srcIp !== clientIp) continue;
+    tally.netns.add(event.netnsInode);
+    if (event.outcome === 'unanswered') {
+      tally.unanswered += event.count;
+      const server = event.tuple.dstIp;
+      tally.unansweredTo.set(server, (tally.unansweredTo.get(server) ?? 0) + event.count);
+    } else if (event.outcome === 'parallel') {
+      tally.parallel += event.count;
+    } else if (event.outcome === 'answered') {
+      tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
+      tally.answeredTotal += event.count;
+    }
+  }
+  return tally;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `done` holds of the client's tally (bounded), then one more whole cycle. */
+async function settle(clientIp: string, done: (tally: Tally) => boolean): Promise<Tally> {
+  const deadline = Date.now() + SETTLE_MS;
+  while (!done(tallyFor(clientIp)) && Date.now() < deadline) await sleep(250);
+  // A count past the expected one would show within one more cycle.
+  await sleep((GENERATION_SECONDS + 1) * 1000 + 500);
+  return tallyFor(clientIp);
+}
+
+const ip6Of = (pod: LabPod): string => {
+  if (pod.ip6 === undefined) throw new Error(`${pod.netns} has no IPv6 address`);
+  return pod.ip6;
+};
+
+/** `count` queries for `name` from the pod to the IPv6 ClusterIP, each from its own socket. */
+async function query(pod: LabPod, name: string, count: number): Promise<QueryBurst> {
+  const binary = await generatorPath('dns-query', lab.buildDir);
+  const { stdout } = await lab.exec(pod.netns, binary, [
+    labAddresses6.clusterDns,
+    '53',
+    String(count),
+    name,
+    '2000',
+  ]);
+  return JSON.parse(stdout.trim()) as QueryBurst;
+}
+
+/** Queries from the pod until both IPv6 backends answer (the lab waits for the IPv4 ones only). */
+async function untilAnswering(pod: LabPod): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const burst = await sendQueries(lab, pod.netns, labAddresses6.clusterDns, 8, 1000);
+    if (burst.answered === burst.sent && burst.sent === 8) return;
+    if (Date.now() > deadline)
+      throw new Error(`IPv6 DNS backends not answering: ${JSON.stringify(burst)}`);
+  }
+}
+
+describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
+  it(
+    'counts each IPv6 query to the IPv6 ClusterIP answered once, by its answer class, in the pod that asked, under its IPv6 address',
+    async () => {
+      const pod = lab.pods[1]!;
+      const client = ip6Of(pod);
+      await untilAnswering(pod);
+      const before = await settle(client, () => true);
+      const found = await query(pod, 'www.example.test', 9);
+      const missing = await query(pod, 'missing.example.test', 5);
+      expect(found).toMatchObject({ sent: 9, answered: 9 });
+      expect(missing).toMatchObject({ sent: 5, answered: 5 });
+      const grown = (tally: Tally, answer: string): number =>
+        (tally.answered.get(answer) ?? 0) - (before.answered.get(answer) ?? 0);
+      const after = await settle(
+        client,
+        (tally) => grown(tally, 'NOERROR') >= 9 && grown(tally, 'NXDOMAIN') >= 5,
+      );
+      expect(grown(after, 'NOERROR')).toBe(9);
+      expect(grown(after, 'NXDOMAIN')).toBe(5);
+      expect(after.answeredTotal - before.answeredTotal).toBe(14);
+      expect(after.unanswered).toBe(before.unanswered);
+      expect(after.netns).toEqual(new Set([pod.netnsInode]));
+      // Answered within the lab's own namespaces: well under a second, in a finite bucket.
+      const latencies = outcomes()
+        .events.filter((event) => event.outcome === 'answered' && event.tuple.srcIp === client)
+        .map((event) => event.latencyBucketSeconds!);
+      expect(latencies.length).toBeGreaterThan(0);
+      for (const latency of latencies) expect(latency).toBeLessThanOrEqual(0.25);
+      expect(outcomes().untracked).toBe(0);
+    },
+    timeoutMs,
+  );
+
+  it(
+    'reports exactly the IPv6 queries an ip6tables rule dropped at one backend as unanswered, to the ClusterIP the pod asked, counts the rest answered, and a clean run afterwards adds none',
+    async () => {
+      const pod = lab.pods[0]!;
+      const client = ip6Of(pod);
+      const backend = labAddresses6.dnsBackends[0];
+      await untilAnswering(pod);
+      const before = await settle(client, () => true);
+      // After DNAT, in FORWARD: it matches the one backend's share of the ClusterIP's queries.
+      const rule = [
+        'FORWARD',
+        '-s',
+        client,
+        '-d',
+        backend,
+        '-p',
+        'udp',
+        '--dport',
+        '53',
+        '-m',
+        'comment',
+        '--comment',
+        RULE_COMMENT,
+        '-j',
+        'DROP',
+      ];
+      const dropped = (): Promise<number> =>
+        rulePackets(lab, {
+          chain: 'FORWARD',
+          family: 'ipv6',
+          matches: (line) => line.includes(RULE_COMMENT),
+          what: 'the DROP rule of the firewalled IPv6 backend',
+        });
+      let sent = 0;
+      let answered = 0;
+      let drops = 0;
+      await lab.exec(lab.node.netns, 'ip6tables', ['-I', ...rule]);
+      try {
+        // The ClusterIP picks a backend at random per flow: rounds until the rule dropped a
+        // few, bounded.
+        for (let round = 0; round < 10 && drops < 6; round += 1) {
+          const burst = await sendQueries(lab, pod.netns, labAddresses6.clusterDns, 8, 300);
+          sent += burst.sent;
+          answered += burst.answered;
+          drops = await dropped();
+        }
+      } finally {
+        await lab.exec(lab.node.netns, 'ip6tables', ['-D', ...rule]);
+      }
+      expect(drops).toBeGreaterThanOrEqual(6);
+      // Every query either dropped by the rule or answered by the other backend.
+      expect(answered).toBe(sent - drops);
+      const afterBlocked = await settle(
+        client,
+        (tally) => tally.unanswered - before.unanswered >= drops,
+      );
+      expect(afterBlocked.unanswered - before.unanswered).toBe(drops);
+      expect(afterBlocked.answeredTotal - before.answeredTotal).toBe(answered);
+      expect(afterBlocked.netns).toEqual(new Set([pod.netnsInode]));
+      // Seen before DNAT, in the pod: the server is the ClusterIP the pod asked.
+      const newTo = [...afterBlocked.unansweredTo].filter(
+        ([server, count]) => count > (before.unansweredTo.get(server) ?? 0),
+      );
+      expect(newTo.map(([server]) => server)).toEqual([labAddresses6.clusterDns]);
+
+      const clean = await query(pod, 'www.example.test', 12);
+      expect(clean).toMatchObject({ sent: 12, answered: 12 });
+      const afterClean = await settle(client, () => false);
+      expect(afterClean.unanswered).toBe(afterBlocked.unanswered);
+      expect(afterClean.answeredTotal - afterBlocked.answeredTotal).toBe(12);
+      expect(outcomes().untracked).toBe(0);
+    },
+    timeoutMs,
+  );
+  it(
+    'counts the parallel A/AAAA of a glibc lookup over IPv6, one per lookup, under the pod IPv6 address',
+    async () => {
+      const pod = lab.pods[1]!;
+      const client = ip6Of(pod);
+      const binary = await generatorPath('resolve', lab.buildDir);
+      const name = 'www.example.test';
+      await untilAnswering(pod);
+      const path = `/etc/netns/${pod.netns}/resolv.conf`;
+      const saved = readFileSync(path, 'utf8');
+      const before = await settle(client, () => true);
+      const grown = (): number => tallyFor(client).parallel - before.parallel;
+      let lookups = 0;
+      try {
+        // The IPv6 ClusterIP as the only nameserver, no search list: one A and one AAAA each.
+        writeFileSync(path, `nameserver ${labAddresses6.clusterDns}\n`);
+        // Lookups until each has its parallel query counted (printed once a second), bounded.
+        const deadline = Date.now() + 30_000;
+        while (Date.now() < deadline && (lookups < 3 || grown() < lookups)) {
+          if (lookups < 20) {
+            const { stdout } = await lab.exec(pod.netns, binary, [name]);
+            expect(JSON.parse(stdout.trim()) as ResolvedName).toMatchObject({
+              name,
+              addresses: [labZone[name]],
+            });
+            lookups += 1;
+          } else {
+            await sleep(250);
+          }
+        }
+      } finally {
+        writeFileSync(path, saved);
+      }
+      const after = await settle(client, () => true);
+      expect(after.parallel - before.parallel).toBe(lookups);
+      // Both questions of each lookup answered, over IPv6, in the pod's namespace.
+      expect(after.answeredTotal - before.answeredTotal).toBe(2 * lookups);
+      expect(after.unanswered).toBe(before.unanswered);
+      expect(after.netns).toEqual(new Set([pod.netnsInode]));
+    },
+    timeoutMs,
+  );
+});
