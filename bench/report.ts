@@ -189,7 +189,7 @@ export function renderReport(r: BenchResults): string {
     ...dnsLoadAimRows(r.dnsLoad),
     '',
     'Where an aim is missed and why: delivered packets do not fire the drop tracepoint, so the few',
-    'per cent between runs with and without the agent in the dns and other variants are of the order of the run-to-run spread (2–3 %);',
+    'per cent between runs with and without the agent in the dns and other variants are of the order of the spread between runs of one variant (section 4 lists every run: other work on this shared machine moves them);',
     'in the storm every dropped DNS datagram is counted in a BPF map in the kernel (header parse,',
     'conntrack and namespace reads, two map updates and a lookup): no per-packet line leaves the kernel, so the',
     "counts are exact, and the agent's cost above the empty program's is that work per packet. The",
