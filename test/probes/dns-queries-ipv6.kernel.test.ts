@@ -1,7 +1,5 @@
-import { createLineDecoder } from '../../src/decode/decode.js';
-import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
-import type { DnsQueryEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { queryOutcomes } from './counted.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
@@ -13,7 +11,6 @@ import { sendQueries, type QueryBurst } from '../lab/scenarios/dns-queries.js';
 // IPv6 queries from a dual-stack lab pod to the IPv6 ClusterIP (DNATed at random to two IPv6
 // dnsmasq backends), matched by the probe in the pod's namespace. Oracles: the query program's
 // own count of answers, and an ip6tables DROP rule's packet counter.
-const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
 const timeoutMs = 120_000;
 // A short period: a query is reported unanswered 2 to 5 s after it was sent.
 const GENERATION_SECONDS = 2;
@@ -35,21 +32,7 @@ afterAll(async () => {
 }, timeoutMs);
 
 /** Every query outcome the probe reported so far, read as the agent reads its maps. */
-function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
-  const counts = new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 0n });
-  const events: DnsQueryEvent[] = [];
-  let untracked = 0;
-  for (const line of probe.lines) {
-    const decoded = decode(line);
-    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
-    if (decoded.type !== 'counts') continue;
-    const update = counts.observe(decoded.map, decoded.entries);
-    expect(update.rejectedKeys).toEqual([]);
-    events.push(...update.events);
-    untracked += update.untracked;
-  }
-  return { events, untracked };
-}
+const outcomes = () => queryOutcomes(probe.lines);
 
 interface Tally {
   unanswered: number;

@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createLineDecoder } from '../../src/decode/decode.js';
-import { DnsQueryCounts } from '../../src/decode/dns-query-counts.js';
-import type { DnsNoDataEvent, DnsQueryEvent } from '../../src/events/types.js';
+import type { DnsNoDataEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
+import { queryOutcomes } from './counted.js';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
 import type { ResolvedName } from '../lab/scenarios/resolver.js';
@@ -31,21 +31,7 @@ afterAll(async () => {
 }, timeoutMs);
 
 /** Every query outcome the probe reported so far, read as the agent reads its maps. */
-function outcomes(): { events: DnsQueryEvent[]; untracked: number } {
-  const counts = new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 0n });
-  const events: DnsQueryEvent[] = [];
-  let untracked = 0;
-  for (const line of probe.lines) {
-    const decoded = decode(line);
-    if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
-    if (decoded.type !== 'counts') continue;
-    const update = counts.observe(decoded.map, decoded.entries);
-    expect(update.rejectedKeys).toEqual([]);
-    events.push(...update.events);
-    untracked += update.untracked;
-  }
-  return { events, untracked };
-}
+const outcomes = () => queryOutcomes(probe.lines);
 
 interface Tally {
   unanswered: number;
