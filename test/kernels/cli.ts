@@ -10,13 +10,13 @@
  * output, exit status and results land in OUT/<kernel>/. Exit status: 0 when every command
  * exited 0.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { AptArchive } from './apt-archive.js';
 import { kernelById, kernels, type Suite } from './catalogue.js';
-import { runGuest, summaryLine, type GuestRunResult } from './guest-run.js';
+import { kernelFailureIn, runGuest, summaryLine, type GuestRunResult } from './guest-run.js';
 import { ensureHostTools } from './host-tools.js';
 import { unpackKernel } from './kernel-tree.js';
 import { unpackVirtme } from './virtme.js';
@@ -75,7 +75,11 @@ async function main(argv: readonly string[]): Promise<number> {
     )
     .option('--memory <size>', 'guest memory', '2G')
     .option('--cpus <n>', 'guest CPUs', positiveInteger, 2)
-    .option('--boot-console', 'copy the kernel console to stderr', false)
+    .option(
+      '--boot-console',
+      'copy the boot messages too (the console after boot is always copied)',
+      false,
+    )
     .option('--refresh', 'refresh the package lists even when less than a day old', false)
     .exitOverride()
     .parse(argv.slice(0, split), { from: 'node' });
@@ -115,18 +119,38 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const tree of trees) {
     if (interrupted.signal.aborted) break;
     log(`kernel ${tree.spec.id}: booting ${tree.release} (${tree.spec.runBy})`);
-    const result = await runGuest({
-      tree,
-      virtme,
-      repo,
-      command,
-      outDir: join(options.out, tree.spec.id),
-      timeoutMs: options.timeout * 1000,
-      memory: options.memory,
-      cpus: options.cpus,
-      bootConsole: options.bootConsole,
-      signal: interrupted.signal,
-    });
+    const outDir = join(options.out, tree.spec.id);
+    const boot = (): Promise<GuestRunResult> =>
+      runGuest({
+        tree,
+        virtme,
+        repo,
+        command,
+        outDir,
+        timeoutMs: options.timeout * 1000,
+        memory: options.memory,
+        cpus: options.cpus,
+        bootConsole: options.bootConsole,
+        signal: interrupted.signal,
+      });
+    let result = await boot();
+    // An emulated guest can die under the command with nothing on its console (QEMU's software
+    // emulation lost, not the kernel): boot once more, keep the first boot's logs aside, and
+    // say so. A guest whose kernel reported a failure is never booted again.
+    if (result.outcome.kind === 'guest-failed' && !interrupted.signal.aborted) {
+      const failure = kernelFailureIn(readFileSync(join(outDir, 'console.log'), 'utf8'));
+      if (failure === undefined) {
+        const aside = `${outDir}.first-boot`;
+        rmSync(aside, { recursive: true, force: true });
+        renameSync(outDir, aside);
+        log(
+          `${summaryLine(result)}; no kernel failure on its console: booting it once more (first boot's logs in ${aside})`,
+        );
+        result = { ...(await boot()), earlierAttempt: { ...result, outDir: aside } };
+      } else {
+        log(`kernel ${tree.spec.id}: the kernel reported: ${failure.trim()}`);
+      }
+    }
     results.push(result);
     log(summaryLine(result));
   }

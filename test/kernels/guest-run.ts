@@ -39,7 +39,11 @@ export interface GuestRunOptions {
   readonly timeoutMs: number;
   readonly memory: string;
   readonly cpus: number;
-  /** Copy the kernel console to stderr (boot messages, oopses). */
+  /**
+   * Copy the boot messages too. The console is always kept in console.log at full log level,
+   * and what comes once the guest is up (the command's output, an oops, an OOM kill, a panic)
+   * is always copied to stderr: a guest that dies says why.
+   */
   readonly bootConsole: boolean;
   /** Aborting kills the guest (the runner was interrupted). */
   readonly signal: AbortSignal;
@@ -57,6 +61,8 @@ export type GuestOutcome =
     };
 
 export interface GuestRunResult {
+  /** An earlier boot of this kernel whose guest died without the kernel saying why. */
+  readonly earlierAttempt?: GuestRunResult;
   readonly kernel: string;
   readonly release: string;
   readonly outcome: GuestOutcome;
@@ -75,13 +81,13 @@ function pipeLines(
   prefix: string,
   to: Writable,
   copy: Writable,
-  onLine: (line: string) => void,
+  /** Whether the line is also shown (every line is copied). */
+  shown: (line: string) => boolean,
 ): Promise<void> {
   from.pipe(copy);
   const lines = createInterface({ input: from, crlfDelay: Infinity });
   lines.on('line', (line) => {
-    onLine(line);
-    to.write(`${prefix}${line}\n`);
+    if (shown(line)) to.write(`${prefix}${line}\n`);
   });
   return new Promise((resolve) => lines.once('close', resolve));
 }
@@ -131,7 +137,12 @@ export async function runGuest(options: GuestRunOptions): Promise<GuestRunResult
     '--overlay-rwdir=/var',
     `--overlay-rwdir=${repo}`,
     `--rwdir=${guestSharedDir}=${outDir}`,
-    ...(options.bootConsole ? ['--show-boot-console'] : []),
+    // Always: virtme otherwise sends the console to /dev/null, and a guest that dies says
+    // nothing. Errors and worse (an oops, an OOM kill, a panic) printed, not virtme's
+    // loglevel=1: the last loglevel on the command line wins.
+    '--show-boot-console',
+    '--kopt',
+    'loglevel=4',
     '--script-sh',
     `exec bash ${shellQuote(join(repo, 'test', 'kernels', 'guest-init.sh'))} ${guestSharedDir}`,
   ];
@@ -163,13 +174,15 @@ export async function runGuest(options: GuestRunOptions): Promise<GuestRunResult
   }, options.timeoutMs);
   try {
     const stdoutLog = createWriteStream(join(outDir, 'stdout.log'));
-    const stderrLog = createWriteStream(join(outDir, 'stderr.log'));
+    const consoleLog = createWriteStream(join(outDir, 'console.log'));
     const streams = Promise.all([
-      pipeLines(subprocess.stdout!, prefix, process.stdout, stdoutLog, () => undefined),
-      pipeLines(subprocess.stderr!, prefix, process.stderr, stderrLog, (line) => {
+      pipeLines(subprocess.stdout!, prefix, process.stdout, stdoutLog, () => true),
+      // The console (virtme puts it on stderr): boot messages shown only when asked for.
+      pipeLines(subprocess.stderr!, prefix, process.stderr, consoleLog, (line) => {
         if (bootSeconds === undefined && line.startsWith(guestUpMarker)) {
           bootSeconds = (Date.now() - started) / 1000;
         }
+        return options.bootConsole || bootSeconds !== undefined;
       }),
     ]);
     const result = await subprocess;
@@ -227,6 +240,20 @@ function readStatus(path: string): number | undefined {
   }
 }
 
+/**
+ * The first console line in which the kernel itself reports a failure (panic, oops, BUG, an OOM
+ * kill, a lockup), or undefined: a guest that died without one was lost by the emulator.
+ */
+export function kernelFailureIn(console: string): string | undefined {
+  return console
+    .split('\n')
+    .find((line) =>
+      /Kernel panic|Oops|BUG:|Out of memory|Killed process|general protection|soft lockup|hung_task|Call Trace/.test(
+        line,
+      ),
+    );
+}
+
 export function summaryLine(result: GuestRunResult): string {
   const boot =
     result.bootSeconds === undefined
@@ -241,5 +268,9 @@ export function summaryLine(result: GuestRunResult): string {
         : outcome.kind === 'interrupted'
           ? 'INTERRUPTED (guest killed)'
           : `guest failed (virtme-run exit ${String(outcome.virtmeExitCode)}, ${outcome.ranCommand ? 'command started, no exit status' : 'command never started'})`;
-  return `kernel ${result.kernel} (${result.release}): ${boot}, ${what}, ${result.durationSeconds.toFixed(1)} s in all`;
+  const earlier =
+    result.earlierAttempt === undefined
+      ? ''
+      : ` (second boot: the first ${summaryLine(result.earlierAttempt).replace(/^kernel \S+ \([^)]*\): /, '')}, with no kernel failure on its console)`;
+  return `kernel ${result.kernel} (${result.release}): ${boot}, ${what}, ${result.durationSeconds.toFixed(1)} s in all${earlier}`;
 }
