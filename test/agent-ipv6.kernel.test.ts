@@ -20,7 +20,7 @@ import {
   type FakeApiServer,
   type K8sObject,
 } from './support/fake-apiserver.js';
-import { rulePackets } from './lab/rule-counters.js';
+import { dnsBackendDropRule, withRules } from './lab/rule-counters.js';
 import { startAgentOn } from './support/lab-agent.js';
 import { labCluster, type LabCluster } from './support/lab-cluster.js';
 import { scrape, sumOf, type Sample } from './support/prometheus-text.js';
@@ -334,25 +334,12 @@ describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
     const pod = cluster.pods[0]!;
     const labPod = lab.pods[0]!;
     const pod6 = pod.ip6!;
-    const comment = 'cro-lab: firewalled IPv6 DNS backend';
-    // After DNAT, in FORWARD: it matches the one backend's share of the ClusterIP's queries.
-    const rule = [
-      'FORWARD',
-      '-s',
-      pod6,
-      '-d',
-      labAddresses6.dnsBackends[0],
-      '-p',
-      'udp',
-      '--dport',
-      '53',
-      '-m',
-      'comment',
-      '--comment',
-      comment,
-      '-j',
-      'DROP',
-    ];
+    const rule = dnsBackendDropRule(lab, {
+      client: pod6,
+      backend: labAddresses6.dnsBackends[0],
+      family: 'ipv6',
+      comment: 'cro-lab: firewalled IPv6 DNS backend',
+    });
     // Asked of the ClusterIP: the earlier test's queries to the blocked address, reported
     // unanswered up to two periods later, are not the Service's.
     const ofPod = { namespace: pod.namespace, pod: pod.name, service: 'kube-system/kube-dns' };
@@ -375,26 +362,16 @@ describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
     let sent = 0;
     let answeredByClient = 0;
     let drops = 0;
-    const dropped = () =>
-      rulePackets(lab, {
-        chain: 'FORWARD',
-        family: 'ipv6',
-        matches: (line) => line.includes(comment),
-        what: 'the DROP rule of the firewalled IPv6 backend',
-      });
-    await lab.exec(lab.node.netns, 'ip6tables', ['-I', ...rule]);
-    try {
-      // The ClusterIP picks a backend at random per flow: rounds until the rule dropped a few,
-      // bounded.
+    await withRules([rule], async () => {
+      // The ClusterIP picks a backend at random per flow (the rule matches one backend's share,
+      // after DNAT): rounds until the rule dropped a few, bounded.
       for (let round = 0; round < 10 && drops < 6; round += 1) {
         const burst = await sendQueries(lab, labPod.netns, labAddresses6.clusterDns, 8, 300);
         sent += burst.sent;
         answeredByClient += burst.answered;
-        drops = await dropped();
+        drops = await rule.packets();
       }
-    } finally {
-      await lab.exec(lab.node.netns, 'ip6tables', ['-D', ...rule]);
-    }
+    });
     expect(drops).toBeGreaterThanOrEqual(6);
     expect(answeredByClient).toBe(sent - drops);
     // Reported one to two periods (5 s) after sending.

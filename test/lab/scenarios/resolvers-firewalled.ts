@@ -2,7 +2,7 @@ import { generatorPath } from '../generators.js';
 import { counterDelta, type ConntrackStats } from '../kernel-counters.js';
 import type { Lab, LabPod } from '../lab.js';
 import type { ResolvedName, ResolverLibrary } from './resolver.js';
-import { rulePackets } from '../rule-counters.js';
+import { dnsBackendDropRule, withRules, type DnsBackendDropRule } from '../rule-counters.js';
 
 export interface FirewalledResolver {
   readonly library: ResolverLibrary;
@@ -39,40 +39,16 @@ export interface FirewalledResolversRun {
   readonly kernel: ConntrackStats;
 }
 
-const RULE_COMMENT = 'cro-lab: firewalled DNS backend';
-
-function dropRule(pod: LabPod, backend: string): string[] {
-  return [
-    'FORWARD',
-    '-s',
-    pod.ip,
-    '-d',
-    backend,
-    '-p',
-    'udp',
-    '--dport',
-    '53',
-    '-m',
-    'comment',
-    '--comment',
-    `${RULE_COMMENT} ${pod.netns}`,
-    '-j',
-    'DROP',
-  ];
-}
+/** The comment of a pod's DROP rule (each pod has its own rule and counter). */
+const ruleComment = (pod: LabPod): string => `cro-lab: firewalled DNS backend ${pod.netns}`;
 
 /** Each pod's DROP rule's packet counter, by pod namespace. */
-async function dropRulePackets(lab: Lab, pods: readonly LabPod[]): Promise<Map<string, number>> {
+async function dropRulePackets(
+  pods: readonly LabPod[],
+  rules: readonly DnsBackendDropRule[],
+): Promise<Map<string, number>> {
   const packets = new Map<string, number>();
-  for (const pod of pods) {
-    const packetsOfPod = await rulePackets(lab, {
-      chain: 'FORWARD',
-      // The comment ends the line: "… /* cro-lab: firewalled DNS backend <netns> */".
-      matches: (line) => line.includes(`${RULE_COMMENT} ${pod.netns} */`),
-      what: `the DROP rule of ${pod.netns}`,
-    });
-    packets.set(pod.netns, packetsOfPod);
-  }
+  for (const [index, pod] of pods.entries()) packets.set(pod.netns, await rules[index]!.packets());
   return packets;
 }
 
@@ -109,27 +85,28 @@ export async function runResolversFirewalled(
   const backend = lab.dnsBackends[options.backend ?? 0];
   if (backend === undefined) throw new Error(`no DNS backend ${options.backend ?? 0} in the lab`);
   const pods = options.resolvers.map((resolver) => resolver.pod);
-  const rules = pods.map((pod) => dropRule(pod, backend.address));
+  const rules = pods.map((pod) =>
+    dnsBackendDropRule(lab, {
+      client: pod.ip,
+      backend: backend.address,
+      comment: ruleComment(pod),
+    }),
+  );
   const name = options.name ?? 'www.example.test.';
   const lookupsPerRound = options.lookupsPerRound ?? 4;
   const results = options.resolvers.map((): ResolvedName[] => []);
-  const inserted: string[][] = [];
   // Built before the lookups: parallel builds of one program would share its temporary file.
   for (const resolver of options.resolvers) await resolverBinary(lab, resolver.library);
-  try {
-    for (const rule of rules) {
-      await lab.exec(lab.node.netns, 'iptables', ['-I', ...rule]);
-      inserted.push(rule);
-    }
+  return withRules(rules, async () => {
     const before = await lab.nodeConntrackStats();
-    let drops = await dropRulePackets(lab, pods);
+    let drops = await dropRulePackets(pods, rules);
     for (let round = 0; round < (options.maxRounds ?? 8); round += 1) {
       const rounds = options.resolvers.map((resolver) =>
         Promise.all(Array.from({ length: lookupsPerRound }, () => lookUpIn(lab, resolver, name))),
       );
       for (const [index, lookups] of (await Promise.all(rounds)).entries())
         results[index]!.push(...lookups.flat());
-      drops = await dropRulePackets(lab, pods);
+      drops = await dropRulePackets(pods, rules);
       if (pods.every((pod) => (drops.get(pod.netns) ?? 0) >= options.dropsPerPod)) break;
     }
     const after = await lab.nodeConntrackStats();
@@ -149,7 +126,5 @@ export async function runResolversFirewalled(
       })),
       kernel: counterDelta(before, after),
     };
-  } finally {
-    for (const rule of inserted) await lab.exec(lab.node.netns, 'iptables', ['-D', ...rule]);
-  }
+  });
 }
