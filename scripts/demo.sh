@@ -116,7 +116,9 @@ while :; do
   agent=$(awk '/^conntrack_observer_insert_failures_total/ {s += $NF} END {print s + 0}' <<<"$metrics")
   kernel=$(awk '/^conntrack_observer_kernel_conntrack_insert_failed_total/ {print $NF}' <<<"$metrics")
   unexplained=$(awk '/^conntrack_observer_unexplained_insert_failures_total/ {print $NF}' <<<"$metrics")
-  printf 'demo: agent counted %s insert failures (race="snat"); kernel insert_failed %s; unexplained %s\n' \
+  # Both from one scrape: the kernel's counter as the agent last polled it, so a race between
+  # two polls shows in the agent's count first.
+  printf 'demo: agent counted %s insert failures (race="snat"); kernel insert_failed %s (last poll); unexplained %s\n' \
     "$agent" "${kernel:-?}" "${unexplained:-?}"
   [ "$SECONDS" -ge "$end" ] || continue
   # The hit rate of the race differs between machines: race on until one was counted.
