@@ -9,7 +9,17 @@ export interface AgentProcess {
   metrics(): Promise<string>;
   /** bpftrace (and any other) processes the agent started. */
   children(): number[];
-  stop(): Promise<void>;
+  /** The agent's JSON log lines so far (stdout), when started with `keepLog`. */
+  log(): string[];
+  /** SIGTERM, then SIGKILL after 10 s; any descendant left after its exit is killed. */
+  stop(): Promise<AgentExit>;
+}
+
+export interface AgentExit {
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+  /** Descendants still alive once the agent had exited (killed here): should be none. */
+  readonly leftovers: readonly number[];
 }
 
 const mainPath = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -36,6 +46,10 @@ export interface BuiltAgentOptions {
   readonly mainPath?: string;
   readonly probeMode?: 'tracepoint' | 'kprobe' | 'counters-only';
   readonly readyTimeoutMs?: number;
+  /** `warn` unless given: the benchmarks measure the agent, not its logging. */
+  readonly logLevel?: string;
+  /** Keep the agent's stdout (its JSON log) for log(); otherwise it is discarded. */
+  readonly keepLog?: boolean;
 }
 
 /** Starts the built agent (`node dist/main.js`) and waits until /readyz answers 200. */
@@ -55,21 +69,31 @@ export async function startBuiltAgent(
       options.probeMode ?? 'tracepoint',
       ...extraArgs,
     ],
-    { reject: false, stdout: 'ignore', stderr: 'pipe', env: { LOG_LEVEL: 'warn' } },
+    {
+      reject: false,
+      stdout: options.keepLog === true ? 'pipe' : 'ignore',
+      stderr: 'pipe',
+      env: { LOG_LEVEL: options.logLevel ?? 'warn' },
+    },
   );
   const pid = child.pid;
   if (pid === undefined) throw new Error('the agent did not start');
+  let logText = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    logText += chunk;
+  });
   let known: number[] = [];
-  const stop = async () => {
+  const stop = async (): Promise<AgentExit> => {
     known = [...new Set([...known, ...descendantsOf(pid)])];
     child.kill('SIGTERM');
     const exited = await Promise.race([child.then(() => true), sleep(10_000).then(() => false)]);
     if (!exited) child.kill('SIGKILL');
-    await child;
+    const result = await child;
     // Its bpftrace children die with it (pdeathsig); anything left is killed here, by pid.
-    for (const leftover of known) {
-      if (isAlive(leftover)) process.kill(leftover, 'SIGKILL');
-    }
+    const leftovers = known.filter(isAlive);
+    for (const leftover of leftovers) process.kill(leftover, 'SIGKILL');
+    return { exitCode: result.exitCode, signal: result.signal, leftovers };
   };
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const deadline = Date.now() + readyTimeoutMs;
@@ -96,6 +120,7 @@ export async function startBuiltAgent(
     baseUrl,
     metrics: async () => (await fetch(`${baseUrl}/metrics`)).text(),
     children: () => descendantsOf(pid),
+    log: () => logText.split('\n').filter((line) => line !== ''),
     stop,
   };
 }

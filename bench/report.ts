@@ -3,6 +3,11 @@ import type { CountMapBound } from './count-map-bound.js';
 import { dnsLoadAimRows, renderDnsLoadSection } from './dns-load-report.js';
 import type { DnsLoadFigures } from './dns-load-result.js';
 import type { EmitRate } from './emit-rate.js';
+import {
+  renderGuestStartUpSection,
+  type GuestStartUpFailure,
+  type GuestStartUpFigures,
+} from './guest-start-up-result.js';
 import type { InsertFailureStorm } from './insert-failure-storm.js';
 import type { IdleCost } from './idle-cost.js';
 import type { KubernetesScaleRun } from './kubernetes-scale.js';
@@ -30,6 +35,7 @@ export interface BenchResults {
   series: SeriesRetentionFigures;
   kubernetes: KubernetesScaleRun;
   insertStorm: InsertFailureStorm;
+  guestStartUp: GuestStartUpFigures | GuestStartUpFailure;
   mapBound: CountMapBound;
   dnsLoad: DnsLoadFigures;
   wallSeconds: number;
@@ -313,6 +319,7 @@ export function renderReport(r: BenchResults): string {
     '|---|---|---|---|---|---|',
     `| ${int(r.insertStorm.rounds)} | ${int(r.insertStorm.kernelInsertFailed)} | ${int(r.insertStorm.agentCounted)} | ${int(r.insertStorm.unexplained)} | ${r.insertStorm.settleSeconds.toFixed(1)} s | ${r.insertStorm.secondsToReady.toFixed(1)} s |`,
     '',
+    renderGuestStartUpSection(r.guestStartUp, r.insertStorm.secondsToReady),
     '## 8. Count maps at their bound',
     '',
     '`bench/count-map-bound.ts`: the DNS-drop probe (`probes/tracepoint/dns-drops.bt`) with',

@@ -9,7 +9,9 @@
  * `npm run bench -- --only insert-storm` (root, `npm run build` first) and `--only map-bound`
  * (root) run sections 7 and 8 alone and print their figures; `--only dns-load` (root,
  * `npm run build` first) runs section 9 alone and prints its section; `--only storm-cost` (root,
- * `npm run build` first) runs the run-time measurement of section 4 alone and prints it.
+ * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
+ * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
+ * and prints its section.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -23,6 +25,13 @@ import { renderDnsLoadSection } from './dns-load-report.js';
 import { measureEmitRate, type EmitRate } from './emit-rate.js';
 import { measureIdleCost, type IdleCost } from './idle-cost.js';
 import { measureInsertFailureStorm } from './insert-failure-storm.js';
+import { measureGuestStartUp } from './guest-start-up.js';
+import {
+  GuestStartUpError,
+  renderGuestStartUpSection,
+  type GuestStartUpFailure,
+  type GuestStartUpFigures,
+} from './guest-start-up-result.js';
 import { measureKubernetesScale } from './kubernetes-scale.js';
 import { machineFacts } from './machine.js';
 import {
@@ -48,6 +57,7 @@ const SECTIONS_RUN_ALONE = [
   'map-bound',
   'dns-load',
   'storm-cost',
+  'guest-start-up',
 ] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
@@ -99,6 +109,15 @@ async function main(): Promise<void> {
     } finally {
       programs.remove();
     }
+    return;
+  }
+  if (onlySection(argv) === 'guest-start-up') {
+    if (process.getuid?.() !== 0) throw new Error('the guest needs root (QEMU, apt-get)');
+    log('7b. start-up on a 6.1 guest (QEMU, software emulation; npm run build first)');
+    const guest = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    log(`   ${JSON.stringify(guest)}`);
+    log(renderGuestStartUpSection(guest));
+    if (guest.result.failures.length > 0) process.exitCode = 1;
     return;
   }
   if (onlySection(argv) === 'dns-load') {
@@ -169,6 +188,18 @@ async function main(): Promise<void> {
   log('7. insert-failure storm and start-up (the built agent, tracepoint mode)');
   const insertStorm = await measureInsertFailureStorm(20);
   log(`   ${JSON.stringify(insertStorm)}`);
+  log('7b. start-up on a 6.1 guest (QEMU, software emulation)');
+  let guestStartUp: GuestStartUpFigures | GuestStartUpFailure;
+  try {
+    guestStartUp = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    log(`   ${JSON.stringify(guestStartUp)}`);
+  } catch (error) {
+    // An emulated guest can be lost with nothing wrong in the agent: the report says so
+    // rather than the whole run's figures being thrown away.
+    if (!(error instanceof GuestStartUpError)) throw error;
+    guestStartUp = { error: error.message };
+    log(`   not measured: ${error.message}`);
+  }
   log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
   const mapBound = await measureCountMapBound(64, 100);
   log(`   ${JSON.stringify(mapBound)}`);
@@ -184,6 +215,7 @@ async function main(): Promise<void> {
     series,
     kubernetes,
     insertStorm,
+    guestStartUp,
     mapBound,
     dnsLoad,
     wallSeconds,
