@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AptArchive } from '../test/kernels/apt-archive.js';
 import { kernelById } from '../test/kernels/catalogue.js';
-import { runGuest, summaryLine } from '../test/kernels/guest-run.js';
+import { runGuestOnceMoreIfLost, summaryLine } from '../test/kernels/guest-run.js';
 import { ensureHostTools } from '../test/kernels/host-tools.js';
 import { unpackKernel } from '../test/kernels/kernel-tree.js';
 import { unpackVirtme } from '../test/kernels/virtme.js';
@@ -45,26 +45,29 @@ export async function measureGuestStartUp(
   const tree = await unpackKernel(spec, kernelArchive, cacheDir, options.log);
   const outDir = join(repo, 'reports', 'bench', 'guest-start-up');
   options.log(`booting ${tree.release} under QEMU (logs in ${outDir})`);
-  const run = await runGuest({
-    tree,
-    virtme,
-    repo,
-    command: [
-      'node',
-      '--import',
-      'tsx',
-      'bench/guest-start-up-probe.ts',
-      String(options.rounds ?? 3),
-    ],
-    outDir,
-    // Six starts of 30–60 s each, and a boot; bounded well above that.
-    timeoutMs: 1_200_000,
-    memory: '2G',
-    cpus: 2,
-    bootConsole: false,
-    // Never aborted: a bench killed outright takes the guest with it (parent-death signal).
-    signal: new AbortController().signal,
-  });
+  const run = await runGuestOnceMoreIfLost(
+    {
+      tree,
+      virtme,
+      repo,
+      command: [
+        'node',
+        '--import',
+        'tsx',
+        'bench/guest-start-up-probe.ts',
+        String(options.rounds ?? 3),
+      ],
+      outDir,
+      // Six starts of 30–60 s each, and a boot; bounded well above that.
+      timeoutMs: 1_200_000,
+      memory: '2G',
+      cpus: 2,
+      bootConsole: false,
+      // Never aborted: a bench killed outright takes the guest with it (parent-death signal).
+      signal: new AbortController().signal,
+    },
+    options.log,
+  );
   options.log(summaryLine(run));
   const result = readGuestStartUp(join(outDir, 'results', GUEST_START_UP_FILE), outDir);
   // A guest that wrote its result and then failed a check still says which: the report shows it.

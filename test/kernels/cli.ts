@@ -10,13 +10,13 @@
  * output, exit status and results land in OUT/<kernel>/. Exit status: 0 when every command
  * exited 0.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { AptArchive } from './apt-archive.js';
 import { kernelById, kernels, type Suite } from './catalogue.js';
-import { kernelFailureIn, runGuest, summaryLine, type GuestRunResult } from './guest-run.js';
+import { runGuestOnceMoreIfLost, summaryLine, type GuestRunResult } from './guest-run.js';
 import { ensureHostTools } from './host-tools.js';
 import { unpackKernel } from './kernel-tree.js';
 import { unpackVirtme } from './virtme.js';
@@ -119,38 +119,21 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const tree of trees) {
     if (interrupted.signal.aborted) break;
     log(`kernel ${tree.spec.id}: booting ${tree.release} (${tree.spec.runBy})`);
-    const outDir = join(options.out, tree.spec.id);
-    const boot = (): Promise<GuestRunResult> =>
-      runGuest({
+    const result = await runGuestOnceMoreIfLost(
+      {
         tree,
         virtme,
         repo,
         command,
-        outDir,
+        outDir: join(options.out, tree.spec.id),
         timeoutMs: options.timeout * 1000,
         memory: options.memory,
         cpus: options.cpus,
         bootConsole: options.bootConsole,
         signal: interrupted.signal,
-      });
-    let result = await boot();
-    // An emulated guest can die under the command with nothing on its console (QEMU's software
-    // emulation lost, not the kernel): boot once more, keep the first boot's logs aside, and
-    // say so. A guest whose kernel reported a failure is never booted again.
-    if (result.outcome.kind === 'guest-failed' && !interrupted.signal.aborted) {
-      const failure = kernelFailureIn(readFileSync(join(outDir, 'console.log'), 'utf8'));
-      if (failure === undefined) {
-        const aside = `${outDir}.first-boot`;
-        rmSync(aside, { recursive: true, force: true });
-        renameSync(outDir, aside);
-        log(
-          `${summaryLine(result)}; no kernel failure on its console: booting it once more (first boot's logs in ${aside})`,
-        );
-        result = { ...(await boot()), earlierAttempt: { ...result, outDir: aside } };
-      } else {
-        log(`kernel ${tree.spec.id}: the kernel reported: ${failure.trim()}`);
-      }
-    }
+      },
+      log,
+    );
     results.push(result);
     log(summaryLine(result));
   }

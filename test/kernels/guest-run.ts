@@ -14,6 +14,7 @@ import {
   rmSync,
   mkdtempSync,
   readdirSync,
+  renameSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -238,6 +239,32 @@ function readStatus(path: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * runGuest, and once more when the guest died with nothing from the kernel on its console:
+ * QEMU's software emulation can lose a guest under load (the kernel, not the emulator, would
+ * have said why). The first boot's logs are kept aside in `<outDir>.first-boot` and the result
+ * names that boot. A guest whose kernel reported a failure is never booted again.
+ */
+export async function runGuestOnceMoreIfLost(
+  options: GuestRunOptions,
+  log: (line: string) => void,
+): Promise<GuestRunResult> {
+  const first = await runGuest(options);
+  if (first.outcome.kind !== 'guest-failed' || options.signal.aborted) return first;
+  const failure = kernelFailureIn(readFileSync(join(options.outDir, 'console.log'), 'utf8'));
+  if (failure !== undefined) {
+    log(`kernel ${first.kernel}: the kernel reported: ${failure.trim()}`);
+    return first;
+  }
+  const aside = `${options.outDir}.first-boot`;
+  rmSync(aside, { recursive: true, force: true });
+  renameSync(options.outDir, aside);
+  log(
+    `${summaryLine(first)}; no kernel failure on its console: booting it once more (first boot's logs in ${aside})`,
+  );
+  return { ...(await runGuest(options)), earlierAttempt: { ...first, outDir: aside } };
 }
 
 /**
