@@ -5,9 +5,12 @@ import {
   labAddresses6,
   runDnsBlocked,
   runNoListener,
+  seed004,
   sendQueries,
   snatRaceUntil,
+  startSeed004,
   type Lab,
+  type Seed004Run,
 } from './lab/index.js';
 import {
   startAgentUnderTest,
@@ -392,4 +395,104 @@ describe('the agent with Kubernetes against a real kernel, IPv6 flows', () => {
     expect(unanswered(after, linked) - unanswered(before, linked)).toBe(drops);
     expect(answered(after) - answered(before)).toBe(answeredByClient);
   }, 120_000);
+});
+
+// Seed 004 with the IPv6 ClusterIP as the pods' nameserver: the lookups and the NODATA answers
+// arrive over IPv6, and the agent must still tell the musl pod, and count how each pod's
+// lookups ended.
+describe('the agent with Kubernetes and DNS query tracking on seed 004 over IPv6', () => {
+  let lab: Lab;
+  let cluster: LabCluster;
+  let run: Seed004Run | undefined;
+  let fake: FakeApiServer | undefined;
+  let agent: AgentUnderTest | undefined;
+
+  beforeAll(async () => {
+    lab = await createLab({ dualStack: true });
+    cluster = labCluster(lab);
+    // The lab waits for its IPv4 backends only: until the IPv6 ones answer too, bounded.
+    for (const pod of lab.pods.slice(0, 2))
+      await waitFor('the IPv6 DNS backends to answer', async () => {
+        const burst = await sendQueries(lab, pod.netns, labAddresses6.clusterDns, 8, 1000);
+        return burst.answered === 8 ? true : undefined;
+      });
+    run = await startSeed004(lab, { everyMs: 500, nameserver: labAddresses6.clusterDns });
+    fake = await startFakeApiServer(cluster.objects);
+    agent = await startAgentOn(lab, fake, ['--dns-query-tracking', 'on']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await fake?.close();
+    await run?.stop();
+    await lab?.destroy();
+  });
+
+  it('tells the musl pod that its lookup over IPv6 stopped on NODATA, naming the IPv6 ClusterIP, and counts the musl lookups as nodata and the glibc ones as answered', async () => {
+    const muslPod = cluster.pods.find((pod) => pod.ip === run!.musl.pod.ip)!;
+    const glibcPod = cluster.pods.find((pod) => pod.ip === run!.glibc.pod.ip)!;
+    const stoppedEvents = () =>
+      fake!.events().filter((event) => event.reason === 'DNSLookupStoppedOnNoData');
+    const event = await waitFor(
+      'a DNSLookupStoppedOnNoData Event on the musl pod',
+      () => stoppedEvents().find((candidate) => candidate.involvedObject.name === muslPod.name),
+      60_000,
+    );
+    expect(event.involvedObject).toMatchObject({
+      kind: 'Pod',
+      namespace: muslPod.namespace,
+      name: muslPod.name,
+    });
+    expect(event.message).toContain(`"${seed004.name}" stopped at "${seed004.answeredName}"`);
+    expect(event.message).toContain(`search domain ${seed004.domain}`);
+    expect(event.message).toContain(`(asked at ${labAddresses6.clusterDns})`);
+
+    // How the lookups ended, counted per pod from the IPv6 lookup maps: musl's on NODATA,
+    // glibc's answered. Growth from a baseline taken once both pods have lookups counted: a
+    // lookup in progress when the probe attached is seen only in part.
+    const ended = (samples: Sample[], pod: string, outcome: string) =>
+      sumOf(samples, 'conntrack_observer_dns_lookups_total', { pod, outcome });
+    const lookups = (samples: Sample[], pod: string) =>
+      ['answered', 'unanswered', 'nodata', 'nxdomain', 'failed'].reduce(
+        (total, outcome) => total + ended(samples, pod, outcome),
+        0,
+      );
+    const perLookup = (samples: Sample[], le: string) =>
+      sumOf(samples, 'conntrack_observer_dns_queries_per_lookup_bucket', {
+        pod: glibcPod.name,
+        le,
+      });
+    const grownFrom = async (from: Sample[]): Promise<Sample[]> =>
+      waitFor(
+        'more lookups of both pods counted',
+        async () => {
+          const samples = await scrape(agent!.baseUrl);
+          return lookups(samples, muslPod.name) >= lookups(from, muslPod.name) + 3 &&
+            lookups(samples, glibcPod.name) >= lookups(from, glibcPod.name) + 3
+            ? samples
+            : undefined;
+        },
+        40_000,
+      );
+    const before = await grownFrom([]);
+    const after = await grownFrom(before);
+    const grown = (pod: string, outcome: string) =>
+      ended(after, pod, outcome) - ended(before, pod, outcome);
+    expect(grown(muslPod.name, 'nodata')).toBe(
+      lookups(after, muslPod.name) - lookups(before, muslPod.name),
+    );
+    expect(grown(glibcPod.name, 'answered')).toBe(
+      lookups(after, glibcPod.name) - lookups(before, glibcPod.name),
+    );
+    // glibc walks the whole search list, then the name itself: 8 queries a lookup (A and
+    // AAAA of 3 search-list names and of the name).
+    const glibcLookups = lookups(after, glibcPod.name) - lookups(before, glibcPod.name);
+    const inBucket = (le: string) => perLookup(after, le) - perLookup(before, le);
+    expect(inBucket('6')).toBe(0);
+    expect(inBucket('8')).toBe(glibcLookups);
+    expect(inBucket('+Inf')).toBe(glibcLookups);
+    expect(stoppedEvents().map((candidate) => candidate.involvedObject.name)).toEqual([
+      muslPod.name,
+    ]);
+  }, 180_000);
 });

@@ -37,6 +37,8 @@ const DNS_V3_FIELD_COUNT = 16;
 const DNS_V4_FIELD_COUNT = 17;
 const MAP_CLEARED_FIELD_COUNT = 3;
 const DNS_NODATA_FIELD_COUNT = 8;
+// dns_nodata 2: the address family (`ipv4` / `ipv6`) before the addresses.
+const DNS_NODATA_FAMILY_FIELD_COUNT = 9;
 // IPS_CONFIRMED clear, IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE set: the entry reached the
 // confirm hook and lost (see probes/tracepoint/conntrack-insert-failed.bt).
 const IPS_CONFIRMED = 0x8;
@@ -291,10 +293,17 @@ function dnsDropFields(fields: string[], probe: string, reasonName: DropReasonNa
   return conntrack ? { ...event, conntrack } : event;
 }
 
-/** `dns_nodata 1 nsecs cpu netns client server message-bytes` (docs/probe-events.md). */
+/**
+ * `dns_nodata 1 nsecs cpu netns client server message-bytes`, or schema 2 with the family
+ * before the client (docs/probe-events.md).
+ */
 function dnsNoDataLine(fields: string[], probe: string): DecodedLine {
   let base: Omit<DnsNoDataEvent, 'name' | 'qtype'>;
+  // Schema 2 carries the family; the fields after it shift by one.
+  const shift = fields.length === DNS_NODATA_FAMILY_FIELD_COUNT ? 1 : 0;
+  const message = fields[7 + shift] ?? '';
   try {
+    const of = shift === 1 ? family(fields, 5) : 'ipv4';
     base = {
       kind: 'dns_nodata',
       probe,
@@ -303,9 +312,9 @@ function dnsNoDataLine(fields: string[], probe: string): DecodedLine {
       netnsInode: unsigned(fields, 4, 'netns', 0xffffffff),
       protocol: 'udp',
       tuple: {
-        srcIp: ipv4(fields, 5, 'client'),
+        srcIp: address(fields, 5 + shift, 'client', of),
         srcPort: 0,
-        dstIp: ipv4(fields, 6, 'server'),
+        dstIp: address(fields, 6 + shift, 'server', of),
         dstPort: 53,
       },
     };
@@ -313,10 +322,10 @@ function dnsNoDataLine(fields: string[], probe: string): DecodedLine {
     if (error instanceof FieldError) return rejected('bad_field', `dns_nodata: ${error.message}`);
     throw error;
   }
-  const bytes = bytesOfEscapedHex(fields[7] ?? '');
+  const bytes = bytesOfEscapedHex(message);
   const question = bytes === undefined ? undefined : dnsQuestionOf(bytes);
   if (question === undefined) {
-    return rejected('bad_dns_message', `dns_nodata: no question in "${truncate(fields[7] ?? '')}"`);
+    return rejected('bad_dns_message', `dns_nodata: no question in "${truncate(message)}"`);
   }
   return { type: 'event', event: { ...base, name: question.name, qtype: question.type } };
 }
@@ -369,7 +378,13 @@ const EXPECTED_FIELDS: ReadonlyMap<string, ReadonlyMap<string, number>> = new Ma
     ]),
   ],
   ['map_cleared', new Map([['1', MAP_CLEARED_FIELD_COUNT]])],
-  ['dns_nodata', new Map([['1', DNS_NODATA_FIELD_COUNT]])],
+  [
+    'dns_nodata',
+    new Map([
+      ['1', DNS_NODATA_FIELD_COUNT],
+      ['2', DNS_NODATA_FAMILY_FIELD_COUNT],
+    ]),
+  ],
   [
     'snat_port_alloc',
     new Map([

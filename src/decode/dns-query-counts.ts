@@ -34,6 +34,9 @@ export const DNS_QUERY_PARALLEL6_MAPS = ['@dns_q_parallel6_0', '@dns_q_parallel6
 export const DNS_QUERY_LOOKUPS_MAPS = ['@dns_q_lookups_0', '@dns_q_lookups_1'] as const;
 /** Lookups ended by a quiet period: printed once before cleared, one key per lookup. */
 export const DNS_QUERY_LOOKUP_MAPS = ['@dns_q_lookup_n_0', '@dns_q_lookup_n_1'] as const;
+/** The same two for IPv6 clients, the client address keyed as two u64 halves. */
+export const DNS_QUERY_LOOKUPS6_MAPS = ['@dns_q_lookups6_0', '@dns_q_lookups6_1'] as const;
+export const DNS_QUERY_LOOKUP6_MAPS = ['@dns_q_lookup_n6_0', '@dns_q_lookup_n6_1'] as const;
 /** The probe's cap of the queries-per-lookup key: above 32 it keys 33. */
 export const MAX_COUNTED_QUERIES_PER_LOOKUP = 32;
 
@@ -99,15 +102,20 @@ export class DnsQueryCounts {
     if ((DNS_QUERY_PENDING6_MAPS as readonly string[]).includes(map))
       return this.unanswered(entries, ipv6Addresses);
     if ((DNS_QUERY_LOOKUP_MAPS as readonly string[]).includes(map))
-      return this.quietLookups(entries);
+      return this.quietLookups(entries, ipv4Addresses);
+    if ((DNS_QUERY_LOOKUP6_MAPS as readonly string[]).includes(map))
+      return this.quietLookups(entries, ipv6Addresses);
     const parallel6 = (DNS_QUERY_PARALLEL6_MAPS as readonly string[]).includes(map);
     const parallel = parallel6 || (DNS_QUERY_PARALLEL_MAPS as readonly string[]).includes(map);
     const resent4 = (DNS_QUERY_RESENT_MAPS as readonly string[]).includes(map);
     const resent6 = (DNS_QUERY_RESENT6_MAPS as readonly string[]).includes(map);
     const resent = resent4 || resent6;
+    const lookups6 = (DNS_QUERY_LOOKUPS6_MAPS as readonly string[]).includes(map);
+    const lookups = lookups6 || (DNS_QUERY_LOOKUPS_MAPS as readonly string[]).includes(map);
     const addresses =
-      resent6 || parallel6 || map === DNS_QUERY_ANSWERS6_MAP ? ipv6Addresses : ipv4Addresses;
-    const lookups = (DNS_QUERY_LOOKUPS_MAPS as readonly string[]).includes(map);
+      resent6 || parallel6 || lookups6 || map === DNS_QUERY_ANSWERS6_MAP
+        ? ipv6Addresses
+        : ipv4Addresses;
     if (
       map !== DNS_QUERY_ANSWERS_MAP &&
       map !== DNS_QUERY_ANSWERS6_MAP &&
@@ -141,7 +149,7 @@ export class DnsQueryCounts {
         : resent
           ? this.resent(key, growth, monotonicNs, addresses)
           : lookups
-            ? this.lookups(key, growth, monotonicNs)
+            ? this.lookups(key, growth, monotonicNs, addresses)
             : this.answered(key, growth, monotonicNs, addresses);
       if (event === undefined) rejectedKeys.push(key);
       else events.push(event);
@@ -223,13 +231,18 @@ export class DnsQueryCounts {
    * A (namespace, client, queries, end bits) key of the lookups map: lookups that cost that many
    * and ended so.
    */
-  private lookups(key: string, count: number, monotonicNs: bigint): DnsQueryEvent | undefined {
+  private lookups(
+    key: string,
+    count: number,
+    monotonicNs: bigint,
+    addresses: AddressFields,
+  ): DnsQueryEvent | undefined {
     const fields = key.split(',');
-    if (fields.length !== 4) return undefined;
+    if (fields.length !== 3 + addresses.width) return undefined;
     const netnsInode = u32Field(fields[0]);
-    const client = ipv4Field(fields[1]);
-    const queries = u32Field(fields[2]);
-    const bits = u32Field(fields[3]);
+    const client = addresses.read(fields, 1);
+    const queries = u32Field(fields[1 + addresses.width]);
+    const bits = u32Field(fields[2 + addresses.width]);
     if (
       netnsInode === undefined ||
       client === undefined ||
@@ -242,6 +255,7 @@ export class DnsQueryCounts {
       return undefined;
     }
     return queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+      server: addresses.unspecified,
       outcome: 'lookup',
       queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
       lookupEnd: lookupEndOf(bits),
@@ -249,11 +263,14 @@ export class DnsQueryCounts {
   }
 
   /**
-   * A printed idle generation of `@dns_q_lookup_n_*`: one key per thread (namespace, client,
-   * thread id) whose lookup ended quietly, its value what the probe kept of it (answer classes
-   * << 32 | answers << 16 | queries); summed per client, queries and end.
+   * A printed idle generation of `@dns_q_lookup_n_*` or `@dns_q_lookup_n6_*`: one key per thread
+   * (namespace, client, thread id) whose lookup ended quietly, its value what the probe kept of
+   * it (answer classes << 32 | answers << 16 | queries); summed per client, queries and end.
    */
-  private quietLookups(entries: readonly CountEntry[]): DnsQueryCountsUpdate {
+  private quietLookups(
+    entries: readonly CountEntry[],
+    addresses: AddressFields,
+  ): DnsQueryCountsUpdate {
     const monotonicNs = this.options.monotonicNs();
     const groups = new Tally<{
       netnsInode: number;
@@ -265,11 +282,11 @@ export class DnsQueryCounts {
     for (const { key, value } of entries) {
       const fields = key.split(',');
       const netnsInode = u32Field(fields[0]);
-      const client = ipv4Field(fields[1]);
-      const tid = u32Field(fields[2]);
+      const client = addresses.read(fields, 1);
+      const tid = u32Field(fields[1 + addresses.width]);
       const kept = Number.isSafeInteger(value) ? lookupEndBitsOfValue(value) : undefined;
       if (
-        fields.length !== 3 ||
+        fields.length !== 2 + addresses.width ||
         netnsInode === undefined ||
         client === undefined ||
         tid === undefined ||
@@ -291,6 +308,7 @@ export class DnsQueryCounts {
     }
     const events = groups.counted().map(({ netnsInode, client, queries, end, count }) =>
       queryEvent(this.options.probe, monotonicNs, netnsInode, client, count, {
+        server: addresses.unspecified,
         outcome: 'lookup',
         queriesPerLookup: queries > MAX_COUNTED_QUERIES_PER_LOOKUP ? Infinity : queries,
         lookupEnd: end,

@@ -312,12 +312,17 @@ export const probeCatalogue: readonly ProbeSpec[] = [
       '@dns_q_resent6_1',
       '@dns_q_parallel6_0',
       '@dns_q_parallel6_1',
+      '@dns_q_lookups6_0',
+      '@dns_q_lookups6_1',
+      '@dns_q_lookup_n6_0',
+      '@dns_q_lookup_n6_1',
     ],
     variants: [
       {
         script: 'tracepoint/dns-queries.bt',
-        // net:net_dev_queue and net:netif_receive_skb exist on every kernel the agent supports.
-        requires: { structs: ['sk_buff'] },
+        // net:net_dev_queue and net:netif_receive_skb exist on every kernel the agent supports;
+        // ipv6hdr: the addresses of an IPv6 NODATA example.
+        requires: { structs: ['sk_buff', 'ipv6hdr'] },
         positionalArgs: (): string[] => [String(DNS_QUERY_TIMEOUT_SECONDS)],
         env: { BPFTRACE_MAP_KEYS_MAX: String(DNS_QUERY_MAP_KEYS) },
       },

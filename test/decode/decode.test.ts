@@ -42,6 +42,48 @@ describe('decoding bpftrace output lines', () => {
     });
   });
 
+  it('reads the family and addresses of a dns_nodata 2 line, an IPv6 one in canonical text', () => {
+    const message = escapedQueryPrefix('www.example.test.corp.test', 'AAAA');
+    const v4 = decode(
+      printf(`dns_nodata 2 5036542919870 1 4026532420 ipv4 10.244.0.2 10.96.0.10 ${message}`),
+    );
+    expect(v4).toMatchObject({
+      type: 'event',
+      event: {
+        kind: 'dns_nodata',
+        tuple: { srcIp: '10.244.0.2', srcPort: 0, dstIp: '10.96.0.10', dstPort: 53 },
+        name: 'www.example.test.corp.test',
+        qtype: 'AAAA',
+      },
+    });
+    const v6 = decode(
+      printf(
+        `dns_nodata 2 5036542919870 1 4026532420 ipv6 fd00:10:244:0:0:0:0:2 fd00:10:96::a ${message}`,
+      ),
+    );
+    expect(v6).toEqual({
+      type: 'event',
+      event: {
+        kind: 'dns_nodata',
+        probe: 'tracepoint/test',
+        monotonicNs: 5036542919870n,
+        cpu: 1,
+        netnsInode: 4026532420,
+        protocol: 'udp',
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: 'fd00:10:96::a', dstPort: 53 },
+        name: 'www.example.test.corp.test',
+        qtype: 'AAAA',
+      },
+    });
+    // The family says how to read the addresses: an IPv4 one under ipv6 is a bad field.
+    for (const line of [
+      `dns_nodata 2 1 0 4026532420 ipv6 10.244.0.2 10.96.0.10 ${message}`,
+      `dns_nodata 2 1 0 4026532420 ipv4 fd00:10:244::2 fd00:10:96::a ${message}`,
+      `dns_nodata 2 1 0 4026532420 inet fd00:10:244::2 fd00:10:96::a ${message}`,
+    ])
+      expect(decode(printf(line))).toMatchObject({ type: 'rejected', code: 'bad_field' });
+  });
+
   it('counts a dns_nodata line whose message holds no question as a bad DNS message', () => {
     const decoded = decode(
       printf(`dns_nodata 1 1 0 4026532420 10.244.0.2 10.96.0.10 ${'\\xc0'.repeat(128)}`),

@@ -378,6 +378,92 @@ describe('DnsQueryCounts: IPv6 clients, each address keyed as two u64 halves', (
     ]);
   });
 
+  it('turns the growth of the IPv6 lookup counts into lookups of the client by queries each and how they ended, each generation from zero after its map_cleared', () => {
+    const counts = tracker();
+    const first = observe(counts, '@dns_q_lookups6_0', {
+      [`${NETNS},${POD6},8,4`]: 3,
+      [`${NETNS},${POD6},33,21`]: 1,
+    });
+    expect(first.rejectedKeys).toEqual([]);
+    expect(first.events).toEqual([
+      expect.objectContaining({
+        kind: 'dns_query',
+        outcome: 'lookup',
+        queriesPerLookup: 8,
+        lookupEnd: 'nxdomain',
+        count: 3,
+        netnsInode: NETNS,
+        tuple: { srcIp: 'fd00:10:244::2', srcPort: 0, dstIp: '::', dstPort: 53 },
+      }),
+      expect.objectContaining({ queriesPerLookup: Infinity, lookupEnd: 'answered', count: 1 }),
+    ]);
+    const next = observe(counts, '@dns_q_lookups6_0', {
+      [`${NETNS},${POD6},8,4`]: 5,
+      [`${NETNS},${POD6},33,21`]: 1,
+    });
+    expect(next.events.map((event) => [event.queriesPerLookup, event.count])).toEqual([[8, 2]]);
+    counts.cleared('@dns_q_lookups6_0');
+    expect(
+      observe(counts, '@dns_q_lookups6_0', { [`${NETNS},${POD6},2,1`]: 1 }).events.map((event) => [
+        event.queriesPerLookup,
+        event.lookupEnd,
+        event.count,
+      ]),
+    ).toEqual([[2, 'answered', 1]]);
+  });
+
+  it('counts each key of a printed IPv6 quiet-lookup generation as one lookup of its queries, summed per client, queries and end', () => {
+    const kept = (classes: number, answers: number, queries: number): number =>
+      classes * 2 ** 32 + answers * 2 ** 16 + queries;
+    const update = observe(tracker(), '@dns_q_lookup_n6_1', {
+      [`${NETNS},${POD6},101`]: kept(4, 8, 8),
+      [`${NETNS},${POD6},102`]: kept(4, 8, 8),
+      [`${NETNS},${POD6},103`]: kept(6, 6, 6),
+      [`${NETNS},${OTHER_POD6},104`]: kept(3, 2, 2),
+    });
+    expect(update.rejectedKeys).toEqual([]);
+    expect(
+      update.events.map((event) => [
+        event.tuple.srcIp,
+        event.tuple.dstIp,
+        event.queriesPerLookup,
+        event.lookupEnd,
+        event.count,
+      ]),
+    ).toEqual([
+      ['fd00:10:244::2', '::', 8, 'nxdomain', 2],
+      ['fd00:10:244::2', '::', 6, 'nodata', 1],
+      ['fd00:10:244::3', '::', 2, 'answered', 1],
+    ]);
+  });
+
+  it('leaves out IPv6 lookup keys that are not as the probe prints them, IPv4-shaped ones included', () => {
+    const lookups = observe(tracker(), '@dns_q_lookups6_1', {
+      [`${NETNS},${POD},2,1`]: 1,
+      [`${NETNS},${POD6},2`]: 1,
+      [`${NETNS},${POD6},0,1`]: 1,
+      [`${NETNS},${POD6},34,1`]: 1,
+      [`${NETNS},${POD6},2,32`]: 1,
+      [`${NETNS},${POD6},2,1`]: 1,
+    });
+    expect(lookups.rejectedKeys).toHaveLength(5);
+    expect(lookups.events).toEqual([
+      expect.objectContaining({ queriesPerLookup: 2, lookupEnd: 'answered', count: 1 }),
+    ]);
+    const quiet = observe(tracker(), '@dns_q_lookup_n6_0', {
+      [`${NETNS},${POD},7`]: 4,
+      [`${NETNS},${POD6}`]: 4,
+      [`${NETNS},${POD6},8`]: 65536,
+      [`${NETNS},${POD6},11`]: 2 ** 36,
+      [`${NETNS},${POD6},10`]: 4,
+    });
+    expect(quiet.rejectedKeys).toHaveLength(4);
+    expect(quiet.events).toEqual([
+      expect.objectContaining({ tuple: expect.objectContaining({ srcIp: 'fd00:10:244::2' }) }),
+    ]);
+    expect(quiet.events[0]).toMatchObject({ queriesPerLookup: 4, count: 1 });
+  });
+
   it('leaves out IPv6 keys that are not as the probe prints them, IPv4-shaped ones included', () => {
     const counts = tracker();
     const answers = observe(counts, '@dns_q_answers6', {

@@ -38,17 +38,20 @@ export interface Seed004Run {
 
 /**
  * Starts seed 004 in the lab's first two pods: a musl application in the first, a glibc one in
- * the second, each looking `www.example.test` up every `everyMs` with the seed's resolv.conf.
- * The processes live on (as a pod's application does), so a diagnosis can read them.
+ * the second, each looking `www.example.test` up every `everyMs` with the seed's resolv.conf,
+ * whose nameserver is the IPv4 ClusterIP unless `nameserver` names another (the IPv6 one of a
+ * dual-stack lab). The processes live on (as a pod's application does), so a diagnosis can
+ * read them.
  */
 export async function startSeed004(
   lab: Lab,
-  options: { everyMs?: number } = {},
+  options: { everyMs?: number; nameserver?: string } = {},
 ): Promise<Seed004Run> {
   const [muslPod, glibcPod] = lab.pods;
   if (!muslPod || !glibcPod) throw new Error('seed 004 needs two lab pods');
   const everyMs = String(options.everyMs ?? 1000);
-  const resolvConf = `nameserver ${labAddresses.clusterDns}\nsearch ${seed004.search.join(' ')}\noptions ndots:${seed004.ndots}\n`;
+  const nameserver = options.nameserver ?? labAddresses.clusterDns;
+  const resolvConf = `nameserver ${nameserver}\nsearch ${seed004.search.join(' ')}\noptions ndots:${seed004.ndots}\n`;
   const saved = new Map<string, string>();
   const children: ResultPromise[] = [];
   const start = async (library: ResolverLibrary, pod: LabPod): Promise<LoopingResolver> => {
