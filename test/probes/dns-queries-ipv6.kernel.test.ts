@@ -2,12 +2,20 @@ import { createLineDecoder } from '../../src/decode/decode.js';
 import type { DnsNoDataEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { queryOutcomes } from './counted.js';
+import {
+  grownIn,
+  queryFrom,
+  settledTally,
+  sumOfCounts,
+  tallyOf,
+  type QueryTally,
+} from './query-tally.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
 import type { ResolvedName } from '../lab/scenarios/resolver.js';
 import { createLab, labAddresses6, podSearchPath, type Lab, type LabPod } from '../lab/lab.js';
-import { rulePackets } from '../lab/rule-counters.js';
+import { dnsBackendDropRule, withRules } from '../lab/rule-counters.js';
 import { sendQueries, type QueryBurst } from '../lab/scenarios/dns-queries.js';
 import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 
@@ -17,8 +25,6 @@ import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 const timeoutMs = 120_000;
 // A short period: a query is reported unanswered 2 to 5 s after it was sent.
 const GENERATION_SECONDS = 2;
-/** Long enough for any query sent before it to have been printed (cycle of period + 1 s, twice). */
-const SETTLE_MS = 2 * (GENERATION_SECONDS + 1) * 1000 + 1500;
 const RULE_COMMENT = 'cro-lab: firewalled IPv6 DNS backend';
 const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
 
@@ -37,97 +43,18 @@ afterAll(async () => {
 
 /** Every query outcome the probe reported so far, read as the agent reads its maps. */
 const outcomes = () => queryOutcomes(probe.lines);
-
-interface Tally {
-  unanswered: number;
-  /** Queries sent while another of the same socket was pending. */
-  parallel: number;
-  /** Unanswered queries by the server the client asked. */
-  unansweredTo: Map<string, number>;
-  answered: Map<string, number>;
-  answeredTotal: number;
-  /** Lookups by the queries each cost. */
-  lookups: Map<number, number>;
-  /** Lookups by how they ended. */
-  ends: Map<string, number>;
-  /** Every event of the client, with the namespace it was counted in. */
-  netns: Set<number>;
-}
-
-function tallyFor(clientIp: string): Tally {
-  const tally: Tally = {
-    unanswered: 0,
-    parallel: 0,
-    unansweredTo: new Map(),
-    answered: new Map(),
-    answeredTotal: 0,
-    lookups: new Map(),
-    ends: new Map(),
-    netns: new Set(),
-  };
-  for (const event of outcomes().events) {
-    if (event.tuple.srcIp !== clientIp) continue;
-    tally.netns.add(event.netnsInode);
-    if (event.outcome === 'unanswered') {
-      tally.unanswered += event.count;
-      const server = event.tuple.dstIp;
-      tally.unansweredTo.set(server, (tally.unansweredTo.get(server) ?? 0) + event.count);
-    } else if (event.outcome === 'parallel') {
-      tally.parallel += event.count;
-    } else if (event.outcome === 'lookup') {
-      const queries = event.queriesPerLookup!;
-      tally.lookups.set(queries, (tally.lookups.get(queries) ?? 0) + event.count);
-      const end = event.lookupEnd!;
-      tally.ends.set(end, (tally.ends.get(end) ?? 0) + event.count);
-    } else if (event.outcome === 'answered') {
-      tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
-      tally.answeredTotal += event.count;
-    }
-  }
-  return tally;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** What grew in a map of counts since `from`, keys that did not grow left out. */
-function grownIn<K>(now: Map<K, number>, from: Map<K, number>): Map<K, number> {
-  const grown = new Map<K, number>();
-  for (const [key, count] of now) {
-    const growth = count - (from.get(key) ?? 0);
-    if (growth > 0) grown.set(key, growth);
-  }
-  return grown;
-}
-
-const sum = (counts: Map<unknown, number>): number =>
-  [...counts.values()].reduce((total, n) => total + n, 0);
-
-/** Waits until `done` holds of the client's tally (bounded), then one more whole cycle. */
-async function settle(clientIp: string, done: (tally: Tally) => boolean): Promise<Tally> {
-  const deadline = Date.now() + SETTLE_MS;
-  while (!done(tallyFor(clientIp)) && Date.now() < deadline) await sleep(250);
-  // A count past the expected one would show within one more cycle.
-  await sleep((GENERATION_SECONDS + 1) * 1000 + 500);
-  return tallyFor(clientIp);
-}
+const tallyFor = (clientIp: string): QueryTally => tallyOf(outcomes().events, clientIp);
+const settle = (clientIp: string, done: (tally: QueryTally) => boolean): Promise<QueryTally> =>
+  settledTally(() => tallyFor(clientIp), GENERATION_SECONDS, done);
+/** `count` queries for `name` from the pod to the IPv6 ClusterIP, each from its own socket. */
+const query = (pod: LabPod, name: string, count: number): Promise<QueryBurst> =>
+  queryFrom(lab, pod.netns, labAddresses6.clusterDns, name, count);
 
 const ip6Of = (pod: LabPod): string => {
   if (pod.ip6 === undefined) throw new Error(`${pod.netns} has no IPv6 address`);
   return pod.ip6;
 };
-
-/** `count` queries for `name` from the pod to the IPv6 ClusterIP, each from its own socket. */
-async function query(pod: LabPod, name: string, count: number): Promise<QueryBurst> {
-  const binary = await generatorPath('dns-query', lab.buildDir);
-  const { stdout } = await lab.exec(pod.netns, binary, [
-    labAddresses6.clusterDns,
-    '53',
-    String(count),
-    name,
-    '2000',
-  ]);
-  return JSON.parse(stdout.trim()) as QueryBurst;
-}
 
 /** Queries from the pod until both IPv6 backends answer (the lab waits for the IPv4 ones only). */
 async function untilAnswering(pod: LabPod): Promise<void> {
@@ -152,7 +79,7 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
       const missing = await query(pod, 'missing.example.test', 5);
       expect(found).toMatchObject({ sent: 9, answered: 9 });
       expect(missing).toMatchObject({ sent: 5, answered: 5 });
-      const grown = (tally: Tally, answer: string): number =>
+      const grown = (tally: QueryTally, answer: string): number =>
         (tally.answered.get(answer) ?? 0) - (before.answered.get(answer) ?? 0);
       const after = await settle(
         client,
@@ -182,47 +109,25 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
       const backend = labAddresses6.dnsBackends[0];
       await untilAnswering(pod);
       const before = await settle(client, () => true);
-      // After DNAT, in FORWARD: it matches the one backend's share of the ClusterIP's queries.
-      const rule = [
-        'FORWARD',
-        '-s',
+      const rule = dnsBackendDropRule(lab, {
         client,
-        '-d',
         backend,
-        '-p',
-        'udp',
-        '--dport',
-        '53',
-        '-m',
-        'comment',
-        '--comment',
-        RULE_COMMENT,
-        '-j',
-        'DROP',
-      ];
-      const dropped = (): Promise<number> =>
-        rulePackets(lab, {
-          chain: 'FORWARD',
-          family: 'ipv6',
-          matches: (line) => line.includes(RULE_COMMENT),
-          what: 'the DROP rule of the firewalled IPv6 backend',
-        });
+        family: 'ipv6',
+        comment: RULE_COMMENT,
+      });
       let sent = 0;
       let answered = 0;
       let drops = 0;
-      await lab.exec(lab.node.netns, 'ip6tables', ['-I', ...rule]);
-      try {
-        // The ClusterIP picks a backend at random per flow: rounds until the rule dropped a
-        // few, bounded.
+      await withRules([rule], async () => {
+        // The ClusterIP picks a backend at random per flow (the rule matches one backend's
+        // share, after DNAT): rounds until the rule dropped a few, bounded.
         for (let round = 0; round < 10 && drops < 6; round += 1) {
           const burst = await sendQueries(lab, pod.netns, labAddresses6.clusterDns, 8, 300);
           sent += burst.sent;
           answered += burst.answered;
-          drops = await dropped();
+          drops = await rule.packets();
         }
-      } finally {
-        await lab.exec(lab.node.netns, 'ip6tables', ['-D', ...rule]);
-      }
+      });
       expect(drops).toBeGreaterThanOrEqual(6);
       // Every query either dropped by the rule or answered by the other backend.
       expect(answered).toBe(sent - drops);
@@ -305,7 +210,7 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
       // Lookups of earlier tests end after a quiet period: let them be counted first.
       await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
       const before = { short: tallyFor(shortIp), fqdn: tallyFor(fqdnIp) };
-      const lookupsOf = (tally: Tally, from: Tally): Map<number, number> =>
+      const lookupsOf = (tally: QueryTally, from: QueryTally): Map<number, number> =>
         grownIn(tally.lookups, from.lookups);
       // The lab's pods' resolv.conf with the IPv6 ClusterIP as the only nameserver.
       const paths = [shortPod, fqdnPod].map((pod) => `/etc/netns/${pod.netns}/resolv.conf`);
@@ -323,8 +228,8 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
         while (
           Date.now() < deadline &&
           (driven < 6 ||
-            sum(lookupsOf(tallyFor(shortIp), before.short)) < driven ||
-            sum(lookupsOf(tallyFor(fqdnIp), before.fqdn)) < driven)
+            sumOfCounts(lookupsOf(tallyFor(shortIp), before.short)) < driven ||
+            sumOfCounts(lookupsOf(tallyFor(fqdnIp), before.fqdn)) < driven)
         ) {
           if (driven < 6) {
             const short = await lab.exec(shortPod.netns, binary, [shortName, shortName, shortName]);
@@ -385,8 +290,8 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
             event.name === seed004.answeredName &&
             event.qtype === 'A',
         );
-      const ended = (pod: LabPod, from: Tally): number =>
-        sum(grownIn(tallyFor(ip6Of(pod)).ends, from.ends));
+      const ended = (pod: LabPod, from: QueryTally): number =>
+        sumOfCounts(grownIn(tallyFor(ip6Of(pod)).ends, from.ends));
       try {
         // Until both pods have NODATA examples and a few lookups counted, bounded.
         const deadline = Date.now() + 20_000;
@@ -405,11 +310,11 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
       // Every lookup each process made, the last ended by the quiet period after it stopped.
       const musl = await settle(
         ip6Of(run.musl.pod),
-        (tally) => sum(grownIn(tally.ends, before.musl.ends)) >= run.musl.results.length,
+        (tally) => sumOfCounts(grownIn(tally.ends, before.musl.ends)) >= run.musl.results.length,
       );
       const glibc = await settle(ip6Of(run.glibc.pod), () => true);
       // A lookup the stop cut short has no result line: one more may be counted.
-      const counted = (tally: Tally, from: Tally, end: string, results: number): void => {
+      const counted = (tally: QueryTally, from: QueryTally, end: string, results: number): void => {
         const ends = grownIn(tally.ends, from.ends);
         expect([...ends.keys()]).toEqual([end]);
         expect(ends.get(end)).toBeGreaterThanOrEqual(results);

@@ -3,6 +3,7 @@ import { createLineDecoder } from '../../src/decode/decode.js';
 import type { DnsNoDataEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { queryOutcomes } from './counted.js';
+import { grownIn, queryFrom, settledTally, tallyOf, type QueryTally } from './query-tally.js';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
 import type { ResolvedName } from '../lab/scenarios/resolver.js';
@@ -14,8 +15,6 @@ const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${
 const timeoutMs = 90_000;
 // A short period: a query is reported unanswered 2 to 5 s after it was sent.
 const GENERATION_SECONDS = 2;
-/** Long enough for any query sent before it to have been printed (cycle of period + 1 s, twice). */
-const SETTLE_MS = 2 * (GENERATION_SECONDS + 1) * 1000 + 1500;
 
 let lab: Lab;
 let probe: ProbeRun;
@@ -32,77 +31,12 @@ afterAll(async () => {
 
 /** Every query outcome the probe reported so far, read as the agent reads its maps. */
 const outcomes = () => queryOutcomes(probe.lines);
-
-interface Tally {
-  unanswered: number;
-  /** Queries sent while another of the same socket was pending. */
-  parallel: number;
-  answered: Map<string, number>;
-  /** Lookups by the queries each cost. */
-  lookups: Map<number, number>;
-  /** Lookups by how they ended. */
-  ends: Map<string, number>;
-  /** Every event of the pod, with the namespace it was counted in. */
-  netns: Set<number>;
-}
-
-function tallyFor(clientIp: string): Tally {
-  const tally: Tally = {
-    unanswered: 0,
-    parallel: 0,
-    answered: new Map(),
-    lookups: new Map(),
-    ends: new Map(),
-    netns: new Set(),
-  };
-  for (const event of outcomes().events) {
-    if (event.tuple.srcIp !== clientIp) continue;
-    tally.netns.add(event.netnsInode);
-    if (event.outcome === 'unanswered') tally.unanswered += event.count;
-    else if (event.outcome === 'parallel') tally.parallel += event.count;
-    else if (event.outcome === 'lookup') {
-      const queries = event.queriesPerLookup!;
-      tally.lookups.set(queries, (tally.lookups.get(queries) ?? 0) + event.count);
-      const end = event.lookupEnd!;
-      tally.ends.set(end, (tally.ends.get(end) ?? 0) + event.count);
-    } else
-      tally.answered.set(event.answer!, (tally.answered.get(event.answer!) ?? 0) + event.count);
-  }
-  return tally;
-}
-
-async function query(netns: string, name: string, count: number): Promise<QueryBurst> {
-  const binary = await generatorPath('dns-query', lab.buildDir);
-  const { stdout } = await lab.exec(netns, binary, [
-    labAddresses.clusterDns,
-    '53',
-    String(count),
-    name,
-    '2000',
-  ]);
-  return JSON.parse(stdout.trim()) as QueryBurst;
-}
-
-/** What grew in a map of counts since `from`, keys that did not grow left out. */
-function grownIn<K>(now: Map<K, number>, from: Map<K, number>): Map<K, number> {
-  const grown = new Map<K, number>();
-  for (const [key, count] of now) {
-    const growth = count - (from.get(key) ?? 0);
-    if (growth > 0) grown.set(key, growth);
-  }
-  return grown;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits until `done` holds of the pod's tally (bounded), then one more whole cycle. */
-async function settle(clientIp: string, done: (tally: Tally) => boolean): Promise<Tally> {
-  const deadline = Date.now() + SETTLE_MS;
-  while (!done(tallyFor(clientIp)) && Date.now() < deadline) await sleep(250);
-  // A count past the expected one would show within one more cycle.
-  await sleep((GENERATION_SECONDS + 1) * 1000 + 500);
-  return tallyFor(clientIp);
-}
+const tallyFor = (clientIp: string): QueryTally => tallyOf(outcomes().events, clientIp);
+const settle = (clientIp: string, done: (tally: QueryTally) => boolean): Promise<QueryTally> =>
+  settledTally(() => tallyFor(clientIp), GENERATION_SECONDS, done);
+const query = (netns: string, name: string, count: number): Promise<QueryBurst> =>
+  queryFrom(lab, netns, labAddresses.clusterDns, name, count);
 
 describe('tracepoint/dns-queries.bt', () => {
   it(
@@ -144,7 +78,7 @@ describe('tracepoint/dns-queries.bt', () => {
       const missing = await query(pod.netns, 'missing.example.test', 5);
       expect(found).toMatchObject({ sent: 9, answered: 9 });
       expect(missing).toMatchObject({ sent: 5, answered: 5 });
-      const grown = (tally: Tally, answer: string): number =>
+      const grown = (tally: QueryTally, answer: string): number =>
         (tally.answered.get(answer) ?? 0) - (before.answered.get(answer) ?? 0);
       const after = await settle(
         pod.ip,
@@ -184,7 +118,8 @@ describe('tracepoint/dns-queries.bt', () => {
         return JSON.parse(stdout.trim()) as ResolvedName;
       };
       const before = { parallel: tallyFor(parallelPod.ip), single: tallyFor(singlePod.ip) };
-      const grown = (pod: LabPod, from: Tally): number => tallyFor(pod.ip).parallel - from.parallel;
+      const grown = (pod: LabPod, from: QueryTally): number =>
+        tallyFor(pod.ip).parallel - from.parallel;
       let lookups = 0;
       try {
         setResolvConf(parallelPod, '');
@@ -212,7 +147,7 @@ describe('tracepoint/dns-queries.bt', () => {
       expect(parallel.parallel - before.parallel.parallel).toBe(lookups);
       expect(single.parallel - before.single.parallel).toBe(0);
       // Both pods' queries were seen and answered: the single-request pod's are not missed.
-      const answered = (tally: Tally, from: Tally): number =>
+      const answered = (tally: QueryTally, from: QueryTally): number =>
         [...tally.answered.values()].reduce((sum, n) => sum + n, 0) -
         [...from.answered.values()].reduce((sum, n) => sum + n, 0);
       expect(answered(parallel, before.parallel)).toBe(2 * lookups);
@@ -238,7 +173,7 @@ describe('tracepoint/dns-queries.bt', () => {
         // Lookups of earlier tests end after a quiet period: let them be counted first.
         await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
         const before = { short: tallyFor(shortPod.ip), fqdn: tallyFor(fqdnPod.ip) };
-        const lookupsOf = (tally: Tally, from: Tally): Map<number, number> =>
+        const lookupsOf = (tally: QueryTally, from: QueryTally): Map<number, number> =>
           grownIn(tally.lookups, from.lookups);
         const total = (lookups: Map<number, number>): number =>
           [...lookups.values()].reduce((sum, n) => sum + n, 0);
@@ -305,7 +240,7 @@ describe('tracepoint/dns-queries.bt', () => {
             event.name === seed004.answeredName &&
             event.qtype === 'A',
         );
-      const ended = (pod: LabPod, from: Tally): number =>
+      const ended = (pod: LabPod, from: QueryTally): number =>
         [...grownIn(tallyFor(pod.ip).ends, from.ends).values()].reduce((sum, n) => sum + n, 0);
       try {
         // Until both pods have NODATA examples and a few lookups counted, bounded.
@@ -331,7 +266,7 @@ describe('tracepoint/dns-queries.bt', () => {
       );
       const glibc = await settle(run.glibc.pod.ip, () => true);
       // A lookup the stop cut short has no result line: one more may be counted.
-      const counted = (tally: Tally, from: Tally, end: string, results: number): void => {
+      const counted = (tally: QueryTally, from: QueryTally, end: string, results: number): void => {
         const ends = grownIn(tally.ends, from.ends);
         expect([...ends.keys()]).toEqual([end]);
         expect(ends.get(end)).toBeGreaterThanOrEqual(results);
