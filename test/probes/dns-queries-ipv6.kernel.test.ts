@@ -1,23 +1,18 @@
-import { createLineDecoder } from '../../src/decode/decode.js';
-import type { DnsNoDataEvent } from '../../src/events/types.js';
 import { startProbe, type ProbeRun } from '../lab/bpftrace.js';
 import { queryOutcomes } from './counted.js';
 import {
-  grownIn,
-  queryFrom,
-  settledTally,
-  sumOfCounts,
-  tallyOf,
-  type QueryTally,
-} from './query-tally.js';
+  expectLookupCosts,
+  expectSeed004Lookups,
+  type LookupCheckContext,
+} from './lookup-checks.js';
+import { queryFrom, settledTally, tallyOf, type QueryTally } from './query-tally.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { labZone } from '../lab/dnsmasq.js';
 import { generatorPath } from '../lab/generators.js';
 import type { ResolvedName } from '../lab/scenarios/resolver.js';
-import { createLab, labAddresses6, podSearchPath, type Lab, type LabPod } from '../lab/lab.js';
+import { createLab, labAddresses6, type Lab, type LabPod } from '../lab/lab.js';
 import { dnsBackendDropRule, withRules } from '../lab/rule-counters.js';
 import { sendQueries, type QueryBurst } from '../lab/scenarios/dns-queries.js';
-import { seed004, startSeed004 } from '../lab/scenarios/seed-004.js';
 
 // IPv6 queries from a dual-stack lab pod to the IPv6 ClusterIP (DNATed at random to two IPv6
 // dnsmasq backends), matched by the probe in the pod's namespace. Oracles: the query program's
@@ -26,7 +21,6 @@ const timeoutMs = 120_000;
 // A short period: a query is reported unanswered 2 to 5 s after it was sent.
 const GENERATION_SECONDS = 2;
 const RULE_COMMENT = 'cro-lab: firewalled IPv6 DNS backend';
-const decode = createLineDecoder('tracepoint/dns-queries', (code) => `UNKNOWN_${code}`);
 
 let lab: Lab;
 let probe: ProbeRun;
@@ -43,6 +37,15 @@ afterAll(async () => {
 
 /** Every query outcome the probe reported so far, read as the agent reads its maps. */
 const outcomes = () => queryOutcomes(probe.lines);
+const checks: LookupCheckContext = {
+  get lab() {
+    return lab;
+  },
+  probeLines: () => probe.lines,
+  generationSeconds: GENERATION_SECONDS,
+  addressOf: (pod) => ip6Of(pod),
+  clusterDns: labAddresses6.clusterDns,
+};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const tallyFor = (clientIp: string): QueryTally => tallyOf(outcomes().events, clientIp);
 const settle = (clientIp: string, done: (tally: QueryTally) => boolean): Promise<QueryTally> =>
@@ -199,68 +202,9 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
   it(
     'counts the queries of each glibc lookup over IPv6 and how it ended: 8 and NXDOMAIN for a short name found in no search domain (ndots:5, 3 domains, A and AAAA), 2 and answered for an FQDN with a trailing dot',
     async () => {
-      expect(podSearchPath).toHaveLength(3);
-      const [shortPod, fqdnPod] = [lab.pods[0]!, lab.pods[1]!];
-      const [shortIp, fqdnIp] = [ip6Of(shortPod), ip6Of(fqdnPod)];
-      const shortName = 'missing.example.test';
-      const fqdn = 'www.example.test.';
-      const binary = await generatorPath('resolve', lab.buildDir);
-      await untilAnswering(shortPod);
-      await untilAnswering(fqdnPod);
-      // Lookups of earlier tests end after a quiet period: let them be counted first.
-      await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
-      const before = { short: tallyFor(shortIp), fqdn: tallyFor(fqdnIp) };
-      const lookupsOf = (tally: QueryTally, from: QueryTally): Map<number, number> =>
-        grownIn(tally.lookups, from.lookups);
-      // The lab's pods' resolv.conf with the IPv6 ClusterIP as the only nameserver.
-      const paths = [shortPod, fqdnPod].map((pod) => `/etc/netns/${pod.netns}/resolv.conf`);
-      const saved = paths.map((path) => readFileSync(path, 'utf8'));
-      let driven = 0;
-      try {
-        for (const path of paths)
-          writeFileSync(
-            path,
-            `nameserver ${labAddresses6.clusterDns}\nsearch ${podSearchPath.join(' ')}\noptions ndots:5\n`,
-          );
-        // Three lookups a process: the next lookup of the same thread ends one in the kernel,
-        // a quiet period the last. Driven until each pod has 6 counted, bounded.
-        const deadline = Date.now() + 40_000;
-        while (
-          Date.now() < deadline &&
-          (driven < 6 ||
-            sumOfCounts(lookupsOf(tallyFor(shortIp), before.short)) < driven ||
-            sumOfCounts(lookupsOf(tallyFor(fqdnIp), before.fqdn)) < driven)
-        ) {
-          if (driven < 6) {
-            const short = await lab.exec(shortPod.netns, binary, [shortName, shortName, shortName]);
-            for (const line of short.stdout.trim().split('\n'))
-              expect(JSON.parse(line)).toMatchObject({
-                name: shortName,
-                error: expect.any(String),
-              });
-            const full = await lab.exec(fqdnPod.netns, binary, [fqdn, fqdn, fqdn]);
-            for (const line of full.stdout.trim().split('\n'))
-              expect(JSON.parse(line)).toMatchObject({
-                name: fqdn,
-                addresses: [labZone['www.example.test']],
-              });
-            driven += 3;
-          } else {
-            await sleep(250);
-          }
-        }
-      } finally {
-        paths.forEach((path, i) => writeFileSync(path, saved[i]!));
-      }
-      const shortTally = await settle(shortIp, () => true);
-      const fqdnTally = tallyFor(fqdnIp);
-      expect(lookupsOf(shortTally, before.short)).toEqual(new Map([[8, driven]]));
-      expect(lookupsOf(fqdnTally, before.fqdn)).toEqual(new Map([[2, driven]]));
-      expect(grownIn(shortTally.ends, before.short.ends)).toEqual(new Map([['nxdomain', driven]]));
-      // The AAAA question of www.example.test gets NODATA (an A record only): answered still.
-      expect(grownIn(fqdnTally.ends, before.fqdn.ends)).toEqual(new Map([['answered', driven]]));
-      expect(shortTally.netns).toEqual(new Set([shortPod.netnsInode]));
-      expect(fqdnTally.netns).toEqual(new Set([fqdnPod.netnsInode]));
+      await untilAnswering(lab.pods[0]!);
+      await untilAnswering(lab.pods[1]!);
+      await expectLookupCosts(checks, 'glibc');
     },
     timeoutMs,
   );
@@ -268,75 +212,9 @@ describe('tracepoint/dns-queries.bt, IPv6 clients', () => {
   it(
     'prints the NODATA answers of seed 004 over IPv6 with their question and the pod IPv6 address, and counts the musl lookups as ended on NODATA and the glibc ones as answered',
     async () => {
-      const [muslPod, glibcPod] = [lab.pods[0]!, lab.pods[1]!];
-      await untilAnswering(muslPod);
-      await untilAnswering(glibcPod);
-      // Lookups of earlier tests end after a quiet period: let them be counted first.
-      await sleep(2 * (GENERATION_SECONDS + 1) * 1000 + 500);
-      const before = { musl: tallyFor(ip6Of(muslPod)), glibc: tallyFor(ip6Of(glibcPod)) };
-      const run = await startSeed004(lab, { everyMs: 500, nameserver: labAddresses6.clusterDns });
-      const nodata = (): DnsNoDataEvent[] =>
-        probe.lines.flatMap((line) => {
-          const decoded = decode(line);
-          return decoded.type === 'event' && decoded.event.kind === 'dns_nodata'
-            ? [decoded.event]
-            : [];
-        });
-      const fromPod = (pod: LabPod) =>
-        nodata().filter(
-          (event) =>
-            event.netnsInode === pod.netnsInode &&
-            event.tuple.srcIp === ip6Of(pod) &&
-            event.name === seed004.answeredName &&
-            event.qtype === 'A',
-        );
-      const ended = (pod: LabPod, from: QueryTally): number =>
-        sumOfCounts(grownIn(tallyFor(ip6Of(pod)).ends, from.ends));
-      try {
-        // Until both pods have NODATA examples and a few lookups counted, bounded.
-        const deadline = Date.now() + 20_000;
-        while (
-          (fromPod(run.musl.pod).length === 0 ||
-            fromPod(run.glibc.pod).length === 0 ||
-            ended(run.musl.pod, before.musl) < 3 ||
-            ended(run.glibc.pod, before.glibc) < 3) &&
-          Date.now() < deadline
-        ) {
-          await sleep(250);
-        }
-      } finally {
-        await run.stop();
-      }
-      // Every lookup each process made, the last ended by the quiet period after it stopped.
-      const musl = await settle(
-        ip6Of(run.musl.pod),
-        (tally) => sumOfCounts(grownIn(tally.ends, before.musl.ends)) >= run.musl.results.length,
-      );
-      const glibc = await settle(ip6Of(run.glibc.pod), () => true);
-      // A lookup the stop cut short has no result line: one more may be counted.
-      const counted = (tally: QueryTally, from: QueryTally, end: string, results: number): void => {
-        const ends = grownIn(tally.ends, from.ends);
-        expect([...ends.keys()]).toEqual([end]);
-        expect(ends.get(end)).toBeGreaterThanOrEqual(results);
-        expect(ends.get(end)).toBeLessThanOrEqual(results + 1);
-      };
-      counted(musl, before.musl, 'nodata', run.musl.results.length);
-      counted(glibc, before.glibc, 'answered', run.glibc.results.length);
-      expect(fromPod(run.musl.pod).length).toBeGreaterThan(0);
-      expect(fromPod(run.glibc.pod).length).toBeGreaterThan(0);
-      // Seen in the pod before DNAT: the server is the IPv6 ClusterIP the pod asked.
-      for (const event of [...fromPod(run.musl.pod), ...fromPod(run.glibc.pod)])
-        expect(event.tuple.dstIp).toBe(labAddresses6.clusterDns);
-      // Every NODATA record's message held a question the codec read.
-      const rejected = probe.lines
-        .map((line) => decode(line))
-        .filter((decoded) => decoded.type === 'rejected');
-      expect(rejected).toEqual([]);
-      // What the pods felt: musl stopped at the NODATA answer, glibc went on.
-      expect(run.musl.results.length).toBeGreaterThan(0);
-      for (const result of run.musl.results) expect(result.error).toBe('Name does not resolve');
-      expect(run.glibc.results.length).toBeGreaterThan(0);
-      for (const result of run.glibc.results) expect(result.addresses).toEqual([seed004.address]);
+      await untilAnswering(lab.pods[0]!);
+      await untilAnswering(lab.pods[1]!);
+      await expectSeed004Lookups(checks);
     },
     timeoutMs,
   );
