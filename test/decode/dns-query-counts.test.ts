@@ -20,6 +20,10 @@ function observe(counts: DnsQueryCounts, map: string, entries: Record<string, nu
 const tracker = (): DnsQueryCounts =>
   new DnsQueryCounts({ probe: 'tracepoint/dns-queries', monotonicNs: () => 9n });
 
+/** A quiet-lookup map value as the probe keeps it: answer classes << 32 | answers << 16 | queries. */
+const kept = (classes: number, answers: number, queries: number): number =>
+  classes * 2 ** 32 + answers * 2 ** 16 + queries;
+
 describe('DnsQueryCounts', () => {
   it('turns the growth of the answer counts into answered queries by class and latency bucket', () => {
     const counts = tracker();
@@ -191,9 +195,6 @@ describe('DnsQueryCounts', () => {
   });
 
   it('counts each key of a printed quiet-lookup generation as one lookup of its queries, summed per client, queries and end', () => {
-    // The value: answer classes << 32 | answers << 16 | queries.
-    const kept = (classes: number, answers: number, queries: number): number =>
-      classes * 2 ** 32 + answers * 2 ** 16 + queries;
     const update = observe(tracker(), '@dns_q_lookup_n_1', {
       // NXDOMAIN everywhere, every query answered.
       [`${NETNS},${POD},101`]: kept(4, 8, 8),
@@ -413,8 +414,6 @@ describe('DnsQueryCounts: IPv6 clients, each address keyed as two u64 halves', (
   });
 
   it('counts each key of a printed IPv6 quiet-lookup generation as one lookup of its queries, summed per client, queries and end', () => {
-    const kept = (classes: number, answers: number, queries: number): number =>
-      classes * 2 ** 32 + answers * 2 ** 16 + queries;
     const update = observe(tracker(), '@dns_q_lookup_n6_1', {
       [`${NETNS},${POD6},101`]: kept(4, 8, 8),
       [`${NETNS},${POD6},102`]: kept(4, 8, 8),
