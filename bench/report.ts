@@ -15,6 +15,7 @@ import type { MachineFacts } from './machine.js';
 import type { SeriesRetentionFigures, SeriesRun } from './series-retention.js';
 import type { StormRunTime } from './storm-run-time.js';
 import { median } from './stats.js';
+import { keptFraction } from './paired-runs.js';
 import { udpVariants, type UdpRun, type UdpVariant } from './udp-throughput.js';
 
 export interface DecodeFigures {
@@ -48,17 +49,31 @@ const verdict = (pass: boolean) => (pass ? '**met**' : '**missed**');
 
 function udpRow(runs: UdpRun[], variant: UdpVariant) {
   const of = (withAgent: boolean) =>
-    runs
-      .filter((r) => r.variant === variant && r.withAgent === withAgent && !r.withEmptyProbe)
-      .map((r) => r.pps);
-  const without = median(of(false));
-  const withAgent = median(of(true));
+    runs.filter((r) => r.variant === variant && r.withAgent === withAgent && !r.withEmptyProbe);
+  const pps = (list: UdpRun[]) => list.map((r) => r.pps);
   return {
-    without,
-    withAgent,
-    kept: withAgent / without,
-    all: { without: of(false), with: of(true) },
+    without: median(pps(of(false))),
+    withAgent: median(pps(of(true))),
+    kept: keptFraction(of(false), of(true)),
+    all: { without: pps(of(false)), with: pps(of(true)) },
   };
+}
+
+const percent = (fraction: number) => `${(fraction * 100).toFixed(1)} %`;
+
+/** Section 4's kept fractions in a few lines, for `npm run bench -- --only udp`. */
+export function renderUdpKept(runs: UdpRun[]): string {
+  const floor = keptFraction(
+    runs.filter((u) => u.variant === 'dns-dropped' && !u.withAgent && !u.withEmptyProbe),
+    runs.filter((u) => u.withEmptyProbe),
+  );
+  return [
+    `floor (empty program), dns-dropped: kept ${percent(floor.median)} (rounds: ${floor.perRound.map(percent).join(', ')})`,
+    ...udpVariants.map((variant) => {
+      const row = udpRow(runs, variant);
+      return `agent, ${variant}: kept ${percent(row.kept.median)} (rounds: ${row.kept.perRound.map(percent).join(', ')})`;
+    }),
+  ].join('\n');
 }
 
 /** The retention run's series and heap stayed flat while the addresses kept coming. */
@@ -155,9 +170,13 @@ export function renderReport(r: BenchResults): string {
   const stormCounted = storm.reduce((s, u) => s + (u.agentCounted ?? 0), 0);
   const stormLost = storm.reduce((s, u) => s + (u.agentLost ?? 0), 0);
   const stormRow = rows.find((row) => row.variant === 'dns-dropped');
-  const floorPps = median(r.udp.filter((u) => u.withEmptyProbe).map((u) => u.pps));
-  const floorKept = stormRow ? floorPps / stormRow.without : Number.NaN;
-  const stormKept = stormRow?.kept ?? Number.NaN;
+  const floorRuns = r.udp.filter((u) => u.withEmptyProbe);
+  const floorPps = median(floorRuns.map((u) => u.pps));
+  const floorKept = keptFraction(
+    r.udp.filter((u) => u.variant === 'dns-dropped' && !u.withAgent && !u.withEmptyProbe),
+    floorRuns,
+  );
+  const stormKept = stormRow?.kept.median ?? Number.NaN;
   const retentionRun = r.series.runs.find((run) => run.variant === 'retention');
   const seriesVerdict = retentionRun
     ? seriesFlat(retentionRun)
@@ -185,9 +204,9 @@ export function renderReport(r: BenchResults): string {
     `| idle agent < 60 MB RSS | ${mb(r.idle.agent.rssBytes)} MB (bpftrace children apart: ${mb(r.idle.bpftrace.rssBytes)} MB) | ${verdict(agentRssPass)} |`,
     ...rows.map(
       (row) =>
-        `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${(row.kept * 100).toFixed(1)} % | ${verdict(row.kept >= 0.98)} |`,
+        `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${percent(row.kept.median)} | ${verdict(row.kept.median >= 0.98)} |`,
     ),
-    `| storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${(floorKept * 100).toFixed(1)} %: the floor) | ${(stormKept * 100).toFixed(1)} % | ${verdict(stormKept >= 0.9)} |`,
+    `| storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${percent(floorKept.median)}: the floor) | ${percent(stormKept)} | ${verdict(stormKept >= 0.9)} |`,
     `| storm: counted = dropped exactly, nothing lost | ${int(stormCounted)} counted + ${int(stormLost)} lost of ${int(stormDropped)} dropped | ${verdict(stormCounted === stormDropped && stormLost === 0)} |`,
     `| insert-failure storm: agent = kernel \`insert_failed\` exactly, nothing unexplained (section 7) | ${int(r.insertStorm.agentCounted)} counted of ${int(r.insertStorm.kernelInsertFailed)} (${int(r.insertStorm.rounds)} rounds in ${r.insertStorm.seconds} s); ${int(r.insertStorm.unexplained)} unexplained | ${verdict(r.insertStorm.agentCounted === r.insertStorm.kernelInsertFailed && r.insertStorm.kernelInsertFailed > 0 && r.insertStorm.unexplained === 0)} |`,
     `| map bound reached on purpose: every drop counted, the shortfall reported (section 8) | ${int(r.mapBound.countedByKey)} by key + ${int(r.mapBound.uncounted)} uncounted of ${int(r.mapBound.dropped)} dropped (${int(r.mapBound.distinctKeys)} keys, bound ${int(r.mapBound.mapKeys)}) | ${verdict(r.mapBound.countedByKey + r.mapBound.uncounted === r.mapBound.dropped && r.mapBound.uncounted > 0)} |`,
@@ -269,24 +288,31 @@ export function renderReport(r: BenchResults): string {
     'MASQUERADE). Variants: `dns`: `bench/c/udp-sink.c` listens on 192.0.2.99:53 and counts;',
     '`other`: the sink listens on port 9000; `dns-dropped`: nothing listens on 192.0.2.99:53, the',
     'upstream frees every datagram with reason NO_SOCKET (counted by its `Udp NoPorts`), and the',
-    'DNS-drop probe counts every packet in the kernel: the storm. Three rounds, each: the three variants',
-    "without the agent, then `dns-dropped` with an empty `bpftrace -e 'tracepoint:skb:kfree_skb {}'`",
-    'attached (the floor), then the agent started (`--netns-pid` of the lab node, `/readyz` 200) and',
-    'the three variants again, then the agent stopped. pps = datagrams that arrived (sink count, or',
-    'NoPorts delta) / send duration; medians of the three rounds.',
+    'DNS-drop probe counts every packet in the kernel: the storm. pps = datagrams that arrived (sink',
+    'count, or NoPorts delta) / send duration.',
     '',
-    `Floor: dns-dropped with the empty program attached: ${r.udp
-      .filter((u) => u.withEmptyProbe)
+    'The sender is pinned to the last CPU (`taskset`): its datagrams are forwarded and freed in its',
+    "own softirq on that CPU, so a probe's per-packet work comes out of that CPU's time. Rates on",
+    'this shared machine drift by 5–15 % within minutes, more than the probes cost, so each run with',
+    'a probe is compared with the runs without any probe just before and just after it: windows',
+    `without (the three variants) alternate with ${floorKept.perRound.length} rounds, each: \`dns-dropped\` with an empty`,
+    "`bpftrace -e 'tracepoint:skb:kfree_skb {}'` attached (the floor), then the agent started",
+    '(`--netns-pid` of the lab node, `/readyz` 200), the three variants, the agent stopped. A',
+    "round's kept fraction is its rate over the mean of its two bracketing windows; the figure",
+    'reported is the median over rounds (`bench/paired-runs.ts`). Medians of the raw rates are shown',
+    'beside it.',
+    '',
+    `Floor: dns-dropped with the empty program attached: ${floorRuns
       .map((u) => int(u.pps))
-      .join(
-        ', ',
-      )} pps (median ${int(floorPps)}, ${(floorKept * 100).toFixed(1)} % of the runs without).`,
+      .join(', ')} pps (median ${int(floorPps)}); kept per round ${floorKept.perRound
+      .map(percent)
+      .join(', ')}: median ${percent(floorKept.median)}.`,
     '',
-    '| variant | pps without agent | pps with agent | kept | runs without | runs with |',
-    '|---|---|---|---|---|---|',
+    '| variant | pps without (median) | pps with agent (median) | kept (median of rounds) | kept per round | runs without | runs with |',
+    '|---|---|---|---|---|---|---|',
     ...rows.map(
       (row) =>
-        `| ${row.variant} | ${int(row.without)} | ${int(row.withAgent)} | ${(row.kept * 100).toFixed(1)} % | ${row.all.without.map(int).join(', ')} | ${row.all.with.map(int).join(', ')} |`,
+        `| ${row.variant} | ${int(row.without)} | ${int(row.withAgent)} | ${percent(row.kept.median)} | ${row.kept.perRound.map(percent).join(', ')} | ${row.all.without.map(int).join(', ')} | ${row.all.with.map(int).join(', ')} |`,
     ),
     '',
     "Storm, with the agent, per round: packets dropped (upstream NoPorts) against the agent's",

@@ -11,7 +11,8 @@
  * `npm run build` first) runs section 9 alone and prints its section; `--only storm-cost` (root,
  * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
- * and prints its section.
+ * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
+ * rates alone and prints the kept fractions.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -39,6 +40,7 @@ import {
   renderReport,
   renderSeriesSection,
   renderStormRunTime,
+  renderUdpKept,
   seriesFlat,
   type DecodeFigures,
 } from './report.js';
@@ -58,6 +60,7 @@ const SECTIONS_RUN_ALONE = [
   'dns-load',
   'storm-cost',
   'guest-start-up',
+  'udp',
 ] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
@@ -106,6 +109,17 @@ async function main(): Promise<void> {
     const programs = await buildBenchPrograms();
     try {
       log(renderStormRunTime(await measureStormRunTime(programs)));
+    } finally {
+      programs.remove();
+    }
+    return;
+  }
+  if (onlySection(argv) === 'udp') {
+    log('4. UDP packets/s between namespaces, and the storm (npm run build first)');
+    const programs = await buildBenchPrograms();
+    try {
+      const runs = await measureUdpThroughput(programs, 7, 4, (line) => log(`   ${line}`));
+      log(renderUdpKept(runs));
     } finally {
       programs.remove();
     }
@@ -172,7 +186,7 @@ async function main(): Promise<void> {
     idle = await measureIdleCost();
     log(`   ${JSON.stringify(idle)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
-    udp = await measureUdpThroughput(programs, 3, 4, (line) => log(`   ${line}`));
+    udp = await measureUdpThroughput(programs, 7, 4, (line) => log(`   ${line}`));
     log('4b. run time in the kernel per storm packet (kernel.bpf_stats_enabled)');
     stormRunTime = await measureStormRunTime(programs);
     log(`   ${JSON.stringify(stormRunTime)}`);

@@ -1,9 +1,11 @@
+import { availableParallelism } from 'node:os';
 import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import { sumSamples } from './metrics-text.js';
+import type { PairedRun } from './paired-runs.js';
 
 /*
  * Traffic: pod1 → 192.0.2.99 (the lab's upstream address nothing normally listens on), through
@@ -17,7 +19,7 @@ import { sumSamples } from './metrics-text.js';
 export type UdpVariant = 'dns' | 'other' | 'dns-dropped';
 export const udpVariants: readonly UdpVariant[] = ['dns', 'other', 'dns-dropped'];
 
-export interface UdpRun {
+export interface UdpRun extends PairedRun {
   readonly variant: UdpVariant;
   readonly withAgent: boolean;
   /**
@@ -53,6 +55,14 @@ export interface StormAccounting {
   readonly settleSeconds: number;
 }
 
+/*
+ * The sender runs on one CPU, the last: the datagrams are sent, forwarded and freed in its
+ * own softirq on that CPU (veth hands them over to the local CPU's backlog), so a probe's
+ * per-packet work comes out of that CPU's time and is not spread by migrations between runs.
+ * The agent and its bpftrace process are left to the scheduler, as on a node.
+ */
+const SENDER_CPU = availableParallelism() - 1;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function startSink(lab: Lab, programs: BenchPrograms, port: number) {
@@ -86,13 +96,17 @@ async function runOnce(
   variant: UdpVariant,
   agent: AgentProcess | undefined,
   seconds: number,
+  position: PairedRun['position'],
 ): Promise<UdpRun> {
   const port = variant === 'other' ? 9000 : 53;
   const stopSink = variant === 'dns-dropped' ? undefined : await startSink(lab, programs, port);
   const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
   const metricsBefore = agent ? await agent.metrics() : '';
   const watch = agent && variant === 'dns-dropped' ? watchProbesUp(agent) : undefined;
-  const blast = await lab.exec(lab.pods[0]!.netns, programs.path('udp-blast'), [
+  const blast = await lab.exec(lab.pods[0]!.netns, 'taskset', [
+    '-c',
+    String(SENDER_CPU),
+    programs.path('udp-blast'),
     labAddresses.silentDns,
     String(port),
     String(seconds),
@@ -106,6 +120,7 @@ async function runOnce(
   const arrived = received ?? noPorts;
   const run: UdpRun = {
     variant,
+    position,
     withAgent: agent !== undefined,
     sent,
     seconds: elapsed,
@@ -165,7 +180,10 @@ function watchProbesUp(agent: AgentProcess): { stop(): Promise<number> } {
       } catch {
         lowest = 0; // an agent that does not answer is not up
       }
-      await sleep(250);
+      // Once a second: a restart takes longer than that to recompile, and each poll makes the
+      // agent render its metrics, work a Prometheus scraping every 15-30 s does not ask of it;
+      // polled faster, the benchmark itself would take CPU from the sender it measures.
+      await sleep(1000);
     }
   })();
   return {
@@ -207,40 +225,48 @@ async function startEmptyProbe(): Promise<{ stop(): Promise<void> }> {
   };
 }
 
-/** Alternates runs without and with the agent, `rounds` times, each variant each time. */
+/**
+ * Windows of runs without any probe (each variant once) alternate with `rounds` rounds, each: the
+ * empty program's dns-dropped run, then the agent started and each variant run, then the agent
+ * stopped. Window 0 comes first; round r lies between windows r-1 and r, its bracket
+ * (bench/paired-runs.ts).
+ */
 export async function measureUdpThroughput(
   programs: BenchPrograms,
-  rounds = 3,
+  rounds = 7,
   seconds = 4,
   log: (line: string) => void = () => {},
 ): Promise<UdpRun[]> {
   const lab = await createLab();
   const runs: UdpRun[] = [];
+  const record = (run: UdpRun) => {
+    log(JSON.stringify(run));
+    runs.push(run);
+  };
+  const windowWithout = async (window: number) => {
+    for (const variant of udpVariants) {
+      record(await runOnce(lab, programs, variant, undefined, seconds, { window }));
+    }
+  };
   try {
-    for (let round = 0; round < rounds; round += 1) {
-      for (const variant of udpVariants) {
-        const run = await runOnce(lab, programs, variant, undefined, seconds);
-        log(JSON.stringify(run));
-        runs.push(run);
-      }
+    await windowWithout(0);
+    for (let round = 1; round <= rounds; round += 1) {
       const floor = await startEmptyProbe();
       try {
-        const run = await runOnce(lab, programs, 'dns-dropped', undefined, seconds);
-        log(JSON.stringify({ ...run, withEmptyProbe: true }));
-        runs.push({ ...run, withEmptyProbe: true });
+        const run = await runOnce(lab, programs, 'dns-dropped', undefined, seconds, { round });
+        record({ ...run, withEmptyProbe: true });
       } finally {
         await floor.stop();
       }
       const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
       try {
         for (const variant of udpVariants) {
-          const run = await runOnce(lab, programs, variant, agent, seconds);
-          log(JSON.stringify(run));
-          runs.push(run);
+          record(await runOnce(lab, programs, variant, agent, seconds, { round }));
         }
       } finally {
         await agent.stop();
       }
+      await windowWithout(round);
     }
   } finally {
     await lab.destroy();

@@ -8,7 +8,12 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../../shared/
 import { unrefTimers, waitOrAbort, type Delay } from '../../shared/timers.js';
 import type { Lifecycle } from '../../shared/lifecycle.js';
 import type { LineDecoder } from '../../decode/decoded-line.js';
-import type { ProbeExit, ProbeProcess, ProbeSpawner } from './probe-process.js';
+import {
+  BPFTRACE_HEAP_ENV,
+  type ProbeExit,
+  type ProbeProcess,
+  type ProbeSpawner,
+} from './probe-process.js';
 import type { ProbeUnavailableReason, UnavailableProbe } from '../../probes/catalogue.js';
 import { failureOf, NOTIFY_ATTACHED_ENV, ProbeStderr } from './probe-stderr.js';
 import {
@@ -440,7 +445,9 @@ export class BpftraceSupervisor implements Lifecycle {
     const [file = 'bpftrace', ...args] = command;
     let child: ProbeProcess;
     try {
-      child = this.options.spawn(file, args, { env: { ...unit.env, ...NOTIFY_ATTACHED_ENV } });
+      child = this.options.spawn(file, args, {
+        env: { ...unit.env, ...BPFTRACE_HEAP_ENV, ...NOTIFY_ATTACHED_ENV },
+      });
     } catch (error) {
       this.options.logger.error({ probe, err: error, ...logged }, 'probe could not be started');
       return { attached: false, stableMs: 0, failure: `could not be started: ${String(error)}` };
