@@ -160,6 +160,34 @@ export function renderStormRunTime(runs: readonly StormRunTime[]): string {
   ].join('\n');
 }
 
+/**
+ * The kernel's accounting against the packet rates: the sending CPU spends 1/pps per datagram
+ * (it sends, forwards and frees each in its own softirq), so a program costing t ns per dropped
+ * datagram leaves it (1/pps) / (1/pps + t) of its rate, if nothing else changed.
+ */
+function expectedKept(
+  runTime: readonly StormRunTime[],
+  ppsWithout: number,
+  floorKept: number,
+  agentKept: number,
+): string {
+  const nsPerDatagram = 1e9 / ppsWithout;
+  const nsOf = (probe: StormRunTime['probe']) =>
+    median(
+      runTime
+        .filter((run) => run.probe === probe)
+        .map((run) => run.nsPerDropped)
+        .filter(Number.isFinite),
+    );
+  const keptIf = (ns: number) => percent(nsPerDatagram / (nsPerDatagram + ns));
+  return [
+    `Cross-check with the kernel's accounting: without probes the sending CPU spends ${int(nsPerDatagram)} ns`,
+    `per dropped datagram (1 / ${int(ppsWithout)} pps, the median above), so the empty program's ${int(nsOf('empty program'))} ns`,
+    `would leave it ${keptIf(nsOf('empty program'))} of its rate (measured: ${percent(floorKept)}) and the agent's ${int(nsOf('agent'))} ns`,
+    `${keptIf(nsOf('agent'))} (measured: ${percent(agentKept)}).`,
+  ].join('\n');
+}
+
 export function renderReport(r: BenchResults): string {
   const decodePass = r.decode.median >= 500_000;
   const agentCpuPass = r.idle.agentExact.cpuPercent < 0.5;
@@ -327,6 +355,8 @@ export function renderReport(r: BenchResults): string {
     ),
     '',
     renderStormRunTime(r.stormRunTime),
+    '',
+    expectedKept(r.stormRunTime, stormRow?.without ?? Number.NaN, floorKept.median, stormKept),
     '',
     renderSeriesSection(r.series),
     '',
