@@ -172,6 +172,54 @@ describe('the kernel matrix report', () => {
     expect(short![firewall]).toBe('18 / 20 **≠** (20 queries), 18 on fd00:10:244::2 **≠**');
   });
 
+  it('shows the DNS queries answered and unanswered in their own columns, with those put on the firewall, a dash for a result from before them', () => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    const withQueries = (answered: number, unanswered: number, firewall: number): string => {
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...result,
+          figures: {
+            ...result.figures,
+            dnsAnswered: { agent: answered, kernel: 20, sent: 20, seconds: 14.2 },
+            dnsUnanswered: { agent: unanswered, kernel: 7, sent: 16, seconds: 31.5, firewall },
+          },
+        }),
+      );
+      const report = loadMatrix(out, [kernelById('6.12')]);
+      expect(summaryLines(report)[0]).toContain(
+        `DNS answered ${answered}/20, DNS unanswered ${unanswered}/7`,
+      );
+      return renderTable(report, '2026-12-07');
+    };
+
+    const equal = withQueries(20, 7, 7);
+    const answered = header(equal).indexOf(
+      'DNS queries answered (via the ClusterIP), agent / client',
+    );
+    const unanswered = header(equal).indexOf(
+      'DNS queries unanswered (a backend firewalled), agent / DROP rule',
+    );
+    expect(answered).toBeGreaterThan(0);
+    expect(unanswered).toBe(answered + 1);
+    const [auto, tracepoint] = rows(equal);
+    expect(auto!.length).toBe(header(equal).length);
+    expect(auto![answered]).toBe('20 / 20 (20 queries)');
+    expect(auto![unanswered]).toBe('7 / 7 (16 queries), 7 firewall');
+    // The tracepoint result comes from before DNS query tracking was proven.
+    expect(tracepoint!.length).toBe(header(equal).length);
+    expect(tracepoint![answered]).toBe('—');
+    expect(tracepoint![unanswered]).toBe('—');
+
+    // Answers counted twice; unanswered counted right but some put on another cause.
+    const [over] = rows(withQueries(40, 7, 5));
+    expect(over![answered]).toBe('40 / 20 **≠** (20 queries)');
+    expect(over![unanswered]).toBe('7 / 7 (16 queries), 5 firewall **≠**');
+    const [short] = rows(withQueries(20, 6, 6));
+    expect(short![unanswered]).toBe('6 / 7 **≠** (16 queries), 6 firewall **≠**');
+  });
+
   it('shows the DNAT race to the IPv6 ClusterIP in its own column: a dash in kprobe mode before it, not observable in tracepoint mode', () => {
     const file = join(out, '6.12', 'results', 'prove-auto.json');
     const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;

@@ -12,6 +12,7 @@ import {
   proofFileName,
   type AttributedFigure,
   type CountFigure,
+  type ProofFigures,
   type ProofResult,
 } from './proof-result.js';
 
@@ -100,11 +101,21 @@ function attributed(figure: AttributedFigure | undefined): string {
   return `${pair(figure, 'queries')}, ${figure.attributed} on ${figure.source}${mark}`;
 }
 
+/**
+ * The unanswered-queries cell: the count pair, then how many the agent gave the firewall as
+ * cause (all of them, when it linked each query to the rule's drop).
+ */
+function unansweredCell(figure: ProofFigures['dnsUnanswered']): string {
+  if (figure === undefined) return '—';
+  const mark = figure.firewall === figure.kernel ? '' : ' **≠**';
+  return `${pair(figure, 'queries')}, ${figure.firewall} firewall${mark}`;
+}
+
 function row(entry: MatrixEntry): string {
   const { spec, requestedMode, result } = entry;
   const kernel = `${spec.id} (${spec.runBy})`;
   if (result === undefined) {
-    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
+    return `| ${kernel} | ${requestedMode} | — | — | — | — | — | — | — | — | — | — | — | — | — | **FAIL**: ${cell(entry.missing ?? '')} |`;
   }
   const f = result.figures;
   const ready =
@@ -141,6 +152,9 @@ function row(entry: MatrixEntry): string {
     // Results from before the IPv6 DNS checks have no such figures: a dash, as above.
     attributed(f.dnsFirewall6),
     attributed(f.dnsNoListener6),
+    // Results from before DNS query tracking was proven have neither: a dash, as above.
+    pair(f.dnsAnswered, 'queries'),
+    unansweredCell(f.dnsUnanswered),
     f.unexplained === undefined ? '—' : String(f.unexplained),
     verdict,
     '',
@@ -166,9 +180,14 @@ export function renderTable(report: MatrixReport, date: string): string {
     "and the same two DNS drops over IPv6 (the node's `ip6tables` DROP rule's packet count; the",
     "upstream's `Udp6NoPorts`), with how many the agent put on the client's IPv6 address: the pod's",
     "for the firewall, the node's upstream address for the silent server (it masqueraded the query).",
+    'Agents with `--dns-query-tracking on` (5.10 only: see above): the DNS query columns are the queries a pod',
+    'sent to the ClusterIP that the agent counted answered (`dns_queries_total`) against the answers',
+    'the client received, then, with one of its two backends firewalled (a DROP rule after DNAT),',
+    "those it counted unanswered (`dns_unanswered_queries_total`) against the rule's packet count,",
+    'with how many it gave the firewall as cause.',
     '',
-    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | IPv6 insert failures (snat-race over IPv6) | IPv6: SNAT races named by pod IPv6 address | resolved clashes (dnat-clash) | IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | IPv6 DNS drops: firewall (`NETFILTER_DROP`), on the client | IPv6 DNS drops: no listener (`NO_SOCKET`), on the client | unexplained | result |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| kernel | `--probe-mode` | mode, ready after agent start | insert failures (snat-race) | IPv6 insert failures (snat-race over IPv6) | IPv6: SNAT races named by pod IPv6 address | resolved clashes (dnat-clash) | IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP) | DNS drops: firewall (`NETFILTER_DROP`) | DNS drops: no listener (`NO_SOCKET`) | IPv6 DNS drops: firewall (`NETFILTER_DROP`), on the client | IPv6 DNS drops: no listener (`NO_SOCKET`), on the client | DNS queries answered (via the ClusterIP), agent / client | DNS queries unanswered (a backend firewalled), agent / DROP rule | unexplained | result |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...report.entries.map(row),
     '',
     'Why each mode, in the agent’s words, and what it could not run:',
@@ -245,6 +264,8 @@ export function summaryLines(report: MatrixReport): string[] {
         figure('DNS no listener', f.dnsNoListener) +
         figure('IPv6 DNS firewall', f.dnsFirewall6) +
         figure('IPv6 DNS no listener', f.dnsNoListener6) +
+        figure('DNS answered', f.dnsAnswered) +
+        figure('DNS unanswered', f.dnsUnanswered) +
         (f.unexplained === undefined ? '' : `, unexplained ${f.unexplained}`) +
         ` (agent/kernel; ${result.seconds['total']} s)`,
     );

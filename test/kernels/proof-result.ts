@@ -58,6 +58,19 @@ export interface ProofFigures {
   readonly dnsFirewall6?: AttributedFigure;
   /** No listener over IPv6: NO_SOCKET query drops and the upstream's Udp6NoPorts. */
   readonly dnsNoListener6?: AttributedFigure;
+  /**
+   * Queries a pod sent to the ClusterIP, all answered: the agent's answered queries of the pod
+   * (`dns_queries_total`) and the answers the client received.
+   */
+  readonly dnsAnswered?: CountFigure;
+  /**
+   * Queries to the ClusterIP with one backend firewalled: the agent's unanswered queries of the
+   * pod (`dns_unanswered_queries_total`) and the DROP rule's packet count.
+   */
+  readonly dnsUnanswered?: CountFigure & {
+    /** Of the agent's, those it gave the firewall as their cause. */
+    readonly firewall: number;
+  };
   /** Agent's unexplained insert failures from readiness to the end. */
   readonly unexplained?: number;
 }
