@@ -31,6 +31,14 @@ const rows = (table: string): string[][] =>
     .filter((line) => line.startsWith('| 6.12'))
     .map((line) => line.split(' | '));
 
+/** The index of column `first`, checked present and followed by column `second`. */
+const adjacentColumns = (table: string, first: string, second: string): number => {
+  const at = header(table).indexOf(first);
+  expect(at).toBeGreaterThan(0);
+  expect(header(table).indexOf(second)).toBe(at + 1);
+  return at;
+};
+
 describe('the kernel matrix report', () => {
   let out: string;
 
@@ -60,6 +68,14 @@ describe('the kernel matrix report', () => {
     );
   });
 
+  /** The 6.12 auto result with `figures` added (replacing those of the same name), loaded back. */
+  const matrixWithAutoFigures = (figures: Partial<ProofResult['figures']>) => {
+    const file = join(out, '6.12', 'results', 'prove-auto.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
+    writeFileSync(file, JSON.stringify({ ...result, figures: { ...result.figures, ...figures } }));
+    return loadMatrix(out, [kernelById('6.12')]);
+  };
+
   afterEach(() => rmSync(out, { recursive: true, force: true }));
 
   it('shows each figure as agent / kernel and fails on a failed check', () => {
@@ -75,20 +91,10 @@ describe('the kernel matrix report', () => {
   });
 
   it('shows the IPv6 race in its own columns, a dash for a result from before it', () => {
-    const file = join(out, '6.12', 'results', 'prove-auto.json');
-    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
     const withIpv6 = (agent: number, snatOfPods: number): string => {
-      writeFileSync(
-        file,
-        JSON.stringify({
-          ...result,
-          figures: {
-            ...result.figures,
-            insertFailures6: { agent, kernel: 23, sent: 100, seconds: 9.5, snatOfPods },
-          },
-        }),
-      );
-      const report = loadMatrix(out, [kernelById('6.12')]);
+      const report = matrixWithAutoFigures({
+        insertFailures6: { agent, kernel: 23, sent: 100, seconds: 9.5, snatOfPods },
+      });
       expect(summaryLines(report)[0]).toContain(`IPv6 insert failures ${agent}/23`);
       return renderTable(report, '2026-12-06');
     };
@@ -112,35 +118,25 @@ describe('the kernel matrix report', () => {
   });
 
   it('shows the IPv6 DNS drops in their own columns with the address they were put on, a dash for a result from before them', () => {
-    const file = join(out, '6.12', 'results', 'prove-auto.json');
-    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
     const withDns6 = (agent: number, attributed: number): string => {
-      writeFileSync(
-        file,
-        JSON.stringify({
-          ...result,
-          figures: {
-            ...result.figures,
-            dnsFirewall6: {
-              agent,
-              kernel: 20,
-              sent: 20,
-              seconds: 4.1,
-              attributed,
-              source: 'fd00:10:244::2',
-            },
-            dnsNoListener6: {
-              agent: 20,
-              kernel: 20,
-              sent: 20,
-              seconds: 3.9,
-              attributed: 20,
-              source: '2001:db8::1',
-            },
-          },
-        }),
-      );
-      const report = loadMatrix(out, [kernelById('6.12')]);
+      const report = matrixWithAutoFigures({
+        dnsFirewall6: {
+          agent,
+          kernel: 20,
+          sent: 20,
+          seconds: 4.1,
+          attributed,
+          source: 'fd00:10:244::2',
+        },
+        dnsNoListener6: {
+          agent: 20,
+          kernel: 20,
+          sent: 20,
+          seconds: 3.9,
+          attributed: 20,
+          source: '2001:db8::1',
+        },
+      });
       expect(summaryLines(report)[0]).toContain(
         `IPv6 DNS firewall ${agent}/20, IPv6 DNS no listener 20/20`,
       );
@@ -148,14 +144,12 @@ describe('the kernel matrix report', () => {
     };
 
     const equal = withDns6(20, 20);
-    const firewall = header(equal).indexOf(
+    const firewall = adjacentColumns(
+      equal,
       'IPv6 DNS drops: firewall (`NETFILTER_DROP`), on the client',
-    );
-    const silent = header(equal).indexOf(
       'IPv6 DNS drops: no listener (`NO_SOCKET`), on the client',
     );
-    expect(firewall).toBeGreaterThan(0);
-    expect(silent).toBe(firewall + 1);
+    const silent = firewall + 1;
     const [auto, tracepoint] = rows(equal);
     expect(auto!.length).toBe(header(equal).length);
     expect(auto![firewall]).toBe('20 / 20 (20 queries), 20 on fd00:10:244::2');
@@ -173,21 +167,11 @@ describe('the kernel matrix report', () => {
   });
 
   it('shows the DNS queries answered and unanswered in their own columns, with those put on the firewall, a dash for a result from before them', () => {
-    const file = join(out, '6.12', 'results', 'prove-auto.json');
-    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
     const withQueries = (answered: number, unanswered: number, firewall: number): string => {
-      writeFileSync(
-        file,
-        JSON.stringify({
-          ...result,
-          figures: {
-            ...result.figures,
-            dnsAnswered: { agent: answered, kernel: 20, sent: 20, seconds: 14.2 },
-            dnsUnanswered: { agent: unanswered, kernel: 7, sent: 16, seconds: 31.5, firewall },
-          },
-        }),
-      );
-      const report = loadMatrix(out, [kernelById('6.12')]);
+      const report = matrixWithAutoFigures({
+        dnsAnswered: { agent: answered, kernel: 20, sent: 20, seconds: 14.2 },
+        dnsUnanswered: { agent: unanswered, kernel: 7, sent: 16, seconds: 31.5, firewall },
+      });
       expect(summaryLines(report)[0]).toContain(
         `DNS answered ${answered}/20, DNS unanswered ${unanswered}/7`,
       );
@@ -195,14 +179,12 @@ describe('the kernel matrix report', () => {
     };
 
     const equal = withQueries(20, 7, 7);
-    const answered = header(equal).indexOf(
+    const answered = adjacentColumns(
+      equal,
       'DNS queries answered (via the ClusterIP), agent / client',
-    );
-    const unanswered = header(equal).indexOf(
       'DNS queries unanswered (a backend firewalled), agent / DROP rule',
     );
-    expect(answered).toBeGreaterThan(0);
-    expect(unanswered).toBe(answered + 1);
+    const unanswered = answered + 1;
     const [auto, tracepoint] = rows(equal);
     expect(auto!.length).toBe(header(equal).length);
     expect(auto![answered]).toBe('20 / 20 (20 queries)');
@@ -221,8 +203,6 @@ describe('the kernel matrix report', () => {
   });
 
   it('shows the DNAT race to the IPv6 ClusterIP in its own column: a dash in kprobe mode before it, not observable in tracepoint mode', () => {
-    const file = join(out, '6.12', 'results', 'prove-auto.json');
-    const result = JSON.parse(readFileSync(file, 'utf8')) as ProofResult;
     const name = 'IPv6 resolved clashes (dnat-clash to an IPv6 ClusterIP)';
 
     const before = renderTable(loadMatrix(out, [kernelById('6.12')]), '2026-12-06');
@@ -232,17 +212,9 @@ describe('the kernel matrix report', () => {
     expect(autoBefore![column]).toBe('—');
     expect(tracepoint![column]).toBe('not observable');
 
-    writeFileSync(
-      file,
-      JSON.stringify({
-        ...result,
-        figures: {
-          ...result.figures,
-          clashResolved6: { agent: 31, kernel: 33, sent: 400, seconds: 12.5, flows: 31 },
-        },
-      }),
-    );
-    const report = loadMatrix(out, [kernelById('6.12')]);
+    const report = matrixWithAutoFigures({
+      clashResolved6: { agent: 31, kernel: 33, sent: 400, seconds: 12.5, flows: 31 },
+    });
     expect(summaryLines(report)[0]).toContain('clash resolved 48/48, IPv6 clash resolved 31/33');
     const [auto] = rows(renderTable(report, '2026-12-06'));
     expect(auto![column]).toBe('31 / 33 **≠** (400 rounds), 31 flows');
