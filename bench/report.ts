@@ -61,12 +61,17 @@ function udpRow(runs: UdpRun[], variant: UdpVariant) {
 
 const percent = (fraction: number) => `${(fraction * 100).toFixed(1)} %`;
 
-/** Section 4's kept fractions in a few lines, for `npm run bench -- --only udp`. */
-export function renderUdpKept(runs: UdpRun[]): string {
-  const floor = keptFraction(
+/** The empty program's storm runs against the storm runs without any probe that bracket them. */
+function floorKept(runs: UdpRun[]) {
+  return keptFraction(
     runs.filter((u) => u.variant === 'dns-dropped' && !u.withAgent && !u.withEmptyProbe),
     runs.filter((u) => u.withEmptyProbe),
   );
+}
+
+/** Section 4's kept fractions in a few lines, for `npm run bench -- --only udp`. */
+export function renderUdpKept(runs: UdpRun[]): string {
+  const floor = floorKept(runs);
   return [
     `floor (empty program), dns-dropped: kept ${percent(floor.median)} (rounds: ${floor.perRound.map(percent).join(', ')})`,
     ...udpVariants.map((variant) => {
@@ -168,7 +173,7 @@ export function renderStormRunTime(runs: readonly StormRunTime[]): string {
 function expectedKept(
   runTime: readonly StormRunTime[],
   ppsWithout: number,
-  floorKept: number,
+  emptyKept: number,
   agentKept: number,
 ): string {
   const nsPerDatagram = 1e9 / ppsWithout;
@@ -183,7 +188,7 @@ function expectedKept(
   return [
     `Cross-check with the kernel's accounting: without probes the sending CPU spends ${int(nsPerDatagram)} ns`,
     `per dropped datagram (1 / ${int(ppsWithout)} pps, the median above), so the empty program's ${int(nsOf('empty program'))} ns`,
-    `would leave it ${keptIf(nsOf('empty program'))} of its rate (measured: ${percent(floorKept)}) and the agent's ${int(nsOf('agent'))} ns`,
+    `would leave it ${keptIf(nsOf('empty program'))} of its rate (measured: ${percent(emptyKept)}) and the agent's ${int(nsOf('agent'))} ns`,
     `${keptIf(nsOf('agent'))} (measured: ${percent(agentKept)}).`,
   ].join('\n');
 }
@@ -200,10 +205,7 @@ export function renderReport(r: BenchResults): string {
   const stormRow = rows.find((row) => row.variant === 'dns-dropped');
   const floorRuns = r.udp.filter((u) => u.withEmptyProbe);
   const floorPps = median(floorRuns.map((u) => u.pps));
-  const floorKept = keptFraction(
-    r.udp.filter((u) => u.variant === 'dns-dropped' && !u.withAgent && !u.withEmptyProbe),
-    floorRuns,
-  );
+  const floor = floorKept(r.udp);
   const stormKept = stormRow?.kept.median ?? Number.NaN;
   const retentionRun = r.series.runs.find((run) => run.variant === 'retention');
   const seriesVerdict = retentionRun
@@ -234,7 +236,7 @@ export function renderReport(r: BenchResults): string {
       (row) =>
         `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${percent(row.kept.median)} | ${verdict(row.kept.median >= 0.98)} |`,
     ),
-    `| storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${percent(floorKept.median)}: the floor) | ${percent(stormKept)} | ${verdict(stormKept >= 0.9)} |`,
+    `| storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${percent(floor.median)}: the floor) | ${percent(stormKept)} | ${verdict(stormKept >= 0.9)} |`,
     `| storm: counted = dropped exactly, nothing lost | ${int(stormCounted)} counted + ${int(stormLost)} lost of ${int(stormDropped)} dropped | ${verdict(stormCounted === stormDropped && stormLost === 0)} |`,
     `| insert-failure storm: agent = kernel \`insert_failed\` exactly, nothing unexplained (section 7) | ${int(r.insertStorm.agentCounted)} counted of ${int(r.insertStorm.kernelInsertFailed)} (${int(r.insertStorm.rounds)} rounds in ${r.insertStorm.seconds} s); ${int(r.insertStorm.unexplained)} unexplained | ${verdict(r.insertStorm.agentCounted === r.insertStorm.kernelInsertFailed && r.insertStorm.kernelInsertFailed > 0 && r.insertStorm.unexplained === 0)} |`,
     `| map bound reached on purpose: every drop counted, the shortfall reported (section 8) | ${int(r.mapBound.countedByKey)} by key + ${int(r.mapBound.uncounted)} uncounted of ${int(r.mapBound.dropped)} dropped (${int(r.mapBound.distinctKeys)} keys, bound ${int(r.mapBound.mapKeys)}) | ${verdict(r.mapBound.countedByKey + r.mapBound.uncounted === r.mapBound.dropped && r.mapBound.uncounted > 0)} |`,
@@ -323,7 +325,7 @@ export function renderReport(r: BenchResults): string {
     "own softirq on that CPU, so a probe's per-packet work comes out of that CPU's time. Rates on",
     'this shared machine drift by 5–15 % within minutes, more than the probes cost, so each run with',
     'a probe is compared with the runs without any probe just before and just after it: windows',
-    `without (the three variants) alternate with ${floorKept.perRound.length} rounds, each: \`dns-dropped\` with an empty`,
+    `without (the three variants) alternate with ${floor.perRound.length} rounds, each: \`dns-dropped\` with an empty`,
     "`bpftrace -e 'tracepoint:skb:kfree_skb {}'` attached (the floor), then the agent started",
     '(`--netns-pid` of the lab node, `/readyz` 200), the three variants, the agent stopped. A',
     "round's kept fraction is its rate over the mean of its two bracketing windows; the figure",
@@ -332,9 +334,9 @@ export function renderReport(r: BenchResults): string {
     '',
     `Floor: dns-dropped with the empty program attached: ${floorRuns
       .map((u) => int(u.pps))
-      .join(', ')} pps (median ${int(floorPps)}); kept per round ${floorKept.perRound
+      .join(', ')} pps (median ${int(floorPps)}); kept per round ${floor.perRound
       .map(percent)
-      .join(', ')}: median ${percent(floorKept.median)}.`,
+      .join(', ')}: median ${percent(floor.median)}.`,
     '',
     '| variant | pps without (median) | pps with agent (median) | kept (median of rounds) | kept per round | runs without | runs with |',
     '|---|---|---|---|---|---|---|',
@@ -356,7 +358,7 @@ export function renderReport(r: BenchResults): string {
     '',
     renderStormRunTime(r.stormRunTime),
     '',
-    expectedKept(r.stormRunTime, stormRow?.without ?? Number.NaN, floorKept.median, stormKept),
+    expectedKept(r.stormRunTime, stormRow?.without ?? Number.NaN, floor.median, stormKept),
     '',
     renderSeriesSection(r.series),
     '',

@@ -52,6 +52,9 @@ import { measureUdpThroughput, type UdpRun } from './udp-throughput.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+/** Rounds of section 4, alone or in the whole run: the same figure either way. */
+const UDP_ROUNDS = 7;
+
 const SECTIONS_RUN_ALONE = [
   'series',
   'kubernetes',
@@ -118,7 +121,7 @@ async function main(): Promise<void> {
     log('4. UDP packets/s between namespaces, and the storm (npm run build first)');
     const programs = await buildBenchPrograms();
     try {
-      const runs = await measureUdpThroughput(programs, 7, 4, (line) => log(`   ${line}`));
+      const runs = await measureUdpThroughput(programs, UDP_ROUNDS, 4, (line) => log(`   ${line}`));
       log(renderUdpKept(runs));
     } finally {
       programs.remove();
@@ -186,7 +189,7 @@ async function main(): Promise<void> {
     idle = await measureIdleCost();
     log(`   ${JSON.stringify(idle)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
-    udp = await measureUdpThroughput(programs, 7, 4, (line) => log(`   ${line}`));
+    udp = await measureUdpThroughput(programs, UDP_ROUNDS, 4, (line) => log(`   ${line}`));
     log('4b. run time in the kernel per storm packet (kernel.bpf_stats_enabled)');
     stormRunTime = await measureStormRunTime(programs);
     log(`   ${JSON.stringify(stormRunTime)}`);
