@@ -69,6 +69,17 @@ function floorKept(runs: UdpRun[]) {
   );
 }
 
+/**
+ * The share of its CPU the sender's work had in the storm runs (bench/sender-cpu.ts): its
+ * lowest, median and highest.
+ */
+function senderCpuShare(runs: readonly UdpRun[]): string {
+  const shares = runs
+    .filter((u) => u.variant === 'dns-dropped')
+    .map((u) => u.senderCpuSeconds / u.seconds);
+  return `${percent(Math.min(...shares))} to ${percent(Math.max(...shares))}, median ${percent(median(shares))}`;
+}
+
 /** Section 4's kept fractions in a few lines, for `npm run bench -- --only udp`. */
 export function renderUdpKept(runs: UdpRun[]): string {
   const floor = floorKept(runs);
@@ -78,6 +89,7 @@ export function renderUdpKept(runs: UdpRun[]): string {
       const row = udpRow(runs, variant);
       return `agent, ${variant}: kept ${percent(row.kept.median)} (rounds: ${row.kept.perRound.map(percent).join(', ')})`;
     }),
+    `the sender's share of its CPU in the dns-dropped runs: ${senderCpuShare(runs)}`,
   ].join('\n');
 }
 
@@ -331,6 +343,14 @@ export function renderReport(r: BenchResults): string {
     "round's kept fraction is its rate over the mean of its two bracketing windows; the figure",
     'reported is the median over rounds (`bench/paired-runs.ts`). Medians of the raw rates are shown',
     'beside it.',
+    '',
+    "The sender's work (its thread, whose CPU time includes the softirq work its sends cause, probes",
+    "included, and its CPU's ksoftirqd; the scheduler's run times, which leave out time the host",
+    `steals) had its CPU for ${senderCpuShare(r.udp)} of each storm run's send duration`,
+    '(`bench/sender-cpu.ts`). Where that stays near 100 % while rates move by 10 % and more between',
+    'adjacent runs, the spread is neither other work on that CPU nor steal time but the virtual CPU',
+    "running faster or slower (the host's other guests share its cores and caches): why each round",
+    'is compared with its own bracket.',
     '',
     `Floor: dns-dropped with the empty program attached: ${floorRuns
       .map((u) => int(u.pps))

@@ -4,6 +4,7 @@ import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
+import { watchSoftirqThread } from './sender-cpu.js';
 import { sumSamples } from './metrics-text.js';
 import type { PairedRun } from './paired-runs.js';
 
@@ -32,6 +33,11 @@ export interface UdpRun extends PairedRun {
   /** Datagrams the sink received, or (dns-dropped) the upstream's Udp NoPorts delta. */
   readonly arrived: number;
   readonly pps: number;
+  /**
+   * CPU seconds the sender's work ran during the send: its thread and its CPU's ksoftirqd
+   * (bench/sender-cpu.ts); at most `seconds`, less by what other work and the host took.
+   */
+  readonly senderCpuSeconds: number;
   /** dns-dropped with the agent: its dns_drops_total{reason=NO_SOCKET} and probe lost deltas. */
   readonly agentCounted?: number;
   readonly agentLost?: number;
@@ -103,6 +109,7 @@ async function runOnce(
   const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
   const metricsBefore = agent ? await agent.metrics() : '';
   const watch = agent && variant === 'dns-dropped' ? watchProbesUp(agent) : undefined;
+  const softirqThreadSoFar = await watchSoftirqThread(SENDER_CPU);
   const blast = await lab.exec(lab.pods[0]!.netns, 'taskset', [
     '-c',
     String(SENDER_CPU),
@@ -113,7 +120,13 @@ async function runOnce(
     '32',
   ]);
   const blastEnded = Date.now();
-  const { sent, seconds: elapsed } = JSON.parse(blast.stdout) as { sent: number; seconds: number };
+  const softirqThreadSeconds = await softirqThreadSoFar();
+  const {
+    sent,
+    seconds: elapsed,
+    cpu_seconds: threadCpuSeconds,
+  } = JSON.parse(blast.stdout) as { sent: number; seconds: number; cpu_seconds: number };
+  const senderCpuSeconds = threadCpuSeconds + softirqThreadSeconds;
   await sleep(300); // let queues and the probe pipeline drain
   const received = stopSink ? await stopSink() : undefined;
   const noPorts = (await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts')) - noPortsBefore;
@@ -126,6 +139,7 @@ async function runOnce(
     seconds: elapsed,
     arrived,
     pps: arrived / elapsed,
+    senderCpuSeconds,
   };
   if (!agent || variant !== 'dns-dropped') return run;
   // The agent may still be working through the storm's backlog (bpftrace's perf buffers, the

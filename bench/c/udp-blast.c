@@ -1,7 +1,8 @@
 /*
  * Sends small UDP datagrams as fast as one socket can for a fixed time.
  * usage: udp-blast DST_IP DST_PORT SECONDS PAYLOAD_BYTES
- * prints {"sent":N,"errors":N,"seconds":S}
+ * prints {"sent":N,"errors":N,"seconds":S,"cpu_seconds":C}: C is the CPU time this thread ran
+ * (the softirq work its sends cause in its own context included), for bench/sender-cpu.ts.
  *
  * Unconnected sendto(): an ICMP port-unreachable coming back (the drop variant) is then not
  * reported as ECONNREFUSED on the next send, so every datagram leaves.
@@ -13,6 +14,12 @@
 #include <sys/socket.h>
 
 static double seconds_now(void) { return (double)monotonic_ns() / 1e9; }
+
+static double thread_cpu_seconds(void) {
+  struct timespec now;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0) die("clock_gettime");
+  return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
 
 int main(int argc, char **argv) {
   if (argc != 5) {
@@ -30,6 +37,7 @@ int main(int argc, char **argv) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   if (fd < 0) die("socket");
   unsigned long long sent = 0, errors = 0;
+  double cpu_start = thread_cpu_seconds();
   double start = seconds_now(), end = start + seconds, now = start;
   while (now < end) {
     for (int i = 0; i < 256; i++) {
@@ -40,6 +48,7 @@ int main(int argc, char **argv) {
     }
     now = seconds_now();
   }
-  printf("{\"sent\":%llu,\"errors\":%llu,\"seconds\":%.6f}\n", sent, errors, now - start);
+  printf("{\"sent\":%llu,\"errors\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f}\n", sent, errors,
+         now - start, thread_cpu_seconds() - cpu_start);
   return 0;
 }
