@@ -243,6 +243,8 @@ export function probeSupervisor(
     commandPrefix: deps.commandPrefix,
     delay: deps.timers.delay,
     combine: true,
+    // Every definition carries its bound already; this one is for processes made without one.
+    attachTimeoutMs: options.probeAttachTimeoutMs,
     stopGraceMs: SHUTDOWN_BUDGET.probeStopGraceMs,
     unavailable: plan.mode.unavailable,
   });

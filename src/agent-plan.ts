@@ -67,7 +67,10 @@ export async function planStart(
     probes: await probeDefinitions(
       mode,
       dropReasons,
-      options.probesDir ?? deps.defaultProbesDir,
+      {
+        probesDir: options.probesDir ?? deps.defaultProbesDir,
+        attachTimeoutMs: options.probeAttachTimeoutMs,
+      },
       deps.readText,
     ),
     dropReasons,
@@ -124,12 +127,13 @@ function dropReasonTable(loaded: DropReasonResult, deps: AgentDependencies): Dro
 /**
  * The probes to run, each with its script's text and what it prints, so that the supervisor
  * can run them all in one bpftrace process. A script that cannot be read runs on its own (and
- * bpftrace says what is wrong with it).
+ * bpftrace says what is wrong with it). Each may take `attachTimeoutMs` to attach
+ * (--probe-attach-timeout), or its own bound when that is longer (compiling kernel headers).
  */
-async function probeDefinitions(
+export async function probeDefinitions(
   mode: ModeSelection,
   dropReasons: DropReasonTable,
-  probesDir: string,
+  where: { readonly probesDir: string; readonly attachTimeoutMs: number },
   readText: (path: string) => Promise<string>,
 ): Promise<ProbeDefinition[]> {
   return Promise.all(
@@ -140,7 +144,7 @@ async function probeDefinitions(
       } catch (error) {
         throw new AgentStartError(`probe ${run.spec.name}: ${(error as Error).message}`);
       }
-      const script = join(probesDir, run.variant.script);
+      const script = join(where.probesDir, run.variant.script);
       const source = await readText(script).catch(() => undefined);
       return {
         name: run.spec.name,
@@ -148,7 +152,7 @@ async function probeDefinitions(
         args,
         bpftraceOptions: run.bpftraceOptions,
         env: { ...run.env, ...run.variant.env },
-        attachTimeoutMs: run.attachTimeoutMs,
+        attachTimeoutMs: Math.max(run.attachTimeoutMs ?? 0, where.attachTimeoutMs),
         ...(source === undefined
           ? {}
           : {

@@ -19,6 +19,20 @@ export function secondsUpTo(maxSeconds: number): (value: string) => number {
   };
 }
 
+/** Whole seconds from `minSeconds` to `maxSeconds`, as milliseconds. */
+export function wholeSecondsBetween(
+  minSeconds: number,
+  maxSeconds: number,
+): (value: string) => number {
+  return (value) => {
+    const number = Number(value);
+    if (!/^\d+$/.test(value) || number < minSeconds || number > maxSeconds) {
+      throw new InvalidArgumentError(`expected whole seconds from ${minSeconds} to ${maxSeconds}`);
+    }
+    return number * 1000;
+  };
+}
+
 /** What a command line parsed to, before its options are read. */
 export type CommandLineOutcome =
   | { readonly kind: 'parsed' }

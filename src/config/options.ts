@@ -1,6 +1,11 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { buildDoctorCommand } from './doctor-options.js';
-import { parseCommandLine, positiveInteger, secondsUpTo } from './option-parsers.js';
+import {
+  parseCommandLine,
+  positiveInteger,
+  secondsUpTo,
+  wholeSecondsBetween,
+} from './option-parsers.js';
 import { canonicalIp, ipFamilyOf } from '../shared/canonical-ip.js';
 
 export const PROBE_MODES = ['auto', 'tracepoint', 'kprobe', 'counters-only'] as const;
@@ -24,6 +29,11 @@ export interface AgentOptions {
   tracefs: string;
   logLevel: LogLevel;
   pollIntervalMs: number;
+  /**
+   * How long a bpftrace process may take to compile and attach before it is killed and started
+   * again; a probe that compiles kernel headers keeps its own longer bound if that is larger.
+   */
+  probeAttachTimeoutMs: number;
   /** NodeLocal DNSCache addresses besides link-local ones (e.g. when it listens on the ClusterIP). */
   nodeLocalDns: string[];
   /** `kubernetes`: /metrics over TLS only, to tokens allowed `get` on it (TokenReview + SubjectAccessReview). */
@@ -121,6 +131,13 @@ function exportOptions(env: Readonly<Record<string, string | undefined>>): Optio
     new Option('--poll-interval <seconds>', 'how often to read the kernel conntrack counters')
       .default(5_000, '5')
       .argParser(secondsUpTo(3600)),
+    // 120 s: four scripts compiling at once on 6.1 under software emulation needed more than 30 s.
+    new Option(
+      '--probe-attach-timeout <seconds>',
+      'how long bpftrace may take to compile and attach the probes before it is restarted (raise it on slow or busy nodes)',
+    )
+      .default(120_000, '120')
+      .argParser(wholeSecondsBetween(10, 3600)),
     new Option(
       '--node-local-dns <addresses>',
       'comma-separated NodeLocal DNSCache addresses (IPv4 or IPv6) besides link-local 169.254.0.0/16 and fe80::/10',
@@ -185,11 +202,17 @@ export function parseOptions(
   }
   const tlsProblem = checkTlsOptions(command.opts());
   if (tlsProblem) return { kind: 'error', message: tlsProblem };
-  // Commander names each option after its flag; only --poll-interval differs from the field.
-  const { pollInterval, ...named } = command.opts<
-    Omit<AgentOptions, 'pollIntervalMs'> & { pollInterval: number }
+  // Commander names each option after its flag; only the two in seconds differ from the field.
+  const { pollInterval, probeAttachTimeout, ...named } = command.opts<
+    Omit<AgentOptions, 'pollIntervalMs' | 'probeAttachTimeoutMs'> & {
+      pollInterval: number;
+      probeAttachTimeout: number;
+    }
   >();
-  return { kind: 'run', options: { ...named, pollIntervalMs: pollInterval } };
+  return {
+    kind: 'run',
+    options: { ...named, pollIntervalMs: pollInterval, probeAttachTimeoutMs: probeAttachTimeout },
+  };
 }
 
 function checkTlsOptions(opts: {

@@ -11,6 +11,7 @@ describe('command-line options', () => {
         probeMode: 'auto',
         logLevel: 'info',
         pollIntervalMs: 5000,
+        probeAttachTimeoutMs: 120_000,
       },
     });
   });
@@ -28,6 +29,18 @@ describe('command-line options', () => {
         '1',
       ),
     ).toMatchObject({ options: { nodeName: 'flag-node', kubeconfig: '/flag', logLevel: 'warn' } });
+  });
+
+  it('takes the probe attach timeout in whole seconds, from 10 to 3600', () => {
+    for (const [seconds, ms] of [
+      ['10', 10_000],
+      ['360', 360_000],
+      ['3600', 3_600_000],
+    ] as const) {
+      expect(parseOptions(['--probe-attach-timeout', seconds], {}, '1')).toMatchObject({
+        options: { probeAttachTimeoutMs: ms },
+      });
+    }
   });
 
   it('reads IPv6 and host-less listen addresses', () => {
@@ -64,6 +77,11 @@ describe('command-line options', () => {
     [['--listen', '1.2.3.4:99999'], /HOST:PORT/],
     [['--probe-mode', 'magic'], /Allowed choices are auto, tracepoint, kprobe, counters-only/],
     [['--poll-interval', '0'], /seconds between/],
+    [['--probe-attach-timeout', '9'], /whole seconds from 10 to 3600/],
+    [['--probe-attach-timeout', '3601'], /whole seconds from 10 to 3600/],
+    [['--probe-attach-timeout', '90.5'], /whole seconds from 10 to 3600/],
+    [['--probe-attach-timeout', '2m'], /whole seconds from 10 to 3600/],
+    [['--probe-attach-timeout', '-30'], /whole seconds from 10 to 3600/],
     [['--netns-pid', '-3'], /positive integer/],
     [['--frobnicate'], /unknown option/],
   ])('rejects %j with a clear message instead of exiting', (argv, message) => {

@@ -33,7 +33,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('test:kernels:ci')
     .argument('[kernels...]', `kernels (${kernels.map((k) => k.id).join(', ')}; default: all)`)
-    .option('--timeout <seconds>', 'kill a guest after this long', positiveInteger, 450)
+    // Boot (20-40 s), the lab, the agents' readiness bound (360 s: prove-agent.ts), the
+    // scenarios (2-3 min) and the DNS query scenario: 450 s left too little when the agents
+    // compiling DNS query tracking took minutes to attach.
+    .option('--timeout <seconds>', 'kill a guest after this long', positiveInteger, 600)
     .exitOverride()
     .parse([...argv], { from: 'user' });
   const { timeout } = program.opts<{ timeout: number }>();

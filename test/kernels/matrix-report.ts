@@ -180,7 +180,7 @@ export function renderTable(report: MatrixReport, date: string): string {
     "and the same two DNS drops over IPv6 (the node's `ip6tables` DROP rule's packet count; the",
     "upstream's `Udp6NoPorts`), with how many the agent put on the client's IPv6 address: the pod's",
     "for the firewall, the node's upstream address for the silent server (it masqueraded the query).",
-    'Agents with `--dns-query-tracking on` (5.10 only: see above): the DNS query columns are the queries a pod',
+    'The agents run with `--dns-query-tracking on` (see above): the DNS query columns are the queries a pod',
     'sent to the ClusterIP that the agent counted answered (`dns_queries_total`) against the answers',
     'the client received, then, with one of its two backends firewalled (a DROP rule after DNAT),',
     "those it counted unanswered (`dns_unanswered_queries_total`) against the rule's packet count,",
