@@ -510,8 +510,15 @@ export class BpftraceSupervisor implements Lifecycle {
     const cancel = AbortSignal.any([attached, this.lifetime.signal]);
     await waitOrAbort(this.delay, unit.attachTimeoutMs, cancel);
     if (cancel.aborted) return false;
+    // Most often the compile is merely slow (a busy or slow node, an emulated kernel), and each
+    // retry starts it again from nothing: the operator's way out is a longer bound.
     this.options.logger.error(
-      { probe: unit.name, pid: child.pid, attachTimeoutMs: unit.attachTimeoutMs },
+      {
+        probe: unit.name,
+        pid: child.pid,
+        attachTimeoutMs: unit.attachTimeoutMs,
+        hint: 'where compiling the probes takes this long, raise --probe-attach-timeout',
+      },
       'probe did not attach in time; killing it to retry',
     );
     await this.terminate(child);

@@ -213,7 +213,14 @@ describe('BpftraceSupervisor', () => {
     await delays.elapse(1_000);
     await eventually('the retry', () => spawned.length === 2);
     expect(isAlive(firstPid)).toBe(false);
-    expect(logged(records, 'probe did not attach in time; killing it to retry')).toHaveLength(1);
+    const timedOut = logged(records, 'probe did not attach in time; killing it to retry');
+    expect(timedOut).toHaveLength(1);
+    expect(timedOut[0]).toMatchObject({
+      level: LEVEL.error,
+      probe: 'stuck',
+      attachTimeoutMs: 30_000,
+      hint: expect.stringContaining('--probe-attach-timeout'),
+    });
     expect(logged(records, 'probe exited before attaching')[0]).toMatchObject({
       level: LEVEL.error,
       probe: 'stuck',
