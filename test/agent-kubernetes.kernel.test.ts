@@ -734,18 +734,25 @@ describe('the agent with Kubernetes and DNS query tracking on seed 004 (a search
     expect(glibc.length).toBeGreaterThan(0);
     for (const result of glibc) expect(result.addresses).toEqual([seed004.address]);
 
-    // How the lookups ended, counted per pod: musl's on NODATA, glibc's answered.
-    const outcomes = (pod: string) =>
-      after
-        .filter(
-          (sample) =>
-            sample.name === 'conntrack_observer_dns_lookups_total' &&
-            sample.labels.pod === pod &&
-            sample.value > 0,
-        )
-        .map((sample) => sample.labels.outcome);
-    expect(outcomes(muslPod.name)).toEqual(['nodata']);
-    expect(outcomes(glibcPod.name)).toEqual(['answered']);
+    // How the lookups ended, counted per pod: musl's on NODATA, glibc's answered. Both
+    // resolvers send A and AAAA at once from one socket through the node's DNAT, so a query can
+    // be lost to the very race the agent reports, and its lookup then ends unanswered: allowed,
+    // but only as far as the agent counted that pod's queries left unanswered.
+    const expectLookupsEnded = (pod: string, outcome: string) => {
+      const ended = new Map<string, number>();
+      for (const sample of after) {
+        if (sample.name !== 'conntrack_observer_dns_lookups_total' || sample.labels.pod !== pod)
+          continue;
+        if (sample.value > 0) ended.set(sample.labels.outcome ?? '', sample.value);
+      }
+      expect(ended.get(outcome) ?? 0).toBeGreaterThan(0);
+      expect([...ended.keys()].filter((o) => o !== outcome && o !== 'unanswered')).toEqual([]);
+      expect(ended.get('unanswered') ?? 0).toBeLessThanOrEqual(
+        sumOf(after, 'conntrack_observer_dns_unanswered_queries_total', { pod }),
+      );
+    };
+    expectLookupsEnded(muslPod.name, 'nodata');
+    expectLookupsEnded(glibcPod.name, 'answered');
 
     // glibc walks the whole search list before the name itself: 8 queries a lookup, and the
     // fan-out Event, explained from the pod's own resolv.conf.
