@@ -5,10 +5,10 @@ import { readdir, readFile } from 'node:fs/promises';
  * (forwarding, the drop, any probe on it): in the sender's own context, or in that CPU's
  * ksoftirqd thread when the kernel defers it. Other work on the machine that lands on that CPU,
  * and time the host steals from it (a virtual machine), take time from the sender without any
- * probe being involved, and move its packet rate by more than a probe costs. The scheduler
- * accounts each thread's run time in nanoseconds (/proc/PID/schedstat, first figure; time stolen
- * by the host is not in it), so a run can also be given per second of CPU the sender's work had:
- * datagrams / (sender thread + that CPU's ksoftirqd run time over the send).
+ * probe being involved. The scheduler accounts each thread's run time in nanoseconds
+ * (/proc/PID/schedstat, first figure; time stolen by the host is not in it), so the share of its
+ * CPU the sender's work had over a send is (sender thread + that CPU's ksoftirqd run time) /
+ * send duration: near 100 %, a change of rate between runs is the CPU's own speed.
  */
 
 /** The run time in seconds from /proc/PID/schedstat's text; throws on anything else. */
@@ -31,9 +31,8 @@ export async function softirqThreadOf(cpu: number): Promise<number> {
   throw new Error(`no ${wanted} thread in /proc`);
 }
 
-/** Starts timing a CPU's ksoftirqd; the returned function gives its run seconds so far. */
-export async function watchSoftirqThread(cpu: number): Promise<() => Promise<number>> {
-  const pid = await softirqThreadOf(cpu);
+/** Starts timing a thread (ksoftirqd: softirqThreadOf); the function gives its run seconds so far. */
+export async function watchRunTime(pid: number): Promise<() => Promise<number>> {
   const read = async () => runSecondsOf(await readFile(`/proc/${pid}/schedstat`, 'utf8'));
   const before = await read();
   return async () => (await read()) - before;

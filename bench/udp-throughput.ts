@@ -4,7 +4,7 @@ import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
-import { watchSoftirqThread } from './sender-cpu.js';
+import { softirqThreadOf, watchRunTime } from './sender-cpu.js';
 import { sumSamples } from './metrics-text.js';
 import type { PairedRun } from './paired-runs.js';
 
@@ -103,13 +103,14 @@ async function runOnce(
   agent: AgentProcess | undefined,
   seconds: number,
   position: PairedRun['position'],
+  senderSoftirqThread: number,
 ): Promise<UdpRun> {
   const port = variant === 'other' ? 9000 : 53;
   const stopSink = variant === 'dns-dropped' ? undefined : await startSink(lab, programs, port);
   const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
   const metricsBefore = agent ? await agent.metrics() : '';
   const watch = agent && variant === 'dns-dropped' ? watchProbesUp(agent) : undefined;
-  const softirqThreadSoFar = await watchSoftirqThread(SENDER_CPU);
+  const softirqThreadSoFar = await watchRunTime(senderSoftirqThread);
   const blast = await lab.exec(lab.pods[0]!.netns, 'taskset', [
     '-c',
     String(SENDER_CPU),
@@ -251,6 +252,7 @@ export async function measureUdpThroughput(
   seconds = 4,
   log: (line: string) => void = () => {},
 ): Promise<UdpRun[]> {
+  const softirqThread = await softirqThreadOf(SENDER_CPU);
   const lab = await createLab();
   const runs: UdpRun[] = [];
   const record = (run: UdpRun) => {
@@ -259,7 +261,7 @@ export async function measureUdpThroughput(
   };
   const windowWithout = async (window: number) => {
     for (const variant of udpVariants) {
-      record(await runOnce(lab, programs, variant, undefined, seconds, { window }));
+      record(await runOnce(lab, programs, variant, undefined, seconds, { window }, softirqThread));
     }
   };
   try {
@@ -267,7 +269,15 @@ export async function measureUdpThroughput(
     for (let round = 1; round <= rounds; round += 1) {
       const floor = await startEmptyProbe();
       try {
-        const run = await runOnce(lab, programs, 'dns-dropped', undefined, seconds, { round });
+        const run = await runOnce(
+          lab,
+          programs,
+          'dns-dropped',
+          undefined,
+          seconds,
+          { round },
+          softirqThread,
+        );
         record({ ...run, withEmptyProbe: true });
       } finally {
         await floor.stop();
@@ -275,7 +285,7 @@ export async function measureUdpThroughput(
       const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
       try {
         for (const variant of udpVariants) {
-          record(await runOnce(lab, programs, variant, agent, seconds, { round }));
+          record(await runOnce(lab, programs, variant, agent, seconds, { round }, softirqThread));
         }
       } finally {
         await agent.stop();

@@ -1,4 +1,4 @@
-import { runSecondsOf, softirqThreadOf, watchSoftirqThread } from '../../bench/sender-cpu.js';
+import { runSecondsOf, softirqThreadOf, watchRunTime } from '../../bench/sender-cpu.js';
 
 describe("the sender CPU's run time", () => {
   it('reads the run time in nanoseconds, the first figure of schedstat', () => {
@@ -13,7 +13,7 @@ describe("the sender CPU's run time", () => {
   it("finds CPU 0's ksoftirqd on this machine and times it from zero", async () => {
     const pid = await softirqThreadOf(0);
     expect(pid).toBeGreaterThan(1);
-    const elapsed = await watchSoftirqThread(0);
+    const elapsed = await watchRunTime(pid);
     expect(await elapsed()).toBeGreaterThanOrEqual(0);
   });
 
