@@ -153,7 +153,16 @@ const INSERT_FAILURE_COUNT_MAPS = [
   '@insert_failures6_1',
 ] as const;
 
-const countMapEnv = { BPFTRACE_MAP_KEYS_MAX: String(COUNT_MAP_KEYS) };
+/**
+ * The bound of every map of a probe, under both names bpftrace has read it by: 0.17 reads
+ * BPFTRACE_MAP_KEYS_MAX, 0.22 and later BPFTRACE_MAX_MAP_KEYS (and warn that the older name is
+ * deprecated, a warning the agent logs at debug level only).
+ */
+export function mapKeysEnv(keys: number): Readonly<Record<string, string>> {
+  return { BPFTRACE_MAP_KEYS_MAX: String(keys), BPFTRACE_MAX_MAP_KEYS: String(keys) };
+}
+
+const countMapEnv = mapKeysEnv(COUNT_MAP_KEYS);
 
 const dnsDropCounting = {
   positionalArgs: (): string[] => [String(COUNT_MAP_GENERATION_SECONDS)],
@@ -324,7 +333,7 @@ export const probeCatalogue: readonly ProbeSpec[] = [
         // ipv6hdr: the addresses of an IPv6 NODATA example.
         requires: { structs: ['sk_buff', 'ipv6hdr'] },
         positionalArgs: (): string[] => [String(DNS_QUERY_TIMEOUT_SECONDS)],
-        env: { BPFTRACE_MAP_KEYS_MAX: String(DNS_QUERY_MAP_KEYS) },
+        env: mapKeysEnv(DNS_QUERY_MAP_KEYS),
       },
     ],
   },

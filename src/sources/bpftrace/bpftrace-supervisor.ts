@@ -15,7 +15,13 @@ import {
   type ProbeSpawner,
 } from './probe-process.js';
 import type { ProbeUnavailableReason, UnavailableProbe } from '../../probes/catalogue.js';
-import { failureOf, NOTIFY_ATTACHED_ENV, ProbeStderr } from './probe-stderr.js';
+import {
+  ATTACHED_NOTICE,
+  failureOf,
+  noticeAttached,
+  NOTIFY_ATTACHED_ENV,
+  ProbeStderr,
+} from './probe-stderr.js';
 import {
   newProbeLineState,
   ProbeLines,
@@ -141,6 +147,13 @@ interface ProcessUnit {
  * restarts it with backoff whenever it exits, and stops every child on stop(). Never throws at
  * its caller for anything a probe does.
  */
+/** One run's attachment: the probe count bpftrace announced, and when it said it attached. */
+interface AttachTracker {
+  attachedAt: number | undefined;
+  announcedProbes: number | undefined;
+  attached(): void;
+}
+
 export class BpftraceSupervisor implements Lifecycle {
   readonly name = 'probes';
   private readonly states: ProbeState[];
@@ -464,24 +477,16 @@ export class BpftraceSupervisor implements Lifecycle {
     const attachWatch = new AbortController();
     const stderrTail: string[] = [];
     let timedOut = false;
-    let attachedAt: number | undefined;
     const watchdog = this.watchAttach(unit, child, attachWatch.signal).then((killed) => {
       timedOut = killed;
     });
-    // bpftrace announces its probe count (stdout) before it attaches anything, and says on
-    // stderr when every probe is attached: only then is the probe ready, and its counts whole.
-    let announcedProbes: number | undefined;
+    const attach = this.attachTracker(unit, attachWatch);
     const [exit] = await Promise.all([
       child.exited,
-      this.readStdout(unit, child, (probes) => {
-        announcedProbes = probes;
-      }),
-      this.stderr.read(probe, child.stderrLines, stderrTail, () => {
-        attachedAt = this.now();
-        attachWatch.abort();
-        this.attached(unit, announcedProbes);
-      }),
+      this.readStdout(unit, child, attach),
+      this.stderr.read(probe, child.stderrLines, stderrTail, () => attach.attached()),
     ]);
+    const { attachedAt } = attach;
     attachWatch.abort();
     await watchdog;
     this.children.delete(child);
@@ -525,19 +530,42 @@ export class BpftraceSupervisor implements Lifecycle {
     return true;
   }
 
+  /**
+   * bpftrace announces its probe count (stdout) before it attaches anything, and says when
+   * every probe is attached: only then is the probe ready, and its counts whole. 0.17 says so
+   * on stderr, later releases on stdout.
+   */
+  private attachTracker(unit: ProcessUnit, attachWatch: AbortController): AttachTracker {
+    const tracker: AttachTracker = {
+      attachedAt: undefined,
+      announcedProbes: undefined,
+      attached: () => {
+        if (tracker.attachedAt !== undefined) return;
+        tracker.attachedAt = this.now();
+        attachWatch.abort();
+        this.attached(unit, tracker.announcedProbes);
+      },
+    };
+    return tracker;
+  }
+
   private async readStdout(
     unit: ProcessUnit,
     child: ProbeProcess,
-    onAnnounced: (probes: number) => void,
+    attach: AttachTracker,
   ): Promise<void> {
     for await (const lines of child.stdoutBatches) {
       for (const line of lines) {
         if (line.trim() === '') continue; // bpftrace ends its output with blank lines
+        if (line.trim() === ATTACHED_NOTICE) {
+          noticeAttached(this.options.logger, unit.name, attach.attached);
+          continue;
+        }
         // One line's failure must not end the read: an exception escaping here would reject
         // the probe's run and, unhandled, end the agent. handle() never throws.
         const state = unit.route(line);
         const probes = this.lines.handle(state.lines, line);
-        if (probes !== undefined) onAnnounced(probes);
+        if (probes !== undefined) attach.announcedProbes = probes;
       }
     }
   }

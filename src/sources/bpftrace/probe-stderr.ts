@@ -6,10 +6,13 @@ const STDERR_TAIL_LINES = 20;
 // bpftrace 0.17 prints this on every start on kernels that account BPF memory to cgroups
 // (5.11+), where RLIMIT_MEMLOCK no longer matters; the probe then works.
 const HARMLESS_MEMLOCK_MESSAGE = /couldn't set RLIMIT_MEMLOCK/;
+// bpftrace 0.22 and later, on every start: the agent gives the map bound under the old name
+// too, for 0.17 (mapKeysEnv in probes/catalogue.ts), and the new name is the one they read.
+const HARMLESS_MAP_KEYS_DEPRECATION = /BPFTRACE_MAP_KEYS_MAX is deprecated/;
 
 /**
- * With this variable set, bpftrace writes ATTACHED_NOTICE to stderr once every probe is
- * attached (its own test suite waits on it). The `attached_probes` record comes earlier,
+ * With this variable set, bpftrace writes ATTACHED_NOTICE once every probe is attached (its own
+ * test suite waits on it): on stderr in 0.17, on stdout in later releases. The `attached_probes` record comes earlier,
  * before the first attach: a probe taken as ready then misses what happens while bpftrace is
  * still attaching (measured: 9 to 16 of about 4,400 SNAT insert failures at the start of a
  * race begun on that record).
@@ -37,12 +40,11 @@ export class ProbeStderr {
     for await (const line of lines) {
       if (line.trim() === '') continue;
       if (line.trim() === ATTACHED_NOTICE) {
-        // Its handling failing must not end the read, nor the agent.
-        try {
-          onAttached();
-        } catch (error) {
-          this.logger.error({ probe, err: error }, 'probe attached, but marking it ready failed');
-        }
+        noticeAttached(this.logger, probe, onAttached);
+        continue;
+      }
+      if (HARMLESS_MAP_KEYS_DEPRECATION.test(line)) {
+        this.logger.debug({ probe, stderr: line }, 'bpftrace stderr');
         continue;
       }
       if (HARMLESS_MEMLOCK_MESSAGE.test(line)) {
@@ -61,6 +63,15 @@ export class ProbeStderr {
       if (tail.length > STDERR_TAIL_LINES) tail.shift();
       this.logger.warn({ probe, stderr: line }, 'bpftrace stderr');
     }
+  }
+}
+
+/** Hands bpftrace's attached notice on; its handling failing must not end a read, nor the agent. */
+export function noticeAttached(logger: Logger, probe: string, onAttached: () => void): void {
+  try {
+    onAttached();
+  } catch (error) {
+    logger.error({ probe, err: error }, 'probe attached, but marking it ready failed');
   }
 }
 

@@ -155,6 +155,43 @@ describe('BpftraceSupervisor', () => {
     }
   });
 
+  it('takes the attached notice on stdout as bpftrace 0.22 and later print it, and logs their map-bound deprecation warning at debug level only', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cro-attach-gate-'));
+    const gate = join(dir, 'attached');
+    try {
+      const { supervisor, registry, events, records } = harness([
+        {
+          name: 'probe-a',
+          script: 'attaches-like-0.23',
+          args: [gate, '2'],
+          env: { BPFTRACE_MAP_KEYS_MAX: '64', BPFTRACE_MAX_MAP_KEYS: '64' },
+        },
+      ]);
+      supervisor.start();
+      await eventually('the deprecation warning read', () =>
+        logged(records, 'bpftrace stderr').some((record) =>
+          String(record.stderr).includes('deprecated'),
+        ),
+      );
+      expect(supervisor.isReady()).toBe(false);
+
+      await writeFile(gate, '');
+      await eventually('two events', () => events.length === 2);
+      expect(supervisor.isReady()).toBe(true);
+      expect(await metricValue(registry, 'conntrack_observer_probe_up', { probe: 'probe-a' })).toBe(
+        1,
+      );
+      // The notice and the helper_error record are bpftrace's, not lines to reject.
+      expect(logged(records, 'probe line rejected')).toEqual([]);
+      const warnings = logged(records, 'bpftrace stderr').filter(
+        (record) => record.level >= LEVEL.warn,
+      );
+      expect(warnings).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('passes the script positional arguments after the json and line-buffering flags', async () => {
     const { supervisor, events } = harness([
       { name: 'probe-a', script: 'attaches-and-stays', args: ['5'] },
