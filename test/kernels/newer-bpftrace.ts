@@ -5,7 +5,15 @@
  * directory's own dynamic loader, so that the machine's glibc, LLVM and bpftrace stay as they
  * are. The agent runs it through `--bpftrace PATH`, as a node with a newer bpftrace would.
  */
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { AptArchive } from './apt-archive.js';
@@ -47,7 +55,10 @@ export async function newerBpftrace(log: (line: string) => void = () => {}): Pro
   const bpftrace = await archive.download('bpftrace');
   const dir = join(NEWER_BPFTRACE_CACHE, `bpftrace-${bpftrace.version}`);
   const wrapper = join(dir, 'bpftrace');
-  if (existsSync(wrapper)) return wrapper;
+  // The loader is run through a link named bpftrace: a process's name (comm, what ps and the
+  // benchmarks look for) is the name of the file it executed.
+  const loader = join(dir, 'loader', 'bpftrace');
+  if (existsSync(wrapper) && existsSync(loader)) return wrapper;
 
   const partial = `${dir}.partial-${process.pid}`;
   rmSync(partial, { recursive: true, force: true });
@@ -58,12 +69,17 @@ export async function newerBpftrace(log: (line: string) => void = () => {}): Pro
       await execa('dpkg-deb', ['-x', pkg.path, join(partial, 'root')]);
     }
     const root = join(dir, 'root');
+    mkdirSync(join(partial, 'loader'));
+    symlinkSync(
+      join(root, LIBRARY_DIR, 'ld-linux-x86-64.so.2'),
+      join(partial, 'loader', 'bpftrace'),
+    );
     writeFileSync(
       join(partial, 'bpftrace'),
       [
         '#!/bin/sh',
         `# bpftrace ${bpftrace.version} (Debian trixie) with its own loader and libraries.`,
-        `exec ${join(root, LIBRARY_DIR, 'ld-linux-x86-64.so.2')} --library-path ${join(root, LIBRARY_DIR)} ${join(root, 'usr/bin/bpftrace')} "$@"`,
+        `exec ${loader} --library-path ${join(root, LIBRARY_DIR)} ${join(root, 'usr/bin/bpftrace')} "$@"`,
         '',
       ].join('\n'),
     );

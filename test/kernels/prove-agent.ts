@@ -83,6 +83,8 @@ interface ProveOptions {
   raceMaxSeconds: number;
   dnsQueries: number;
   settleSeconds: number;
+  /** The bpftrace the agents run (`--bpftrace`): the guest's own unless given. */
+  bpftrace?: string;
 }
 
 /** The agent's default --poll-interval, what a node runs: the unexplained count depends on it. */
@@ -243,6 +245,7 @@ class AgentProof {
       '--probe-attach-timeout',
       String(PROBE_ATTACH_TIMEOUT_SECONDS),
       ...(tracksQueries(this.options.kernel) ? ['--dns-query-tracking', 'on'] : []),
+      ...(this.options.bpftrace === undefined ? [] : ['--bpftrace', this.options.bpftrace]),
     ];
     say(`${this.requested}: starting the agent (${args.join(' ')})`);
     try {
@@ -918,6 +921,7 @@ function parseArguments(argv: readonly string[]): ProveOptions {
     .option('--race-max-seconds <s>', 'bound on each race drive', positiveInteger, 150)
     .option('--dns-queries <n>', 'queries per DNS drop scenario', positiveInteger, 20)
     .option('--settle-seconds <s>', 'bound on the agent catching up', positiveInteger, 30)
+    .option('--bpftrace <path>', 'the bpftrace the agents run (default: the one on PATH)')
     .exitOverride()
     .parse([...argv], { from: 'user' });
   const parsed = program.opts<Partial<ProveOptions>>();
