@@ -60,11 +60,6 @@ export class AptArchive {
     return result.stdout;
   }
 
-  /** apt-cache with this archive's configuration; its output. */
-  async aptCache(args: readonly string[]): Promise<string> {
-    return this.#apt('apt-cache', args);
-  }
-
   /** Refreshes the suite's package lists when missing or older than a day. */
   async refresh(force = false): Promise<void> {
     const stamp = join(this.#root, 'lists', '.updated');
