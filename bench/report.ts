@@ -348,7 +348,7 @@ export function renderUdpSection(udp: UdpRun[], stormRunTime: readonly StormRunT
         ]
       : []),
     '',
-    "Storm, with the agent, per round: packets dropped (upstream NoPorts) against the agent's",
+    `Storm, with the agent${newer ? " on the machine's bpftrace" : ''}, per round: packets dropped (upstream NoPorts) against the agent's`,
     '`conntrack_observer_dns_drops_total{reason="NO_SOCKET"}` and',
     '`conntrack_observer_probe_events_lost_total` deltas:',
     '',
