@@ -148,8 +148,9 @@ async function startEmptyProgram(): Promise<{ pid: number; stop(): Promise<void>
 }
 
 /**
- * The newer bpftrace runs under its own loader, whose name its process has (`ld-linux-x86-64`):
- * it is told by the bpftrace executable among its arguments.
+ * The newer bpftrace runs through its own loader, and a process is named after the file it
+ * executed (the loader, `ld-linux-x86-64`, unless that is reached through a link named
+ * bpftrace): it is told by the bpftrace executable among its arguments, whichever name it has.
  */
 function isNewerBpftrace(pid: number): boolean {
   try {
