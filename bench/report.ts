@@ -47,9 +47,18 @@ const int = (value: number) => Math.round(value).toLocaleString('en-US');
 const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 const verdict = (pass: boolean) => (pass ? '**met**' : '**missed**');
 
+/** A run on the machine's bpftrace (or none): every figure but the newer bpftrace's own. */
+const onMachineBpftrace = (run: UdpRun) => run.bpftrace === undefined;
+
 function udpRow(runs: UdpRun[], variant: UdpVariant) {
   const of = (withAgent: boolean) =>
-    runs.filter((r) => r.variant === variant && r.withAgent === withAgent && !r.withEmptyProbe);
+    runs.filter(
+      (r) =>
+        r.variant === variant &&
+        r.withAgent === withAgent &&
+        !r.withEmptyProbe &&
+        onMachineBpftrace(r),
+    );
   const pps = (list: UdpRun[]) => list.map((r) => r.pps);
   return {
     without: median(pps(of(false))),
@@ -70,12 +79,37 @@ function floorKept(runs: UdpRun[]) {
 }
 
 /**
+ * The storm runs with the agent on the newer bpftrace against the storm runs without any probe
+ * that bracket them; undefined when the runs have none (section 4 then says nothing of it).
+ */
+function newerStorm(runs: UdpRun[]) {
+  const storm = runs.filter((u) => u.variant === 'dns-dropped' && u.bpftrace !== undefined);
+  const version = storm[0]?.bpftrace;
+  if (version === undefined) return undefined;
+  const without = runs.filter(
+    (u) => u.variant === 'dns-dropped' && !u.withAgent && !u.withEmptyProbe && onMachineBpftrace(u),
+  );
+  return {
+    version,
+    storm,
+    without: median(without.map((u) => u.pps)),
+    withAgent: median(storm.map((u) => u.pps)),
+    kept: keptFraction(without, storm),
+    all: { without: without.map((u) => u.pps), with: storm.map((u) => u.pps) },
+    dropped: storm.reduce((sum, u) => sum + u.arrived, 0),
+    counted: storm.reduce((sum, u) => sum + (u.agentCounted ?? 0), 0),
+    lost: storm.reduce((sum, u) => sum + (u.agentLost ?? 0), 0),
+  };
+}
+
+/**
  * The share of its CPU the sender's work had in the storm runs (bench/sender-cpu.ts): its
- * lowest, median and highest.
+ * lowest, median and highest. The newer bpftrace's runs are left out: the figure stays that of
+ * the runs on the machine's bpftrace and without probes.
  */
 function senderCpuShare(runs: readonly UdpRun[]): string {
   const shares = runs
-    .filter((u) => u.variant === 'dns-dropped')
+    .filter((u) => u.variant === 'dns-dropped' && onMachineBpftrace(u))
     .map((u) => u.senderCpuSeconds / u.seconds);
   return `${percent(Math.min(...shares))} to ${percent(Math.max(...shares))}, median ${percent(median(shares))}`;
 }
@@ -89,8 +123,17 @@ export function renderUdpKept(runs: UdpRun[]): string {
       const row = udpRow(runs, variant);
       return `agent, ${variant}: kept ${percent(row.kept.median)} (rounds: ${row.kept.perRound.map(percent).join(', ')})`;
     }),
+    ...newerKeptLines(runs),
     `the sender's share of its CPU in the dns-dropped runs: ${senderCpuShare(runs)}`,
   ].join('\n');
+}
+
+function newerKeptLines(runs: UdpRun[]): string[] {
+  const newer = newerStorm(runs);
+  if (newer === undefined) return [];
+  return [
+    `agent on ${newer.version}, dns-dropped: kept ${percent(newer.kept.median)} (rounds: ${newer.kept.perRound.map(percent).join(', ')}); ${int(newer.counted)} counted + ${int(newer.lost)} lost of ${int(newer.dropped)} dropped`,
+  ];
 }
 
 /** The retention run's series and heap stayed flat while the addresses kept coming. */
@@ -153,6 +196,10 @@ export function renderSeriesSection(figures: SeriesRetentionFigures): string {
 /** Section 4's run time in the kernel per storm packet, from `measureStormRunTime`. */
 export function renderStormRunTime(runs: readonly StormRunTime[]): string {
   const of = (probe: StormRunTime['probe']) => runs.filter((run) => run.probe === probe);
+  // The agent on the newer bpftrace is labelled with its version: rows after the two fixed ones.
+  const newer = [...new Set(runs.map((run) => run.probe))].filter(
+    (probe) => probe !== 'empty program' && probe !== 'agent',
+  );
   const ns = (value: number) => (Number.isFinite(value) ? value.toFixed(0) : '?');
   const row = (probe: StormRunTime['probe']) => {
     const mine = of(probe);
@@ -162,7 +209,7 @@ export function renderStormRunTime(runs: readonly StormRunTime[]): string {
   };
   return [
     "Where the storm's time goes (`bench/storm-run-time.ts`): the same storm, 2 s per run, three runs",
-    'with the empty program and three with the agent, with `kernel.bpf_stats_enabled` set (off',
+    `with the empty program and three with the agent${newer.map((probe) => ` (and three with it on Debian 13's ${probe.slice('agent, '.length)})`).join('')}, with \`kernel.bpf_stats_enabled\` set (off`,
     'again after; it adds two clock reads per program run, so it is never on for the packet rates',
     "above). The kernel accounts each BPF program's runs and run time (`run_cnt`, `run_time_ns` in",
     "the fdinfo of the bpftrace processes' program descriptors). Per run: the program on",
@@ -174,6 +221,7 @@ export function renderStormRunTime(runs: readonly StormRunTime[]): string {
     '|---|---|---|---|',
     row('empty program'),
     row('agent'),
+    ...newer.map(row),
   ].join('\n');
 }
 
@@ -187,6 +235,7 @@ function expectedKept(
   ppsWithout: number,
   emptyKept: number,
   agentKept: number,
+  newer?: { readonly version: string; readonly kept: number },
 ): string {
   const nsPerDatagram = 1e9 / ppsWithout;
   const nsOf = (probe: StormRunTime['probe']) =>
@@ -197,28 +246,161 @@ function expectedKept(
         .filter(Number.isFinite),
     );
   const keptIf = (ns: number) => percent(nsPerDatagram / (nsPerDatagram + ns));
+  const nsOnNewer = newer ? nsOf(`agent, ${newer.version}`) : Number.NaN;
   return [
     `Cross-check with the kernel's accounting: without probes the sending CPU spends ${int(nsPerDatagram)} ns`,
     `per dropped datagram (1 / ${int(ppsWithout)} pps, the median above), so the empty program's ${int(nsOf('empty program'))} ns`,
     `would leave it ${keptIf(nsOf('empty program'))} of its rate (measured: ${percent(emptyKept)}) and the agent's ${int(nsOf('agent'))} ns`,
-    `${keptIf(nsOf('agent'))} (measured: ${percent(agentKept)}).`,
+    `${keptIf(nsOf('agent'))} (measured: ${percent(agentKept)})${newer ? `, and the agent's ${int(nsOnNewer)} ns on ${newer.version}` : '.'}`,
+    ...(newer ? [`${keptIf(nsOnNewer)} (measured: ${percent(newer.kept)}).`] : []),
   ].join('\n');
+}
+
+/** One storm run with the agent: dropped against the agent's counts, and how its probes fared. */
+const stormAccountingRow = (round: number | string, u: UdpRun) =>
+  `| ${round} | ${int(u.sent)} | ${int(u.arrived)} | ${int(u.agentCounted ?? 0)} | ${int(u.agentLost ?? 0)} | ${int(u.storm?.unaccounted ?? Number.NaN)} | ${int(u.storm?.countedAnyReason ?? Number.NaN)} | ${int(u.storm?.rejected ?? Number.NaN)} | ${int(u.storm?.restarts ?? Number.NaN)} | ${u.storm ? `${u.storm.minProbesUp} of ${u.storm.probes}` : '?'} | ${u.storm ? `${u.storm.settleSeconds.toFixed(1)} s` : '?'} |`;
+
+/** The storm on Debian 13's bpftrace: how it was run, what it kept, what the agent counted. */
+function renderNewerStorm(newer: NonNullable<ReturnType<typeof newerStorm>>): string[] {
+  return [
+    `The agent on Debian 13's bpftrace (${newer.version}; \`test/kernels/newer-bpftrace.ts\` unpacks the package`,
+    "and every library it needs from trixie and runs it through that package set's own dynamic loader,",
+    "the machine's glibc, LLVM and bpftrace left as they are), given with `--bpftrace`, the same",
+    "build and probes, one `dns-dropped` run per round after the machine's bpftrace's runs, against",
+    `the same bracketing windows: kept ${newer.kept.perRound.map(percent).join(', ')}: median`,
+    `**${percent(newer.kept.median)}** (row \`dns-dropped, agent on ${newer.version}\` above). It increments a \`count()\``,
+    'map in place, a lookup and a store into the value found, where 0.17 does a lookup and a map',
+    "update: the kernel's accounting below shows what that takes off each dropped datagram.",
+    `Counted: ${int(newer.counted)} + ${int(newer.lost)} lost of ${int(newer.dropped)} dropped, per round:`,
+    '',
+    '| round | sent | dropped | counted | lost | unaccounted | counted (any reason) | rejected | restarts | probes up (min) | settled after |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...newer.storm.map((u) =>
+      stormAccountingRow('round' in u.position ? u.position.round : '?', u),
+    ),
+  ];
+}
+
+/** Section 4: the packet rates, the storm's accounting and where its time goes (4b). */
+export function renderUdpSection(udp: UdpRun[], stormRunTime: readonly StormRunTime[]): string {
+  const rows = udpVariants.map((variant) => ({ variant, ...udpRow(udp, variant) }));
+  const storm = udp.filter(
+    (u) => u.variant === 'dns-dropped' && u.withAgent && onMachineBpftrace(u),
+  );
+  const stormRow = rows.find((row) => row.variant === 'dns-dropped');
+  const floorRuns = udp.filter((u) => u.withEmptyProbe);
+  const floorPps = median(floorRuns.map((u) => u.pps));
+  const floor = floorKept(udp);
+  const stormKept = stormRow?.kept.median ?? Number.NaN;
+  const newer = newerStorm(udp);
+  return [
+    '## 4. UDP packets/s between namespaces',
+    '',
+    '`bench/udp-throughput.ts` on the lab of `test/lab/` (docs/lab.md): `bench/c/udp-blast.c` in pod1',
+    'sends 32-byte UDP datagrams from one unconnected socket as fast as it can for 4 s to',
+    '192.0.2.99 in the upstream namespace, through the node namespace (bridge, forwarding,',
+    'MASQUERADE). Variants: `dns`: `bench/c/udp-sink.c` listens on 192.0.2.99:53 and counts;',
+    '`other`: the sink listens on port 9000; `dns-dropped`: nothing listens on 192.0.2.99:53, the',
+    'upstream frees every datagram with reason NO_SOCKET (counted by its `Udp NoPorts`), and the',
+    'DNS-drop probe counts every packet in the kernel: the storm. pps = datagrams that arrived (sink',
+    'count, or NoPorts delta) / send duration.',
+    '',
+    'The sender is pinned to the last CPU (`taskset`): its datagrams are forwarded and freed in its',
+    "own softirq on that CPU, so a probe's per-packet work comes out of that CPU's time. Rates on",
+    'this shared machine drift by 5–15 % within minutes, more than the probes cost, so each run with',
+    'a probe is compared with the runs without any probe just before and just after it: windows',
+    `without (the three variants) alternate with ${floor.perRound.length} rounds, each: \`dns-dropped\` with an empty`,
+    "`bpftrace -e 'tracepoint:skb:kfree_skb {}'` attached (the floor), then the agent started",
+    `(\`--netns-pid\` of the lab node, \`/readyz\` 200), the three variants, the agent stopped${newer ? '' : '. A'}`,
+    ...(newer
+      ? [
+          "(and then the agent started again on Debian 13's bpftrace, `dns-dropped` run once with it,",
+          'that agent stopped: below). A',
+        ]
+      : []),
+    "round's kept fraction is its rate over the mean of its two bracketing windows; the figure",
+    'reported is the median over rounds (`bench/paired-runs.ts`). Medians of the raw rates are shown',
+    'beside it.',
+    '',
+    "The sender's work (its thread, whose CPU time includes the softirq work its sends cause, probes",
+    "included, and its CPU's ksoftirqd; the scheduler's run times, which leave out time the host",
+    `steals) had its CPU for ${senderCpuShare(udp)} of each storm run's send duration`,
+    '(`bench/sender-cpu.ts`). Where that stays near 100 % while rates move by 10 % and more between',
+    'adjacent runs, the spread is neither other work on that CPU nor steal time but the virtual CPU',
+    "running faster or slower (the host's other guests share its cores and caches): why each round",
+    'is compared with its own bracket.',
+    '',
+    `Floor: dns-dropped with the empty program attached: ${floorRuns
+      .map((u) => int(u.pps))
+      .join(', ')} pps (median ${int(floorPps)}); kept per round ${floor.perRound
+      .map(percent)
+      .join(', ')}: median ${percent(floor.median)}.`,
+    '',
+    '| variant | pps without (median) | pps with agent (median) | kept (median of rounds) | kept per round | runs without | runs with |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (row) =>
+        `| ${row.variant} | ${int(row.without)} | ${int(row.withAgent)} | ${percent(row.kept.median)} | ${row.kept.perRound.map(percent).join(', ')} | ${row.all.without.map(int).join(', ')} | ${row.all.with.map(int).join(', ')} |`,
+    ),
+    ...(newer
+      ? [
+          `| dns-dropped, agent on ${newer.version} | ${int(newer.without)} | ${int(newer.withAgent)} | ${percent(newer.kept.median)} | ${newer.kept.perRound.map(percent).join(', ')} | ${newer.all.without.map(int).join(', ')} | ${newer.all.with.map(int).join(', ')} |`,
+        ]
+      : []),
+    '',
+    `Storm, with the agent${newer ? " on the machine's bpftrace" : ''}, per round: packets dropped (upstream NoPorts) against the agent's`,
+    '`conntrack_observer_dns_drops_total{reason="NO_SOCKET"}` and',
+    '`conntrack_observer_probe_events_lost_total` deltas:',
+    '',
+    '| round | sent | dropped | counted | lost | unaccounted | counted (any reason) | rejected | restarts | probes up (min) | settled after |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...storm.map((u, i) => stormAccountingRow(i + 1, u)),
+    '',
+    ...(newer ? [...renderNewerStorm(newer), ''] : []),
+    renderStormRunTime(stormRunTime),
+    '',
+    expectedKept(
+      stormRunTime,
+      stormRow?.without ?? Number.NaN,
+      floor.median,
+      stormKept,
+      newer && { version: newer.version, kept: newer.kept.median },
+    ),
+  ].join('\n');
+}
+
+/**
+ * The Aims rows of section 4. The storm's kept fraction names both bpftraces when the runs hold
+ * the newer one's; every other figure is that of the machine's bpftrace alone.
+ */
+export function udpAimRows(udp: UdpRun[], machineBpftrace: string): string[] {
+  const rows = udpVariants.map((variant) => ({ variant, ...udpRow(udp, variant) }));
+  const storm = udp.filter(
+    (u) => u.variant === 'dns-dropped' && u.withAgent && onMachineBpftrace(u),
+  );
+  const stormDropped = storm.reduce((s, u) => s + u.arrived, 0);
+  const stormCounted = storm.reduce((s, u) => s + (u.agentCounted ?? 0), 0);
+  const stormLost = storm.reduce((s, u) => s + (u.agentLost ?? 0), 0);
+  const stormKept = rows.find((row) => row.variant === 'dns-dropped')?.kept.median ?? Number.NaN;
+  const floor = floorKept(udp);
+  const newer = newerStorm(udp);
+  const stormAim = `storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${percent(floor.median)}: the floor)`;
+  return [
+    ...rows.map(
+      (row) =>
+        `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${percent(row.kept.median)} | ${verdict(row.kept.median >= 0.98)} |`,
+    ),
+    newer === undefined
+      ? `| ${stormAim} | ${percent(stormKept)} | ${verdict(stormKept >= 0.9)} |`
+      : `| ${stormAim} | ${machineBpftrace}: ${percent(stormKept)}; ${newer.version}: ${percent(newer.kept.median)} | ${machineBpftrace}: ${verdict(stormKept >= 0.9)}; ${newer.version}: ${verdict(newer.kept.median >= 0.9)} |`,
+    `| storm: counted = dropped exactly, nothing lost | ${int(stormCounted)} counted + ${int(stormLost)} lost of ${int(stormDropped)} dropped | ${verdict(stormCounted === stormDropped && stormLost === 0)} |`,
+  ];
 }
 
 export function renderReport(r: BenchResults): string {
   const decodePass = r.decode.median >= 500_000;
   const agentCpuPass = r.idle.agentExact.cpuPercent < 0.5;
   const agentRssPass = r.idle.agent.rssBytes < 60 * 1024 * 1024;
-  const rows = udpVariants.map((variant) => ({ variant, ...udpRow(r.udp, variant) }));
-  const storm = r.udp.filter((u) => u.variant === 'dns-dropped' && u.withAgent);
-  const stormDropped = storm.reduce((s, u) => s + u.arrived, 0);
-  const stormCounted = storm.reduce((s, u) => s + (u.agentCounted ?? 0), 0);
-  const stormLost = storm.reduce((s, u) => s + (u.agentLost ?? 0), 0);
-  const stormRow = rows.find((row) => row.variant === 'dns-dropped');
-  const floorRuns = r.udp.filter((u) => u.withEmptyProbe);
-  const floorPps = median(floorRuns.map((u) => u.pps));
-  const floor = floorKept(r.udp);
-  const stormKept = stormRow?.kept.median ?? Number.NaN;
   const retentionRun = r.series.runs.find((run) => run.variant === 'retention');
   const seriesVerdict = retentionRun
     ? seriesFlat(retentionRun)
@@ -234,7 +416,7 @@ export function renderReport(r: BenchResults): string {
     `- Date: ${r.date.toISOString()}`,
     `- Kernel: ${r.machine.kernel}`,
     `- CPU: ${r.machine.cpuModel}, nproc ${r.machine.nproc}`,
-    `- Node: ${r.machine.node}; bpftrace: ${r.machine.bpftrace}`,
+    `- Node: ${r.machine.node}; bpftrace: ${r.machine.bpftrace} (the machine's, Debian 12's: the agent's throughout) and ${r.machine.newerBpftrace} (Debian 13's: the agent's in the storm runs of section 4 that name it)`,
     `- Whole run: ${r.wallSeconds.toFixed(0)} s; 1-minute load average ${r.machine.loadAtStart.toFixed(2)} at start, ${r.loadAtEnd.toFixed(2)} at end (on ${r.machine.nproc} CPUs; other work on the machine competes with every figure)`,
     '',
     '## Aims',
@@ -244,12 +426,7 @@ export function renderReport(r: BenchResults): string {
     `| decode + attribute + count ≥ 500,000 events/s on one core | ${int(r.decode.median)} events/s (median) | ${verdict(decodePass)} |`,
     `| idle agent < 0.5 % CPU | ${r.idle.agentExact.cpuPercent.toFixed(2)} % (${r.idle.decodedEvents} events in the window; bpftrace children apart: ${r.idle.bpftrace.cpuPercent.toFixed(2)} %) | ${verdict(agentCpuPass)} |`,
     `| idle agent < 60 MB RSS | ${mb(r.idle.agent.rssBytes)} MB (bpftrace children apart: ${mb(r.idle.bpftrace.rssBytes)} MB) | ${verdict(agentRssPass)} |`,
-    ...rows.map(
-      (row) =>
-        `| UDP pps kept with probes ≥ 98 %, ${row.variant} | ${percent(row.kept.median)} | ${verdict(row.kept.median >= 0.98)} |`,
-    ),
-    `| storm: sender pps kept with the agent ≥ 90 % (an empty program on the same tracepoint keeps ${percent(floor.median)}: the floor) | ${percent(stormKept)} | ${verdict(stormKept >= 0.9)} |`,
-    `| storm: counted = dropped exactly, nothing lost | ${int(stormCounted)} counted + ${int(stormLost)} lost of ${int(stormDropped)} dropped | ${verdict(stormCounted === stormDropped && stormLost === 0)} |`,
+    ...udpAimRows(r.udp, r.machine.bpftrace),
     `| insert-failure storm: agent = kernel \`insert_failed\` exactly, nothing unexplained (section 7) | ${int(r.insertStorm.agentCounted)} counted of ${int(r.insertStorm.kernelInsertFailed)} (${int(r.insertStorm.rounds)} rounds in ${r.insertStorm.seconds} s); ${int(r.insertStorm.unexplained)} unexplained | ${verdict(r.insertStorm.agentCounted === r.insertStorm.kernelInsertFailed && r.insertStorm.kernelInsertFailed > 0 && r.insertStorm.unexplained === 0)} |`,
     `| map bound reached on purpose: every drop counted, the shortfall reported (section 8) | ${int(r.mapBound.countedByKey)} by key + ${int(r.mapBound.uncounted)} uncounted of ${int(r.mapBound.dropped)} dropped (${int(r.mapBound.distinctKeys)} keys, bound ${int(r.mapBound.mapKeys)}) | ${verdict(r.mapBound.countedByKey + r.mapBound.uncounted === r.mapBound.dropped && r.mapBound.uncounted > 0)} |`,
     `| series and heap stay flat over ${int(r.series.bench.addresses)} client addresses (section 5) | at most ${int(seriesVerdict.maxSeries)} series; heap ×${seriesVerdict.heapGrowth.toFixed(2)} from the first to the last reading | ${verdict(seriesVerdict.pass)} |`,
@@ -266,6 +443,10 @@ export function renderReport(r: BenchResults): string {
     'device, namespace, conntrack entry) and does each `count()` as a map lookup and an update, with',
     'the generation and example lookups six map operations per datagram; that is the floor of counting',
     'in maps with this bpftrace.',
+    `Debian 13's bpftrace (${r.machine.newerBpftrace}, run here through its own dynamic loader and libraries,`,
+    "the machine's left as they are: `test/kernels/newer-bpftrace.ts`) increments a `count()` in place,",
+    'a map lookup and a store into the value it finds, where 0.17 looks the key up and then updates the',
+    'map; the agent runs on it unchanged (`--bpftrace`), and section 4 measures the storm with it too.',
     'The RSS figure is the standalone agent,',
     'which does not load @kubernetes/client-node; Kubernetes mode loads it and is not measured here.',
     '',
@@ -322,63 +503,7 @@ export function renderReport(r: BenchResults): string {
     'The machine is not otherwise quiet: `tracepoint:skb:kfree_skb` fires for every skb freed',
     "anywhere on the host, so the probes' idle CPU includes filtering the host's own traffic.",
     '',
-    '## 4. UDP packets/s between namespaces',
-    '',
-    '`bench/udp-throughput.ts` on the lab of `test/lab/` (docs/lab.md): `bench/c/udp-blast.c` in pod1',
-    'sends 32-byte UDP datagrams from one unconnected socket as fast as it can for 4 s to',
-    '192.0.2.99 in the upstream namespace, through the node namespace (bridge, forwarding,',
-    'MASQUERADE). Variants: `dns`: `bench/c/udp-sink.c` listens on 192.0.2.99:53 and counts;',
-    '`other`: the sink listens on port 9000; `dns-dropped`: nothing listens on 192.0.2.99:53, the',
-    'upstream frees every datagram with reason NO_SOCKET (counted by its `Udp NoPorts`), and the',
-    'DNS-drop probe counts every packet in the kernel: the storm. pps = datagrams that arrived (sink',
-    'count, or NoPorts delta) / send duration.',
-    '',
-    'The sender is pinned to the last CPU (`taskset`): its datagrams are forwarded and freed in its',
-    "own softirq on that CPU, so a probe's per-packet work comes out of that CPU's time. Rates on",
-    'this shared machine drift by 5–15 % within minutes, more than the probes cost, so each run with',
-    'a probe is compared with the runs without any probe just before and just after it: windows',
-    `without (the three variants) alternate with ${floor.perRound.length} rounds, each: \`dns-dropped\` with an empty`,
-    "`bpftrace -e 'tracepoint:skb:kfree_skb {}'` attached (the floor), then the agent started",
-    '(`--netns-pid` of the lab node, `/readyz` 200), the three variants, the agent stopped. A',
-    "round's kept fraction is its rate over the mean of its two bracketing windows; the figure",
-    'reported is the median over rounds (`bench/paired-runs.ts`). Medians of the raw rates are shown',
-    'beside it.',
-    '',
-    "The sender's work (its thread, whose CPU time includes the softirq work its sends cause, probes",
-    "included, and its CPU's ksoftirqd; the scheduler's run times, which leave out time the host",
-    `steals) had its CPU for ${senderCpuShare(r.udp)} of each storm run's send duration`,
-    '(`bench/sender-cpu.ts`). Where that stays near 100 % while rates move by 10 % and more between',
-    'adjacent runs, the spread is neither other work on that CPU nor steal time but the virtual CPU',
-    "running faster or slower (the host's other guests share its cores and caches): why each round",
-    'is compared with its own bracket.',
-    '',
-    `Floor: dns-dropped with the empty program attached: ${floorRuns
-      .map((u) => int(u.pps))
-      .join(', ')} pps (median ${int(floorPps)}); kept per round ${floor.perRound
-      .map(percent)
-      .join(', ')}: median ${percent(floor.median)}.`,
-    '',
-    '| variant | pps without (median) | pps with agent (median) | kept (median of rounds) | kept per round | runs without | runs with |',
-    '|---|---|---|---|---|---|---|',
-    ...rows.map(
-      (row) =>
-        `| ${row.variant} | ${int(row.without)} | ${int(row.withAgent)} | ${percent(row.kept.median)} | ${row.kept.perRound.map(percent).join(', ')} | ${row.all.without.map(int).join(', ')} | ${row.all.with.map(int).join(', ')} |`,
-    ),
-    '',
-    "Storm, with the agent, per round: packets dropped (upstream NoPorts) against the agent's",
-    '`conntrack_observer_dns_drops_total{reason="NO_SOCKET"}` and',
-    '`conntrack_observer_probe_events_lost_total` deltas:',
-    '',
-    '| round | sent | dropped | counted | lost | unaccounted | counted (any reason) | rejected | restarts | probes up (min) | settled after |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...storm.map(
-      (u, i) =>
-        `| ${i + 1} | ${int(u.sent)} | ${int(u.arrived)} | ${int(u.agentCounted ?? 0)} | ${int(u.agentLost ?? 0)} | ${int(u.storm?.unaccounted ?? Number.NaN)} | ${int(u.storm?.countedAnyReason ?? Number.NaN)} | ${int(u.storm?.rejected ?? Number.NaN)} | ${int(u.storm?.restarts ?? Number.NaN)} | ${u.storm ? `${u.storm.minProbesUp} of ${u.storm.probes}` : '?'} | ${u.storm ? `${u.storm.settleSeconds.toFixed(1)} s` : '?'} |`,
-    ),
-    '',
-    renderStormRunTime(r.stormRunTime),
-    '',
-    expectedKept(r.stormRunTime, stormRow?.without ?? Number.NaN, floor.median, stormKept),
+    renderUdpSection(r.udp, r.stormRunTime),
     '',
     renderSeriesSection(r.series),
     '',

@@ -4,6 +4,7 @@ import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
+import type { NewerBpftrace } from './newer-bpftrace.js';
 import { commandOf } from './proc-usage.js';
 
 /*
@@ -76,7 +77,8 @@ export function counterGrowth(
   return { runs, runTimeNs, busiest };
 }
 
-export type StormProbe = 'empty program' | 'agent';
+/** `agent, <version>`: the agent on the newer bpftrace, labelled with its `--version`. */
+export type StormProbe = 'empty program' | 'agent' | `agent, ${string}`;
 
 export interface StormRunTime {
   readonly probe: StormProbe;
@@ -146,12 +148,27 @@ async function startEmptyProgram(): Promise<{ pid: number; stop(): Promise<void>
 }
 
 /**
+ * The newer bpftrace runs through its own loader, and a process is named after the file it
+ * executed (the loader, `ld-linux-x86-64`, unless that is reached through a link named
+ * bpftrace): it is told by the bpftrace executable among its arguments, whichever name it has.
+ */
+function isNewerBpftrace(pid: number): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((arg) => arg.endsWith('/bin/bpftrace'));
+  } catch {
+    return false; // the process is gone
+  }
+}
+
+/**
  * `rounds` storms of `seconds` each with an empty program on the drop tracepoint, then as many
- * with the built agent (tracepoint mode), BPF run-time accounting on throughout and restored
- * to its previous setting after.
+ * with the built agent (tracepoint mode), then as many with the agent on the newer bpftrace,
+ * BPF run-time accounting on throughout and restored to its previous setting after.
  */
 export async function measureStormRunTime(
   programs: BenchPrograms,
+  newer: NewerBpftrace,
   rounds = 3,
   seconds = 2,
 ): Promise<StormRunTime[]> {
@@ -176,6 +193,21 @@ export async function measureStormRunTime(
       }
     } finally {
       await agent.stop();
+    }
+    const onNewer = await startBuiltAgent([
+      '--netns-pid',
+      String(lab.node.pid),
+      '--bpftrace',
+      newer.path,
+    ]);
+    try {
+      const bpftraces = () => onNewer.children().filter(isNewerBpftrace);
+      const probe: StormProbe = `agent, ${newer.version}`;
+      for (let round = 0; round < rounds; round += 1) {
+        results.push(await stormOnce(lab, programs, probe, bpftraces, seconds));
+      }
+    } finally {
+      await onNewer.stop();
     }
   } finally {
     writeFileSync(STATS_SYSCTL, previous);

@@ -4,6 +4,7 @@ import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
 import { startBuiltAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
+import type { NewerBpftrace } from './newer-bpftrace.js';
 import { softirqThreadOf, watchRunTime } from './sender-cpu.js';
 import { sumSamples } from './metrics-text.js';
 import type { PairedRun } from './paired-runs.js';
@@ -28,6 +29,12 @@ export interface UdpRun extends PairedRun {
    * instead of the agent — the floor of any design on that tracepoint.
    */
   readonly withEmptyProbe?: boolean;
+  /**
+   * Set on the agent's runs with the newer bpftrace (bench/newer-bpftrace.ts, `--bpftrace`):
+   * what its `--version` prints. Absent on every other run: with the agent, the machine's
+   * bpftrace, the one every figure of section 4 is computed from.
+   */
+  readonly bpftrace?: string;
   readonly sent: number;
   readonly seconds: number;
   /** Datagrams the sink received, or (dns-dropped) the upstream's Udp NoPorts delta. */
@@ -243,11 +250,14 @@ async function startEmptyProbe(): Promise<{ stop(): Promise<void> }> {
 /**
  * Windows of runs without any probe (each variant once) alternate with `rounds` rounds, each: the
  * empty program's dns-dropped run, then the agent started and each variant run, then the agent
- * stopped. Window 0 comes first; round r lies between windows r-1 and r, its bracket
- * (bench/paired-runs.ts).
+ * stopped, then the agent started again on the newer bpftrace and the storm (dns-dropped) run
+ * once with it, then that agent stopped. Window 0 comes first; round r lies between windows r-1
+ * and r, its bracket (bench/paired-runs.ts). `newer` is resolved by the caller, before the lab
+ * exists.
  */
 export async function measureUdpThroughput(
   programs: BenchPrograms,
+  newer: NewerBpftrace,
   rounds = 7,
   seconds = 4,
   log: (line: string) => void = () => {},
@@ -289,6 +299,28 @@ export async function measureUdpThroughput(
         }
       } finally {
         await agent.stop();
+      }
+      // The storm alone on the newer bpftrace: the one variant whose cost is counting in the
+      // kernel, which that bpftrace does in place; one run, to keep each round short.
+      const onNewer = await startBuiltAgent([
+        '--netns-pid',
+        String(lab.node.pid),
+        '--bpftrace',
+        newer.path,
+      ]);
+      try {
+        const run = await runOnce(
+          lab,
+          programs,
+          'dns-dropped',
+          onNewer,
+          seconds,
+          { round },
+          softirqThread,
+        );
+        record({ ...run, bpftrace: newer.version });
+      } finally {
+        await onNewer.stop();
       }
       await windowWithout(round);
     }
