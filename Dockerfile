@@ -1,10 +1,10 @@
 # syntax=docker/dockerfile:1
 #
 # conntrack-race-observer: build the TypeScript in one stage, the doctor's C race generators in
-# another, install Debian's bpftrace on the same base in a third and trim it to what runs, then
-# flatten that file system into the runtime image. The first three stages share one base so that
-# node_modules built in the first, and the generators built in the second, run beside the node
-# binary and the glibc of the third.
+# another, bundle Debian 13's bpftrace with its own libraries in a third, install the system
+# tools on the same base in a fourth and trim it to what runs, then flatten that file system into
+# the runtime image. The stages share one base so that node_modules built in the first, and the
+# generators built in the second, run beside the node binary and the glibc of the fourth.
 #
 # The base is pinned by exact version tag and by the digest of its multi-arch index; bump both
 # together (`docker buildx imagetools inspect node:20.20.2-bookworm-slim`).
@@ -43,6 +43,17 @@ RUN mkdir -p /out \
         gcc -O2 -Wall -Wextra -Werror -pthread -o "/out/$generator" "generators/$generator.c"; \
     done
 
+# bpftrace is Debian 13's (trixie), bundled under /opt/bpftrace with the libraries it links and
+# their dynamic loader, so that it runs on this Debian 12 base without upgrading its glibc
+# (scripts/bundle-bpftrace.sh, which the tests use too). Why not bookworm's 0.17: 0.23 increments
+# a count() map in place, where 0.17 looks the value up and writes it back; in a DNS drop storm
+# that is most of what the probes cost per packet (docs/benchmarks.md, section 4). The version is
+# pinned here and in test/kernels/newer-bpftrace.ts (a unit test keeps them equal).
+FROM ${NODE_IMAGE} AS bpftrace
+ARG BPFTRACE_VERSION=0.23.2-1
+COPY scripts/bundle-bpftrace.sh /usr/local/bin/
+RUN bundle-bpftrace.sh /opt/bpftrace "$BPFTRACE_VERSION"
+
 FROM ${NODE_IMAGE} AS system
 # Documentation, manual pages and translations of the packages installed below are never read
 # in a container: dpkg does not unpack them (the licence texts under /usr/share/doc stay).
@@ -55,27 +66,20 @@ RUN printf '%s\n' \
         'path-exclude /usr/share/lintian/*' \
         'path-exclude /usr/share/bug/*' \
         >/etc/dpkg/dpkg.cfg.d/01-container-excludes
-# bpftrace, iproute2, conntrack and iptables are pinned to the versions of Debian 12 (bookworm)
-# main, which do not move within a release. iptables and nftables (the latter follows point
+# iproute2, conntrack and iptables are pinned to the versions of Debian 12 (bookworm) main,
+# which do not move within a release. iptables and nftables (the latter follows point
 # releases, like ca-certificates) let the diagnosis read the node's NAT rules: whether
 # MASQUERADE/SNAT uses --random-fully / fully-random. ca-certificates is left to follow security updates, and
 # util-linux (nsenter, setpriv) is part of the base system already: pinning either would break
 # the build at the next point release without making it more reproducible.
-#
-# libclang-cpp14 (57 MB) comes in only as a dependency of libbpfcc, for BCC's own compiler in
-# libbcc.so, which nothing here loads: bpftrace links libbcc_bpf.so (the same package's loader)
-# and compiles through libclang-14.so and libLLVM-14.so. `scripts/image.sh build` checks with ldd
-# that bpftrace still resolves every library and runs a probe.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        bpftrace=0.17.0-1 \
         iproute2=6.1.0-3 \
         conntrack=1:1.4.7-1+b2 \
         iptables=1.8.9-2 \
         nftables \
         util-linux \
         ca-certificates \
-    && dpkg --purge --force-depends libclang-cpp14 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log
 # The agent needs the node binary only: npm, npx, corepack and yarn, and the C headers for
@@ -86,6 +90,9 @@ RUN rm -rf /usr/local/lib/node_modules /usr/local/include/node /opt/yarn-* \
         /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
         /usr/local/bin/yarn /usr/local/bin/yarnpkg \
     && mkdir -p /run/netns
+# `scripts/image.sh build` checks that it resolves every library and runs a probe.
+COPY --from=bpftrace /opt/bpftrace /opt/bpftrace
+RUN ln -s /opt/bpftrace/bin/bpftrace /usr/local/bin/bpftrace
 
 # One file system, without the files the layers above deleted (a deletion in a later layer does
 # not make an image smaller).
@@ -115,9 +122,8 @@ COPY --from=generators /out/ /usr/local/lib/conntrack-race-observer/
 
 # The agent runs as root on purpose. Loading eBPF programs needs CAP_BPF and CAP_PERFMON (or
 # CAP_SYS_ADMIN before 5.8), and Kubernetes grants added capabilities only to uid 0: it has no
-# ambient capabilities, so a non-root process would start with none of them. Debian's bpftrace
-# 0.17 also refuses outright to run as any user but root. The DaemonSet confines it instead
-# (read-only root filesystem, read-only host mounts, least-privilege RBAC).
+# ambient capabilities, so a non-root process would start with none of them. The DaemonSet
+# confines it instead (read-only root filesystem, read-only host mounts, least-privilege RBAC).
 USER 0:0
 EXPOSE 9474
 ENTRYPOINT ["node", "/app/dist/main.js"]

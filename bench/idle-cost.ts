@@ -105,12 +105,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * window starts `settleSeconds` after readiness, past start-up compiling and the first GCs.
  * The metrics are read just before and just after the window, never inside it.
  */
-export async function measureIdleCost(seconds = 60, settleSeconds = 30): Promise<IdleCost> {
+export async function measureIdleCost(
+  seconds = 60,
+  settleSeconds = 30,
+  agentArgs: readonly string[] = [],
+): Promise<IdleCost> {
   const baselineProcesses = BARE_NODE_BASELINES.map((script) =>
     execa('node', ['-e', script], { reject: false, stdout: 'ignore', stderr: 'ignore' }),
   );
   try {
-    const agent = await startBuiltAgent();
+    const agent = await startBuiltAgent(agentArgs);
     try {
       await sleep(settleSeconds * 1000);
       const children = agent.children();

@@ -186,6 +186,7 @@ async function main(): Promise<void> {
   const programs = await buildBenchPrograms();
   let emit: EmitRate;
   let idle: IdleCost;
+  let idleOnNewer: IdleCost;
   let udp: UdpRun[];
   let stormRunTime: StormRunTime[];
   let dnsLoad: DnsLoadFigures;
@@ -196,6 +197,9 @@ async function main(): Promise<void> {
     log('3. idle cost of the built agent (30 s settle, 60 s window)');
     idle = await measureIdleCost();
     log(`   ${JSON.stringify(idle)}`);
+    log(`3b. the same on ${newer.version}`);
+    idleOnNewer = await measureIdleCost(60, 30, ['--bpftrace', newer.path]);
+    log(`   ${JSON.stringify(idleOnNewer)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
     udp = await measureUdpThroughput(programs, newer, UDP_ROUNDS, 4, (line) => log(`   ${line}`));
     log('4b. run time in the kernel per storm packet (kernel.bpf_stats_enabled)');
@@ -235,6 +239,7 @@ async function main(): Promise<void> {
     decode,
     emit,
     idle,
+    idleOnNewer,
     udp,
     stormRunTime,
     series,

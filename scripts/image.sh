@@ -196,12 +196,12 @@ report_size() {
     return
   fi
   total=$(du -smx "$image_root" | cut -f1)
-  llvm=$(cd "$image_root/usr/lib/x86_64-linux-gnu" && du -smc libLLVM-14.so* libclang-14.so* libz3.so* libicu*.so* | tail -1 | cut -f1)
+  llvm=$(du -sm "$image_root/opt/bpftrace" | cut -f1)
   node=$(du -sm "$image_root/usr/local/bin/node" | cut -f1)
   modules=$(du -sm "$image_root/app/node_modules" | cut -f1)
   share=$(du -sm "$image_root/usr/share" | cut -f1)
   image_size_mb=$total
-  printf 'image: %s: %s MB unpacked: bpftrace libraries (LLVM, clang, z3, ICU) %s MB, node %s MB, node_modules %s MB, /usr/share %s MB, the rest %s MB\n' \
+  printf 'image: %s: %s MB unpacked: bpftrace with its libraries (LLVM, clang, z3, glibc) %s MB, node %s MB, node_modules %s MB, /usr/share %s MB, the rest %s MB\n' \
     "$image" "$total" "$llvm" "$node" "$modules" "$share" "$((total - llvm - node - modules - share))"
 }
 
@@ -211,9 +211,12 @@ report_size() {
 # shellcheck disable=SC2016 # a bpftrace program: its $ are bpftrace's
 readonly bpftrace_check='tracepoint:skb:kfree_skb { $skb = (struct sk_buff *)args->skbaddr; @len = $skb->len; }
 interval:ms:200 { printf("bpftrace runs\n"); exit(); }'
+readonly bundle_libraries=/opt/bpftrace/root/usr/lib/x86_64-linux-gnu
 check_bpftrace() {
   local missing output
-  missing=$(in_image ldd /usr/bin/bpftrace | grep 'not found' || true)
+  # Debian 13's bpftrace with its own loader and libraries (scripts/bundle-bpftrace.sh).
+  missing=$(in_image /opt/bpftrace/loader/bpftrace --library-path "$bundle_libraries" \
+    --list /opt/bpftrace/root/usr/bin/bpftrace | grep 'not found' || true)
   [ -z "$missing" ] || die "bpftrace in the image misses libraries: $missing"
   if have_docker_engine; then
     output=$(flock "$host_lock" docker run --rm --privileged --entrypoint bpftrace "$image" \

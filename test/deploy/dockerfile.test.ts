@@ -3,6 +3,7 @@ import {
   INSTALLED_GENERATOR_DIR,
   RACE_GENERATORS,
 } from '../../src/diagnose/reproduce/generators.js';
+import { NEWER_BPFTRACE_VERSION } from '../kernels/newer-bpftrace.js';
 import { readRepoFile, repoPath } from './support/repo-paths.js';
 import { parseDocument } from './support/yaml.js';
 
@@ -108,6 +109,7 @@ describe('Dockerfile, statically', () => {
     expect(dockerfile.stages.map((s) => s.name)).toEqual([
       'build',
       'generators',
+      'bpftrace',
       'system',
       'runtime',
     ]);
@@ -126,7 +128,7 @@ describe('Dockerfile, statically', () => {
 
   it('pins every base image by exact version tag and digest, and never to latest', () => {
     const pulled = dockerfile.stages.filter((s) => s.base !== 'scratch');
-    expect(pulled.map((s) => s.name)).toEqual(['build', 'generators', 'system']);
+    expect(pulled.map((s) => s.name)).toEqual(['build', 'generators', 'bpftrace', 'system']);
     for (const { base } of pulled) {
       expect(base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
       expect(base).not.toContain('latest');
@@ -220,13 +222,37 @@ describe('Dockerfile, statically', () => {
     expect(existsSync(repoPath(buildConfig.compilerOptions.rootDir, 'main.ts'))).toBe(true);
   });
 
-  it("installs Debian's bpftrace, iproute2, conntrack and util-linux without recommends", () => {
+  it("installs Debian's iproute2, conntrack and util-linux without recommends, and no bookworm bpftrace", () => {
     const install = stage('system').instructions.find((i) => /apt-get install/.test(i.args));
     expect(install?.args).toContain('--no-install-recommends');
-    for (const pkg of ['bpftrace=', 'iproute2=', 'conntrack=', 'util-linux', 'ca-certificates']) {
+    for (const pkg of ['iproute2=', 'conntrack=', 'util-linux', 'ca-certificates']) {
       expect(install?.args).toContain(pkg);
     }
+    expect(install?.args).not.toMatch(/\bbpftrace\b/);
     expect(install?.args).toContain('rm -rf /var/lib/apt/lists/*');
+  });
+
+  it("bundles the bpftrace the tests run beside the machine's own: the same script, the same version", () => {
+    const bundle = stage('bpftrace');
+    const version = bundle.instructions.find(
+      (i) => i.keyword === 'ARG' && i.args.startsWith('BPFTRACE_VERSION='),
+    );
+    expect(version?.args).toBe(`BPFTRACE_VERSION=${NEWER_BPFTRACE_VERSION}`);
+    expect(copies(bundle)).toEqual([
+      { from: undefined, sources: ['scripts/bundle-bpftrace.sh'], destination: '/usr/local/bin/' },
+    ]);
+    const run = bundle.instructions.find((i) => i.keyword === 'RUN');
+    expect(run?.args).toBe('bundle-bpftrace.sh /opt/bpftrace "$BPFTRACE_VERSION"');
+    // On PATH in the system stage, which the runtime image is a copy of.
+    const system = stage('system');
+    expect(copies(system)).toContainEqual({
+      from: 'bpftrace',
+      sources: ['/opt/bpftrace'],
+      destination: '/opt/bpftrace',
+    });
+    expect(system.instructions.map((i) => i.args)).toContain(
+      'ln -s /opt/bpftrace/bin/bpftrace /usr/local/bin/bpftrace',
+    );
   });
 
   it('labels the image with OCI annotations and the package version', () => {

@@ -1,8 +1,11 @@
 /**
  * The kernel matrix as CI runs it: builds the lab's generators here (compiling them inside
  * each emulated guest costs far more), boots each kernel and proves the agent in it
- * (prove-agent.ts), then regenerates the table of docs/probe-matrix.md and prints the
- * per-kernel summary. Exit status 1 when a guest failed or any proof check failed.
+ * (prove-agent.ts) with the bpftrace the image ships (Debian 13's, bundled by
+ * scripts/bundle-bpftrace.sh; the guests see it through the host's file system), then
+ * regenerates the table of docs/probe-matrix.md and prints the per-kernel summary. Exit status
+ * 1 when a guest failed or any proof check failed. The machine's own bpftrace (0.17) is proven
+ * on the host's kernel by the kernel tests.
  *
  *   npm run test:kernels:ci -- [KERNEL...] [--timeout SECONDS]
  */
@@ -12,6 +15,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { execa } from 'execa';
 import { generatorPath, type GeneratorName } from '../lab/index.js';
 import { kernelById, kernels } from './catalogue.js';
+import { newerBpftrace } from './newer-bpftrace.js';
 import { defaultTableOptions, reportMatrix } from './matrix-table.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -45,6 +49,8 @@ async function main(argv: readonly string[]): Promise<number> {
 
   for (const name of generators) await generatorPath(name);
   log(`generators built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const bpftrace = await newerBpftrace(log);
+  log(`the agents run ${bpftrace}`);
 
   const matrix = await execa(
     process.execPath,
@@ -60,6 +66,8 @@ async function main(argv: readonly string[]): Promise<number> {
       '--import',
       'tsx',
       'test/kernels/prove-agent.ts',
+      '--bpftrace',
+      bpftrace,
     ],
     { cwd: repo, stdio: 'inherit', reject: false },
   );

@@ -163,13 +163,23 @@ function row(entry: MatrixEntry): string {
     .trim();
 }
 
+/** The bpftrace versions the results name; results from before they did were 0.17's. */
+function bpftraceOf(report: MatrixReport): string {
+  const versions = new Set(
+    report.entries.flatMap((entry) =>
+      entry.result === undefined ? [] : [entry.result.bpftrace ?? 'bpftrace v0.17.0'],
+    ),
+  );
+  return versions.size === 0 ? 'bpftrace' : [...versions].sort().join(' and ');
+}
+
 /** The generated section of docs/probe-matrix.md, markers included. */
 export function renderTable(report: MatrixReport, date: string): string {
   const lines = [
     tableBegin,
     '',
-    `Last run: ${date}, Debian's kernel builds under QEMU (software emulation, 2 vCPUs), bpftrace`,
-    '0.17, the agent in the lab (`test/kernels/prove-agent.ts`). Counts are agent / kernel over',
+    `Last run: ${date}, Debian's kernel builds under QEMU (software emulation, 2 vCPUs), ${bpftraceOf(report)},`,
+    'the agent in the lab (`test/kernels/prove-agent.ts`). Counts are agent / kernel over',
     "each scenario's window, the kernel's counted in the lab's node namespace with `conntrack -S`",
     "(insert failures: `insert_failed`; resolved clashes: `clash_resolve`), the DNS drops' by the",
     "lab (the firewall rule's packet count; the upstream's Udp `NoPorts`); unexplained is the",

@@ -100,6 +100,8 @@ export interface ProofResult {
   readonly passed: boolean;
   /** Seconds per phase: agent start to ready, each scenario, the whole proof of this mode. */
   readonly seconds: Readonly<Record<string, number>>;
+  /** What the agents' bpftrace says of itself (`bpftrace v0.23.2`); absent in older results. */
+  readonly bpftrace?: string;
 }
 
 export const proofFileName = (requestedMode: string): string => `prove-${requestedMode}.json`;

@@ -39,6 +39,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { execa } from 'execa';
 import type { FlowTuple } from '../../src/events/types.js';
 import {
   createLab,
@@ -85,6 +86,8 @@ interface ProveOptions {
   settleSeconds: number;
   /** The bpftrace the agents run (`--bpftrace`): the guest's own unless given. */
   bpftrace?: string;
+  /** What that bpftrace's `--version` prints, for the results. */
+  bpftraceVersion?: string;
 }
 
 /** The agent's default --poll-interval, what a node runs: the unexplained count depends on it. */
@@ -332,6 +335,9 @@ class AgentProof {
         ...this.phaseSeconds,
         total: seconds(this.started),
       },
+      ...(this.options.bpftraceVersion === undefined
+        ? {}
+        : { bpftrace: this.options.bpftraceVersion }),
     };
   }
 }
@@ -939,10 +945,17 @@ function parseArguments(argv: readonly string[]): ProveOptions {
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error('must run as root (namespaces, bpftrace)');
-  const options = parseArguments(process.argv.slice(2));
+  const parsed = parseArguments(process.argv.slice(2));
+  const version = await execa(parsed.bpftrace ?? 'bpftrace', ['--version'], { reject: false });
+  const options: ProveOptions = {
+    ...parsed,
+    ...(version.exitCode === 0 ? { bpftraceVersion: version.stdout.trim() } : {}),
+  };
   mkdirSync(options.out, { recursive: true });
   const started = Date.now();
-  say(`kernel ${options.kernel} (${release()}): proving ${options.modes.join(', ')}`);
+  say(
+    `kernel ${options.kernel} (${release()}): proving ${options.modes.join(', ')} with ${options.bpftraceVersion ?? 'a bpftrace that did not say its version'}`,
+  );
   // Dual-stack: the IPv4 scenarios run as before, the IPv6 SNAT race beside them.
   const lab = await createLab({ dualStack: true });
   const onSignal = (): void => {
