@@ -421,7 +421,7 @@ export function renderReport(r: BenchResults): string {
     `- Date: ${r.date.toISOString()}`,
     `- Kernel: ${r.machine.kernel}`,
     `- CPU: ${r.machine.cpuModel}, nproc ${r.machine.nproc}`,
-    `- Node: ${r.machine.node}; bpftrace: ${r.machine.bpftrace} (the machine's, Debian 12's: the agent's throughout) and ${r.machine.newerBpftrace} (Debian 13's: the agent's in the storm runs of section 4 that name it)`,
+    `- Node: ${r.machine.node}; bpftrace: ${r.machine.bpftrace} (the machine's, Debian 12's: the agent's wherever no other is named) and ${r.machine.newerBpftrace} (Debian 13's, the image's: the agent's in the second idle window of section 3 and the storm runs of section 4 that name it)`,
     `- Whole run: ${r.wallSeconds.toFixed(0)} s; 1-minute load average ${r.machine.loadAtStart.toFixed(2)} at start, ${r.loadAtEnd.toFixed(2)} at end (on ${r.machine.nproc} CPUs; other work on the machine competes with every figure)`,
     '',
     '## Aims',
