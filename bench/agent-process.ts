@@ -124,3 +124,15 @@ export async function startBuiltAgent(
     stop,
   };
 }
+
+/**
+ * The built agent watching a lab's node namespace (`--netns-pid`), on the machine's bpftrace or
+ * on the one given (`--bpftrace`).
+ */
+export function startLabAgent(nodePid: number, bpftrace?: string): Promise<AgentProcess> {
+  return startBuiltAgent([
+    '--netns-pid',
+    String(nodePid),
+    ...(bpftrace === undefined ? [] : ['--bpftrace', bpftrace]),
+  ]);
+}

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
-import { startBuiltAgent } from './agent-process.js';
+import { startLabAgent } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import type { NewerBpftrace } from './newer-bpftrace.js';
 import { commandOf } from './proc-usage.js';
@@ -185,7 +185,7 @@ export async function measureStormRunTime(
     } finally {
       await empty.stop();
     }
-    const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
+    const agent = await startLabAgent(lab.node.pid);
     try {
       const bpftraces = () => agent.children().filter((pid) => commandOf(pid) === 'bpftrace');
       for (let round = 0; round < rounds; round += 1) {
@@ -194,12 +194,7 @@ export async function measureStormRunTime(
     } finally {
       await agent.stop();
     }
-    const onNewer = await startBuiltAgent([
-      '--netns-pid',
-      String(lab.node.pid),
-      '--bpftrace',
-      newer.path,
-    ]);
+    const onNewer = await startLabAgent(lab.node.pid, newer.path);
     try {
       const bpftraces = () => onNewer.children().filter(isNewerBpftrace);
       const probe: StormProbe = `agent, ${newer.version}`;

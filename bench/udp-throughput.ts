@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
-import { startBuiltAgent, type AgentProcess } from './agent-process.js';
+import { startLabAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import type { NewerBpftrace } from './newer-bpftrace.js';
 import { softirqThreadOf, watchRunTime } from './sender-cpu.js';
@@ -292,7 +292,7 @@ export async function measureUdpThroughput(
       } finally {
         await floor.stop();
       }
-      const agent = await startBuiltAgent(['--netns-pid', String(lab.node.pid)]);
+      const agent = await startLabAgent(lab.node.pid);
       try {
         for (const variant of udpVariants) {
           record(await runOnce(lab, programs, variant, agent, seconds, { round }, softirqThread));
@@ -302,12 +302,7 @@ export async function measureUdpThroughput(
       }
       // The storm alone on the newer bpftrace: the one variant whose cost is counting in the
       // kernel, which that bpftrace does in place; one run, to keep each round short.
-      const onNewer = await startBuiltAgent([
-        '--netns-pid',
-        String(lab.node.pid),
-        '--bpftrace',
-        newer.path,
-      ]);
+      const onNewer = await startLabAgent(lab.node.pid, newer.path);
       try {
         const run = await runOnce(
           lab,

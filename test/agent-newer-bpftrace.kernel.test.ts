@@ -1,8 +1,8 @@
 import { createLab, labAddresses6, runNoListener, snatRaceUntil, type Lab } from './lab/index.js';
 import { newerBpftrace } from './kernels/newer-bpftrace.js';
 import {
+  settledFigure,
   startAgentUnderTest,
-  waitFor,
   waitUntilReady,
   type AgentUnderTest,
 } from './support/agent-harness.js';
@@ -39,22 +39,8 @@ describe('the agent with a newer bpftrace (Debian 13) against a real kernel', ()
 
   const metrics = (): Promise<Sample[]> => scrape(agent.baseUrl);
 
-  /** The agent's figure once it equals the kernel's, else the last one read. */
-  async function settled(read: (samples: Sample[]) => number, expected: number): Promise<number> {
-    let last = Number.NaN;
-    try {
-      return await waitFor(
-        `agent count ${expected}`,
-        async () => {
-          last = read(await metrics());
-          return last === expected ? last : undefined;
-        },
-        15_000,
-      );
-    } catch {
-      return last;
-    }
-  }
+  const settled = (read: (samples: Sample[]) => number, expected: number): Promise<number> =>
+    settledFigure(async () => read(await metrics()), expected);
 
   it('runs every probe of the mode in one bpftrace and rejects none of its lines', async () => {
     const samples = await metrics();

@@ -51,3 +51,28 @@ export async function waitUntilReady(baseUrl: string): Promise<void> {
     (await fetch(`${baseUrl}/readyz`)).status === 200 ? true : undefined,
   );
 }
+
+/**
+ * The agent's figure once it equals what the kernel counted, else the last one read after
+ * `timeoutMs`: probe counts trail the kernel's by up to a print interval. Compare the result
+ * with the kernel's, so that a mismatch shows both numbers.
+ */
+export async function settledFigure(
+  read: () => Promise<number>,
+  expected: number,
+  timeoutMs = 15_000,
+): Promise<number> {
+  let last = Number.NaN;
+  try {
+    return await waitFor(
+      `agent count ${expected}`,
+      async () => {
+        last = await read();
+        return last === expected ? last : undefined;
+      },
+      timeoutMs,
+    );
+  } catch {
+    return last;
+  }
+}
