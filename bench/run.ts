@@ -12,9 +12,9 @@
  * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
  * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
- * rates alone and prints the kept fractions. Sections 4 and 4b also run the agent on Debian 13's
- * bpftrace: the first run downloads it (about 64 MB, test/kernels/newer-bpftrace.ts), later
- * ones find it in /var/cache.
+ * rates alone and prints the kept fractions. Sections 3, 4 and 4b also run the agent on Debian
+ * 13's bpftrace: the first run bundles it (about 64 MB of packages, test/kernels/
+ * newer-bpftrace.ts), later ones find it in /var/cache.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';

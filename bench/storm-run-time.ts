@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { createLab, labAddresses, readSnmpCounter, type Lab } from '../test/lab/index.js';
 import { ATTACHED_NOTICE, NOTIFY_ATTACHED_ENV } from '../src/sources/bpftrace/probe-stderr.js';
-import { startLabAgent } from './agent-process.js';
+import { startLabAgent, type AgentProcess } from './agent-process.js';
 import type { BenchPrograms } from './build-c.js';
 import type { NewerBpftrace } from './newer-bpftrace.js';
 import { commandOf } from './proc-usage.js';
@@ -148,17 +148,11 @@ async function startEmptyProgram(): Promise<{ pid: number; stop(): Promise<void>
 }
 
 /**
- * The newer bpftrace runs through its own loader, and a process is named after the file it
- * executed (the loader, `ld-linux-x86-64`, unless that is reached through a link named
- * bpftrace): it is told by the bpftrace executable among its arguments, whichever name it has.
+ * The agent's bpftrace processes. The bundled newer bpftrace runs its loader through a link
+ * named bpftrace (scripts/bundle-bpftrace.sh), so both are found by name.
  */
-function isNewerBpftrace(pid: number): boolean {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return argv.some((arg) => arg.endsWith('/bin/bpftrace'));
-  } catch {
-    return false; // the process is gone
-  }
+function bpftracesOf(agent: AgentProcess): () => number[] {
+  return () => agent.children().filter((pid) => commandOf(pid) === 'bpftrace');
 }
 
 /**
@@ -187,19 +181,17 @@ export async function measureStormRunTime(
     }
     const agent = await startLabAgent(lab.node.pid);
     try {
-      const bpftraces = () => agent.children().filter((pid) => commandOf(pid) === 'bpftrace');
       for (let round = 0; round < rounds; round += 1) {
-        results.push(await stormOnce(lab, programs, 'agent', bpftraces, seconds));
+        results.push(await stormOnce(lab, programs, 'agent', bpftracesOf(agent), seconds));
       }
     } finally {
       await agent.stop();
     }
     const onNewer = await startLabAgent(lab.node.pid, newer.path);
     try {
-      const bpftraces = () => onNewer.children().filter(isNewerBpftrace);
       const probe: StormProbe = `agent, ${newer.version}`;
       for (let round = 0; round < rounds; round += 1) {
-        results.push(await stormOnce(lab, programs, probe, bpftraces, seconds));
+        results.push(await stormOnce(lab, programs, probe, bpftracesOf(onNewer), seconds));
       }
     } finally {
       await onNewer.stop();

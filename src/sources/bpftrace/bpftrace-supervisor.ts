@@ -141,12 +141,6 @@ interface ProcessUnit {
   readonly processState: ProbeState | undefined;
 }
 
-/**
- * Runs bpftrace (`bpftrace -f json -B line SCRIPT ARGS…`, or one combined program for several
- * probes) for as long as the agent lives: streams its lines through each probe's decoder,
- * restarts it with backoff whenever it exits, and stops every child on stop(). Never throws at
- * its caller for anything a probe does.
- */
 /** One run's attachment: the probe count bpftrace announced, and when it said it attached. */
 interface AttachTracker {
   attachedAt: number | undefined;
@@ -154,6 +148,12 @@ interface AttachTracker {
   attached(): void;
 }
 
+/**
+ * Runs bpftrace (`bpftrace -f json -B line SCRIPT ARGS…`, or one combined program for several
+ * probes) for as long as the agent lives: streams its lines through each probe's decoder,
+ * restarts it with backoff whenever it exits, and stops every child on stop(). Never throws at
+ * its caller for anything a probe does.
+ */
 export class BpftraceSupervisor implements Lifecycle {
   readonly name = 'probes';
   private readonly states: ProbeState[];

@@ -12,8 +12,8 @@ const HARMLESS_MAP_KEYS_DEPRECATION = /BPFTRACE_MAP_KEYS_MAX is deprecated/;
 
 /**
  * With this variable set, bpftrace writes ATTACHED_NOTICE once every probe is attached (its own
- * test suite waits on it): on stderr in 0.17, on stdout in later releases. The `attached_probes` record comes earlier,
- * before the first attach: a probe taken as ready then misses what happens while bpftrace is
+ * test suite waits on it): on stderr in 0.17, on stdout in later releases. The `attached_probes`
+ * record comes earlier, before the first attach: a probe taken as ready then misses what happens while bpftrace is
  * still attaching (measured: 9 to 16 of about 4,400 SNAT insert failures at the start of a
  * race begun on that record).
  */
