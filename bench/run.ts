@@ -12,7 +12,8 @@
  * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
  * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
- * rates alone and prints the kept fractions. Sections 3, 4 and 4b also run the agent on Debian
+ * rates alone and prints the kept fractions; `--only idle` (root, `npm run build` first) runs
+ * sections 3 and 3b, the agent at rest on each bpftrace, and prints their figures. Sections 3, 4 and 4b also run the agent on Debian
  * 13's bpftrace: the first run bundles it (about 64 MB of packages, test/kernels/
  * newer-bpftrace.ts), later ones find it in /var/cache.
  */
@@ -67,6 +68,7 @@ const SECTIONS_RUN_ALONE = [
   'storm-cost',
   'guest-start-up',
   'udp',
+  'idle',
 ] as const;
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
@@ -142,6 +144,14 @@ async function main(): Promise<void> {
     log(`   ${JSON.stringify(guest)}`);
     log(renderGuestStartUpSection(guest));
     if (guest.result.failures.length > 0) process.exitCode = 1;
+    return;
+  }
+  if (onlySection(argv) === 'idle') {
+    log('3. idle cost of the built agent (30 s settle, 60 s window; npm run build first)');
+    log(`   ${JSON.stringify(await measureIdleCost())}`);
+    const newer = await resolveNewerBpftrace((line) => log(`   ${line}`));
+    log(`3b. the same on ${newer.version}`);
+    log(`   ${JSON.stringify(await measureIdleCost(60, 30, ['--bpftrace', newer.path]))}`);
     return;
   }
   if (onlySection(argv) === 'dns-load') {

@@ -46,11 +46,16 @@ export async function startProbe(
     attached = resolve;
   });
   const reader = createInterface({ input: child.stdout! });
+  // The attached_probes record comes before bpftrace attaches anything; the notice after, on
+  // stderr (0.17) or stdout (0.22 and later), where it is not one of the program's lines.
   reader.on('line', (line) => {
+    if (line.trim() === ATTACHED_NOTICE) {
+      attached();
+      return;
+    }
     lines.push(line);
     for (const wake of waiters) wake();
   });
-  // The attached_probes record comes before bpftrace attaches anything; this notice after.
   createInterface({ input: child.stderr! }).on('line', (line) => {
     if (line.trim() === ATTACHED_NOTICE) attached();
   });

@@ -589,8 +589,9 @@ describe('BpftraceSupervisor', () => {
     ]);
     expect(spawnCalls[0]?.env).toEqual({
       BPFTRACE_BTF: '/sys/kernel/btf/vmlinux',
-      // The memory LLVM used to compile is handed back (probe-process.ts).
+      // The memory LLVM used to compile is handed back, in one malloc arena (probe-process.ts).
       MALLOC_TRIM_THRESHOLD_: '131072',
+      MALLOC_ARENA_MAX: '1',
       // bpftrace then says when every probe is attached, which is when the probe is ready.
       __BPFTRACE_NOTIFY_PROBES_ATTACHED: '1',
     });

@@ -107,6 +107,7 @@ describe('BpftraceSupervisor running the probes of a mode in one bpftrace proces
       BPFTRACE_BTF: '/sys/kernel/btf/vmlinux',
       BPFTRACE_MAP_KEYS_MAX: '8192',
       MALLOC_TRIM_THRESHOLD_: '131072',
+      MALLOC_ARENA_MAX: '1',
       __BPFTRACE_NOTIFY_PROBES_ATTACHED: '1',
     });
     const [insert, dns] = supervisor.status();
