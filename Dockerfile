@@ -30,18 +30,22 @@ RUN npm prune --omit=dev \
     && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
 
 # The race generators of `doctor --reproduce` are C (a busy-wait on a shared start time, one
-# thread per CPU): compiled on the same base as the runtime, so that they link the glibc it
-# ships, and copied to where the doctor looks for them. The compiler stays in this stage.
+# thread per CPU), and so is page-out, which pages bpftrace's compiler out once it has attached
+# (process_madvise, for which Node has no binding): compiled on the same base as the runtime, so
+# that they link the glibc it ships, and copied to where the agent looks for them. The compiler
+# stays in this stage.
 FROM ${NODE_IMAGE} AS generators
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc=4:12.2.0-3 libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY generators ./generators
+COPY native ./native
 RUN mkdir -p /out \
     && for generator in snat-race dnat-clash; do \
         gcc -O2 -Wall -Wextra -Werror -pthread -o "/out/$generator" "generators/$generator.c"; \
-    done
+    done \
+    && gcc -O2 -Wall -Wextra -Werror -o /out/page-out native/page-out.c
 
 # bpftrace is Debian 13's (trixie), bundled under /opt/bpftrace with the libraries it links and
 # their dynamic loader, so that it runs on this Debian 12 base without upgrading its glibc
@@ -117,7 +121,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY probes ./probes
-# `doctor --reproduce` finds its race generators here (src/diagnose/reproduce/generators.ts).
+# `doctor --reproduce` finds its race generators here (src/diagnose/reproduce/generators.ts), the
+# agent its page-out program (src/system-dependencies.ts).
 COPY --from=generators /out/ /usr/local/lib/conntrack-race-observer/
 
 # The agent runs as root on purpose. Loading eBPF programs needs CAP_BPF and CAP_PERFMON (or

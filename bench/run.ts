@@ -13,9 +13,9 @@
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
  * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
  * rates alone and prints the kept fractions; `--only idle` (root, `npm run build` first) runs
- * sections 3 and 3b, the agent at rest on each bpftrace, and prints their figures. Sections 3, 4 and 4b also run the agent on Debian
- * 13's bpftrace: the first run bundles it (about 64 MB of packages, test/kernels/
- * newer-bpftrace.ts), later ones find it in /var/cache.
+ * sections 3, 3b and 3c, the agent at rest on each bpftrace, and prints their figures.
+ * Sections 3, 4 and 4b also run the agent on Debian 13's bpftrace: the first run bundles it
+ * (about 64 MB of packages, test/kernels/newer-bpftrace.ts), later ones find it in /var/cache.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -152,6 +152,9 @@ async function main(): Promise<void> {
     const newer = await resolveNewerBpftrace((line) => log(`   ${line}`));
     log(`3b. the same on ${newer.version}`);
     log(`   ${JSON.stringify(await measureIdleCost(60, 30, ['--bpftrace', newer.path]))}`);
+    log(`3c. the same on ${newer.version} with its compiler left resident`);
+    const resident = ['--bpftrace', newer.path, '--bpftrace-page-out', 'off'];
+    log(`   ${JSON.stringify(await measureIdleCost(60, 30, resident))}`);
     return;
   }
   if (onlySection(argv) === 'dns-load') {
@@ -197,6 +200,7 @@ async function main(): Promise<void> {
   let emit: EmitRate;
   let idle: IdleCost;
   let idleOnNewer: IdleCost;
+  let idleCompilerResident: IdleCost;
   let udp: UdpRun[];
   let stormRunTime: StormRunTime[];
   let dnsLoad: DnsLoadFigures;
@@ -210,6 +214,14 @@ async function main(): Promise<void> {
     log(`3b. the same on ${newer.version}`);
     idleOnNewer = await measureIdleCost(60, 30, ['--bpftrace', newer.path]);
     log(`   ${JSON.stringify(idleOnNewer)}`);
+    log(`3c. the same on ${newer.version} with its compiler left resident`);
+    idleCompilerResident = await measureIdleCost(60, 30, [
+      '--bpftrace',
+      newer.path,
+      '--bpftrace-page-out',
+      'off',
+    ]);
+    log(`   ${JSON.stringify(idleCompilerResident)}`);
     log('4. UDP packets/s between namespaces, without and with the agent');
     udp = await measureUdpThroughput(programs, newer, UDP_ROUNDS, 4, (line) => log(`   ${line}`));
     log('4b. run time in the kernel per storm packet (kernel.bpf_stats_enabled)');
@@ -250,6 +262,7 @@ async function main(): Promise<void> {
     emit,
     idle,
     idleOnNewer,
+    idleCompilerResident,
     udp,
     stormRunTime,
     series,

@@ -299,16 +299,17 @@ check_no_build_ca() {
   log "no build CA in the image's configuration or files"
 }
 
-# `doctor --reproduce` runs these from the image; each prints its usage and exits 2 without
-# arguments, which proves it is there, executable and links against the image's libraries.
+# `doctor --reproduce` runs the race generators from the image, the agent page-out; each prints
+# its usage and exits 2 without arguments, which proves it is there, executable and links
+# against the image's libraries.
 check_generators() {
   local generator status
-  for generator in snat-race dnat-clash; do
+  for generator in snat-race dnat-clash page-out; do
     status=0
     in_image "/usr/local/lib/conntrack-race-observer/$generator" >/dev/null 2>&1 || status=$?
-    [ "$status" -eq 2 ] || die "race generator $generator does not run in the image (exit $status)"
+    [ "$status" -eq 2 ] || die "$generator does not run in the image (exit $status)"
   done
-  log "race generators of doctor --reproduce: present and runnable"
+  log "race generators of doctor --reproduce and page-out: present and runnable"
 }
 
 image_size_mb=''

@@ -24,6 +24,12 @@ export interface AgentDependencies {
   readonly commandPrefix: readonly string[];
   readonly capabilityFiles: CapabilityFiles;
   readonly runCommand: CommandRunner;
+  /**
+   * The path of native/page-out.c's program, which pages bpftrace's compiler out once it has
+   * attached (compiler-page-out.ts); rejects with the reason when there is none. Absent: never
+   * paged out.
+   */
+  readonly pageOutProgram?: () => Promise<string>;
   readonly readText: (path: string) => Promise<string>;
   /** Root of procfs (`/proc`), where the conntrack counters and namespaces are read. */
   readonly procRoot: string;

@@ -31,6 +31,7 @@ import { EventMetrics } from './sinks/metrics/event-metrics.js';
 import { MetricsServer, type Readiness } from './sinks/metrics/metrics-server.js';
 import { podStoryLookup } from './sinks/metrics/pod-story.js';
 import { BpftraceSupervisor } from './sources/bpftrace/bpftrace-supervisor.js';
+import { createCompilerPageOut } from './sources/bpftrace/compiler-page-out.js';
 import { DNS_QUERY_TIMEOUT_SECONDS } from './probes/catalogue.js';
 import { CountRecords } from './sources/bpftrace/count-records.js';
 import { probeReadiness } from './sources/bpftrace/probe-readiness.js';
@@ -231,8 +232,19 @@ export function probeSupervisor(
     shortfalls: path.metrics,
     logger,
   });
+  const pageOut =
+    options.bpftracePageOut === 'on' && deps.pageOutProgram !== undefined
+      ? createCompilerPageOut({
+          helper: deps.pageOutProgram,
+          run: deps.runCommand,
+          readText: deps.readText,
+          procRoot: deps.procRoot,
+          logger,
+        })
+      : undefined;
   return new BpftraceSupervisor({
     probes: plan.probes,
+    onAttached: pageOut === undefined ? undefined : (pid, probe) => void pageOut(pid, probe),
     decoderFor: (probe) => createLineDecoder(probe.name, (code) => plan.dropReasons.nameOf(code)),
     onEvent: path.onEvent,
     onCounts: counts.handle,

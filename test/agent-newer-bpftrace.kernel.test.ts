@@ -2,6 +2,9 @@ import { createLab, labAddresses6, runNoListener, snatRaceUntil, type Lab } from
 import { newerBpftrace } from './kernels/newer-bpftrace.js';
 import {
   settledFigure,
+  compilerPagedOut,
+  COMPILER_BYTES_LEAVING,
+  fileResidentNow,
   startAgentUnderTest,
   waitUntilReady,
   type AgentUnderTest,
@@ -41,6 +44,14 @@ describe('the agent with a newer bpftrace (Debian 13) against a real kernel', ()
 
   const settled = (read: (samples: Sample[]) => number, expected: number): Promise<number> =>
     settledFigure(async () => read(await metrics()), expected);
+
+  it("pages bpftrace's compiler out once it has attached", async () => {
+    const pagedOut = await compilerPagedOut(agent);
+    expect(pagedOut.bytesAdvised).toBeGreaterThan(0);
+    expect(pagedOut.fileResidentBefore - pagedOut.fileResidentAfter).toBeGreaterThan(
+      COMPILER_BYTES_LEAVING,
+    );
+  });
 
   it('runs every probe of the mode in one bpftrace and rejects none of its lines', async () => {
     const samples = await metrics();
@@ -82,5 +93,12 @@ describe('the agent with a newer bpftrace (Debian 13) against a real kernel', ()
     const silent = await runNoListener(lab, { queries: 11, family: 'ipv6' });
     expect(silent.upstreamUdpNoPorts).toBe(11);
     expect(await settled((s) => drops(s) - before, 11)).toBe(11);
+  });
+
+  it("counted all the above without bpftrace's compiler coming back into memory", async () => {
+    const pagedOut = await compilerPagedOut(agent);
+    expect(fileResidentNow(pagedOut.pid)).toBeLessThan(
+      pagedOut.fileResidentBefore - COMPILER_BYTES_LEAVING,
+    );
   });
 });

@@ -11,6 +11,10 @@ import {
   type Lab,
 } from './lab/index.js';
 import {
+  compilerPageOuts,
+  compilerPagedOut,
+  COMPILER_BYTES_LEAVING,
+  fileResidentNow,
   startAgentUnderTest,
   waitFor,
   waitUntilReady,
@@ -86,6 +90,14 @@ describe('the agent against a real kernel', () => {
       still = next === last ? still + 1 : 0;
       last = next;
     }
+  });
+
+  it("pages bpftrace's compiler out once it has attached", async () => {
+    const pagedOut = await compilerPagedOut(agent);
+    expect(pagedOut.bytesAdvised).toBeGreaterThan(0);
+    expect(pagedOut.fileResidentBefore - pagedOut.fileResidentAfter).toBeGreaterThan(
+      COMPILER_BYTES_LEAVING,
+    );
   });
 
   it('counts every SNAT insertion failure exactly once, per pod, with both tuples', async () => {
@@ -276,5 +288,14 @@ describe('the agent against a real kernel', () => {
       kernelFailures,
     );
     expect(unexplained(await metrics()) - unexplained(before)).toBe(0);
+  });
+
+  it("counted all the above without bpftrace's compiler coming back into memory", async () => {
+    // One page-out per bpftrace started: the first, and the one restarted above.
+    const pagedOut = await compilerPagedOut(agent, 2);
+    expect(new Set(compilerPageOuts(agent).map((record) => record.pid)).size).toBe(2);
+    expect(fileResidentNow(pagedOut.pid)).toBeLessThan(
+      pagedOut.fileResidentBefore - COMPILER_BYTES_LEAVING,
+    );
   });
 });

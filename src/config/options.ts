@@ -47,6 +47,11 @@ export interface AgentOptions {
    * receives, which costs busy nodes a share of their packet rate (docs/benchmarks.md).
    */
   dnsQueryTracking: 'on' | 'off';
+  /**
+   * `on`: once bpftrace has attached, the pages of its compiler (LLVM, Clang) are paged out of
+   * it (src/sources/bpftrace/compiler-page-out.ts), most of its memory at rest.
+   */
+  bpftracePageOut: 'on' | 'off';
 }
 
 export type ParsedOptions =
@@ -118,6 +123,12 @@ function sourceOptions(env: Readonly<Record<string, string | undefined>>): Optio
       .choices(['on', 'off'])
       .default('off'),
     new Option('--bpftrace <path>', 'bpftrace executable').default('bpftrace'),
+    new Option(
+      '--bpftrace-page-out <on|off>',
+      'once bpftrace has attached, page its compiler (LLVM, Clang) out of memory; bpftrace never runs it again (see docs/benchmarks.md)',
+    )
+      .choices(['on', 'off'])
+      .default('on'),
     new Option('--tracefs <dir>', 'tracefs mount point').default('/sys/kernel/tracing'),
     new Option('--log-level <level>', 'log level')
       .choices(LOG_LEVELS)

@@ -249,6 +249,28 @@ async function scrape(baseUrl: string): Promise<Sample[]> {
   return parsePrometheusText(await response.text());
 }
 
+/** The agent's first JSON log record with this message, waited for up to `timeoutMs`. */
+async function loggedRecord(
+  log: () => string,
+  msg: string,
+  timeoutMs: number,
+): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const line of log().split('\n')) {
+      if (!line.includes(msg)) continue;
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        if (record['msg'] === msg) return record;
+      } catch {
+        // a line cut in two by a read, or not JSON: the next read has it whole
+      }
+    }
+    if (Date.now() > deadline) return undefined;
+    await sleep(200);
+  }
+}
+
 async function readyzStatus(baseUrl: string): Promise<number | undefined> {
   try {
     const response = await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(2_000) });
@@ -356,6 +378,18 @@ async function run(options: Options): Promise<void> {
     const readyMs = Date.now() - startedAt;
     check('/readyz', true, `200 after ${(readyMs / 1000).toFixed(1)} s`);
     const containerNamespace = mountNamespaceOf(agent.pid!);
+
+    // Once attached, bpftrace's compiler is paged out with the image's page-out program.
+    const pagedOut = await loggedRecord(() => agentLog, "bpftrace's compiler paged out", 10_000);
+    const fileBefore = Number(pagedOut?.['fileResidentBefore']);
+    const fileAfter = Number(pagedOut?.['fileResidentAfter']);
+    check(
+      "bpftrace's compiler paged out",
+      fileBefore - fileAfter > 30 * 1024 * 1024,
+      pagedOut === undefined
+        ? 'not logged within 10 s'
+        : `bpftrace's file-backed resident memory ${(fileBefore / 1e6).toFixed(1)} MB before, ${(fileAfter / 1e6).toFixed(1)} MB after`,
+    );
 
     const before = await scrape(baseUrl);
     const buildInfo = before.find((s) => s.name === 'conntrack_observer_build_info');

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../src/agent.js';
@@ -75,4 +76,41 @@ export async function settledFigure(
   } catch {
     return last;
   }
+}
+
+/** What the agent logged when it paged bpftrace's compiler out (compiler-page-out.ts). */
+export interface CompilerPagedOut {
+  readonly pid: number;
+  readonly bytesAdvised: number;
+  readonly fileResidentBefore: number;
+  readonly fileResidentAfter: number;
+}
+
+/** Every record the agent logged on paging bpftrace's compiler out, oldest first. */
+export function compilerPageOuts(agent: AgentUnderTest): CompilerPagedOut[] {
+  return agent.logs.filter(
+    (entry) => entry['msg'] === "bpftrace's compiler paged out",
+  ) as unknown as CompilerPagedOut[];
+}
+
+/** Waits until the agent has paged out the compiler of `starts` bpftrace processes; the latest. */
+export async function compilerPagedOut(
+  agent: AgentUnderTest,
+  starts = 1,
+): Promise<CompilerPagedOut> {
+  const records = await waitFor(`bpftrace's compiler paged out ${starts} times`, async () => {
+    const found = compilerPageOuts(agent);
+    return found.length >= starts ? found : undefined;
+  });
+  return records[records.length - 1]!;
+}
+
+/** Most of what bpftrace's compile faulted in (70–80 MB of LLVM and Clang) must leave. */
+export const COMPILER_BYTES_LEAVING = 30 * 1024 * 1024;
+
+/** A process's file-backed resident bytes now (RssFile of /proc/PID/status). */
+export function fileResidentNow(pid: number): number {
+  const match = /^RssFile:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (match === null) throw new Error(`no RssFile in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
 }

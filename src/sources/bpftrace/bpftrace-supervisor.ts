@@ -72,6 +72,11 @@ export interface BpftraceSupervisorOptions {
   readonly spawn: ProbeSpawner;
   readonly registry: Registry;
   readonly logger: Logger;
+  /**
+   * Called with the process id each time a bpftrace process has attached every probe, e.g. to
+   * page its compiler out (compiler-page-out.ts). What it throws is logged, never propagated.
+   */
+  readonly onAttached?: (pid: number, probe: string) => void;
   /** Default "bpftrace" (looked up in PATH). */
   readonly bpftracePath?: string;
   /** Put before the bpftrace command, e.g. the result of `parentDeathPrefix()`. */
@@ -580,10 +585,11 @@ export class BpftraceSupervisor implements Lifecycle {
     }
     // Logging last: a logger that throws leaves every probe counted as attached.
     for (const member of unit.members) this.markAvailable(member);
+    const pid = unit.members[0]?.child?.pid;
     this.options.logger.info(
       {
         probe: unit.name,
-        pid: unit.members[0]?.child?.pid,
+        pid,
         probes,
         ...(unit.processState === undefined
           ? {}
@@ -591,6 +597,12 @@ export class BpftraceSupervisor implements Lifecycle {
       },
       'probe attached',
     );
+    if (pid === undefined || this.options.onAttached === undefined) return;
+    try {
+      this.options.onAttached(pid, unit.name);
+    } catch (error) {
+      this.options.logger.error({ probe: unit.name, pid, err: error }, 'onAttached failed');
+    }
   }
 
   private logExit(

@@ -192,6 +192,25 @@ describe('BpftraceSupervisor', () => {
     }
   });
 
+  it('hands the process id to onAttached once it has attached, and again after a restart', async () => {
+    const attached: { pid: number; probe: string }[] = [];
+    const { supervisor, delays, records } = harness(
+      [{ name: 'probe-a', script: 'dies-after-lines', args: ['0'] }],
+      {
+        onAttached: (pid, probe) => {
+          attached.push({ pid, probe });
+          throw new Error('a failing hook changes nothing');
+        },
+      },
+    );
+    supervisor.start();
+    await delays.elapse(1_000);
+    await eventually('the second attach', () => attached.length === 2);
+    expect(attached.map(({ probe }) => probe)).toEqual(['probe-a', 'probe-a']);
+    expect(attached[0]?.pid).not.toBe(attached[1]?.pid);
+    expect(logged(records, 'onAttached failed')).toHaveLength(2);
+  });
+
   it('passes the script positional arguments after the json and line-buffering flags', async () => {
     const { supervisor, events } = harness([
       { name: 'probe-a', script: 'attaches-and-stays', args: ['5'] },
