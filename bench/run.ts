@@ -138,7 +138,8 @@ async function main(): Promise<void> {
   if (onlySection(argv) === 'guest-start-up') {
     if (process.getuid?.() !== 0) throw new Error('the guest needs root (QEMU, apt-get)');
     log('7b. start-up on a 6.1 guest (QEMU, software emulation; npm run build first)');
-    const guest = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    const newer = await resolveNewerBpftrace((line) => log(`   ${line}`));
+    const guest = await measureGuestStartUp({ newer, log: (line) => log(`   ${line}`) });
     log(`   ${JSON.stringify(guest)}`);
     log(renderGuestStartUpSection(guest));
     if (guest.result.failures.length > 0) process.exitCode = 1;
@@ -220,7 +221,7 @@ async function main(): Promise<void> {
   log('7b. start-up on a 6.1 guest (QEMU, software emulation)');
   let guestStartUp: GuestStartUpFigures | GuestStartUpFailure;
   try {
-    guestStartUp = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    guestStartUp = await measureGuestStartUp({ newer, log: (line) => log(`   ${line}`) });
     log(`   ${JSON.stringify(guestStartUp)}`);
   } catch (error) {
     // An emulated guest can be lost with nothing wrong in the agent: the report says so
