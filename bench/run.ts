@@ -11,10 +11,10 @@
  * `npm run build` first) runs section 9 alone and prints its section; `--only storm-cost` (root,
  * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
- * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
- * rates alone and prints the kept fractions. Sections 3, 4 and 4b also run the agent on Debian
- * 13's bpftrace: the first run bundles it (about 64 MB of packages, test/kernels/
- * newer-bpftrace.ts), later ones find it in /var/cache.
+ * and prints its section (the agent started there on both bpftraces); `--only udp` (root,
+ * `npm run build` first) runs section 4's packet rates alone and prints the kept fractions.
+ * Sections 3, 4, 4b and 7b also run the agent on Debian 13's bpftrace: the first run bundles it
+ * (about 64 MB of packages, test/kernels/newer-bpftrace.ts), later ones find it in /var/cache.
  */
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
