@@ -12,6 +12,11 @@ export type StartedMode = 'kprobe' | 'tracepoint';
 
 /** One start of the built agent in the guest, from spawn to `/readyz` 200, then SIGTERM. */
 export interface StartUpRound {
+  /**
+   * What the bpftrace the agent ran prints for `--version` (`bpftrace v0.17.0`): the machine's
+   * or the image's, GuestStartUp's `machineBpftrace` or `imageBpftrace`.
+   */
+  readonly bpftrace: string;
   readonly mode: StartedMode;
   readonly round: number;
   readonly secondsToReady: number;
@@ -38,6 +43,13 @@ export interface GuestStartUp {
   /** `uname -r` in the guest. */
   readonly release: string;
   readonly cpus: number;
+  /** `bpftrace --version` in the guest: the machine's (Debian 12's), the agent's default. */
+  readonly machineBpftrace: string;
+  /**
+   * `--version` of Debian 13's bundle (bench/newer-bpftrace.ts), the bpftrace the image ships,
+   * which the agent ran through `--bpftrace PATH`.
+   */
+  readonly imageBpftrace: string;
   readonly rounds: readonly StartUpRound[];
   /** Starts that failed or checks that did not hold, one line each; empty when all went well. */
   readonly failures: readonly string[];
@@ -97,8 +109,23 @@ export function startUpPhases(logLines: readonly string[], spawnedAtMs: number):
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
-function parseRound(value: unknown, at: string): StartUpRound {
+function parseRound(
+  value: unknown,
+  at: string,
+  bpftraces: { readonly machine: string; readonly image: string },
+): StartUpRound {
   if (!isObject(value)) throw new GuestStartUpError(`${at} is not an object`);
+  // Required: a round without it (a result from before the guest ran both) cannot be told
+  // apart, and is not taken for the machine's.
+  const bpftrace = value['bpftrace'];
+  if (typeof bpftrace !== 'string' || bpftrace === '')
+    throw new GuestStartUpError(
+      `${at}.bpftrace is not a non-empty string (${JSON.stringify(bpftrace) ?? 'missing'})`,
+    );
+  if (bpftrace !== bpftraces.machine && bpftrace !== bpftraces.image)
+    throw new GuestStartUpError(
+      `${at}.bpftrace is neither the machine's (${bpftraces.machine}) nor the image's (${bpftraces.image}): ${JSON.stringify(bpftrace)}`,
+    );
   const seconds = (key: string, nullable: boolean): number | null => {
     const v = value[key];
     if (v === null && nullable) return null;
@@ -119,6 +146,7 @@ function parseRound(value: unknown, at: string): StartUpRound {
   if (ranMode !== null && typeof ranMode !== 'string')
     throw new GuestStartUpError(`${at}.ranMode is not a string or null`);
   return {
+    bpftrace,
     mode,
     round: whole('round', false)!,
     secondsToReady: seconds('secondsToReady', false)!,
@@ -143,13 +171,21 @@ export function parseGuestStartUp(text: string, source: string): GuestStartUp {
   }
   try {
     if (!isObject(value)) throw new GuestStartUpError('not an object');
-    const { kernel, release, cpus, rounds, failures } = value;
+    const { kernel, release, cpus, machineBpftrace, imageBpftrace, rounds, failures } = value;
     if (typeof kernel !== 'string' || kernel === '')
       throw new GuestStartUpError('kernel is not a non-empty string');
     if (typeof release !== 'string' || release === '')
       throw new GuestStartUpError('release is not a non-empty string');
     if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1)
       throw new GuestStartUpError('cpus is not a positive integer');
+    if (typeof machineBpftrace !== 'string' || machineBpftrace === '')
+      throw new GuestStartUpError(
+        `machineBpftrace is not a non-empty string (${JSON.stringify(machineBpftrace) ?? 'missing'})`,
+      );
+    if (typeof imageBpftrace !== 'string' || imageBpftrace === '')
+      throw new GuestStartUpError(
+        `imageBpftrace is not a non-empty string (${JSON.stringify(imageBpftrace) ?? 'missing'})`,
+      );
     if (!Array.isArray(rounds)) throw new GuestStartUpError('rounds is not an array');
     if (!Array.isArray(failures) || !failures.every((f) => typeof f === 'string'))
       throw new GuestStartUpError('failures is not an array of strings');
@@ -157,7 +193,11 @@ export function parseGuestStartUp(text: string, source: string): GuestStartUp {
       kernel,
       release,
       cpus,
-      rounds: rounds.map((round, i) => parseRound(round, `rounds[${i}]`)),
+      machineBpftrace,
+      imageBpftrace,
+      rounds: rounds.map((round, i) =>
+        parseRound(round, `rounds[${i}]`, { machine: machineBpftrace, image: imageBpftrace }),
+      ),
       failures: failures as string[],
     };
   } catch (error) {
@@ -180,7 +220,8 @@ export function readGuestStartUp(path: string, logsDir: string): GuestStartUp {
   return parseGuestStartUp(text, path);
 }
 
-export interface ModeSummary {
+export interface StartsSummary {
+  readonly bpftrace: string;
   readonly mode: StartedMode;
   readonly rounds: number;
   readonly ready: readonly number[];
@@ -189,13 +230,18 @@ export interface ModeSummary {
   readonly toMode: readonly number[];
 }
 
-/** The rounds grouped by mode, in the order the guest ran them. */
-export function summarizeByMode(result: GuestStartUp): ModeSummary[] {
-  const modes = [...new Set(result.rounds.map((round) => round.mode))];
-  return modes.map((mode) => {
-    const rounds = result.rounds.filter((round) => round.mode === mode);
+/** The rounds grouped by bpftrace and mode, in the order the guest first ran each pair. */
+export function summarizeStarts(result: GuestStartUp): StartsSummary[] {
+  const pairs = new Map<string, { bpftrace: string; mode: StartedMode }>();
+  for (const { bpftrace, mode } of result.rounds)
+    if (!pairs.has(`${bpftrace}\0${mode}`)) pairs.set(`${bpftrace}\0${mode}`, { bpftrace, mode });
+  return [...pairs.values()].map(({ bpftrace, mode }) => {
+    const rounds = result.rounds.filter(
+      (round) => round.bpftrace === bpftrace && round.mode === mode,
+    );
     const present = (values: (number | null)[]) => values.filter((v): v is number => v !== null);
     return {
+      bpftrace,
       mode,
       rounds: rounds.length,
       ready: rounds.map((round) => round.secondsToReady),
@@ -225,9 +271,18 @@ const medianAndRange = (values: readonly number[]) =>
     ? 'not in the log'
     : `${s(median(values))} (${s(Math.min(...values))}–${s(Math.max(...values))})`;
 
+/** A bpftrace's version and whose it is, as the section names it. */
+function whose(result: GuestStartUp, bpftrace: string): string {
+  if (bpftrace === result.machineBpftrace && bpftrace === result.imageBpftrace)
+    return `${bpftrace} (the machine's and the image's)`;
+  return bpftrace === result.machineBpftrace
+    ? `${bpftrace} (the machine's)`
+    : `${bpftrace} (the image's)`;
+}
+
 /**
  * Section 7b. `hostSecondsToReady` is section 7's start-up of the same run (tracepoint mode, on
- * the host); absent when the section runs alone.
+ * the host, with the machine's bpftrace); absent when the section runs alone.
  */
 export function renderGuestStartUpSection(
   figures: GuestStartUpFigures | GuestStartUpFailure,
@@ -240,8 +295,11 @@ export function renderGuestStartUpSection(
     "(`test/kernels/`, docs/probe-matrix.md: `qemu-system-x86_64 -accel tcg`, the machine's root",
     'shared read-only) and runs `bench/guest-start-up-probe.ts` in it: the built agent',
     '(`node dist/main.js --listen 127.0.0.1:<free port> --probe-mode MODE`, standalone) started',
-    'in each probe mode the kernel allows, round after round, each start timed from the spawn to',
-    "`/readyz` 200 and then stopped with SIGTERM. From the agent's JSON log: spawn to its",
+    "with each of two bpftraces, the machine's (Debian 12's, the agent's default) and the one the",
+    "image ships (Debian 13's, bundled with its own loader and libraries, `--bpftrace PATH`; the",
+    "guest reads it from the machine's root), in each probe mode the kernel allows, round after",
+    'round, bpftraces and modes taking turns within each round; each start timed from the spawn',
+    "to `/readyz` 200 and then stopped with SIGTERM. From the agent's JSON log: spawn to its",
     '`probe mode` line (Node, options, kernel detection), and compile + attach, its first `probe',
     "started` to its last `probe attached` (bpftrace's compile of the combined program and the",
     'attach of every probe). Median and range of the rounds.',
@@ -252,31 +310,37 @@ export function renderGuestStartUpSection(
     return lines.join('\n');
   }
   const { result } = figures;
+  const summaries = summarizeStarts(result);
   lines.push(
     `Guest kernel: ${result.release} (${result.cpus} vCPUs); boot ${figures.bootSeconds === undefined ? 'not seen' : s(figures.bootSeconds)}, whole guest ${s(figures.guestSeconds)} (host wall).`,
+    `bpftrace: ${result.machineBpftrace} (the machine's, Debian 12's) and ${result.imageBpftrace} (Debian 13's, the one the image ships).`,
     '',
-    '| mode | rounds | start-up to ready | of which spawn to probe mode | of which compile + attach |',
-    '|---|---|---|---|---|',
-    ...summarizeByMode(result).map(
+    '| bpftrace | mode | rounds | start-up to ready | of which spawn to probe mode | of which compile + attach |',
+    '|---|---|---|---|---|---|',
+    ...summaries.map(
       (m) =>
-        `| ${m.mode} | ${m.rounds} | ${medianAndRange(m.ready)} | ${medianAndRange(m.toMode)} | ${medianAndRange(m.compileAttach)} |`,
+        `| ${whose(result, m.bpftrace)} | ${m.mode} | ${m.rounds} | ${medianAndRange(m.ready)} | ${medianAndRange(m.toMode)} | ${medianAndRange(m.compileAttach)} |`,
     ),
     '',
-    `Every round: ${result.rounds.map((r) => `${r.mode} ${s(r.secondsToReady)}`).join(', ')}.`,
+    `Every round: ${result.rounds.map((r) => `${r.bpftrace} ${r.mode} ${s(r.secondsToReady)}`).join(', ')}.`,
     '',
   );
-  const tracepoint = summarizeByMode(result).find((m) => m.mode === 'tracepoint');
+  // Section 7 starts the agent on the host with the machine's bpftrace in tracepoint mode: the
+  // guest's figure beside it is the same bpftrace in the same mode.
+  const sameAsHost = summaries.find(
+    (m) => m.bpftrace === result.machineBpftrace && m.mode === 'tracepoint',
+  );
   const comparison =
     hostSecondsToReady === undefined
-      ? "section 7 of a full run gives the host's start-up (tracepoint mode) to compare with"
-      : tracepoint === undefined || tracepoint.ready.length === 0
-        ? `the host's start-up in section 7 of this run was ${s(hostSecondsToReady)}`
-        : `the host's start-up in section 7 of this run was ${s(hostSecondsToReady)}, the guest's in the same mode ${(median(tracepoint.ready) / hostSecondsToReady).toFixed(1)} times as long`;
+      ? "section 7 of a full run gives the host's start-up (the machine's bpftrace, tracepoint mode) to compare with"
+      : sameAsHost === undefined || sameAsHost.ready.length === 0
+        ? `the host's start-up in section 7 of this run (${result.machineBpftrace}, tracepoint mode) was ${s(hostSecondsToReady)}`
+        : `the host's start-up in section 7 of this run (${result.machineBpftrace}, tracepoint mode) was ${s(hostSecondsToReady)}, the guest's with the same bpftrace in the same mode ${(median(sameAsHost.ready) / hostSecondsToReady).toFixed(1)} times as long`;
   lines.push(
     'QEMU emulates every instruction here (no KVM): the guest is several times slower than the',
     `same kernel on real hardware, and these figures are an upper bound, not a node's start-up;`,
-    `${comparison}. The first start of a guest also reads Node, bpftrace and LLVM cold from the`,
-    "machine's root over 9p.",
+    `${comparison}. The first start of a guest, and the first on each bpftrace, also reads Node,`,
+    "bpftrace and LLVM cold from the machine's root over 9p.",
   );
   if (result.failures.length > 0) {
     lines.push('', 'Failures in the guest:', '', ...result.failures.map((f) => `- ${f}`));

@@ -19,6 +19,7 @@ import {
   readGuestStartUp,
   type GuestStartUpFigures,
 } from './guest-start-up-result.js';
+import type { NewerBpftrace } from './newer-bpftrace.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
@@ -26,6 +27,8 @@ export interface GuestStartUpOptions {
   /** Packages and unpacked kernels, shared with `npm run test:kernels`. */
   readonly cacheDir?: string;
   readonly rounds?: number;
+  /** The image's bpftrace, which the guest runs beside the machine's (bench/newer-bpftrace.ts). */
+  readonly newer: NewerBpftrace;
   readonly log: (line: string) => void;
 }
 
@@ -56,10 +59,14 @@ export async function measureGuestStartUp(
         'tsx',
         'bench/guest-start-up-probe.ts',
         String(options.rounds ?? 3),
+        // The host's path: the guest shares the machine's root, as the kernel matrix's agents do.
+        options.newer.path,
+        options.newer.version,
       ],
       outDir,
-      // Six starts of 30–60 s each, and a boot; bounded well above that.
-      timeoutMs: 1_200_000,
+      // Twelve starts (two bpftraces, two modes, three rounds), each 30–60 s here and up to
+      // 111 s seen in the kernel matrix's guests, and a boot; bounded well above that.
+      timeoutMs: 2_400_000,
       memory: '2G',
       cpus: 2,
       bootConsole: false,

@@ -11,10 +11,11 @@
  * `npm run build` first) runs section 9 alone and prints its section; `--only storm-cost` (root,
  * `npm run build` first) runs the run-time measurement of section 4 alone and prints it;
  * `--only guest-start-up` (root, `npm run build` first) boots the 6.1 guest of section 7b alone
- * and prints its section; `--only udp` (root, `npm run build` first) runs section 4's packet
- * rates alone and prints the kept fractions; `--only idle` (root, `npm run build` first) runs
- * sections 3, 3b and 3c, the agent at rest on each bpftrace, and prints their figures.
- * Sections 3, 4 and 4b also run the agent on Debian 13's bpftrace: the first run bundles it
+ * and prints its section (the agent started there on both bpftraces); `--only udp` (root,
+ * `npm run build` first) runs section 4's packet rates alone and prints the kept fractions;
+ * `--only idle` (root, `npm run build` first) runs sections 3, 3b and 3c, the agent at rest on
+ * each bpftrace, and prints their figures. Sections 3, 4, 4b and 7b also run the agent on
+ * Debian 13's bpftrace: the first run bundles it
  * (about 64 MB of packages, test/kernels/newer-bpftrace.ts), later ones find it in /var/cache.
  */
 import { writeFileSync } from 'node:fs';
@@ -140,7 +141,8 @@ async function main(): Promise<void> {
   if (onlySection(argv) === 'guest-start-up') {
     if (process.getuid?.() !== 0) throw new Error('the guest needs root (QEMU, apt-get)');
     log('7b. start-up on a 6.1 guest (QEMU, software emulation; npm run build first)');
-    const guest = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    const newer = await resolveNewerBpftrace((line) => log(`   ${line}`));
+    const guest = await measureGuestStartUp({ newer, log: (line) => log(`   ${line}`) });
     log(`   ${JSON.stringify(guest)}`);
     log(renderGuestStartUpSection(guest));
     if (guest.result.failures.length > 0) process.exitCode = 1;
@@ -242,7 +244,7 @@ async function main(): Promise<void> {
   log('7b. start-up on a 6.1 guest (QEMU, software emulation)');
   let guestStartUp: GuestStartUpFigures | GuestStartUpFailure;
   try {
-    guestStartUp = await measureGuestStartUp({ log: (line) => log(`   ${line}`) });
+    guestStartUp = await measureGuestStartUp({ newer, log: (line) => log(`   ${line}`) });
     log(`   ${JSON.stringify(guestStartUp)}`);
   } catch (error) {
     // An emulated guest can be lost with nothing wrong in the agent: the report says so

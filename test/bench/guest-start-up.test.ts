@@ -7,7 +7,7 @@ import {
   readGuestStartUp,
   renderGuestStartUpSection,
   startUpPhases,
-  summarizeByMode,
+  summarizeStarts,
   type GuestStartUp,
   type StartUpRound,
 } from '../../bench/guest-start-up-result.js';
@@ -27,8 +27,17 @@ function agentLog(mode: string, startedAfterMs: number, attachedAfterMs: number)
   ];
 }
 
-function round(mode: StartUpRound['mode'], n: number, ready: number): StartUpRound {
+const machine = 'bpftrace v0.17.0';
+const image = 'bpftrace v0.23.2';
+
+function round(
+  bpftrace: string,
+  mode: StartUpRound['mode'],
+  n: number,
+  ready: number,
+): StartUpRound {
   return {
+    bpftrace,
     mode,
     round: n,
     secondsToReady: ready,
@@ -45,13 +54,22 @@ const result: GuestStartUp = {
   kernel: '6.1',
   release: '6.1.0-57-amd64',
   cpus: 2,
+  machineBpftrace: machine,
+  imageBpftrace: image,
+  // As the guest runs them: each round every mode, the two bpftraces taking turns within it.
   rounds: [
-    round('kprobe', 1, 52),
-    round('tracepoint', 1, 47),
-    round('kprobe', 2, 40),
-    round('tracepoint', 2, 38),
-    round('kprobe', 3, 42),
-    round('tracepoint', 3, 36),
+    round(machine, 'kprobe', 1, 52),
+    round(image, 'kprobe', 1, 44),
+    round(machine, 'tracepoint', 1, 47),
+    round(image, 'tracepoint', 1, 39),
+    round(machine, 'kprobe', 2, 40),
+    round(image, 'kprobe', 2, 37),
+    round(machine, 'tracepoint', 2, 38),
+    round(image, 'tracepoint', 2, 35),
+    round(machine, 'kprobe', 3, 42),
+    round(image, 'kprobe', 3, 36),
+    round(machine, 'tracepoint', 3, 36),
+    round(image, 'tracepoint', 3, 34),
   ],
   failures: [],
 };
@@ -106,6 +124,34 @@ describe('the result the guest writes', () => {
     expect(() => parseGuestStartUp('[]', 'r.json')).toThrow('r.json: not an object');
   });
 
+  it('rejects a round that does not say which bpftrace it ran, as a result from before both ran', () => {
+    const older: Record<string, unknown> = { ...result.rounds[0] };
+    delete older['bpftrace'];
+    const bad = { ...result, rounds: [older, ...result.rounds.slice(1)] };
+    expect(() => parseGuestStartUp(JSON.stringify(bad), 'r.json')).toThrow(GuestStartUpError);
+    expect(() => parseGuestStartUp(JSON.stringify(bad), 'r.json')).toThrow(
+      'r.json: rounds[0].bpftrace is not a non-empty string (missing)',
+    );
+  });
+
+  it("rejects a result that does not name the machine's and the image's bpftrace", () => {
+    const noMachine: Record<string, unknown> = { ...result };
+    delete noMachine['machineBpftrace'];
+    expect(() => parseGuestStartUp(JSON.stringify(noMachine), 'r.json')).toThrow(
+      'r.json: machineBpftrace is not a non-empty string (missing)',
+    );
+    expect(() =>
+      parseGuestStartUp(JSON.stringify({ ...result, imageBpftrace: '' }), 'r.json'),
+    ).toThrow('r.json: imageBpftrace is not a non-empty string ("")');
+  });
+
+  it('rejects a round on a bpftrace that is neither of the two', () => {
+    const bad = { ...result, rounds: [{ ...result.rounds[0], bpftrace: 'bpftrace v0.20.1' }] };
+    expect(() => parseGuestStartUp(JSON.stringify(bad), 'r.json')).toThrow(
+      'r.json: rounds[0].bpftrace is neither the machine\'s (bpftrace v0.17.0) nor the image\'s (bpftrace v0.23.2): "bpftrace v0.20.1"',
+    );
+  });
+
   it('says where the guest logs are when it wrote no result', () => {
     const dir = mkdtempSync(join(tmpdir(), 'guest-start-up-'));
     try {
@@ -123,23 +169,41 @@ describe('the result the guest writes', () => {
 });
 
 describe('the section', () => {
-  it('groups the rounds by mode in the order the guest ran them', () => {
-    expect(summarizeByMode(result).map((m) => [m.mode, m.ready])).toEqual([
-      ['kprobe', [52, 40, 42]],
-      ['tracepoint', [47, 38, 36]],
+  it('groups the rounds by bpftrace and mode in the order the guest first ran each', () => {
+    expect(summarizeStarts(result).map((m) => [m.bpftrace, m.mode, m.ready])).toEqual([
+      [machine, 'kprobe', [52, 40, 42]],
+      [image, 'kprobe', [44, 37, 36]],
+      [machine, 'tracepoint', [47, 38, 36]],
+      [image, 'tracepoint', [39, 35, 34]],
     ]);
   });
 
-  it('shows each mode with the median and range, the guest kernel, and the host figure beside it', () => {
-    const text = renderGuestStartUpSection({ result, bootSeconds: 13.2, guestSeconds: 300.4 }, 9.4);
+  it('shows each bpftrace and mode with the median and range, the guest kernel, and the host figure beside it', () => {
+    const text = renderGuestStartUpSection({ result, bootSeconds: 13.2, guestSeconds: 600.4 }, 9.4);
     expect(text).toContain('## 7b. Start-up on a 6.1 guest (QEMU, software emulation)');
     expect(text).toContain('Guest kernel: 6.1.0-57-amd64 (2 vCPUs)');
     expect(text).toContain(
-      '| kprobe | 3 | 42.0 s (40.0 s–52.0 s) | 4.2 s (4.2 s–4.2 s) | 36.0 s (34.0 s–46.0 s) |',
+      "bpftrace: bpftrace v0.17.0 (the machine's, Debian 12's) and bpftrace v0.23.2 (Debian 13's, the one the image ships).",
     );
-    expect(text).toContain('| tracepoint | 3 | 38.0 s (36.0 s–47.0 s) |');
     expect(text).toContain(
-      "section 7 of this run was 9.4 s, the guest's in the same mode 4.0 times as long",
+      "| bpftrace v0.17.0 (the machine's) | kprobe | 3 | 42.0 s (40.0 s–52.0 s) | 4.2 s (4.2 s–4.2 s) | 36.0 s (34.0 s–46.0 s) |",
+    );
+    expect(text).toContain(
+      "| bpftrace v0.23.2 (the image's) | kprobe | 3 | 37.0 s (36.0 s–44.0 s) | 4.2 s (4.2 s–4.2 s) | 31.0 s (30.0 s–38.0 s) |",
+    );
+    expect(text).toContain(
+      "| bpftrace v0.17.0 (the machine's) | tracepoint | 3 | 38.0 s (36.0 s–47.0 s) |",
+    );
+    expect(text).toContain(
+      "| bpftrace v0.23.2 (the image's) | tracepoint | 3 | 35.0 s (34.0 s–39.0 s) |",
+    );
+    expect(text).toContain(
+      'Every round: bpftrace v0.17.0 kprobe 52.0 s, bpftrace v0.23.2 kprobe 44.0 s, bpftrace v0.17.0 tracepoint 47.0 s,',
+    );
+    // Section 7 runs the machine's bpftrace: the comparison is with its tracepoint rounds
+    // (median 38), not the image's (35).
+    expect(text).toContain(
+      "section 7 of this run (bpftrace v0.17.0, tracepoint mode) was 9.4 s, the guest's with the same bpftrace in the same mode 4.0 times as long",
     );
     expect(text).toContain('slower than the\nsame kernel on real hardware');
     expect(text).not.toContain('Failures in the guest');
@@ -148,7 +212,7 @@ describe('the section', () => {
   it('lists the failures the guest reported, and says "not in the log" for a missing phase', () => {
     const partial: GuestStartUp = {
       ...result,
-      rounds: [{ ...round('kprobe', 1, 50), compileAttachSeconds: null }],
+      rounds: [{ ...round(machine, 'kprobe', 1, 50), compileAttachSeconds: null }],
       failures: ['tracepoint round 1: the agent was not ready within 240 s'],
     };
     const text = renderGuestStartUpSection({
@@ -157,7 +221,7 @@ describe('the section', () => {
       guestSeconds: 400,
     });
     expect(text).toContain(
-      '| kprobe | 1 | 50.0 s (50.0 s–50.0 s) | 4.2 s (4.2 s–4.2 s) | not in the log |',
+      "| bpftrace v0.17.0 (the machine's) | kprobe | 1 | 50.0 s (50.0 s–50.0 s) | 4.2 s (4.2 s–4.2 s) | not in the log |",
     );
     expect(text).toContain('- tracepoint round 1: the agent was not ready within 240 s');
     expect(text).toContain("section 7 of a full run gives the host's start-up");
