@@ -235,7 +235,7 @@ export function probeSupervisor(
   const pageOut =
     options.bpftracePageOut === 'on' && deps.pageOutProgram !== undefined
       ? createCompilerPageOut({
-          helper: deps.pageOutProgram,
+          program: deps.pageOutProgram,
           run: deps.runCommand,
           readText: deps.readText,
           procRoot: deps.procRoot,

@@ -8,14 +8,19 @@ import type { CommandRunner } from '../../detect/capabilities.js';
  */
 const COMPILER_LIBRARY = /\/lib(?:LLVM|clang)[^/]*\.so[^/]*$/;
 
-/** The `START-END` ranges of the compiler's libraries in a process's /proc/PID/maps. */
+/**
+ * The `START-END` ranges of the compiler's libraries in a process's /proc/PID/maps: their code
+ * and read-only data. Writable mappings (the libraries' data) are left alone: what they hold
+ * is the process's own, and paging it out would mean swap.
+ */
 export function compilerRanges(maps: string): string[] {
   const ranges: string[] = [];
   for (const line of maps.split('\n')) {
     // address perms offset dev inode path: the path is the rest, and may hold spaces.
-    const [, range, path] = /^([0-9a-f]+-[0-9a-f]+) \S+ \S+ \S+ \d+\s+(\S.*)$/.exec(line) ?? [];
-    if (range !== undefined && path !== undefined && COMPILER_LIBRARY.test(path))
-      ranges.push(range);
+    const [, range, perms, path] =
+      /^([0-9a-f]+-[0-9a-f]+) (\S+) \S+ \S+ \d+\s+(\S.*)$/.exec(line) ?? [];
+    if (range === undefined || perms === undefined || path === undefined) continue;
+    if (!perms.includes('w') && COMPILER_LIBRARY.test(path)) ranges.push(range);
   }
   return ranges;
 }
@@ -33,7 +38,7 @@ export function residentBytes(status: string): { rss: number; rssFile: number } 
 
 export interface CompilerPageOutOptions {
   /** The page-out program (native/page-out.c), found or built on first use; throws if none. */
-  readonly helper: () => Promise<string>;
+  readonly program: () => Promise<string>;
   readonly run: CommandRunner;
   readonly readText: (path: string) => Promise<string>;
   readonly procRoot: string;
@@ -55,9 +60,9 @@ export function createCompilerPageOut(
   let missingLogged = false;
   return async (pid, probe) => {
     try {
-      let helper: string;
+      let program: string;
       try {
-        helper = await options.helper();
+        program = await options.program();
       } catch (error) {
         if (!missingLogged) {
           missingLogged = true;
@@ -78,7 +83,7 @@ export function createCompilerPageOut(
         return;
       }
       const before = residentBytes(await options.readText(`${proc}/status`));
-      const outcome = await options.run(helper, [String(pid), ...ranges], {
+      const outcome = await options.run(program, [String(pid), ...ranges], {
         timeoutMs: options.timeoutMs ?? 10_000,
       });
       if (outcome.exitCode !== 0) {

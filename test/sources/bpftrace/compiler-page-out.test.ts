@@ -14,6 +14,7 @@ const MAPS = [
   '7f1c2c000000-7f1c2c021000 rw-p 00000000 00:00 0 ',
   '7f1c30000000-7f1c3100c000 r--p 00000000 08:01 2233 /usr/lib/llvm-14/lib/libLLVM-14.so.1',
   '7f1c3100c000-7f1c34a2b000 r-xp 0100c000 08:01 2233 /usr/lib/llvm-14/lib/libLLVM-14.so.1',
+  '7f1c34a2b000-7f1c34b00000 rw-p 04a2b000 08:01 2233 /usr/lib/llvm-14/lib/libLLVM-14.so.1',
   '7f1c35000000-7f1c35c00000 r-xp 00000000 08:01 2240 /usr/lib/x86_64-linux-gnu/libclang-cpp.so.14',
   '7f1c36000000-7f1c36400000 r-xp 00000000 08:01 3001 /opt/bpftrace/root/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1 (deleted)',
   '7f1c37000000-7f1c37200000 r-xp 00000000 08:01 3002 /opt/my libs/libclang-19.so.19',
@@ -38,7 +39,7 @@ const outcome = (exitCode: number, stdout = '', stderr = ''): CommandOutcome => 
 });
 
 function pageOutHarness(options: {
-  helper?: () => Promise<string>;
+  program?: () => Promise<string>;
   result?: CommandOutcome;
   files?: Record<string, string[]>;
 }) {
@@ -60,7 +61,7 @@ function pageOutHarness(options: {
       : Promise.resolve(next);
   };
   const pageOut = createCompilerPageOut({
-    helper: options.helper ?? (() => Promise.resolve('/usr/local/lib/page-out')),
+    program: options.program ?? (() => Promise.resolve('/usr/local/lib/page-out')),
     run,
     readText,
     procRoot: '/proc',
@@ -70,7 +71,7 @@ function pageOutHarness(options: {
 }
 
 describe('compilerRanges', () => {
-  it("takes every mapping of LLVM's and Clang's libraries, of either bpftrace, and nothing else", () => {
+  it("takes the code and read-only data of LLVM's and Clang's libraries, of either bpftrace, and nothing else", () => {
     expect(compilerRanges(MAPS)).toEqual([
       '7f1c30000000-7f1c3100c000',
       '7f1c3100c000-7f1c34a2b000',
@@ -119,7 +120,7 @@ describe('createCompilerPageOut', () => {
 
   it('says once that there is no page-out program, and runs nothing', async () => {
     const { pageOut, calls, records } = pageOutHarness({
-      helper: () => Promise.reject(new Error('no gcc')),
+      program: () => Promise.reject(new Error('no gcc')),
     });
     await pageOut(42, 'combined');
     await pageOut(43, 'combined');
