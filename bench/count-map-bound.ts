@@ -1,5 +1,6 @@
 import { createLineDecoder } from '../src/decode/decode.js';
 import { DnsDropCounts } from '../src/decode/dns-drop-counts.js';
+import { mapKeysEnv } from '../src/probes/catalogue.js';
 import { startProbe } from '../test/lab/bpftrace.js';
 import { readDropReasons } from '../test/lab/drop-reasons.js';
 import { createLab, readSnmpCounter, sendQueries } from '../test/lab/index.js';
@@ -12,12 +13,22 @@ import { createLab, readSnmpCounter, sendQueries } from '../test/lab/index.js';
  * uncounted (the `totals − Σ detail` shortfall) where it had not.
  */
 export interface CountMapBound {
+  /** What the bpftrace run prints for `--version`. */
+  readonly bpftrace: string;
   readonly mapKeys: number;
   readonly distinctKeys: number;
   readonly dropped: number;
   readonly countedByKey: number;
   readonly keysHeld: number;
   readonly uncounted: number;
+  /** Records bpftrace printed about failed helper calls (0.22 and later: each map update refused). */
+  readonly helperErrors: number;
+}
+
+/** The bpftrace that runs the probe, and what its `--version` prints. */
+export interface BoundBpftrace {
+  readonly path: string;
+  readonly version: string;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -25,6 +36,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function measureCountMapBound(
   mapKeys: number,
   addresses: number,
+  bpftrace: BoundBpftrace,
 ): Promise<CountMapBound> {
   if (addresses > 150) throw new Error('at most 150 silent addresses (192.0.2.100-249 of the lab)');
   const reasons = readDropReasons();
@@ -38,9 +50,13 @@ export async function measureCountMapBound(
     for (const address of silent) {
       await lab.exec(lab.upstream.netns, 'ip', ['addr', 'add', `${address}/32`, 'dev', 'lo']);
     }
-    const probe = await startProbe('tracepoint/dns-drops.bt', ['300'], 60_000, {
-      BPFTRACE_MAP_KEYS_MAX: String(mapKeys),
-    });
+    const probe = await startProbe(
+      'tracepoint/dns-drops.bt',
+      ['300'],
+      60_000,
+      mapKeysEnv(mapKeys),
+      bpftrace.path,
+    );
     try {
       const noPortsBefore = await readSnmpCounter(lab.upstream.netns, 'Udp', 'NoPorts');
       for (const pod of lab.pods) {
@@ -55,8 +71,10 @@ export async function measureCountMapBound(
         });
         let countedByKey = 0;
         let uncounted = 0;
+        let helperErrors = 0;
         const keys = new Set<string>();
         for (const line of probe.lines) {
+          if (line.includes('"helper_error"')) helperErrors += 1;
           const decoded = decode(line);
           if (decoded.type === 'map_cleared') counts.cleared(decoded.map);
           if (decoded.type !== 'counts') continue;
@@ -70,7 +88,7 @@ export async function measureCountMapBound(
           }
           uncounted += update.uncounted.get('NO_SOCKET') ?? 0;
         }
-        return { countedByKey, uncounted, keysHeld: keys.size };
+        return { countedByKey, uncounted, keysHeld: keys.size, helperErrors };
       };
       const deadline = Date.now() + 15_000;
       let reading = read();
@@ -81,6 +99,7 @@ export async function measureCountMapBound(
       await sleep(1_200); // one more print: a drop counted twice would show here
       reading = read();
       return {
+        bpftrace: bpftrace.version,
         mapKeys,
         // Both pods leave masqueraded as the node, and the upstream's conntrack entry holds that
         // address as original: one key per silent address.

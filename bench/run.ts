@@ -23,7 +23,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { buildBenchPrograms } from './build-c.js';
-import { measureCountMapBound } from './count-map-bound.js';
+import { measureCountMapBound, type CountMapBound } from './count-map-bound.js';
 import { measureDecodeThroughput } from './decode-throughput.js';
 import { measureDnsLoad } from './dns-load.js';
 import { renderDnsLoadSection } from './dns-load-report.js';
@@ -39,7 +39,7 @@ import {
 } from './guest-start-up-result.js';
 import { measureKubernetesScale } from './kubernetes-scale.js';
 import { machineFacts } from './machine.js';
-import { resolveNewerBpftrace } from './newer-bpftrace.js';
+import { resolveNewerBpftrace, type NewerBpftrace } from './newer-bpftrace.js';
 import {
   renderKubernetesSection,
   renderReport,
@@ -71,6 +71,20 @@ const SECTIONS_RUN_ALONE = [
   'udp',
   'idle',
 ] as const;
+
+/** Section 8 with the machine's bpftrace, then the image's: each prints its map-full differently. */
+async function measureMapBoundOnBoth(
+  machineBpftrace: string,
+  newer: NewerBpftrace,
+): Promise<CountMapBound[]> {
+  const runs: CountMapBound[] = [];
+  for (const bpftrace of [{ path: 'bpftrace', version: machineBpftrace }, newer]) {
+    const run = await measureCountMapBound(64, 100, bpftrace);
+    log(`   ${JSON.stringify(run)}`);
+    runs.push(run);
+  }
+  return runs;
+}
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
   const at = argv.indexOf(flag);
@@ -109,8 +123,10 @@ async function main(): Promise<void> {
     return;
   }
   if (onlySection(argv) === 'map-bound') {
-    log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
-    log(`   ${JSON.stringify(await measureCountMapBound(64, 100))}`);
+    log('8. count maps at their bound (the DNS-drop probe, a bound of 64 keys, each bpftrace)');
+    const newer = await resolveNewerBpftrace((line) => log(`   ${line}`));
+    const machineBpftrace = (await execa('bpftrace', ['--version'])).stdout.trim();
+    await measureMapBoundOnBoth(machineBpftrace, newer);
     return;
   }
   if (onlySection(argv) === 'storm-cost') {
@@ -253,9 +269,8 @@ async function main(): Promise<void> {
     guestStartUp = { error: error.message };
     log(`   not measured: ${error.message}`);
   }
-  log('8. count maps at their bound (the DNS-drop probe, BPFTRACE_MAP_KEYS_MAX=64)');
-  const mapBound = await measureCountMapBound(64, 100);
-  log(`   ${JSON.stringify(mapBound)}`);
+  log('8. count maps at their bound (the DNS-drop probe, a bound of 64 keys, each bpftrace)');
+  const mapBound = await measureMapBoundOnBoth(machine.bpftrace, newer);
   const wallSeconds = (Date.now() - started) / 1000;
   const report = renderReport({
     date: new Date(),

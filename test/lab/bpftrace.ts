@@ -28,9 +28,10 @@ export async function startProbe(
   args: readonly string[] = [],
   attachTimeoutMs = 30_000,
   env: Readonly<Record<string, string>> = {},
+  bpftrace = 'bpftrace',
 ): Promise<ProbeRun> {
   const child: ResultPromise = execa(
-    'bpftrace',
+    bpftrace,
     ['-f', 'json', '-B', 'line', `${probesDir}${script}`, ...args],
     {
       reject: false,
