@@ -84,6 +84,8 @@ export interface CompilerPagedOut {
   readonly bytesAdvised: number;
   readonly fileResidentBefore: number;
   readonly fileResidentAfter: number;
+  readonly shmemResidentBefore: number;
+  readonly shmemResidentAfter: number;
 }
 
 /** Every record the agent logged on paging bpftrace's compiler out, oldest first. */
@@ -106,11 +108,52 @@ export async function compilerPagedOut(
 }
 
 /** Most of what bpftrace's compile faulted in (70–80 MB of LLVM and Clang) must leave. */
-export const COMPILER_BYTES_LEAVING = 30 * 1024 * 1024;
+const COMPILER_BYTES_LEAVING = 30 * 1024 * 1024;
 
-/** A process's file-backed resident bytes now (RssFile of /proc/PID/status). */
-export function fileResidentNow(pid: number): number {
-  const match = /^RssFile:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (match === null) throw new Error(`no RssFile in /proc/${pid}/status`);
+/**
+ * Where the process's library pages are counted: file-backed on a root on disk (a node, the
+ * image test), shared memory on a root on tmpfs (the CI's clean root). Either way the
+ * compiler's must leave the process.
+ */
+function libraryPages(pagedOut: CompilerPagedOut): {
+  field: 'RssFile' | 'RssShmem';
+  before: number;
+  after: number;
+} {
+  return pagedOut.fileResidentBefore >= pagedOut.shmemResidentBefore
+    ? { field: 'RssFile', before: pagedOut.fileResidentBefore, after: pagedOut.fileResidentAfter }
+    : {
+        field: 'RssShmem',
+        before: pagedOut.shmemResidentBefore,
+        after: pagedOut.shmemResidentAfter,
+      };
+}
+
+/** A process's resident bytes of one kind now, from /proc/PID/status. */
+function residentNow(pid: number, field: 'RssFile' | 'RssShmem'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+  if (match === null) throw new Error(`no ${field} in /proc/${pid}/status`);
   return Number(match[1]) * 1024;
+}
+
+/** Checks that the agent paged the latest bpftrace's compiler out, and that it left memory. */
+export async function expectCompilerPagedOut(agent: AgentUnderTest): Promise<void> {
+  const pagedOut = await compilerPagedOut(agent);
+  expect(pagedOut.bytesAdvised).toBeGreaterThan(0);
+  const pages = libraryPages(pagedOut);
+  expect(pages.before - pages.after).toBeGreaterThan(COMPILER_BYTES_LEAVING);
+}
+
+/**
+ * Checks, after the counting tests, that one page-out ran per bpftrace started and that the
+ * latest one's compiler did not come back into memory: bpftrace never ran it again.
+ */
+export async function expectCompilerStillOut(agent: AgentUnderTest, starts = 1): Promise<void> {
+  const pagedOut = await compilerPagedOut(agent, starts);
+  expect(new Set(compilerPageOuts(agent).map((record) => record.pid)).size).toBe(starts);
+  const pages = libraryPages(pagedOut);
+  expect(residentNow(pagedOut.pid, pages.field)).toBeLessThan(
+    pages.before - COMPILER_BYTES_LEAVING,
+  );
 }

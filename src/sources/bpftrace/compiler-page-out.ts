@@ -25,15 +25,24 @@ export function compilerRanges(maps: string): string[] {
   return ranges;
 }
 
-/** Resident and file-backed resident bytes of a process, from /proc/PID/status. */
-export function residentBytes(status: string): { rss: number; rssFile: number } | undefined {
+/**
+ * Resident bytes of a process from /proc/PID/status: all of them, the file-backed ones, and
+ * those of shared memory, as the pages of a library on tmpfs are counted (paging them out
+ * takes them out of the process; the tmpfs keeps them, as it keeps the library's file).
+ */
+export function residentBytes(
+  status: string,
+): { rss: number; rssFile: number; rssShmem: number } | undefined {
   const kib = (field: string) => {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
     return match === null ? undefined : Number(match[1]) * 1024;
   };
   const rss = kib('VmRSS');
   const rssFile = kib('RssFile');
-  return rss === undefined || rssFile === undefined ? undefined : { rss, rssFile };
+  const rssShmem = kib('RssShmem');
+  return rss === undefined || rssFile === undefined || rssShmem === undefined
+    ? undefined
+    : { rss, rssFile, rssShmem };
 }
 
 export interface CompilerPageOutOptions {
@@ -109,6 +118,8 @@ export function createCompilerPageOut(
           residentAfter: after?.rss,
           fileResidentBefore: before?.rssFile,
           fileResidentAfter: after?.rssFile,
+          shmemResidentBefore: before?.rssShmem,
+          shmemResidentAfter: after?.rssShmem,
         },
         "bpftrace's compiler paged out",
       );

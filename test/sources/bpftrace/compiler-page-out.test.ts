@@ -25,9 +25,9 @@ const MAPS = [
 ].join('\n');
 
 const STATUS_BEFORE =
-  'Name:\tbpftrace\nVmRSS:\t  116000 kB\nRssAnon:\t   36000 kB\nRssFile:\t   80000 kB\n';
+  'Name:\tbpftrace\nVmRSS:\t  116000 kB\nRssAnon:\t   36000 kB\nRssFile:\t   80000 kB\nRssShmem:\t       0 kB\n';
 const STATUS_AFTER =
-  'Name:\tbpftrace\nVmRSS:\t   46000 kB\nRssAnon:\t   36000 kB\nRssFile:\t   10000 kB\n';
+  'Name:\tbpftrace\nVmRSS:\t   46000 kB\nRssAnon:\t   36000 kB\nRssFile:\t   10000 kB\nRssShmem:\t       0 kB\n';
 
 const outcome = (exitCode: number, stdout = '', stderr = ''): CommandOutcome => ({
   exitCode,
@@ -87,8 +87,12 @@ describe('compilerRanges', () => {
 });
 
 describe('residentBytes', () => {
-  it('reads VmRSS and RssFile in bytes', () => {
-    expect(residentBytes(STATUS_BEFORE)).toEqual({ rss: 116000 * 1024, rssFile: 80000 * 1024 });
+  it('reads VmRSS, RssFile and RssShmem in bytes', () => {
+    expect(residentBytes(STATUS_BEFORE)).toEqual({
+      rss: 116000 * 1024,
+      rssFile: 80000 * 1024,
+      rssShmem: 0,
+    });
   });
 
   it('is undefined when a field is missing', () => {
@@ -115,6 +119,8 @@ describe('createCompilerPageOut', () => {
       residentAfter: 46000 * 1024,
       fileResidentBefore: 80000 * 1024,
       fileResidentAfter: 10000 * 1024,
+      shmemResidentBefore: 0,
+      shmemResidentAfter: 0,
     });
   });
 
