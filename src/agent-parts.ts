@@ -232,10 +232,15 @@ export function probeSupervisor(
     shortfalls: path.metrics,
     logger,
   });
+  const pageOutProgram = options.bpftracePageOut === 'on' ? deps.pageOutProgram : undefined;
+  // Found, or built with gcc in a checkout, while bpftrace compiles, not once it has attached:
+  // the agent is then ready with nothing of its own start-up still running. A failure is
+  // reported when the page-out is due.
+  pageOutProgram?.().catch(() => undefined);
   const pageOut =
-    options.bpftracePageOut === 'on' && deps.pageOutProgram !== undefined
+    pageOutProgram !== undefined
       ? createCompilerPageOut({
-          program: deps.pageOutProgram,
+          program: pageOutProgram,
           run: deps.runCommand,
           readText: deps.readText,
           procRoot: deps.procRoot,
