@@ -5,6 +5,7 @@ import { startAgent, type RunningAgent } from '../../src/agent.js';
 import { parseOptions, type AgentOptions } from '../../src/config/options.js';
 import type { KubernetesConnection } from '../../src/attribute/kubernetes/connection.js';
 import { systemDependencies } from '../../src/system-dependencies.js';
+import { residentBytes } from '../../src/sources/bpftrace/compiler-page-out.js';
 import { waitFor } from './eventually.js';
 
 // Re-exported: the kernel tests poll the agent with the one poller of the tests.
@@ -129,12 +130,11 @@ function libraryPages(pagedOut: CompilerPagedOut): {
       };
 }
 
-/** A process's resident bytes of one kind now, from /proc/PID/status. */
+/** A process's resident bytes of one kind now, read as the agent reads them. */
 function residentNow(pid: number, field: 'RssFile' | 'RssShmem'): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
-  if (match === null) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(match[1]) * 1024;
+  const resident = residentBytes(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (resident === undefined) throw new Error(`no resident figures in /proc/${pid}/status`);
+  return field === 'RssFile' ? resident.rssFile : resident.rssShmem;
 }
 
 /** Checks that the agent paged the latest bpftrace's compiler out, and that it left memory. */
